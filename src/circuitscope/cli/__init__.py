@@ -1,0 +1,1 @@
+"""The ``circuitscope`` command line (typer). Every command takes ``--json``."""

@@ -1,0 +1,1 @@
+"""The core: hooked models, hook points, activation caches, loading and tokens."""
