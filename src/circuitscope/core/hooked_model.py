@@ -204,7 +204,11 @@ class HookedModel(nn.Module):
             raise ShapeError(
                 f"token ids must lie in [0, {self.cfg.d_vocab}); got {int(tokens.min())}..{int(tokens.max())}"
             )
-        return tokens.to(self.device), attention_mask
+        if attention_mask is None and not self.cfg.causal and self._tok is not None:
+            # an encoder attends both ways, so padding would leak into real positions: mask it
+            pad = tokens != self._tok.pad_token_id
+            attention_mask = None if bool(pad.all()) else pad.long()
+        return tokens.to(self.device), (attention_mask.to(self.device) if attention_mask is not None else None)
 
     # ------------------------------------------------------------------ running
     def _run(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -218,7 +222,12 @@ class HookedModel(nn.Module):
     def forward(
         self, tokens: TokensLike, attention_mask: Int[torch.Tensor, "batch pos"] | None = None
     ) -> Float[torch.Tensor, "batch pos d_vocab"]:
-        """Logits (or the final hidden states of an encoder without an LM head)."""
+        """Logits (or the final hidden states of an encoder without an LM head).
+
+        Text is tokenized (a batch right-padded, with its padding mask). Token ids run with
+        ``attention_mask`` if given; otherwise a decoder attends to every position (right
+        padding cannot reach earlier positions) and an encoder masks its pad token.
+        """
         ids, mask = self._prepare(tokens, attention_mask)
         return self._run(ids, mask)
 
