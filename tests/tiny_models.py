@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 import transformers as tf
+from transformers import PreTrainedModel
 
 VOCAB = 97
 
@@ -17,13 +18,13 @@ class Tiny:
     """A recipe for one tiny model."""
 
     name: str
-    build: Callable[[], torch.nn.Module]
+    build: Callable[[], PreTrainedModel]
     causal: bool = True
     sliding_window: int | None = None
 
 
-def _seeded(make: Callable[[], torch.nn.Module]) -> Callable[[], torch.nn.Module]:
-    def build() -> torch.nn.Module:
+def _seeded(make: Callable[[], PreTrainedModel]) -> Callable[[], PreTrainedModel]:
+    def build() -> PreTrainedModel:
         torch.manual_seed(0)
         model = make().eval()
         # random init leaves some norms at exactly 1/0; perturb every parameter so that

@@ -10,6 +10,7 @@ from circuitscope.core.hook_points import HookHandle, HookPoint
 from circuitscope.core.hooked_model import ActiveHook, GenerationResult, HookedModel
 from circuitscope.core.loading import DEFAULT_MODEL, load_model
 from circuitscope.core.names import act_name
+from circuitscope.core.transforms import center_unembed, center_writing_weights, fold_layer_norm
 from circuitscope.errors import (
     CircuitscopeError,
     HookNameError,
@@ -37,5 +38,8 @@ __all__ = [
     "UnsupportedModelError",
     "__version__",
     "act_name",
+    "center_unembed",
+    "center_writing_weights",
+    "fold_layer_norm",
     "load_model",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import torch
 from jaxtyping import Float, Int
@@ -21,6 +21,9 @@ from circuitscope.core.weights import head_in_weights, head_out_weights
 from circuitscope.core.wiring import Instrumentation
 from circuitscope.errors import HookNameError, ShapeError, TokenizationError
 from circuitscope.models import Adapter, adapter_for
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = ["ActiveHook", "GenerationResult", "HookedModel"]
 
@@ -61,7 +64,10 @@ class HookedModel(nn.Module):
     ``HookedModel(hf_model, tokenizer)``.
     """
 
-    def __init__(self, hf_model: nn.Module, tokenizer: Any = None, *, adapter: Adapter | None = None) -> None:
+    hf_model: PreTrainedModel
+    """The wrapped Hugging Face model (its attention implementation set to circuitscope's)."""
+
+    def __init__(self, hf_model: PreTrainedModel, tokenizer: Any = None, *, adapter: Adapter | None = None) -> None:
         super().__init__()
         config = getattr(hf_model, "config", None)
         if config is None:
@@ -70,7 +76,7 @@ class HookedModel(nn.Module):
         self.cfg = ModelConfig.from_hf(config, self.adapter)
         ensure_registered()
         if getattr(config, "_attn_implementation", None) != ATTN_IMPLEMENTATION:
-            hf_model.set_attn_implementation(ATTN_IMPLEMENTATION)  # type: ignore[operator]
+            hf_model.set_attn_implementation(ATTN_IMPLEMENTATION)
         self.hf_model = hf_model.eval()
         self.tokenizer = tokenizer
         self._tok = Tokenizer(tokenizer, self.adapter.tokenization, self.cfg.n_ctx) if tokenizer is not None else None

