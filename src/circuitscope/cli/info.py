@@ -92,3 +92,8 @@ def run(
         table.add_row(repr(row["token"]), f"{row['prob']:.3f}")
     console.print(table)
     console.print(f"cached {len(cache)} activations ({n_values / 1e6:.1f}M values) in {seconds:.2f}s")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("info")(info)
+    app.command("run")(run)

@@ -1,10 +1,17 @@
-"""The ``circuitscope`` command."""
+"""The ``circuitscope`` command.
+
+Each module in ``circuitscope.cli`` that defines ``register(app)`` adds its commands;
+adding a command group means adding one module.
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import typer
 
-from circuitscope.cli import info as info_cmd
+import circuitscope.cli as cli_package
 
 app = typer.Typer(
     name="circuitscope",
@@ -13,8 +20,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command("info")(info_cmd.info)
-app.command("run")(info_cmd.run)
+
+for _info in sorted(pkgutil.iter_modules(cli_package.__path__), key=lambda i: i.name):
+    if _info.name in ("main", "output") or _info.name.startswith("_"):
+        continue
+    _module = importlib.import_module(f"{cli_package.__name__}.{_info.name}")
+    _register = getattr(_module, "register", None)
+    if callable(_register):
+        _register(app)
 
 
 def main() -> None:
