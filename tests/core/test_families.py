@@ -56,6 +56,8 @@ def test_shapes_follow_transformerlens(family: tuple[Tiny, torch.nn.Module, Hook
     assert model.W_Q.shape == (c.n_layers, c.n_heads, c.d_model, c.d_head)
     assert model.W_K.shape == (c.n_layers, c.n_kv_heads, c.d_model, c.d_head)
     assert model.W_O.shape == (c.n_layers, c.n_heads, c.d_head, c.d_model)
+    if model.hf_model.__class__.__name__ != "BertModel":  # every model with an LM head exposes W_U
+        assert model.W_U.shape == (c.d_model, c.d_vocab)
 
 
 @torch.no_grad()

@@ -74,6 +74,7 @@ class BlockModules:
         self.mlp_in_linear = get(adapter.mlp_in_linear, "mlp_in_linear")
         self.mlp_down = resolve_path(block, adapter.mlp_down, "mlp_down")
         self.mlp_out = resolve_path(block, adapter.mlp_out, "mlp_out")
+        self.mlp_out_norm = get(adapter.mlp_out_norm, "mlp_out_norm")
 
 
 class _LayerState:

@@ -78,6 +78,8 @@ class Adapter:
     """Norm between the attention output projection and the residual add (Gemma 2/3), or, for a
     post-norm family, the LayerNorm of ``x + attn`` (BERT); None if absent. ``hook_result`` pushes
     each head through it with the scale frozen."""
+    mlp_out_norm: str | None = None
+    """Norm between the MLP output projection and the residual add (Gemma 2/3); None if absent."""
     mlp_in_linear: str | None = None
     """Under a gated MLP, the linear (up) projection; its output is ``mlp.hook_pre_linear``."""
     conv1d: bool = False

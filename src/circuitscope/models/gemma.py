@@ -30,5 +30,6 @@ ADAPTER = Adapter(
     mlp_in_linear="mlp.up_proj",
     mlp_down="mlp.down_proj",
     mlp_out="post_feedforward_layernorm",
+    mlp_out_norm="post_feedforward_layernorm",
     rotary=True,
 )

@@ -1,0 +1,130 @@
+"""Logit lens: decode the residual stream before every block through the final norm and unembedding.
+
+Each layer's residual stream goes through the real final norm (its own scale, not the
+final layer's) and the unembedding, so the last row equals the model's own logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+
+from circuitscope.core.hooked_model import HookedModel
+from circuitscope.errors import UnsupportedModelError
+from circuitscope.tasks.task import Task
+
+__all__ = ["LogitLensResult", "decode_resid", "logit_lens", "plot"]
+
+
+@dataclass(frozen=True)
+class LogitLensResult:
+    """Per layer: how the answers fare when the residual stream so far is decoded."""
+
+    layers: list[str]
+    """``0_pre`` .. ``{n-1}_pre`` then ``final``."""
+    logit_diff: Float[torch.Tensor, " layer"]
+    """Mean logit difference (correct - incorrect) at the answer positions."""
+    correct_prob: Float[torch.Tensor, " layer"]
+    """Mean probability of the correct answer."""
+    correct_rank: Float[torch.Tensor, " layer"]
+    """Mean rank of the correct answer (0 = top)."""
+    top_tokens: list[list[list[str]]]
+    """For the first prompt: ``[layer][pos]`` the top-k decoded tokens."""
+    top_probs: Float[torch.Tensor, "layer pos k"]
+    """Their probabilities."""
+    str_tokens: list[str]
+    """The first clean prompt's tokens."""
+
+
+def decode_resid(model: HookedModel, resid: Float[torch.Tensor, "... d_model"]) -> Float[torch.Tensor, "... d_vocab"]:
+    """Final norm and unembedding (and final softcapping, where the family has it), without hooks."""
+    norm, unembed = model.wiring.final_norm, model.wiring.unembed
+    if norm is None or unembed is None:
+        raise UnsupportedModelError(f"the {model.cfg.family} model has no final norm and unembedding to decode with")
+    logits = unembed.forward(norm.forward(resid))
+    cap = getattr(model.hf_model.config.get_text_config(), "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap is not None else logits
+
+
+def _token(model: HookedModel, token: int) -> str:
+    text = model.to_string(token) if model.tokenizer is not None else f"#{token}"
+    assert isinstance(text, str)
+    return text
+
+
+@torch.no_grad()
+def logit_lens(model: HookedModel, task: Task, k: int = 5) -> LogitLensResult:
+    """Decode ``resid_pre`` of every block and the final residual stream of the clean prompts."""
+    n = model.cfg.n_layers
+    _, cache = model.run_with_cache(
+        task.clean_tokens, names=["blocks.*.hook_resid_pre", f"blocks.{n - 1}.hook_resid_post"]
+    )
+    stack = cache.accumulated_resid()
+    rows = torch.arange(len(task))
+    diffs, probs, ranks, top_probs, top_tokens = [], [], [], [], []
+    first_len = int(task.answer_pos[0]) + 1
+    for layer in range(stack.tensor.shape[0]):
+        resid = stack.tensor[layer]
+        logits = decode_resid(model, resid[rows, task.answer_pos]).float()
+        correct = logits[rows, task.correct]
+        diffs.append((correct - logits[rows, task.incorrect]).mean())
+        probs.append(logits.softmax(-1)[rows, task.correct].mean())
+        ranks.append((logits > correct[:, None]).sum(-1).float().mean())
+        first = decode_resid(model, resid[0, :first_len]).float().softmax(-1)
+        values, ids = first.topk(k, dim=-1)
+        top_probs.append(values)
+        top_tokens.append([[_token(model, int(i)) for i in row] for row in ids])
+    return LogitLensResult(
+        layers=[*(f"{i}_pre" for i in range(n)), "final"],
+        logit_diff=torch.stack(diffs),
+        correct_prob=torch.stack(probs),
+        correct_rank=torch.stack(ranks),
+        top_tokens=top_tokens,
+        top_probs=torch.stack(top_probs),
+        str_tokens=[_token(model, int(i)) for i in task.clean_tokens[0, :first_len]],
+    )
+
+
+def plot(result: LogitLensResult) -> object:
+    """Logit difference and correct-answer probability by layer."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scatter(x=result.layers, y=result.logit_diff.tolist(), name="logit diff", mode="lines+markers"))
+    fig.add_trace(
+        go.Scatter(x=result.layers, y=result.correct_prob.tolist(), name="P(correct)", mode="lines+markers"),
+        secondary_y=True,
+    )
+    fig.update_layout(title="Logit lens at the answer position", xaxis_title="residual stream before block", height=380)
+    fig.update_yaxes(title_text="logit difference", secondary_y=False)
+    fig.update_yaxes(title_text="probability", secondary_y=True, range=[0, 1])
+    return fig
+
+
+def plot_top_tokens(result: LogitLensResult) -> object:
+    """Top decoded token per layer and position for the first prompt (colour: its probability)."""
+    import plotly.graph_objects as go
+
+    text = [[row[0] for row in layer] for layer in result.top_tokens]
+    fig = go.Figure(
+        go.Heatmap(
+            z=result.top_probs[..., 0].tolist(),
+            x=[f"{t!r}·{i}" for i, t in enumerate(result.str_tokens)],
+            y=result.layers,
+            text=text,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            zmin=0,
+            zmax=1,
+            colorbar={"title": "top-1<br>prob"},
+        )
+    )
+    fig.update_layout(
+        title="Logit lens: top token at every layer and position (first prompt)",
+        yaxis={"autorange": "reversed"},
+        height=max(320, 24 * len(result.layers) + 120),
+    )
+    return fig

@@ -1,0 +1,295 @@
+"""Activation patching: put one clean activation into the corrupted run and measure the metric.
+
+For each component (a layer and position of the residual stream, an attention or MLP
+output, a head's output, a head's q/k/v or pattern), the clean run's activation replaces
+the corrupted run's, and the task metric is recorded, normalised to 0 at the corrupted
+run and 1 at the clean run (a "denoising" patch, as TransformerLens's patching helpers do).
+
+:func:`activation_patching` batches many patches into one forward pass (K copies of the
+prompts, each patching a different component), caches the clean activations once, and
+resumes the forward pass at the patched layer from the cached corrupted residual stream
+(blocks before it cannot change), computing logits only at the answer positions.
+:func:`naive_activation_patching` is the one-forward-per-patch reference it is tested against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from jaxtyping import Float, Int
+
+from circuitscope.core.hook_points import HookPoint
+from circuitscope.core.hooked_model import HookedModel
+from circuitscope.core.replay import BlockReplay, unembed_at
+from circuitscope.errors import ShapeError
+from circuitscope.progress import progress
+from circuitscope.tasks.metrics import MetricName, evaluate_metric, normalise
+from circuitscope.tasks.task import Task
+
+__all__ = ["PATCH_TARGETS", "PatchTarget", "PatchingResult", "activation_patching", "naive_activation_patching", "plot"]
+
+PatchTarget = Literal["resid_pre", "attn_out", "mlp_out", "head_out", "head_out_by_pos", "q", "k", "v", "pattern"]
+PATCH_TARGETS: tuple[str, ...] = (
+    "resid_pre", "attn_out", "mlp_out", "head_out", "head_out_by_pos", "q", "k", "v", "pattern",
+)  # fmt: skip
+
+_HOOK = {
+    "resid_pre": "hook_resid_pre",
+    "attn_out": "hook_attn_out",
+    "mlp_out": "hook_mlp_out",
+    "head_out": "attn.hook_z",
+    "head_out_by_pos": "attn.hook_z",
+    "q": "attn.hook_q",
+    "k": "attn.hook_k",
+    "v": "attn.hook_v",
+    "pattern": "attn.hook_pattern",
+}
+
+
+@dataclass(frozen=True)
+class PatchingResult:
+    """Normalised metric for every patched component, on axes named by ``axes``."""
+
+    target: str
+    """What was patched (one of ``PATCH_TARGETS``)."""
+    scores: Float[torch.Tensor, "..."]
+    """Normalised metric: 0 = corrupted run, 1 = clean run. Shape ``[layer, pos]`` for
+    ``resid_pre``/``attn_out``/``mlp_out``, ``[layer, head]`` for ``head_out``/``q``/``v``/``pattern``
+    (``k``/``v`` over key/value heads), ``[layer, head, pos]`` for ``head_out_by_pos``."""
+    raw: Float[torch.Tensor, "..."]
+    """The metric itself (mean over prompts), same shape."""
+    axes: tuple[str, ...]
+    """Axis names of ``scores``."""
+    labels: dict[str, list[str]]
+    """Tick labels per axis (tokens of the first clean prompt for ``pos``)."""
+    metric: str
+    """Metric name."""
+    clean_value: float
+    """Mean metric of the clean run."""
+    corrupted_value: float
+    """Mean metric of the corrupted run."""
+    tokens: Int[torch.Tensor, "batch pos"]
+    """The clean tokens used, BOS included."""
+
+
+def _items(model: HookedModel, target: str, seq: int) -> tuple[tuple[str, ...], list[tuple[int, ...]], int]:
+    """Axes and the per-layer component indices of a target."""
+    c = model.cfg
+    if target in ("resid_pre", "attn_out", "mlp_out"):
+        return ("layer", "pos"), [(p,) for p in range(seq)], seq
+    if target == "head_out_by_pos":
+        return ("layer", "head", "pos"), [(h, p) for h in range(c.n_heads) for p in range(seq)], c.n_heads * seq
+    n = c.n_kv_heads if target in ("k", "v") else c.n_heads
+    return ("layer", "kv_head" if target in ("k", "v") else "head"), [(h,) for h in range(n)], n
+
+
+def _patch_rows(target: str, x: torch.Tensor, rows: slice, clean: torch.Tensor, item: tuple[int, ...]) -> None:
+    """In place: rows ``rows`` of ``x`` take the clean value of component ``item``."""
+    if target in ("resid_pre", "attn_out", "mlp_out"):
+        (p,) = item
+        x[rows, p] = clean[:, p]
+    elif target == "head_out_by_pos":
+        h, p = item
+        x[rows, p, h] = clean[:, p, h]
+    elif target == "pattern":
+        (h,) = item
+        x[rows, h] = clean[:, h]
+    else:  # head_out (z), q, k, v: [batch pos head d_head]
+        (h,) = item
+        x[rows, :, h] = clean[:, :, h]
+
+
+def _metric(
+    task: Task, metric: MetricName, logits: torch.Tensor, copies: int, clean_logits: torch.Tensor
+) -> torch.Tensor:
+    """Mean metric per copy: [copies]."""
+    values = evaluate_metric(
+        metric, logits, task.correct.repeat(copies), task.incorrect.repeat(copies), clean_logits.repeat(copies, 1)
+    )
+    return values.view(copies, len(task)).mean(1)
+
+
+def _chunks(items: list[tuple[int, ...]], size: int) -> Iterator[list[tuple[int, ...]]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _check(model: HookedModel, task: Task, target: str, layers: list[int] | None) -> list[int]:
+    if target not in PATCH_TARGETS:
+        raise ShapeError(f"unknown patching target {target!r}; choose one of {PATCH_TARGETS}")
+    chosen = list(range(model.cfg.n_layers)) if layers is None else layers
+    for layer in chosen:
+        model.check_layer_head(layer)
+    if task.clean_tokens.shape[1] > model.cfg.n_ctx:
+        raise ShapeError("the task's prompts are longer than the model's context")
+    return [layer % model.cfg.n_layers for layer in chosen]
+
+
+def _baselines(
+    model: HookedModel, task: Task, metric: MetricName, target: str
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    rows = torch.arange(len(task))
+    last = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
+    names = [n for n in model.hook_names if n.endswith(_HOOK[target])] + [last]
+    with torch.no_grad():  # stops after the last block: logits only at the answer positions
+        cache = model.cache_activations(task.clean_tokens, names)
+    clean_logits = unembed_at(model, cache[last], task.answer_pos)
+    return dict(cache), clean_logits, rows
+
+
+@torch.no_grad()
+def activation_patching(
+    model: HookedModel,
+    task: Task,
+    target: PatchTarget = "head_out",
+    *,
+    metric: MetricName | None = None,
+    layers: list[int] | None = None,
+    batch_rows: int = 256,
+) -> PatchingResult:
+    """Patch every component of ``target`` from the clean into the corrupted run, batched.
+
+    ``batch_rows`` bounds the rows of one forward pass (prompts x patches in flight).
+    """
+    chosen = _check(model, task, target, layers)
+    metric = metric or task.metric
+    clean_cache, clean_logits, _ = _baselines(model, task, metric, target)
+    replay = BlockReplay(model, task.corrupted_tokens)
+    corrupted_logits = replay.logits_at(task.answer_pos)
+    clean_value = float(_metric(task, metric, clean_logits, 1, clean_logits)[0])
+    corrupted_value = float(_metric(task, metric, corrupted_logits, 1, clean_logits)[0])
+    axes, items, n_items = _items(model, target, task.seq_len)
+    copies = max(1, batch_rows // len(task))
+    raw = torch.empty(len(chosen), n_items)
+    work = [(li, layer, chunk) for li, layer in enumerate(chosen) for chunk in _chunks(items, copies)]
+    offset: dict[int, int] = {}
+    for li, layer, chunk in progress(work, f"patching {target}", total=len(work)):
+        k = len(chunk)
+        clean = clean_cache[f"blocks.{layer}.{_HOOK[target]}"]
+        resid = replay.resid_pre[layer].repeat(k, 1, 1)
+        hooks: list[tuple[str, Callable[..., torch.Tensor]]] = []
+        if target == "resid_pre":
+            resid = resid.clone()
+            for i, item in enumerate(chunk):
+                _patch_rows(target, resid, slice(i * len(task), (i + 1) * len(task)), clean, item)
+        else:
+
+            def patch(
+                x: torch.Tensor, hook: HookPoint, chunk: list[tuple[int, ...]] = chunk, clean: torch.Tensor = clean
+            ) -> torch.Tensor:
+                x = x.clone()
+                for i, item in enumerate(chunk):
+                    _patch_rows(target, x, slice(i * len(task), (i + 1) * len(task)), clean, item)
+                return x
+
+            hooks.append((f"blocks.{layer}.{_HOOK[target]}", patch))
+        with model.hooks(hooks):
+            logits = replay.run(layer, resid, task.answer_pos.repeat(k))
+        start = offset.get(li, 0)
+        raw[li, start : start + k] = _metric(task, metric, logits, k, clean_logits)
+        offset[li] = start + k
+    return _result(model, task, target, metric, axes, raw, clean_value, corrupted_value)
+
+
+def _result(
+    model: HookedModel,
+    task: Task,
+    target: str,
+    metric: str,
+    axes: tuple[str, ...],
+    raw: torch.Tensor,
+    clean_value: float,
+    corrupted_value: float,
+) -> PatchingResult:
+    seq = task.seq_len
+    if target == "head_out_by_pos":
+        raw = raw.view(raw.shape[0], model.cfg.n_heads, seq)
+    sign = -1.0 if metric == "kl" else 1.0  # for KL lower is better: normalise so 1 = clean
+    scores = normalise(sign * raw, sign * clean_value, sign * corrupted_value)
+    tokens = model.to_str_tokens(task.clean_tokens[0]) if model.tokenizer is not None else [str(i) for i in range(seq)]
+    labels: dict[str, list[str]] = {"layer": [str(i) for i in range(model.cfg.n_layers)]}
+    labels["pos"] = [f"{t!r}·{i}" for i, t in enumerate(tokens[:seq])]
+    labels["head"] = [str(h) for h in range(model.cfg.n_heads)]
+    labels["kv_head"] = [str(h) for h in range(model.cfg.n_kv_heads)]
+    return PatchingResult(
+        target=target,
+        scores=scores,
+        raw=raw,
+        axes=axes,
+        labels={a: labels[a] for a in axes},
+        metric=metric,
+        clean_value=clean_value,
+        corrupted_value=corrupted_value,
+        tokens=task.clean_tokens,
+    )
+
+
+@torch.no_grad()
+def naive_activation_patching(
+    model: HookedModel,
+    task: Task,
+    target: PatchTarget = "head_out",
+    *,
+    metric: MetricName | None = None,
+    layers: list[int] | None = None,
+) -> PatchingResult:
+    """The reference: one full forward pass of the corrupted prompts per patched component."""
+    chosen = _check(model, task, target, layers)
+    metric = metric or task.metric
+    clean_cache, clean_logits, rows = _baselines(model, task, metric, target)
+    corrupted_logits = model(task.corrupted_tokens)[rows, task.answer_pos]
+    clean_value = float(_metric(task, metric, clean_logits, 1, clean_logits)[0])
+    corrupted_value = float(_metric(task, metric, corrupted_logits, 1, clean_logits)[0])
+    axes, items, n_items = _items(model, target, task.seq_len)
+    raw = torch.empty(len(chosen), n_items)
+    everything = slice(None)
+    for li, layer in enumerate(chosen):
+        name = f"blocks.{layer}.{_HOOK[target]}"
+        clean = clean_cache[name]
+        for j, item in enumerate(items):
+
+            def patch(
+                x: torch.Tensor, hook: HookPoint, item: tuple[int, ...] = item, clean: torch.Tensor = clean
+            ) -> torch.Tensor:
+                x = x.clone()
+                _patch_rows(target, x, everything, clean, item)
+                return x
+
+            logits = model.run_with_hooks(task.corrupted_tokens, fwd_hooks=[(name, patch)])[rows, task.answer_pos]
+            raw[li, j] = _metric(task, metric, logits, 1, clean_logits)[0]
+    return _result(model, task, target, metric, axes, raw, clean_value, corrupted_value)
+
+
+def plot(result: PatchingResult, title: str | None = None) -> object:
+    """A heatmap of the normalised scores (``[layer, head, pos]`` is summed over positions)."""
+    import plotly.graph_objects as go
+
+    scores = result.scores
+    axes = result.axes
+    if scores.ndim == 3:
+        scores = scores.sum(-1)
+        axes = axes[:2]
+    x_labels = result.labels[axes[1]]
+    fig = go.Figure(
+        go.Heatmap(
+            z=scores.tolist(),
+            x=x_labels,
+            y=result.labels["layer"],
+            colorscale="RdBu",
+            zmid=0,
+            colorbar={"title": "normalised<br>metric"},
+            hovertemplate=f"layer %{{y}}<br>{axes[1]} %{{x}}<br>score %{{z:.3f}}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title or f"Activation patching: {result.target} ({result.metric}, 0 = corrupted, 1 = clean)",
+        xaxis_title=axes[1],
+        yaxis_title="layer",
+        yaxis={"autorange": "reversed"},
+        height=max(300, 22 * scores.shape[0] + 120),
+        margin={"l": 60, "r": 20, "t": 50, "b": 60},
+    )
+    return fig

@@ -1,0 +1,104 @@
+"""``circuitscope report ioi`` and ``circuitscope report task``: the causal report, as HTML and --json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from circuitscope.cli.output import emit_json, fail
+from circuitscope.core.loading import DEFAULT_MODEL, load_model
+from circuitscope.errors import CircuitscopeError
+
+report_app = typer.Typer(
+    help="Write a causal-analysis report (self-contained HTML; --json for the numbers).", no_args_is_help=True
+)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the report's numbers as JSON to stdout.")]
+ModelOpt = Annotated[str, typer.Option("--model", help=f"Hub id, model folder, .gguf file, or {DEFAULT_MODEL!r}.")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Where to write the HTML report.")]
+BatchOpt = Annotated[int, typer.Option("--batch-rows", min=1, help="Rows (prompts x patches) per forward pass.")]
+
+
+def _finish(analysis: object, out: Path, as_json: bool) -> None:
+    from circuitscope.report.causal import CausalAnalysis, causal_report
+
+    assert isinstance(analysis, CausalAnalysis)
+    path = causal_report(analysis).write(out)
+    payload = analysis.to_json() | {"report": str(path)}
+    if as_json:
+        emit_json(payload)
+        return
+    from rich.console import Console
+
+    console = Console()
+    console.print(
+        f"[bold]{analysis.task.name}[/] on {analysis.model_name}: logit diff clean {analysis.clean_logit_diff:.3f}, "
+        f"corrupted {analysis.corrupted_logit_diff:.3f}; accuracy {analysis.clean_accuracy:.0%}"
+    )
+    for head in analysis.top_heads:
+        console.print(f"  L{head.layer}H{head.head}: patching {head.patching:+.3f}, DLA {head.dla:+.3f}")
+    console.print(f"wrote {path} in {analysis.seconds:.0f} s")
+
+
+@report_app.command("ioi")
+def ioi(
+    model: ModelOpt = DEFAULT_MODEL,
+    n_prompts: Annotated[int, typer.Option("--n-prompts", min=2, help="IOI prompt pairs.")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed of the prompt generator.")] = 0,
+    corruption: Annotated[str, typer.Option(help="abc (three new names) or swap (S2 -> IO).")] = "abc",
+    positional: Annotated[
+        int,
+        typer.Option("--positional-prompts", min=2, help="Prompts (of one template) for layer x position patching."),
+    ] = 16,
+    out: OutOpt = Path("reports/ioi.html"),
+    batch_rows: BatchOpt = 256,
+    as_json: JsonFlag = False,
+) -> None:
+    """Indirect-object identification (Wang et al. 2022): which components make the model say the IO."""
+    from circuitscope.report.causal import causal_analysis
+    from circuitscope.tasks.ioi import IOIConfig, ioi_task
+
+    try:
+        if corruption not in ("abc", "swap"):
+            raise typer.BadParameter(f"--corruption must be 'abc' or 'swap', got {corruption!r}")
+        hooked = load_model(model)
+        task = ioi_task(hooked, IOIConfig(n_prompts=n_prompts, seed=seed, corruption=corruption))  # type: ignore[arg-type]
+        positional_task = ioi_task(
+            hooked,
+            IOIConfig(n_prompts=min(n_prompts, positional), seed=seed, corruption=corruption, templates="one"),  # type: ignore[arg-type]
+        )
+        analysis = causal_analysis(
+            hooked, task, model_name=model, positional_task=positional_task, batch_rows=batch_rows
+        )
+    except CircuitscopeError as err:
+        raise fail(err, as_json) from err
+    _finish(analysis, out, as_json)
+
+
+@report_app.command("task")
+def task(
+    pairs: Annotated[
+        Path, typer.Option("--pairs", help='JSONL file: {"clean", "corrupted", "correct", "incorrect"} per line.')
+    ],
+    model: ModelOpt = DEFAULT_MODEL,
+    out: OutOpt = Path("reports/task.html"),
+    batch_rows: BatchOpt = 256,
+    as_json: JsonFlag = False,
+) -> None:
+    """The same report for your own prompt pairs."""
+    from circuitscope.report.causal import causal_analysis
+    from circuitscope.tasks.jsonl import load_jsonl_task
+
+    try:
+        hooked = load_model(model)
+        loaded = load_jsonl_task(hooked, pairs)
+        analysis = causal_analysis(hooked, loaded, model_name=model, batch_rows=batch_rows)
+    except CircuitscopeError as err:
+        raise fail(err, as_json) from err
+    _finish(analysis, out, as_json)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(report_app, name="report")

@@ -1,0 +1,51 @@
+"""User-defined tasks from a JSONL file: one ``{"clean", "corrupted", "correct", "incorrect"}`` object per line."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from circuitscope.tasks.metrics import MetricName
+from circuitscope.tasks.task import Task, TaskError
+
+if TYPE_CHECKING:
+    from circuitscope.core.hooked_model import HookedModel
+
+__all__ = ["load_jsonl_task"]
+
+_KEYS = ("clean", "corrupted", "correct", "incorrect")
+
+
+def load_jsonl_task(model: HookedModel, path: str | os.PathLike[str], metric: MetricName = "logit_diff") -> Task:
+    """Read prompt pairs; a malformed line is an error naming its line number."""
+    file = Path(path)
+    if not file.is_file():
+        raise TaskError(f"task file {str(file)!r} does not exist")
+    rows: dict[str, list[str]] = {k: [] for k in _KEYS}
+    where: list[str] = []
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise TaskError(f"{file}:{number}: not valid JSON ({err.msg} at column {err.colno})") from err
+        if not isinstance(record, dict):
+            raise TaskError(f"{file}:{number}: expected an object with keys {list(_KEYS)}, got {type(record).__name__}")
+        missing = [k for k in _KEYS if k not in record]
+        if missing:
+            raise TaskError(f"{file}:{number}: missing key(s) {missing}; each line needs {list(_KEYS)}")
+        bad = [k for k in _KEYS if not isinstance(record[k], str) or not record[k]]
+        if bad:
+            raise TaskError(f"{file}:{number}: {bad} must be non-empty strings")
+        for k in _KEYS:
+            rows[k].append(record[k])
+        where.append(f"{file}:{number}")
+    if not where:
+        raise TaskError(f"task file {str(file)!r} is empty: add one JSON object per line with keys {list(_KEYS)}")
+    return Task.from_pairs(
+        model, rows["clean"], rows["corrupted"], rows["correct"], rows["incorrect"],
+        name=file.stem, metric=metric, where=where,
+    )  # fmt: skip

@@ -1,0 +1,51 @@
+"""Direct logit attribution adds up; the logit lens ends at the model's own logits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from circuitscope import HookedModel
+from circuitscope.analysis.dla import direct_logit_attribution, plot_heads, plot_layers
+from circuitscope.analysis.logit_lens import logit_lens
+from circuitscope.analysis.logit_lens import plot as plot_lens
+from circuitscope.tasks import Task
+from tests.tiny_models import BY_NAME, VOCAB
+
+
+def _task() -> Task:
+    g = torch.Generator().manual_seed(0)
+    clean = torch.randint(1, VOCAB, (4, 7), generator=g)
+    correct = torch.randint(0, VOCAB, (4,), generator=g)
+    incorrect = torch.randint(0, VOCAB, (4,), generator=g)
+    return Task("t", ["c"] * 4, ["x"] * 4, clean, clean, torch.tensor([6, 5, 6, 4]), correct, incorrect)
+
+
+@pytest.mark.parametrize("family", ["llama_gqa", "gpt2", "gpt_neox", "gemma", "gemma3", "gemma2_softcap", "qwen2"])
+def test_contributions_sum_to_the_logit_difference(family: str) -> None:
+    model = HookedModel(BY_NAME[family].build())
+    result = direct_logit_attribution(model, _task())
+    torch.testing.assert_close(result.components.sum() + result.bias, torch.tensor(result.pre_softcap_total))
+    if family != "gemma2_softcap":  # softcapping bends the last step; elsewhere the sum is the logit diff
+        assert result.pre_softcap_total == pytest.approx(result.total, abs=1e-5)
+    else:
+        assert abs(result.pre_softcap_total - result.total) > 1e-6
+    torch.testing.assert_close(result.heads.sum(1) + result.head_bias, result.attn, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(result.neurons.sum(1) + result.neuron_bias, result.mlp, atol=1e-5, rtol=1e-4)
+    top = result.top_neurons(3)
+    assert len(top) == 3 and abs(top[0][2]) >= abs(top[-1][2])
+    assert plot_heads(result) is not None and plot_layers(result) is not None
+
+
+@pytest.mark.parametrize("family", ["llama_gqa", "gpt2", "gemma2_softcap"])
+def test_logit_lens_ends_at_the_models_logits(family: str) -> None:
+    model = HookedModel(BY_NAME[family].build())
+    task = _task()
+    result = logit_lens(model, task, k=3)
+    assert result.layers[-1] == "final" and len(result.layers) == model.cfg.n_layers + 1
+    rows = torch.arange(len(task))
+    logits = model(task.clean_tokens)[rows, task.answer_pos]
+    expected = (logits[rows, task.correct] - logits[rows, task.incorrect]).mean()
+    torch.testing.assert_close(result.logit_diff[-1], expected, atol=1e-5, rtol=1e-5)
+    assert result.top_probs.shape == (len(result.layers), int(task.answer_pos[0]) + 1, 3)
+    assert plot_lens(result) is not None
