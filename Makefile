@@ -30,10 +30,10 @@ $(VENV)/.dev: $(VENV)/.created pyproject.toml
 
 demo: $(VENV)/.demo
 	$(VENV)/bin/circuitscope info gemma-3-270m
-	$(VENV)/bin/circuitscope run gemma-3-270m "When Mary and John went to the store, John gave a drink to"
+	$(VENV)/bin/circuitscope report ioi --model gemma-3-270m --n-prompts 64 --out reports/ioi.html
 
 test: $(VENV)/.dev .data/all-MiniLM-L6-v2/config.json
-	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff check src tests $(wildcard benchmarks scripts)
 	$(VENV)/bin/pyright src tests
 	$(PY) -m pytest
 

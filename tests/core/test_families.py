@@ -193,7 +193,12 @@ def test_gradients_reach_an_early_hook(family: tuple[Tiny, torch.nn.Module, Hook
         grads[hook.name] = grad.clone()
 
     name = "blocks.0.hook_resid_pre"
-    logits, cache = model.run_with_cache(tokens, names=[name], grad=True)
+    logits, cache = model.run_with_cache(
+        tokens, names=[name, "blocks.0.attn.hook_z", "blocks.0.attn.hook_v"], grad=True
+    )
+    for per_head in ("blocks.0.attn.hook_z", "blocks.0.attn.hook_v"):  # viewed activations stay in the graph
+        (g,) = torch.autograd.grad(logits.pow(2).mean(), cache[per_head], retain_graph=True)
+        assert g.abs().sum() > 0
     with model.hooks(bwd_hooks=[(name, grab)]):
         out = model(tokens)
         out.pow(2).mean().backward()

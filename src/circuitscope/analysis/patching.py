@@ -207,8 +207,7 @@ def _result(
     seq = task.seq_len
     if target == "head_out_by_pos":
         raw = raw.view(raw.shape[0], model.cfg.n_heads, seq)
-    sign = -1.0 if metric == "kl" else 1.0  # for KL lower is better: normalise so 1 = clean
-    scores = normalise(sign * raw, sign * clean_value, sign * corrupted_value)
+    scores = normalise(raw, clean_value, corrupted_value)  # 1 = clean, 0 = corrupted, whichever way the metric points
     tokens = model.to_str_tokens(task.clean_tokens[0]) if model.tokenizer is not None else [str(i) for i in range(seq)]
     labels: dict[str, list[str]] = {"layer": [str(i) for i in range(model.cfg.n_layers)]}
     labels["pos"] = [f"{t!r}·{i}" for i, t in enumerate(tokens[:seq])]

@@ -203,8 +203,9 @@ class Instrumentation:
 
         def hook(_m: nn.Module, _args: Any, output: torch.Tensor) -> Any:
             x = output.view(*output.shape[:-1], h, d_head)
-            y = point(x)
-            return None if y is x else y.reshape(output.shape)
+            # always hand back the tensor the hook saw, so that gradients reach it (a cache with
+            # grad=True, backward hooks) even when the hook left it unchanged
+            return point(x).reshape(output.shape)
 
         return _Site(lambda: module.register_forward_hook(hook))
 
@@ -219,8 +220,6 @@ class Instrumentation:
             else:
                 parts = list(output.view(*lead, h, 3 * d).split(d, dim=-1))
             new = [pt(x) if pt.active else x for pt, x in zip((q, k, v), parts, strict=True)]
-            if all(a is b for a, b in zip(new, parts, strict=True)):
-                return None
             if layout == "concat":
                 return torch.cat([x.reshape(*lead, h * d) for x in new], dim=-1)
             return torch.cat(new, dim=-1).reshape(output.shape)
@@ -246,9 +245,12 @@ class Instrumentation:
         def hook(_m: nn.Module, args: tuple[Any, ...]) -> Any:
             flat = args[0]
             z = flat.view(*flat.shape[:-1], h, d)
-            y = point(z) if point.active else z
+            if not point.active:  # only hook_result needs z here
+                state.z = z
+                return None
+            y = point(z)
             state.z = y
-            return None if y is z else (y.reshape(flat.shape), *args[1:])
+            return (y.reshape(flat.shape), *args[1:])  # the hooked tensor itself flows on (gradients reach it)
 
         return _Site(lambda: module.register_forward_pre_hook(hook))
 

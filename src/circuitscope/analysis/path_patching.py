@@ -1,0 +1,328 @@
+"""Path patching (Wang et al. 2022): the effect of one head on chosen receivers, and on nothing else.
+
+For a sender head and a set of receivers (the q, k and/or v inputs of some heads, or the
+logits), with everything else held at its clean value:
+
+1. run the clean and corrupted prompts and cache every head's output (``attn.hook_z``);
+2. run the clean prompts with the sender's ``hook_z`` taken from the corrupted run and every
+   other head's ``hook_z`` frozen at its clean value (MLPs are recomputed), and cache the
+   receivers' inputs (``attn.hook_q/k/v``, the projections' outputs, or for the logits the
+   final residual stream ``blocks.{n-1}.hook_resid_post``);
+3. run the clean prompts once more, patching only the receivers' inputs with those values,
+   and measure the metric.
+
+This is a "noising" experiment (a corrupted value into the clean run), the opposite direction
+of :mod:`~circuitscope.analysis.patching`. Scores are the fraction of the corrupted-minus-clean
+change that the path carries: 0 = the clean run, 1 = as far as the whole corrupted run.
+
+Under grouped-query attention ``hook_k`` / ``hook_v`` have key/value heads, so a receiver
+head's k or v input is its key/value head's, which the other query heads of its group share.
+
+:func:`path_patching` scores every sender head with K senders of one layer per forward pass
+(K stacked copies of the prompts), resuming the clean forward pass at the sender's layer and
+the receivers' first layer (:class:`~circuitscope.core.replay.BlockReplay`), stopping step 2
+once the receivers' inputs exist; for the logits, step 2's output is step 3's. Senders at or
+after the last receiver's layer cannot reach it and score exactly 0 without a forward pass.
+:func:`naive_path_patching` is the two-full-forward-passes-per-sender reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from jaxtyping import Float, Int
+
+from circuitscope.core.cache import ActivationCache
+from circuitscope.core.hook_points import HookPoint
+from circuitscope.core.hooked_model import HookedModel
+from circuitscope.core.replay import BlockReplay
+from circuitscope.errors import ShapeError
+from circuitscope.progress import progress
+from circuitscope.tasks.metrics import MetricName, evaluate_metric, normalise
+from circuitscope.tasks.task import Task
+
+__all__ = ["PathPatchingResult", "ReceiverInput", "naive_path_patching", "path_patching", "plot"]
+
+ReceiverInput = Literal["q", "k", "v"]
+Hook = tuple[str, Callable[..., torch.Tensor | None]]
+
+
+@dataclass(frozen=True)
+class PathPatchingResult:
+    """Path-patching score of every sender head for one set of receivers."""
+
+    receivers: str
+    """What receives the paths: ``logits``, or e.g. ``q of L9H6, L9H9``."""
+    scores: Float[torch.Tensor, "layer head"]
+    """Fraction of the corrupted-minus-clean change carried by the path: 0 = clean run, 1 = corrupted run."""
+    raw: Float[torch.Tensor, "layer head"]
+    """The metric after path patching (mean over prompts)."""
+    axes: tuple[str, ...]
+    """``("layer", "head")``: the sender's layer and head."""
+    labels: dict[str, list[str]]
+    """Tick labels per axis."""
+    metric: str
+    """Metric name."""
+    clean_value: float
+    """Mean metric of the clean run."""
+    corrupted_value: float
+    """Mean metric of the corrupted run."""
+    tokens: Int[torch.Tensor, "batch pos"]
+    """The clean tokens used, BOS included."""
+
+    @property
+    def change(self) -> Float[torch.Tensor, "layer head"]:
+        """Metric change from the clean run (negative = a drop, for metrics where higher is better)."""
+        return self.raw - self.clean_value
+
+
+class _Stop(Exception):  # noqa: N818 (control flow)
+    """Raised once every receiver input of step 2 is cached."""
+
+
+def _receivers(
+    model: HookedModel, receivers: Sequence[tuple[int, int]] | Literal["logits"], inputs: Sequence[ReceiverInput]
+) -> tuple[dict[str, list[int] | None], str, int]:
+    """Receiver hook -> head indices on its head axis (None = the whole tensor); a label; the sender layer bound."""
+    n = model.cfg.n_layers
+    if isinstance(receivers, str):
+        if receivers != "logits":
+            raise ShapeError(f"receivers must be 'logits' or a list of (layer, head) pairs, got {receivers!r}")
+        return {f"blocks.{n - 1}.hook_resid_post": None}, "logits", n
+    pairs = [(int(layer), int(head)) for layer, head in receivers]
+    if not pairs:
+        raise ShapeError("no receiver heads given: pass (layer, head) pairs, or receivers='logits'")
+    if not inputs or any(i not in ("q", "k", "v") for i in inputs):
+        raise ShapeError(f"receiver inputs must be a non-empty subset of ('q', 'k', 'v'), got {tuple(inputs)}")
+    group = model.cfg.n_heads // model.cfg.n_kv_heads
+    hooks: dict[str, list[int] | None] = {}
+    normalised = []
+    for layer, head in pairs:
+        model.check_layer_head(layer, head)
+        layer, head = layer % n, head % model.cfg.n_heads
+        normalised.append((layer, head))
+        for which in inputs:
+            index = head if which == "q" else head // group
+            heads = hooks.setdefault(f"blocks.{layer}.attn.hook_{which}", [])
+            assert heads is not None
+            if index not in heads:
+                heads.append(index)
+    order = {name: i for i, name in enumerate(model.hook_names)}
+    hooks = dict(sorted(hooks.items(), key=lambda kv: order[kv[0]]))
+    label = f"{'/'.join(dict.fromkeys(inputs))} of " + ", ".join(f"L{lay}H{h}" for lay, h in sorted(set(normalised)))
+    return hooks, label, max(layer for layer, _ in normalised)
+
+
+def _layer(name: str) -> int:
+    return int(name.split(".")[1])
+
+
+def _metric(
+    task: Task, metric: MetricName, logits: torch.Tensor, copies: int, clean_logits: torch.Tensor
+) -> torch.Tensor:
+    values = evaluate_metric(
+        metric, logits, task.correct.repeat(copies), task.incorrect.repeat(copies), clean_logits.repeat(copies, 1)
+    )
+    return values.view(copies, len(task)).mean(1)
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _check(model: HookedModel, task: Task) -> None:
+    if task.seq_len > model.cfg.n_ctx:
+        raise ShapeError("the task's prompts are longer than the model's context")
+
+
+def _result(
+    model: HookedModel, task: Task, label: str, metric: str, raw: torch.Tensor, clean: float, corrupted: float
+) -> PathPatchingResult:
+    # 0 at the clean run, 1 at the corrupted run (normalise's "clean" end is our 1)
+    scores = normalise(raw, corrupted, clean)
+    return PathPatchingResult(
+        receivers=label,
+        scores=scores,
+        raw=raw,
+        axes=("layer", "head"),
+        labels={
+            "layer": [str(i) for i in range(model.cfg.n_layers)],
+            "head": [str(h) for h in range(model.cfg.n_heads)],
+        },
+        metric=metric,
+        clean_value=clean,
+        corrupted_value=corrupted,
+        tokens=task.clean_tokens,
+    )
+
+
+def _set_heads(x: torch.Tensor, heads: list[int] | None, value: torch.Tensor) -> torch.Tensor:
+    """``x`` with the given heads (axis 2) or everything taken from ``value``."""
+    if heads is None:
+        return value.clone()
+    x = x.clone()
+    x[:, :, heads] = value[:, :, heads]
+    return x
+
+
+@torch.no_grad()
+def path_patching(
+    model: HookedModel,
+    task: Task,
+    receivers: Sequence[tuple[int, int]] | Literal["logits"] = "logits",
+    *,
+    inputs: Sequence[ReceiverInput] = ("q", "k", "v"),
+    metric: MetricName | None = None,
+    batch_rows: int = 256,
+) -> PathPatchingResult:
+    """Path patching from every sender head to ``receivers`` (``(layer, head)`` pairs' ``inputs``, or the logits).
+
+    ``batch_rows`` bounds the rows of one forward pass (prompts x senders in flight).
+    """
+    _check(model, task)
+    metric = metric or task.metric
+    targets, label, bound = _receivers(model, receivers, inputs)
+    n, n_heads, b = model.cfg.n_layers, model.cfg.n_heads, len(task)
+    rows = torch.arange(b)
+    clean_z: dict[str, torch.Tensor] = {}
+
+    def keep(x: torch.Tensor, hook: HookPoint) -> None:
+        clean_z[hook.name] = x.detach().clone()
+
+    with model.hooks([("blocks.*.attn.hook_z", keep)]):
+        replay = BlockReplay(model, task.clean_tokens)  # the clean run, with every head's output cached
+    clean_logits = replay.logits_at(task.answer_pos)
+    corrupted_logits, corrupted_cache = model.run_with_cache(task.corrupted_tokens, names="blocks.*.attn.hook_z")
+    corrupted_logits = corrupted_logits[rows, task.answer_pos]
+    clean_value = float(_metric(task, metric, clean_logits, 1, clean_logits)[0])
+    corrupted_value = float(_metric(task, metric, corrupted_logits, 1, clean_logits)[0])
+    to_logits = label == "logits"
+    raw = torch.full((n, n_heads), clean_value)
+    copies = max(1, batch_rows // b)
+    work = [(layer, chunk) for layer in range(bound) for chunk in _chunks(list(range(n_heads)), copies)]
+    for layer, chunk in progress(work, f"path patching into {label}", total=len(work)):
+        k = len(chunk)
+        live = {} if to_logits else {name: heads for name, heads in targets.items() if _layer(name) > layer}
+        hooks: list[Hook] = []
+        corrupted_z = corrupted_cache[f"blocks.{layer}.attn.hook_z"]
+
+        def sender(
+            x: torch.Tensor, hook: HookPoint, chunk: list[int] = chunk, corrupted_z: torch.Tensor = corrupted_z
+        ) -> torch.Tensor:
+            x = x.clone()
+            for i, h in enumerate(chunk):
+                x[i * b : (i + 1) * b, :, h] = corrupted_z[:, :, h]
+            return x
+
+        def freeze(x: torch.Tensor, hook: HookPoint, k: int = k) -> torch.Tensor:
+            return clean_z[hook.name].repeat(k, 1, 1, 1)
+
+        hooks.append((f"blocks.{layer}.attn.hook_z", sender))
+        hooks += [(f"blocks.{later}.attn.hook_z", freeze) for later in range(layer + 1, n)]
+        captured: dict[str, torch.Tensor] = {}
+
+        def capture(
+            x: torch.Tensor,
+            hook: HookPoint,
+            live: dict[str, list[int] | None] = live,
+            captured: dict[str, torch.Tensor] = captured,
+        ) -> None:
+            captured[hook.name] = x.detach().clone()
+            if len(captured) == len(live):
+                raise _Stop
+
+        hooks += [(name, capture) for name in live]
+        resid = replay.resid_pre[layer].repeat(k, 1, 1)
+        positions = task.answer_pos.repeat(k)
+        logits: torch.Tensor | None = None
+        # step 2 ends once the receivers' inputs are cached
+        with model.hooks(hooks), contextlib.suppress(_Stop):
+            logits = replay.run(layer, resid, positions)
+        if not to_logits:  # step 3: only the receivers' inputs change
+            start = min(_layer(name) for name in live)
+
+            def receive(
+                x: torch.Tensor,
+                hook: HookPoint,
+                live: dict[str, list[int] | None] = live,
+                captured: dict[str, torch.Tensor] = captured,
+            ) -> torch.Tensor:
+                return _set_heads(x, live[hook.name], captured[hook.name])
+
+            with model.hooks([(name, receive) for name in live]):
+                logits = replay.run(start, replay.resid_pre[start].repeat(k, 1, 1), positions)
+        assert logits is not None
+        raw[layer, chunk] = _metric(task, metric, logits, k, clean_logits)
+    return _result(model, task, label, metric, raw, clean_value, corrupted_value)
+
+
+@torch.no_grad()
+def naive_path_patching(
+    model: HookedModel,
+    task: Task,
+    receivers: Sequence[tuple[int, int]] | Literal["logits"] = "logits",
+    *,
+    inputs: Sequence[ReceiverInput] = ("q", "k", "v"),
+    metric: MetricName | None = None,
+) -> PathPatchingResult:
+    """The reference: for every sender, two full forward passes of the clean prompts (steps 2 and 3)."""
+    _check(model, task)
+    metric = metric or task.metric
+    targets, label, _ = _receivers(model, receivers, inputs)
+    n, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    rows = torch.arange(len(task))
+    z_names = "blocks.*.attn.hook_z"
+    clean_logits, clean_cache = model.run_with_cache(task.clean_tokens, names=z_names)
+    corrupted_logits, corrupted_cache = model.run_with_cache(task.corrupted_tokens, names=z_names)
+    clean_logits, corrupted_logits = clean_logits[rows, task.answer_pos], corrupted_logits[rows, task.answer_pos]
+    clean_value = float(_metric(task, metric, clean_logits, 1, clean_logits)[0])
+    corrupted_value = float(_metric(task, metric, corrupted_logits, 1, clean_logits)[0])
+    raw = torch.empty(n, n_heads)
+    for layer in range(n):
+        for head in range(n_heads):
+
+            def step2(x: torch.Tensor, hook: HookPoint, layer: int = layer, head: int = head) -> torch.Tensor:
+                out = clean_cache[hook.name].clone()  # every head frozen at its clean value ...
+                if hook.name == f"blocks.{layer}.attn.hook_z":
+                    out[:, :, head] = corrupted_cache[hook.name][:, :, head]  # ... but the sender
+                return out
+
+            _, cache = model.run_with_cache(task.clean_tokens, names=list(targets), fwd_hooks=[(z_names, step2)])
+
+            def step3(x: torch.Tensor, hook: HookPoint, cache: ActivationCache = cache) -> torch.Tensor:
+                return _set_heads(x, targets[hook.name], cache[hook.name])
+
+            logits = model.run_with_hooks(task.clean_tokens, fwd_hooks=[(name, step3) for name in targets])
+            raw[layer, head] = _metric(task, metric, logits[rows, task.answer_pos], 1, clean_logits)[0]
+    return _result(model, task, label, metric, raw, clean_value, corrupted_value)
+
+
+def plot(result: PathPatchingResult, title: str | None = None) -> object:
+    """A [sender layer, sender head] heatmap of the path-patching scores."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(
+        go.Heatmap(
+            z=result.scores.tolist(),
+            x=result.labels["head"],
+            y=result.labels["layer"],
+            colorscale="RdBu",
+            zmid=0,
+            colorbar={"title": "fraction of<br>corrupted<br>change"},
+            hovertemplate="sender L%{y}H%{x}<br>score %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title or f"Path patching into {result.receivers} ({result.metric}, 0 = clean, 1 = corrupted)",
+        xaxis_title="sender head",
+        yaxis_title="sender layer",
+        yaxis={"autorange": "reversed"},
+        height=max(300, 22 * result.scores.shape[0] + 120),
+        margin={"l": 60, "r": 20, "t": 50, "b": 60},
+    )
+    return fig

@@ -1,0 +1,193 @@
+"""Ablations equal the same intervention written by hand; mean and resample values are the right ones."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pytest
+import torch
+
+from circuitscope import HookedModel, HookNameError, ShapeError
+from circuitscope.analysis.ablation import (
+    Component,
+    ablate,
+    ablation_values,
+    head_ablation_scan,
+    heads,
+    neurons,
+    plot,
+    plot_scan,
+)
+from circuitscope.core.hook_points import HookPoint
+from circuitscope.tasks import Task, evaluate_metric
+from tests.tiny_models import BY_NAME, VOCAB
+
+
+@cache
+def _model(family: str) -> HookedModel:
+    return HookedModel(BY_NAME[family].build())
+
+
+def _task(n: int = 5, seq: int = 8, metric: str = "logit_diff", same: bool = False) -> Task:
+    g = torch.Generator().manual_seed(5)
+    clean = torch.randint(1, VOCAB, (n, seq), generator=g)
+    if same:
+        clean = clean[:1].repeat(n, 1)
+    corrupted = clean.clone()
+    corrupted[:, 2] = torch.randint(1, VOCAB, (n,), generator=g)
+    answer_pos = torch.tensor([seq - 1, seq - 1, seq - 2, seq - 1, seq - 3])[:n]
+    if same:
+        answer_pos = torch.full((n,), seq - 1)
+    correct = torch.randint(0, VOCAB, (n,), generator=g)
+    incorrect = torch.randint(0, VOCAB, (n,), generator=g)
+    return Task("tiny", ["c"] * n, ["x"] * n, clean, corrupted, answer_pos, correct, incorrect, metric=metric)  # type: ignore[arg-type]
+
+
+@torch.no_grad()
+def _by_hand(model: HookedModel, task: Task, hooks: list) -> torch.Tensor:
+    rows = torch.arange(len(task))
+    clean_logits = model(task.clean_tokens)[rows, task.answer_pos]
+    logits = model.run_with_hooks(task.clean_tokens, fwd_hooks=hooks)[rows, task.answer_pos]
+    return evaluate_metric(task.metric, logits, task.correct, task.incorrect, clean_logits)
+
+
+@pytest.mark.parametrize("family", ["llama_gqa", "gpt2"])
+def test_zero_ablating_heads_equals_zeroing_their_output_by_hand(family: str) -> None:
+    model = _model(family)
+    task = _task(metric="kl")
+    result = ablate(model, task, heads([(0, 1), (1, 3), (1, 0)]), "zero")
+
+    def zero(x: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+        x = x.clone()
+        x[:, :, [1] if hook.layer == 0 else [3, 0]] = 0
+        return x
+
+    expected = _by_hand(model, task, [("blocks.0.attn.hook_z", zero), ("blocks.1.attn.hook_z", zero)])
+    torch.testing.assert_close(result.ablated, expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(result.clean, torch.zeros(len(task)), atol=1e-6, rtol=0)  # KL of the clean run
+    assert result.ablated_value > 0 and result.change == pytest.approx(result.ablated_value - result.clean_value)
+    assert result.components == ["blocks.0.attn.hook_z[1]", "blocks.1.attn.hook_z[3, 0]"]
+    assert model.active_hooks() == []
+
+
+def test_zero_ablating_neurons_and_pattern_heads_by_hand() -> None:
+    model = _model("gemma3")
+    task = _task()
+    result = ablate(model, task, [neurons(1, [3, 7]), Component("blocks.0.attn.hook_pattern", (2,))], "zero")
+
+    def post(x: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+        x = x.clone()
+        x[..., [3, 7]] = 0
+        return x
+
+    def pattern(x: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+        x = x.clone()
+        x[:, 2] = 0
+        return x
+
+    expected = _by_hand(model, task, [("blocks.1.mlp.hook_post", post), ("blocks.0.attn.hook_pattern", pattern)])
+    torch.testing.assert_close(result.ablated, expected, atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(result.ablated, result.clean)
+
+
+def test_mean_over_identical_prompts_changes_nothing() -> None:
+    model = _model("llama_gqa")
+    task = _task(same=True)
+    components = [*heads([(0, 0), (1, 2)]), neurons(0, range(10)), Component("blocks.1.hook_resid_pre")]
+    for reference in (None, task.clean_tokens):
+        result = ablate(model, task, components, "mean", reference=reference)
+        if reference is None:  # the corrupted prompts differ from the clean ones: the mean moves the metric
+            assert not torch.allclose(result.ablated, result.clean, atol=1e-4)
+        else:
+            torch.testing.assert_close(result.ablated, result.clean, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_mean_values_are_the_reference_means() -> None:
+    model = _model("llama_gqa")
+    task = _task()
+    name = "blocks.0.mlp.hook_post"
+    _, ref = model.run_with_cache(task.corrupted_tokens, names=name)
+    act = ref[name]
+    # per position, over the reference prompts that are real there (the task's prompts are right-padded)
+    values = ablation_values(model, task, [neurons(0, [1])], "mean")[name]
+    assert values.shape == (1, task.seq_len, model.cfg.d_mlp)
+    for p in range(task.seq_len):
+        real = task.answer_pos >= p
+        torch.testing.assert_close(values[0, p], act[real, p].mean(0), atol=1e-6, rtol=1e-5)
+    # a shorter reference: one mean over every position of every reference prompt
+    short = torch.randint(1, VOCAB, (3, 4), generator=torch.Generator().manual_seed(0))
+    _, ref_short = model.run_with_cache(short, names=name)
+    pooled = ablation_values(model, task, [neurons(0, [1])], "mean", reference=short)[name]
+    torch.testing.assert_close(pooled.view(-1), ref_short[name].mean((0, 1)), atol=1e-6, rtol=1e-5)
+    off = ablation_values(model, task, [neurons(0, [1])], "mean", per_position=False)[name]
+    real = torch.arange(task.seq_len)[None, :] <= task.answer_pos[:, None]
+    torch.testing.assert_close(off.view(-1), act[real].mean(0), atol=1e-6, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_resample_takes_another_prompts_activation_and_is_seeded() -> None:
+    model = _model("llama_gqa")
+    task = _task(n=2, seq=6, same=False).subset([0, 1])  # both prompts have 6 tokens
+    name = "blocks.1.attn.hook_z"
+    # two prompts, own reference: prompt 0 must get the corrupted prompt 1's activation and vice versa
+    values = ablation_values(model, task, heads([(1, 2)]), "resample")[name]
+    _, ref = model.run_with_cache(task.corrupted_tokens, names=name)
+    torch.testing.assert_close(values, ref[name][[1, 0]])
+    result = ablate(model, task, heads([(1, 2)]), "resample")
+
+    def swap(x: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+        x = x.clone()
+        x[:, :, 2] = ref[name][[1, 0], :, 2]
+        return x
+
+    torch.testing.assert_close(result.ablated, _by_hand(model, task, [(name, swap)]), atol=1e-6, rtol=1e-5)
+    # a bigger pool: the same seed gives the same draw, another seed (almost surely) another one
+    big = _task(n=5)
+    pool = torch.randint(1, VOCAB, (40, big.seq_len), generator=torch.Generator().manual_seed(1))
+    a = ablate(model, big, heads([(0, 1)]), "resample", reference=pool, seed=7)
+    b = ablate(model, big, heads([(0, 1)]), "resample", reference=pool, seed=7)
+    c = ablate(model, big, heads([(0, 1)]), "resample", reference=pool, seed=8)
+    torch.testing.assert_close(a.ablated, b.ablated, atol=0, rtol=0)
+    assert not torch.equal(a.ablated, c.ablated)
+
+
+@pytest.mark.parametrize("method", ["zero", "mean", "resample"])
+def test_head_scan_equals_ablating_each_head_alone(method: str) -> None:
+    model = _model("gpt_neox")
+    task = _task()
+    scan = head_ablation_scan(model, task, method, batch_rows=15, seed=3)  # type: ignore[arg-type]
+    assert scan.change.shape == (model.cfg.n_layers, model.cfg.n_heads)
+    for layer in range(model.cfg.n_layers):
+        for head in range(model.cfg.n_heads):
+            one = ablate(model, task, heads([(layer, head)]), method, seed=3)  # type: ignore[arg-type]
+            assert float(scan.raw[layer, head]) == pytest.approx(one.ablated_value, abs=1e-5), (layer, head)
+            assert scan.clean_value == pytest.approx(one.clean_value, abs=1e-5)
+    torch.testing.assert_close(scan.change, scan.raw - scan.clean_value)
+    assert plot_scan(scan) is not None
+    assert model.active_hooks() == []
+
+
+def test_normalised_score_and_plot() -> None:
+    model = _model("llama_gqa")
+    task = _task()
+    result = ablate(model, task, Component("blocks.0.hook_resid_pre"), "zero")
+    expected = (result.ablated_value - result.corrupted_value) / (result.clean_value - result.corrupted_value)
+    assert result.normalised == pytest.approx(expected, rel=1e-5)
+    assert "blocks.0.hook_resid_pre" in plot(result).layout.title.text  # type: ignore[attr-defined]
+
+
+def test_bad_requests_are_refused() -> None:
+    model = _model("llama_gqa")
+    task = _task()
+    with pytest.raises(HookNameError, match="closest valid names"):
+        ablate(model, task, [Component("blocks.0.attn.hook_zz", (1,))])
+    with pytest.raises(ShapeError, match="out of range"):
+        ablate(model, task, heads([(0, 9)]))
+    with pytest.raises(ShapeError, match="unknown ablation method"):
+        ablate(model, task, heads([(0, 1)]), "noise")  # type: ignore[arg-type]
+    with pytest.raises(ShapeError, match="no components"):
+        ablate(model, task, [])
+    with pytest.raises(ShapeError, match="at least as long"):
+        ablate(model, task, heads([(0, 1)]), "resample", reference=torch.ones(3, 2, dtype=torch.long))
+    assert model.active_hooks() == []
