@@ -30,7 +30,7 @@ $(VENV)/.dev: $(VENV)/.created pyproject.toml
 
 demo: $(VENV)/.demo
 	$(VENV)/bin/circuitscope info gemma-3-270m
-	$(VENV)/bin/circuitscope report ioi --model gemma-3-270m --n-prompts 64 --out reports/ioi.html
+	$(VENV)/bin/circuitscope report ioi --model gemma-3-270m --out reports/ioi.html
 
 test: $(VENV)/.dev .data/all-MiniLM-L6-v2/config.json
 	$(VENV)/bin/ruff check src tests $(wildcard benchmarks scripts)

@@ -17,10 +17,19 @@ from circuitscope.analysis.attribution import (
     attribution_patching,
     hook_attribution,
 )
+from circuitscope.analysis.composition import CompositionScores, composition_scores
 from circuitscope.analysis.dla import DLAResult, direct_logit_attribution
+from circuitscope.analysis.head_ablation import HeadAblation, head_ablation_importance
+from circuitscope.analysis.heads import (
+    HeadScores,
+    detector_scores,
+    duplicate_token_scores,
+    induction_scores,
+    previous_token_scores,
+)
 from circuitscope.analysis.logit_lens import LogitLensResult, logit_lens
-from circuitscope.analysis.path_patching import PathPatchingResult, path_patching
 from circuitscope.analysis.patching import PATCH_TARGETS, PatchingResult, activation_patching, naive_activation_patching
+from circuitscope.analysis.path_patching import PathPatchingResult, path_patching
 
 __all__ = [
     "PATCH_TARGETS",
@@ -29,21 +38,30 @@ __all__ = [
     "AttributionResult",
     "AttributionScores",
     "Component",
+    "CompositionScores",
     "DLAResult",
+    "HeadAblation",
     "HeadAblationScan",
+    "HeadScores",
     "LogitLensResult",
-    "PathPatchingResult",
     "PatchingResult",
+    "PathPatchingResult",
     "ablate",
     "activation_patching",
     "attribution_correlation",
     "attribution_patching",
+    "composition_scores",
+    "detector_scores",
     "direct_logit_attribution",
+    "duplicate_token_scores",
+    "head_ablation_importance",
     "head_ablation_scan",
     "heads",
     "hook_attribution",
+    "induction_scores",
     "logit_lens",
     "naive_activation_patching",
     "neurons",
     "path_patching",
+    "previous_token_scores",
 ]

@@ -30,7 +30,7 @@ from typing import Literal
 import torch
 from jaxtyping import Float, Int
 
-from circuitscope.analysis.patching import PatchingResult
+from circuitscope.analysis.patching import PATCH_HOOKS, PatchingResult
 from circuitscope.core.hook_points import HookPoint
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.core.names import resolve_names
@@ -60,18 +60,7 @@ ATTRIBUTION_TARGETS: tuple[str, ...] = (
     "resid_pre", "attn_out", "mlp_out", "head_out", "head_out_by_pos", "q", "k", "v", "pattern", "neuron",
 )  # fmt: skip
 
-_HOOK = {
-    "resid_pre": "hook_resid_pre",
-    "attn_out": "hook_attn_out",
-    "mlp_out": "hook_mlp_out",
-    "head_out": "attn.hook_z",
-    "head_out_by_pos": "attn.hook_z",
-    "q": "attn.hook_q",
-    "k": "attn.hook_k",
-    "v": "attn.hook_v",
-    "pattern": "attn.hook_pattern",
-    "neuron": "mlp.hook_post",
-}
+_HOOK = {**PATCH_HOOKS, "neuron": "mlp.hook_post"}
 _FINAL = "ln_final.hook_normalized"
 
 

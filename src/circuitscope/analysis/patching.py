@@ -36,7 +36,7 @@ PATCH_TARGETS: tuple[str, ...] = (
     "resid_pre", "attn_out", "mlp_out", "head_out", "head_out_by_pos", "q", "k", "v", "pattern",
 )  # fmt: skip
 
-_HOOK = {
+PATCH_HOOKS: dict[str, str] = {
     "resid_pre": "hook_resid_pre",
     "attn_out": "hook_attn_out",
     "mlp_out": "hook_mlp_out",
@@ -133,7 +133,7 @@ def _baselines(
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     rows = torch.arange(len(task))
     last = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
-    names = [n for n in model.hook_names if n.endswith(_HOOK[target])] + [last]
+    names = [n for n in model.hook_names if n.endswith(PATCH_HOOKS[target])] + [last]
     with torch.no_grad():  # stops after the last block: logits only at the answer positions
         cache = model.cache_activations(task.clean_tokens, names)
     clean_logits = unembed_at(model, cache[last], task.answer_pos)
@@ -168,7 +168,7 @@ def activation_patching(
     offset: dict[int, int] = {}
     for li, layer, chunk in progress(work, f"patching {target}", total=len(work)):
         k = len(chunk)
-        clean = clean_cache[f"blocks.{layer}.{_HOOK[target]}"]
+        clean = clean_cache[f"blocks.{layer}.{PATCH_HOOKS[target]}"]
         resid = replay.resid_pre[layer].repeat(k, 1, 1)
         hooks: list[tuple[str, Callable[..., torch.Tensor]]] = []
         if target == "resid_pre":
@@ -185,7 +185,7 @@ def activation_patching(
                     _patch_rows(target, x, slice(i * len(task), (i + 1) * len(task)), clean, item)
                 return x
 
-            hooks.append((f"blocks.{layer}.{_HOOK[target]}", patch))
+            hooks.append((f"blocks.{layer}.{PATCH_HOOKS[target]}", patch))
         with model.hooks(hooks):
             logits = replay.run(layer, resid, task.answer_pos.repeat(k))
         start = offset.get(li, 0)
@@ -246,7 +246,7 @@ def naive_activation_patching(
     raw = torch.empty(len(chosen), n_items)
     everything = slice(None)
     for li, layer in enumerate(chosen):
-        name = f"blocks.{layer}.{_HOOK[target]}"
+        name = f"blocks.{layer}.{PATCH_HOOKS[target]}"
         clean = clean_cache[name]
         for j, item in enumerate(items):
 

@@ -45,13 +45,13 @@ def _finish(analysis: object, out: Path, as_json: bool) -> None:
 @report_app.command("ioi")
 def ioi(
     model: ModelOpt = DEFAULT_MODEL,
-    n_prompts: Annotated[int, typer.Option("--n-prompts", min=2, help="IOI prompt pairs.")] = 64,
+    n_prompts: Annotated[int, typer.Option("--n-prompts", min=2, help="IOI prompt pairs.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed of the prompt generator.")] = 0,
     corruption: Annotated[str, typer.Option(help="abc (three new names) or swap (S2 -> IO).")] = "abc",
     positional: Annotated[
         int,
         typer.Option("--positional-prompts", min=2, help="Prompts (of one template) for layer x position patching."),
-    ] = 16,
+    ] = 8,
     out: OutOpt = Path("reports/ioi.html"),
     batch_rows: BatchOpt = 256,
     as_json: JsonFlag = False,

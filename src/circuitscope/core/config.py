@@ -59,7 +59,10 @@ class ModelConfig:
         d_model = int(text.hidden_size)
         d_head = int(getattr(text, "head_dim", None) or d_model // n_heads)
         n_kv = int(getattr(text, "num_key_value_heads", None) or n_heads)
-        d_mlp = getattr(text, "intermediate_size", None) or getattr(text, "n_inner", None) or 4 * d_model
+        d_mlp = next(
+            (v for v in (getattr(text, "intermediate_size", None), getattr(text, "n_inner", None)) if v is not None),
+            4 * d_model,  # GPT-2's convention when n_inner is None
+        )
         n_ctx = getattr(text, "max_position_embeddings", None) or getattr(text, "n_positions", None) or 2048
         n_layers = int(text.num_hidden_layers)
         layer_types = tuple(getattr(text, "layer_types", None) or ["full_attention"] * n_layers)

@@ -323,11 +323,20 @@ class HookedModel(nn.Module):
         max_new_tokens: int = 20,
         hooks: Hooks = (),
         do_sample: bool = False,
+        steering: Any = (),
         **generate_kwargs: Any,
     ) -> GenerationResult:
-        """Generate with hooks active at every step (they see one new position per step)."""
+        """Generate with hooks active at every step (they see one new position per step).
+
+        ``steering`` takes steering vectors (:class:`circuitscope.steering.SteeringVector`), applied
+        as their own hooks with their position windows respected across cached steps.
+        """
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        if steering:
+            from circuitscope.steering import steering_hooks  # lazy: core does not import analyses
+
+            hooks = [*hooks, *steering_hooks(steering, self)]
         ids, _ = self._prepare(prompt, None)
         if ids.shape[0] != 1:
             raise ShapeError("generate takes one prompt")
@@ -346,6 +355,29 @@ class HookedModel(nn.Module):
         text = self.tok.to_string(out[0, ids.shape[1] :])
         assert isinstance(text, str)
         return GenerationResult(text=text, tokens=out[0].detach(), prompt_length=ids.shape[1])
+
+    # ------------------------------------------------------------------ sparse autoencoders
+    def run_with_sae(self, tokens: TokensLike, sae: Any, keep_error: bool = False, skip_bos: bool | None = None) -> Any:
+        """Logits with the SAE's reconstruction spliced in at its hook (see :func:`circuitscope.sae.run_with_sae`)."""
+        from circuitscope.sae.splice import run_with_sae
+
+        return run_with_sae(self, tokens, sae, keep_error=keep_error, skip_bos=skip_bos)
+
+    def run_with_cache_with_saes(
+        self,
+        tokens: TokensLike,
+        saes: Any,
+        names: NameFilter = None,
+        keep_error: bool = False,
+        skip_bos: bool | None = None,
+        grad: bool = False,
+    ) -> Any:
+        """Like :meth:`run_with_cache` with SAEs spliced in; the cache also holds ``{hook}.sae.hook_acts``."""
+        from circuitscope.sae.splice import run_with_cache_and_saes
+
+        return run_with_cache_and_saes(
+            self, tokens, saes, names=names, keep_error=keep_error, skip_bos=skip_bos, grad=grad
+        )
 
     # ------------------------------------------------------------------ weights
     @property

@@ -11,6 +11,7 @@ carries a format version; nothing here loads a pickle (weights load with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ import torch
 
 from circuitscope.core.attention import ATTN_IMPLEMENTATION, ensure_registered
 from circuitscope.core.hooked_model import HookedModel
-from circuitscope.errors import LoadError
+from circuitscope.errors import LoadError, UnsupportedModelError
 from circuitscope.models import adapter_for
 from circuitscope.progress import status
 
@@ -166,6 +167,15 @@ def _from_folder(folder: Path, dtype: torch.dtype, device_map: Any, what: str) -
 
     if not (folder / "config.json").is_file():
         raise LoadError(f"{what} {str(folder)!r} has no config.json: it is not a Hugging Face model folder")
+    try:
+        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError) as err:
+        raise LoadError(f"{what} {str(folder)!r}: config.json is not valid JSON ({err})") from err
+    if isinstance(model_type, str):
+        with contextlib.suppress(UnsupportedModelError):  # an unknown family fails below, with its own message
+            register = adapter_for(model_type).register
+            if register is not None:
+                register()
     try:
         config = AutoConfig.from_pretrained(str(folder))
         model = _auto_class(config).from_pretrained(

@@ -74,6 +74,8 @@ class BlockReplay:
         self.resid_pre: list[torch.Tensor] = []
         self._kwargs: list[dict[str, Any]] = []
         self._args: list[tuple[Any, ...]] = []
+        self.final_resid: torch.Tensor = torch.empty(0)
+        """Output of the last block (the final residual stream, before the final norm)."""
         handles = []
         for block in model.wiring.blocks:
 

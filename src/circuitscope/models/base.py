@@ -12,6 +12,7 @@ Gemma 3).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -91,6 +92,9 @@ class Adapter:
     tokenization: Literal["bos", "tokenizer"] = "bos"
     """``bos``: circuitscope prepends BOS itself (``prepend_bos``); ``tokenizer``: the tokenizer's
     own special tokens are used (``[CLS] ... [SEP]`` for BERT)."""
+    register: Callable[[], None] | None = None
+    """For a family transformers does not ship (circuitscope's toy model): registers its config and
+    model classes with transformers' Auto classes. Called before loading, never at import time."""
     encoder_classes: tuple[str, ...] = ()
     """Architectures (``config.architectures``) loaded with ``AutoModel``/``AutoModelForMaskedLM``
     rather than ``AutoModelForCausalLM``."""

@@ -134,6 +134,7 @@ class Report:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):

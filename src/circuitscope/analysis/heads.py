@@ -1,0 +1,249 @@
+"""Attention-head detectors: previous-token, duplicate-token, induction, and any expected pattern.
+
+Every detector is one definition. For each query position ``q`` an *expected set* of key
+positions is a function of the tokens; a head's score is the attention mass it puts on that
+set, averaged over every (sequence, query) whose set is not empty:
+
+- previous-token: ``{q - 1}``;
+- duplicate-token: the earlier positions holding the same token as ``q``;
+- induction: the positions ``k <= q`` right after an earlier occurrence of ``q``'s token
+  (``tokens[k - 1] == tokens[q]``, ``k - 1 < q``): where an induction head looks to copy
+  what came next last time.
+
+A score lies in [0, 1]; 1 means the head attends only to the expected set. The induction score
+is usually measured on repeated random tokens (:func:`repeated_random_tokens`), as in the
+induction-heads literature (Elhage et al. 2021, Olsson et al. 2022), where no other mechanism
+can predict the second half. Patterns are reduced as the forward pass runs, so no layer's
+attention pattern is ever stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from jaxtyping import Bool, Float, Int
+
+from circuitscope.errors import ShapeError
+
+if TYPE_CHECKING:
+    from plotly.graph_objects import Figure
+
+    from circuitscope.core.hooked_model import HookedModel
+
+__all__ = [
+    "ExpectedPattern",
+    "HeadScores",
+    "detector_scores",
+    "duplicate_token_pattern",
+    "duplicate_token_scores",
+    "induction_pattern",
+    "induction_scores",
+    "plot_head_scores",
+    "previous_token_pattern",
+    "previous_token_scores",
+    "repeated_random_tokens",
+]
+
+ExpectedPattern = Callable[[Int[torch.Tensor, "batch pos"]], Bool[torch.Tensor, "batch query_pos key_pos"]]
+"""A function of the tokens giving, for each query position, the key positions a head 'should' attend to."""
+
+
+@dataclass(frozen=True)
+class HeadScores:
+    """One detector's score for every head."""
+
+    name: str
+    """Detector name (``previous_token``, ``duplicate_token``, ``induction``, or a user's)."""
+    scores: Float[torch.Tensor, "layer head"]
+    """Mean attention mass on the expected positions, in [0, 1]."""
+    n_queries: int
+    """Number of (sequence, query position) pairs that were averaged."""
+
+    def top(self, k: int = 5) -> list[tuple[int, int, float]]:
+        """The ``k`` highest-scoring heads as (layer, head, score)."""
+        flat = self.scores.flatten()
+        values, index = flat.topk(min(k, flat.numel()))
+        n_heads = self.scores.shape[1]
+        return [(int(i) // n_heads, int(i) % n_heads, float(v)) for v, i in zip(values, index, strict=True)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"name": ..., "scores": [[...] per layer]}``."""
+        return {"name": self.name, "scores": self.scores.tolist(), "n_queries": self.n_queries}
+
+
+# ---------------------------------------------------------------------------- expected patterns
+def _causal(tokens: torch.Tensor) -> torch.Tensor:
+    n = tokens.shape[1]
+    return torch.ones(n, n, dtype=torch.bool, device=tokens.device).tril()[None]
+
+
+def previous_token_pattern(tokens: Int[torch.Tensor, "batch pos"]) -> Bool[torch.Tensor, "batch pos pos"]:
+    """Query ``q`` expects key ``q - 1``."""
+    n = tokens.shape[1]
+    eye = torch.zeros(n, n, dtype=torch.bool, device=tokens.device)
+    eye[torch.arange(1, n), torch.arange(0, n - 1)] = True
+    return eye[None].expand(tokens.shape[0], n, n)
+
+
+def duplicate_token_pattern(tokens: Int[torch.Tensor, "batch pos"]) -> Bool[torch.Tensor, "batch pos pos"]:
+    """Query ``q`` expects the earlier positions ``k < q`` with ``tokens[k] == tokens[q]``."""
+    same = tokens[:, :, None] == tokens[:, None, :]  # [batch, q, k]
+    strictly_before = _causal(tokens) & ~torch.eye(tokens.shape[1], dtype=torch.bool, device=tokens.device)[None]
+    return same & strictly_before
+
+
+def induction_pattern(tokens: Int[torch.Tensor, "batch pos"]) -> Bool[torch.Tensor, "batch pos pos"]:
+    """Query ``q`` expects the keys ``k`` (1 <= k <= q) whose previous token equals ``tokens[q]``."""
+    batch, n = tokens.shape
+    previous = torch.full_like(tokens, -1)
+    previous[:, 1:] = tokens[:, :-1]  # previous[k] = tokens[k - 1]
+    match = tokens[:, :, None] == previous[:, None, :]  # [batch, q, k]
+    return match & _causal(tokens) & (previous[:, None, :] >= 0).expand(batch, n, n)
+
+
+# ---------------------------------------------------------------------------- the detector
+def detector_scores(
+    model: HookedModel,
+    tokens: Int[torch.Tensor, "batch pos"],
+    expected: ExpectedPattern,
+    name: str = "custom",
+    batch_size: int = 16,
+) -> HeadScores:
+    """Every head's mean attention mass on the positions ``expected(tokens)`` marks.
+
+    Queries with an empty expected set are left out of the average. Padding is the caller's
+    business: pass sequences of equal length (or an ``expected`` that marks nothing on padding).
+    """
+    if tokens.ndim != 2:
+        raise ShapeError(f"tokens must be [batch, pos], got shape {tuple(tokens.shape)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    cfg = model.cfg
+    total = torch.zeros(cfg.n_layers, cfg.n_heads, dtype=torch.float64)
+    n_queries = 0
+    for start in range(0, tokens.shape[0], batch_size):
+        chunk = tokens[start : start + batch_size].to(model.device)
+        mask = expected(chunk)
+        if mask.shape != (chunk.shape[0], chunk.shape[1], chunk.shape[1]):
+            raise ShapeError(
+                f"expected pattern of {name!r} has shape {tuple(mask.shape)}, "
+                f"needs [batch, pos, pos] = {(chunk.shape[0], chunk.shape[1], chunk.shape[1])}"
+            )
+        valid = mask.any(-1)  # [batch, q]
+        n_queries += int(valid.sum())
+        weights = mask.to(torch.float32)
+
+        def reduce(
+            pattern: torch.Tensor, hook: Any, weights: torch.Tensor = weights, valid: torch.Tensor = valid
+        ) -> None:
+            # pattern: [batch, head, q, k]
+            mass = (pattern.float() * weights[:, None]).sum(-1)  # [batch, head, q]
+            total[hook.layer] += (mass * valid[:, None]).sum((0, 2)).double().cpu()
+
+        with torch.no_grad(), model.hooks([("blocks.*.attn.hook_pattern", reduce)]):
+            model(chunk)
+    if n_queries == 0:
+        raise ShapeError(f"detector {name!r}: no query position has an expected key in these tokens")
+    return HeadScores(name=name, scores=(total / n_queries).float(), n_queries=n_queries)
+
+
+def repeated_random_tokens(
+    d_vocab: int,
+    seq_len: int,
+    batch: int,
+    generator: torch.Generator | None = None,
+    bos: int | None = None,
+    low: int = 0,
+) -> Int[torch.Tensor, "batch pos"]:
+    """``[BOS] r r``: random tokens in [low, d_vocab) of length ``seq_len``, repeated once."""
+    if seq_len < 1 or batch < 1 or d_vocab - low < 2:
+        raise ValueError("repeated_random_tokens needs seq_len >= 1, batch >= 1 and at least two token ids")
+    half = torch.randint(low, d_vocab, (batch, seq_len), generator=generator)
+    tokens = torch.cat([half, half], dim=1)
+    if bos is not None:
+        tokens = torch.cat([torch.full((batch, 1), bos, dtype=tokens.dtype), tokens], dim=1)
+    return tokens
+
+
+def _bos_id(model: HookedModel) -> int | None:
+    if model.tokenizer is None or model.adapter.tokenization != "bos":
+        return None
+    return getattr(model.tokenizer, "bos_token_id", None)
+
+
+def _random_tokens(model: HookedModel, seq_len: int, batch: int, seed: int) -> torch.Tensor:
+    bos = _bos_id(model)
+    span = min(model.cfg.n_ctx - (bos is not None), 2 * seq_len) // 2
+    if span < 2:
+        raise ShapeError(f"the model's context ({model.cfg.n_ctx}) is too short for repeated random tokens")
+    low = 0 if model.tokenizer is None else min(1000, model.cfg.d_vocab // 10)  # skip special tokens of real vocabs
+    return repeated_random_tokens(model.cfg.d_vocab, span, batch, torch.Generator().manual_seed(seed), bos, low)
+
+
+def previous_token_scores(
+    model: HookedModel,
+    tokens: Int[torch.Tensor, "batch pos"] | None = None,
+    *,
+    seq_len: int = 50,
+    batch: int = 16,
+    seed: int = 0,
+) -> HeadScores:
+    """Attention to the previous position (on ``tokens``, or on repeated random tokens)."""
+    tokens = _random_tokens(model, seq_len, batch, seed) if tokens is None else tokens
+    return detector_scores(model, tokens, previous_token_pattern, "previous_token")
+
+
+def duplicate_token_scores(
+    model: HookedModel,
+    tokens: Int[torch.Tensor, "batch pos"] | None = None,
+    *,
+    seq_len: int = 50,
+    batch: int = 16,
+    seed: int = 0,
+) -> HeadScores:
+    """Attention to earlier copies of the current token (on ``tokens``, or repeated random tokens)."""
+    tokens = _random_tokens(model, seq_len, batch, seed) if tokens is None else tokens
+    return detector_scores(model, tokens, duplicate_token_pattern, "duplicate_token")
+
+
+def induction_scores(
+    model: HookedModel,
+    tokens: Int[torch.Tensor, "batch pos"] | None = None,
+    *,
+    seq_len: int = 50,
+    batch: int = 16,
+    seed: int = 0,
+) -> HeadScores:
+    """Attention to the token after an earlier copy of the current one (default: repeated random tokens)."""
+    tokens = _random_tokens(model, seq_len, batch, seed) if tokens is None else tokens
+    return detector_scores(model, tokens, induction_pattern, "induction")
+
+
+def plot_head_scores(result: HeadScores, title: str | None = None) -> Figure:
+    """Heatmap [layer, head] of one detector's scores."""
+    import plotly.graph_objects as go
+
+    z = result.scores.tolist()
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            zmin=0,
+            zmax=1,
+            colorscale="Blues",
+            colorbar={"title": "score"},
+            hovertemplate="layer %{y}, head %{x}: %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title or f"{result.name.replace('_', '-')} score per head",
+        xaxis_title="head",
+        yaxis_title="layer",
+        yaxis={"autorange": "reversed", "dtick": 1},
+        xaxis={"dtick": 1},
+        height=180 + 40 * len(z),
+        margin={"t": 50, "b": 40},
+    )
+    return fig

@@ -1,0 +1,175 @@
+"""``circuitscope lab superposition|grokking|induction``: train toy models, measure them, write a report.
+
+Each command writes ``report.html`` and ``results.json`` into ``--out`` (and, for grokking and
+induction, the training checkpoints, so an interrupted run resumes where it stopped), and prints
+the numbers as JSON with ``--json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from circuitscope.cli.output import emit_json, fail
+from circuitscope.errors import CircuitscopeError
+
+lab_app = typer.Typer(help="Toy-model labs: superposition, grokking, induction heads.", no_args_is_help=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
+SeedOpt = Annotated[int, typer.Option(help="Random seed (data, initialisation).")]
+ThreadsOpt = Annotated[
+    int | None, typer.Option(help="torch CPU threads while training (1 is often fastest on a busy machine).", min=1)
+]
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=1, default=str)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _finish(out: Path, payload: dict[str, Any], report: Any, as_json: bool, seconds: float) -> None:
+    payload = {**payload, "seconds": round(seconds, 2), "report": str(out / "report.html")}
+    _write_json(out / "results.json", payload)
+    report.write(out / "report.html")
+    if as_json:
+        emit_json(payload)
+    else:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"report: {out / 'report.html'}  numbers: {out / 'results.json'}  ({seconds:.0f} s)")
+
+
+@lab_app.command("superposition")
+def superposition(
+    steps: Annotated[int, typer.Option(help="Training steps per experiment (the paper: 10,000).", min=1)] = 10_000,
+    seed: SeedOpt = 0,
+    out: Annotated[Path, typer.Option(help="Folder for report.html and results.json.")] = Path("lab-superposition"),
+    batch_size: Annotated[int, typer.Option(help="Batch size (the paper: 1024).", min=1)] = 1024,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate (the paper: 1e-3).", min=0.0)] = 1e-3,
+    n_features: Annotated[int, typer.Option(help="Features of the first sweep (paper: 5).", min=2)] = 5,
+    n_hidden: Annotated[int, typer.Option(help="Hidden dimensions of the first sweep (paper: 2).", min=1)] = 2,
+    threads: ThreadsOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Toy Models of Superposition: 5→2 sweep, 20→5 norms, D* geometry (200→20), 2→1 phase diagram."""
+    import torch
+
+    from circuitscope.progress import status
+    from circuitscope.toy.superposition_lab import geometry_experiment, phase_diagram, sparsity_sweep
+    from circuitscope.toy.superposition_report import SuperpositionLab, superposition_json, superposition_report
+
+    start = time.perf_counter()
+    previous = torch.get_num_threads()
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        with status(f"superposition: {n_features} features in {n_hidden} dimensions"):
+            small = sparsity_sweep(n_features, n_hidden, 0.9, steps=steps, lr=lr, batch_size=batch_size, seed=seed)
+        with status("superposition: 20 features in 5 dimensions"):
+            medium = sparsity_sweep(20, 5, 0.7, steps=steps, lr=lr, batch_size=batch_size, seed=seed)
+        with status("superposition: geometry, 200 features in 20 dimensions"):
+            geometry = geometry_experiment(steps=steps, lr=lr, batch_size=batch_size, seed=seed)
+        with status("superposition: phase diagram, 2 features in 1 dimension"):
+            phases = phase_diagram(steps=steps, lr=lr, batch_size=batch_size, seed=seed)
+    except CircuitscopeError as err:
+        raise fail(err, as_json) from err
+    finally:
+        torch.set_num_threads(previous)
+    lab = SuperpositionLab(small, medium, geometry, phases, steps, seed)
+    _finish(out, superposition_json(lab), superposition_report(lab), as_json, time.perf_counter() - start)
+
+
+@lab_app.command("grokking")
+def grokking(
+    config: Annotated[
+        str, typer.Option(help="'default' (small, fast) or 'paper' (Nanda et al.: p = 113).")
+    ] = "default",
+    steps: Annotated[int | None, typer.Option(help="Training steps (default: the config's).", min=1)] = None,
+    seed: SeedOpt = 0,
+    out: Annotated[Path, typer.Option(help="Folder for checkpoints, report.html and results.json.")] = Path(
+        "lab-grokking"
+    ),
+    p: Annotated[int | None, typer.Option(help="Override the modulus (a prime).")] = None,
+    train_fraction: Annotated[float | None, typer.Option(help="Override the training fraction, in (0, 1).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Override the learning rate.")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="Steps between checkpoints.", min=1)] = None,
+    stop_when_generalised: Annotated[bool, typer.Option(help="Stop once test loss < 0.1.")] = False,
+    threads: ThreadsOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Progress measures for grokking: losses, Fourier components, restricted/excluded loss, phases."""
+    from dataclasses import replace
+
+    from circuitscope.toy.grokking_lab import GrokkingConfig, run_grokking
+    from circuitscope.toy.grokking_report import grokking_json, grokking_report
+
+    start = time.perf_counter()
+    try:
+        cfg = GrokkingConfig.preset(config)
+        overrides: dict[str, Any] = {"seed": seed, "stop_when_generalised": stop_when_generalised}
+        for name, value in (
+            ("steps", steps),
+            ("p", p),
+            ("train_fraction", train_fraction),
+            ("lr", lr),
+            ("checkpoint_every", checkpoint_every),
+        ):
+            if value is not None:
+                overrides[name] = value
+        cfg = replace(cfg, **overrides)
+        result = run_grokking(cfg, out / "checkpoints", threads=threads)
+    except CircuitscopeError as err:
+        raise fail(err, as_json) from err
+    payload = {"config_name": config, **grokking_json(result)}
+    _finish(out, payload, grokking_report(result), as_json, time.perf_counter() - start)
+
+
+@lab_app.command("induction")
+def induction(
+    steps: Annotated[int, typer.Option(help="Training steps per model.", min=1)] = 2000,
+    seed: SeedOpt = 0,
+    out: Annotated[Path, typer.Option(help="Folder for checkpoints, report.html and results.json.")] = Path(
+        "lab-induction"
+    ),
+    layers: Annotated[str, typer.Option(help="Comma-separated depths to train.")] = "1,2,3,4",
+    data: Annotated[
+        str, typer.Option(help="'repeated' (random tokens with repeated segments) or 'text'.")
+    ] = "repeated",
+    threads: ThreadsOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Induction heads in 1- to 4-layer attention-only models: formation, composition, ablation."""
+    from circuitscope.toy.errors import LabConfigError
+    from circuitscope.toy.induction import InductionConfig, run_induction
+    from circuitscope.toy.induction_report import induction_json, induction_report
+
+    start = time.perf_counter()
+    try:
+        try:
+            depths = tuple(int(x) for x in layers.split(",") if x.strip())
+        except ValueError as err:
+            raise LabConfigError(f"--layers must be comma-separated integers like 1,2,3,4, got {layers!r}") from err
+        if not depths:
+            raise LabConfigError("--layers is empty; give depths like 1,2,3,4")
+        base = InductionConfig(steps=steps, seed=seed, data=data)  # type: ignore[arg-type]
+        runs = run_induction(depths, base, out / "checkpoints", threads=threads)
+    except CircuitscopeError as err:
+        raise fail(err, as_json) from err
+    _finish(out, induction_json(runs), induction_report(runs), as_json, time.perf_counter() - start)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(lab_app, name="lab")

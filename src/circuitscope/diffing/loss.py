@@ -1,0 +1,147 @@
+"""Per-token loss of two models on the same text, their difference, and the contexts where they differ most."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from jaxtyping import Float
+
+from circuitscope.diffing.pairing import check_same_tokenizer
+
+if TYPE_CHECKING:
+    from circuitscope.core.hooked_model import HookedModel
+
+__all__ = ["Context", "LossDiff", "loss_diff", "per_token_loss", "plot_loss_diff"]
+
+
+@torch.no_grad()
+def per_token_loss(model: HookedModel, text: str, max_tokens: int | None = None) -> Float[torch.Tensor, " pos"]:
+    """Next-token loss at every position of ``text`` (entry i is the loss of predicting token i + 1)."""
+    ids = model.to_tokens(text, truncate=True)
+    if max_tokens is not None:
+        ids = ids[:, :max_tokens]
+    logits = model(ids)
+    logp = logits[0, :-1].float().log_softmax(-1)
+    return -logp.gather(-1, ids[0, 1:, None].to(logp.device))[:, 0].cpu()
+
+
+@dataclass(frozen=True)
+class Context:
+    """A window of text around one predicted token where the models differ."""
+
+    text_index: int
+    position: int
+    """Index of the predicted token in the text's tokens (BOS = 0)."""
+    tokens: list[str]
+    """The window's tokens; the predicted one is at ``focus``."""
+    focus: int
+    loss_a: float
+    loss_b: float
+
+    @property
+    def diff(self) -> float:
+        return self.loss_b - self.loss_a
+
+
+@dataclass(frozen=True)
+class LossDiff:
+    """Per-token losses of models A and B on the same texts."""
+
+    str_tokens: list[list[str]]
+    """Each text's tokens (BOS included)."""
+    loss_a: list[Float[torch.Tensor, " pos"]]
+    loss_b: list[Float[torch.Tensor, " pos"]]
+
+    @property
+    def diff(self) -> list[torch.Tensor]:
+        """``loss_b - loss_a`` per predicted token (positive: B is worse)."""
+        return [b - a for a, b in zip(self.loss_a, self.loss_b, strict=True)]
+
+    @property
+    def mean_a(self) -> float:
+        return float(torch.cat(self.loss_a).mean())
+
+    @property
+    def mean_b(self) -> float:
+        return float(torch.cat(self.loss_b).mean())
+
+    def top_contexts(self, k: int = 10, window: int = 12, by: str = "abs") -> list[Context]:
+        """The ``k`` predicted tokens with the largest difference (``abs``, ``b_worse`` or ``a_worse``)."""
+        scored = []
+        for t, d in enumerate(self.diff):
+            key = d.abs() if by == "abs" else d if by == "b_worse" else -d
+            for p in range(d.shape[0]):
+                scored.append((float(key[p]), t, p))
+        scored.sort(reverse=True)
+        out = []
+        for _, t, p in scored[:k]:
+            pos = p + 1
+            lo = max(0, pos - window)
+            toks = self.str_tokens[t][lo : pos + 3]
+            out.append(Context(t, pos, toks, pos - lo, float(self.loss_a[t][p]), float(self.loss_b[t][p])))
+        return out
+
+    def to_dict(self, k: int = 10) -> dict[str, Any]:
+        return {
+            "mean_loss_a": self.mean_a,
+            "mean_loss_b": self.mean_b,
+            "mean_diff": self.mean_b - self.mean_a,
+            "max_abs_diff": float(max(float(d.abs().max()) for d in self.diff)) if self.diff else 0.0,
+            "n_tokens": int(sum(d.numel() for d in self.diff)),
+            "top_contexts": [
+                {
+                    "text": c.text_index,
+                    "position": c.position,
+                    "token": c.tokens[c.focus],
+                    "context": "".join(c.tokens[: c.focus]),
+                    "loss_a": c.loss_a,
+                    "loss_b": c.loss_b,
+                    "diff": c.diff,
+                }
+                for c in self.top_contexts(k)
+            ],
+        }
+
+
+def loss_diff(a: HookedModel, b: HookedModel, texts: Sequence[str], max_tokens: int | None = 512) -> LossDiff:
+    """Per-token loss of both models on each text (same tokenizer required)."""
+    check_same_tokenizer(a, b)
+    if not texts:
+        raise ValueError("give at least one text")
+    str_tokens, la, lb = [], [], []
+    for text in texts:
+        ids = a.to_tokens(text, truncate=True)[0]
+        if max_tokens is not None:
+            ids = ids[:max_tokens]
+        if ids.shape[0] < 2:
+            raise ValueError(f"text {text[:40]!r} is too short: it needs at least one token to predict")
+        str_tokens.append(a.to_str_tokens(ids))
+        la.append(per_token_loss(a, text, max_tokens))
+        lb.append(per_token_loss(b, text, max_tokens))
+    return LossDiff(str_tokens, la, lb)
+
+
+def plot_loss_diff(result: LossDiff, text_index: int = 0):  # -> plotly Figure
+    """Loss of A and B along one text, with their difference."""
+    import plotly.graph_objects as go
+
+    toks = result.str_tokens[text_index][1:]
+    x = list(range(1, len(toks) + 1))
+    hover = [repr(t) for t in toks]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=x, y=result.loss_a[text_index].tolist(), name="A", hovertext=hover, mode="lines"))
+    fig.add_trace(go.Scatter(x=x, y=result.loss_b[text_index].tolist(), name="B", hovertext=hover, mode="lines"))
+    fig.add_trace(
+        go.Bar(x=x, y=result.diff[text_index].tolist(), name="B - A", hovertext=hover, opacity=0.5, yaxis="y2")
+    )
+    fig.update_layout(
+        title=f"per-token loss, text {text_index}",
+        xaxis_title="token position",
+        yaxis_title="loss (nats)",
+        yaxis2=dict(title="B - A", overlaying="y", side="right"),
+        height=420,
+    )
+    return fig

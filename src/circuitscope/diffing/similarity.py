@@ -1,0 +1,131 @@
+"""Per-layer similarity of two models' activations (linear CKA) and per-head attention differences."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from jaxtyping import Float
+
+from circuitscope.diffing.pairing import check_same_architecture, check_same_tokenizer
+from circuitscope.errors import ShapeError
+
+if TYPE_CHECKING:
+    from circuitscope.core.hooked_model import HookedModel
+
+__all__ = ["AttentionDiff", "LayerCKA", "attention_diff", "layer_cka", "linear_cka", "plot_attention_diff", "plot_cka"]
+
+
+def linear_cka(x: Float[torch.Tensor, "n d1"], y: Float[torch.Tensor, "n d2"]) -> float:
+    """Linear CKA (Kornblith et al. 2019): ``|Yc^T Xc|_F^2 / (|Xc^T Xc|_F |Yc^T Yc|_F)``, 1 for identical geometry."""
+    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ShapeError(f"CKA needs [n, d] matrices with the same n, got {tuple(x.shape)} and {tuple(y.shape)}")
+    xc = x.double() - x.double().mean(0)
+    yc = y.double() - y.double().mean(0)
+    num = (yc.T @ xc).norm() ** 2
+    den = (xc.T @ xc).norm() * (yc.T @ yc).norm()
+    return float(num / den) if float(den) > 0 else float("nan")
+
+
+def _tokens(model: HookedModel, texts: Sequence[str], max_tokens: int) -> list[torch.Tensor]:
+    return [model.to_tokens(t, truncate=True)[:, :max_tokens] for t in texts]
+
+
+@dataclass(frozen=True)
+class LayerCKA:
+    """CKA between A's and B's residual stream after each layer, over every token of the texts."""
+
+    layers: list[int]
+    cka: Float[torch.Tensor, " layer"]
+    n_tokens: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layers": self.layers, "cka": self.cka.tolist(), "n_tokens": self.n_tokens}
+
+
+@torch.no_grad()
+def layer_cka(
+    a: HookedModel, b: HookedModel, texts: Sequence[str], hook: str = "hook_resid_post", max_tokens: int = 256
+) -> LayerCKA:
+    """Linear CKA of ``blocks.L.{hook}`` between the models, layer by layer (BOS left out: it is an outlier)."""
+    check_same_tokenizer(a, b)
+    check_same_architecture(a, b)
+    names = [f"blocks.{i}.{hook}" for i in range(a.cfg.n_layers)]
+    xs: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    ys: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    skip = 1 if a.tok.default_prepend_bos else 0
+    for ids in _tokens(a, texts, max_tokens):
+        _, ca = a.run_with_cache(ids, names=names, stop_early=True)
+        _, cb = b.run_with_cache(ids, names=names, stop_early=True)
+        for n in names:
+            xs[n].append(ca[n][0, skip:].float().cpu())
+            ys[n].append(cb[n][0, skip:].float().cpu())
+    cka = torch.tensor([linear_cka(torch.cat(xs[n]), torch.cat(ys[n])) for n in names])
+    return LayerCKA(list(range(a.cfg.n_layers)), cka, int(sum(x.shape[0] for x in xs[names[0]])))
+
+
+@dataclass(frozen=True)
+class AttentionDiff:
+    """How differently each head attends: mean over query positions of the total-variation distance of the patterns."""
+
+    distance: Float[torch.Tensor, "layer head"]
+    """In [0, 1]: 0 same pattern, 1 disjoint attention."""
+
+    def to_dict(self) -> dict[str, Any]:
+        flat = self.distance.flatten()
+        top = flat.argsort(descending=True)[:10]
+        n_heads = self.distance.shape[1]
+        return {
+            "distance": self.distance.tolist(),
+            "mean": float(flat.mean()),
+            "top_heads": [
+                {"head": f"L{int(i) // n_heads}H{int(i) % n_heads}", "distance": float(flat[i])} for i in top
+            ],
+        }
+
+
+@torch.no_grad()
+def attention_diff(a: HookedModel, b: HookedModel, texts: Sequence[str], max_tokens: int = 256) -> AttentionDiff:
+    """Per head: ``0.5 * sum_k |pattern_A[q, k] - pattern_B[q, k]|`` averaged over queries and texts."""
+    check_same_tokenizer(a, b)
+    check_same_architecture(a, b)
+    names = [f"blocks.{i}.attn.hook_pattern" for i in range(a.cfg.n_layers)]
+    total = torch.zeros(a.cfg.n_layers, a.cfg.n_heads, dtype=torch.float64)
+    count = 0
+    for ids in _tokens(a, texts, max_tokens):
+        _, ca = a.run_with_cache(ids, names=names, stop_early=True)
+        _, cb = b.run_with_cache(ids, names=names, stop_early=True)
+        for i, n in enumerate(names):
+            tv = 0.5 * (ca[n][0].double() - cb[n][0].double()).abs().sum(-1)  # [head, query]
+            total[i] += tv.sum(-1).cpu()
+        count += ids.shape[1]
+    return AttentionDiff((total / max(count, 1)).float())
+
+
+def plot_cka(result: LayerCKA):  # -> plotly Figure
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Scatter(x=result.layers, y=result.cka.tolist(), mode="lines+markers"))
+    fig.update_layout(title="linear CKA of the residual stream, A vs B", xaxis_title="layer", yaxis_title="CKA",
+                      yaxis_range=[0, 1.02], height=380)  # fmt: skip
+    return fig
+
+
+def plot_attention_diff(result: AttentionDiff):  # -> plotly Figure
+    import plotly.graph_objects as go
+
+    d = result.distance
+    fig = go.Figure(
+        go.Heatmap(
+            z=d.tolist(),
+            x=[f"H{h}" for h in range(d.shape[1])],
+            y=[f"L{i}" for i in range(d.shape[0])],
+            colorscale="Reds",
+            zmin=0,
+            hovertemplate="%{y}%{x}: TV distance %{z:.4f}<extra></extra>",
+        )
+    )
+    fig.update_layout(title="attention-pattern difference per head (total variation)", height=480)
+    return fig

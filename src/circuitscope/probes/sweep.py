@@ -1,0 +1,130 @@
+"""Probe accuracy by layer: supervised logistic probes and CCS, on cached activations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from jaxtyping import Float
+
+from circuitscope.probes.activations import Position, collect_activations
+from circuitscope.probes.ccs import train_ccs
+from circuitscope.probes.logistic import LinearProbe, split_indices, train_probe
+from circuitscope.progress import status
+
+if TYPE_CHECKING:
+    from circuitscope.core.hooked_model import HookedModel
+
+__all__ = ["CCSSweep", "ProbeSweep", "ccs_sweep", "plot_probe_sweep", "probe_sweep"]
+
+
+@dataclass(frozen=True)
+class ProbeSweep:
+    """One logistic probe per hook, with train and held-out accuracy."""
+
+    hooks: list[str]
+    train_accuracy: Float[torch.Tensor, " hook"]
+    test_accuracy: Float[torch.Tensor, " hook"]
+    probes: list[LinearProbe]
+    n: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hooks": self.hooks,
+            "train_accuracy": self.train_accuracy.tolist(),
+            "test_accuracy": self.test_accuracy.tolist(),
+            "n": self.n,
+            "best_hook": self.hooks[int(self.test_accuracy.argmax())],
+            "best_test_accuracy": float(self.test_accuracy.max()),
+        }
+
+
+@dataclass(frozen=True)
+class CCSSweep:
+    """One CCS probe per hook; accuracy on a held-out split (up to sign, decided on the training split)."""
+
+    hooks: list[str]
+    test_accuracy: Float[torch.Tensor, " hook"]
+    n: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hooks": self.hooks, "test_accuracy": self.test_accuracy.tolist(), "n": self.n}
+
+
+def probe_sweep(
+    model: HookedModel,
+    texts: Sequence[str],
+    labels: Sequence[int],
+    hooks: Sequence[str],
+    *,
+    position: Position = -1,
+    test_fraction: float = 0.25,
+    l2: float = 1e-2,
+    seed: int = 0,
+) -> ProbeSweep:
+    """Cache ``hooks`` at ``position`` for every text (one pass), fit a probe per hook, report accuracy."""
+    if len(texts) != len(labels):
+        raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+    with status(f"caching {len(hooks)} activations of {len(texts)} texts"):
+        acts = collect_activations(model, texts, list(hooks), position)
+    y = torch.tensor(list(labels))
+    probes = [train_probe(acts[h], y, l2=l2, test_fraction=test_fraction, seed=seed) for h in hooks]
+    return ProbeSweep(
+        hooks=list(hooks),
+        train_accuracy=torch.tensor([p.train_accuracy for p in probes]),
+        test_accuracy=torch.tensor([p.test_accuracy for p in probes]),
+        probes=probes,
+        n=len(texts),
+    )
+
+
+def ccs_sweep(
+    model: HookedModel,
+    positive: Sequence[str],
+    negative: Sequence[str],
+    labels: Sequence[int],
+    hooks: Sequence[str],
+    *,
+    position: Position = -1,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+    n_tries: int = 5,
+    epochs: int = 500,
+) -> CCSSweep:
+    """CCS per hook; labels are used only to score it (and to fix its sign on the training split)."""
+    if not len(positive) == len(negative) == len(labels):
+        raise ValueError("positive, negative and labels must have the same length")
+    with status(f"caching {len(hooks)} activations of {2 * len(positive)} texts"):
+        pos = collect_activations(model, positive, list(hooks), position)
+        neg = collect_activations(model, negative, list(hooks), position)
+    y = torch.tensor(list(labels))
+    train, test = split_indices(len(y), test_fraction, seed, y)
+    accs = []
+    for h in hooks:
+        ccs = train_ccs(pos[h][train], neg[h][train], n_tries=n_tries, epochs=epochs, seed=seed)
+        sign_ok = float(((ccs.credence(pos[h][train], neg[h][train]) > 0.5).long() == y[train]).float().mean()) >= 0.5
+        pred = (ccs.credence(pos[h][test], neg[h][test]) > 0.5).long()
+        if not sign_ok:
+            pred = 1 - pred
+        accs.append(float((pred == y[test]).float().mean()))
+    return CCSSweep(list(hooks), torch.tensor(accs), len(y))
+
+
+def plot_probe_sweep(sweep: ProbeSweep, ccs: CCSSweep | None = None, title: str = "probe accuracy by layer"):
+    """Held-out (and train) accuracy per hook; CCS accuracy beside it when given."""
+    import plotly.graph_objects as go
+
+    x = [h.replace("blocks.", "").replace(".hook_", " ") for h in sweep.hooks]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=x, y=sweep.test_accuracy.tolist(), mode="lines+markers", name="logistic, held out"))
+    fig.add_trace(
+        go.Scatter(x=x, y=sweep.train_accuracy.tolist(), mode="lines", name="logistic, train", line=dict(dash="dot"))
+    )
+    if ccs is not None:
+        cx = [h.replace("blocks.", "").replace(".hook_", " ") for h in ccs.hooks]
+        fig.add_trace(go.Scatter(x=cx, y=ccs.test_accuracy.tolist(), mode="lines+markers", name="CCS, held out"))
+    fig.add_hline(y=0.5, line=dict(color="#999", dash="dash"))
+    fig.update_layout(title=title, yaxis_title="accuracy", yaxis_range=[0.3, 1.02], height=420)
+    return fig

@@ -1,0 +1,77 @@
+"""Sparse autoencoders: activation store, architectures, training, evaluation, dashboards, SAELens files.
+
+Typical use::
+
+    import circuitscope as cs
+    from circuitscope import sae
+
+    model = cs.load_model("gemma-3-270m")
+    store = sae.collect_activations(model, sae.default_corpus(), "acts/",
+                                    sae.CollectConfig(hook="blocks.6.hook_resid_post", tokens=500_000))
+    result = sae.train_sae(store, sae.TrainConfig(architecture="topk", k=32, expansion=16), out="sae/")
+    print(sae.evaluate_sae(model, result.sae, eval_tokens).to_dict())
+    logits = sae.run_with_sae(model, tokens, result.sae)
+"""
+
+from circuitscope.sae import batchtopk, jumprelu, relu, topk  # noqa: F401  (register the architectures)
+from circuitscope.sae.base import ARCHITECTURES, SAE, SAEConfig, architecture_names, create_sae
+from circuitscope.sae.batchtopk import BatchTopKSAE
+from circuitscope.sae.corpus import Contexts, Corpus, build_contexts, default_corpus, load_corpus
+from circuitscope.sae.dashboard import FeatureDashboardData, feature_dashboard_data, write_dashboard
+from circuitscope.sae.errors import (
+    ActivationStoreError,
+    SAEConfigError,
+    SAEFormatError,
+    SAEShapeError,
+    UnknownArchitectureError,
+)
+from circuitscope.sae.evaluate import SAEEvalResult, ce_loss_recovered, evaluate_sae, plot_frequency_histogram
+from circuitscope.sae.io import load_sae, save_sae
+from circuitscope.sae.jumprelu import JumpReLUSAE
+from circuitscope.sae.relu import ReLUSAE
+from circuitscope.sae.splice import run_with_cache_and_saes, run_with_sae, sae_hooks
+from circuitscope.sae.store import ActivationStore, CollectConfig, collect_activations, write_store
+from circuitscope.sae.topk import TopKSAE
+from circuitscope.sae.trainer import TrainConfig, TrainResult, geometric_median, train_sae
+
+__all__ = [
+    "ARCHITECTURES",
+    "SAE",
+    "ActivationStore",
+    "ActivationStoreError",
+    "BatchTopKSAE",
+    "CollectConfig",
+    "Contexts",
+    "Corpus",
+    "FeatureDashboardData",
+    "JumpReLUSAE",
+    "ReLUSAE",
+    "SAEConfig",
+    "SAEConfigError",
+    "SAEEvalResult",
+    "SAEFormatError",
+    "SAEShapeError",
+    "TopKSAE",
+    "TrainConfig",
+    "TrainResult",
+    "UnknownArchitectureError",
+    "architecture_names",
+    "build_contexts",
+    "ce_loss_recovered",
+    "collect_activations",
+    "create_sae",
+    "default_corpus",
+    "evaluate_sae",
+    "feature_dashboard_data",
+    "geometric_median",
+    "load_corpus",
+    "load_sae",
+    "plot_frequency_histogram",
+    "run_with_cache_and_saes",
+    "run_with_sae",
+    "sae_hooks",
+    "save_sae",
+    "train_sae",
+    "write_dashboard",
+    "write_store",
+]

@@ -1,0 +1,288 @@
+"""Feature dashboards: what makes each latent fire, and what it writes, as one self-contained HTML page.
+
+For each chosen feature: its top-activating contexts with the activation shaded on every
+token, examples from quantile bands of its nonzero activations, the activation histogram,
+the tokens whose logits its decoder direction boosts and suppresses most (``W_dec[f] @ W_U``,
+the direct path, without the final norm), and its density (firing frequency). The page opens
+with an index of the features that can be searched by token (top-activating tokens and
+boosted logits).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+
+from circuitscope.core.hooked_model import HookedModel
+from circuitscope.progress import progress
+from circuitscope.report.html import Report, token_html
+from circuitscope.sae.base import SAE
+from circuitscope.sae.errors import SAEConfigError
+from circuitscope.sae.splice import _skip_mask
+
+__all__ = [
+    "Example",
+    "FeatureDashboardData",
+    "dashboard_summary",
+    "feature_dashboard_data",
+    "parse_features",
+    "write_dashboard",
+]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One token where a feature fired, with the context around it."""
+
+    context: int
+    """Row of the evaluated tokens."""
+    position: int
+    """Position of the token in its context."""
+    activation: float
+    """The feature's activation there."""
+    tokens: list[str]
+    """The window of tokens around it."""
+    values: list[float]
+    """The feature's activation on each token of the window."""
+
+
+@dataclass(frozen=True)
+class FeatureDashboardData:
+    """Everything a dashboard shows, for a list of features."""
+
+    features: list[int]
+    """Latent indices."""
+    density: Float[torch.Tensor, " feature"]
+    """Firing frequency over the evaluated tokens."""
+    max_activation: Float[torch.Tensor, " feature"]
+    """Largest activation seen."""
+    top_examples: list[list[Example]]
+    """Per feature: top-activating tokens (at most one per context), in context."""
+    quantile_examples: list[list[tuple[str, list[Example]]]]
+    """Per feature: (band label, examples) for quantile bands of its nonzero activations."""
+    activation_samples: list[Float[torch.Tensor, " n"]]
+    """Per feature: its nonzero activations (for the histogram)."""
+    top_logits: list[list[tuple[str, float]]]
+    """Per feature: tokens whose logits its decoder direction raises most."""
+    bottom_logits: list[list[tuple[str, float]]]
+    """... and lowers most."""
+    n_tokens: int
+    """Token positions evaluated."""
+
+
+def parse_features(spec: str, d_sae: int) -> list[int]:
+    """``"0-99"``, ``"3,17,40-42"`` -> indices, checked against ``d_sae``."""
+    out: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                lo, hi = (int(p) for p in part.split("-", 1))
+                out += list(range(lo, hi + 1))
+            else:
+                out.append(int(part))
+        except ValueError as err:
+            raise SAEConfigError(f"cannot read feature list {spec!r}; use e.g. '0-99' or '3,17,40-42'") from err
+    bad = [f for f in out if not 0 <= f < d_sae]
+    if bad or not out:
+        raise SAEConfigError(f"features must lie in 0..{d_sae - 1}; got {bad[:5] or spec!r}")
+    return out
+
+
+def _window(
+    model: HookedModel, ids: torch.Tensor, acts: torch.Tensor, pos: int, before: int, after: int
+) -> tuple[list[str], list[float]]:
+    lo, hi = max(0, pos - before), min(ids.shape[0], pos + after + 1)
+    return model.to_str_tokens(ids[lo:hi]), [float(v) for v in acts[lo:hi]]
+
+
+@torch.no_grad()
+def feature_dashboard_data(
+    model: HookedModel,
+    sae: SAE,
+    tokens: Int[torch.Tensor, "n_contexts context"],
+    features: list[int],
+    n_top: int = 8,
+    n_bands: int = 4,
+    per_band: int = 3,
+    n_logits: int = 10,
+    window: tuple[int, int] = (16, 4),
+    batch_size: int = 8,
+) -> FeatureDashboardData:
+    """Run ``model`` over ``tokens`` up to the SAE's hook and gather each feature's examples and logit effects."""
+    hook = sae.cfg.hook_name
+    model.hook_point(hook)
+    if not features:
+        raise SAEConfigError("choose at least one feature")
+    idx = torch.tensor(features, dtype=torch.long)
+    chunks = []
+    for i in progress(range(0, tokens.shape[0], batch_size), "Dashboard: activations"):
+        ids = tokens[i : i + batch_size].to(model.device)
+        x = model.cache_activations(ids, hook)[hook]
+        acts = sae.encode(x)[..., idx].float().cpu()
+        mask = _skip_mask(model, sae, ids, None)
+        if mask is not None:
+            acts = acts.masked_fill(mask[..., None].cpu(), 0.0)
+        chunks.append(acts)
+    acts_all = torch.cat(chunks)  # [n, pos, feature]
+    n_tokens = acts_all.shape[0] * acts_all.shape[1]
+    density = (acts_all > 0).float().mean((0, 1))
+    before, after = window
+    top_examples: list[list[Example]] = []
+    quantiles: list[list[tuple[str, list[Example]]]] = []
+    samples: list[torch.Tensor] = []
+    for j in range(len(features)):
+        a = acts_all[..., j]
+        best_per_ctx, best_pos = a.max(dim=1)
+        order = best_per_ctx.argsort(descending=True)[:n_top]
+        ex = []
+        for c in order.tolist():
+            if best_per_ctx[c] <= 0:
+                break
+            p = int(best_pos[c])
+            toks, vals = _window(model, tokens[c], a[c], p, before, after)
+            ex.append(Example(c, p, float(a[c, p]), toks, vals))
+        top_examples.append(ex)
+        nz = a.flatten()
+        positive = nz[nz > 0]
+        samples.append(positive)
+        bands: list[tuple[str, list[Example]]] = []
+        if positive.numel():
+            qs = torch.quantile(positive, torch.linspace(0, 1, n_bands + 1))
+            flat_idx = (a > 0).nonzero()
+            gen = torch.Generator().manual_seed(j)
+            for b in range(n_bands - 1, -1, -1):
+                lo, hi = float(qs[b]), float(qs[b + 1])
+                vals_at = a[flat_idx[:, 0], flat_idx[:, 1]]
+                inside = flat_idx[(vals_at >= lo) & (vals_at <= hi)]
+                pick = inside[torch.randperm(inside.shape[0], generator=gen)[:per_band]]
+                band_ex = []
+                for c, p in pick.tolist():
+                    toks, vals = _window(model, tokens[c], a[c], p, before, after)
+                    band_ex.append(Example(c, p, float(a[c, p]), toks, vals))
+                bands.append((f"{lo:.3g} – {hi:.3g}", band_ex))
+        quantiles.append(bands)
+    W_U = model.W_U.detach().float()
+    effects = sae.W_dec.detach()[idx].float() @ W_U  # [feature, d_vocab]
+    top = effects.topk(n_logits, dim=-1)
+    bottom = (-effects).topk(n_logits, dim=-1)
+    decode = lambda i: str(model.to_string(int(i)))  # noqa: E731
+    top_logits = [[(decode(i), float(v)) for v, i in zip(vs, ix, strict=True)] for vs, ix in zip(*top, strict=True)]
+    bottom_logits = [
+        [(decode(i), -float(v)) for v, i in zip(vs, ix, strict=True)] for vs, ix in zip(*bottom, strict=True)
+    ]
+    return FeatureDashboardData(
+        features=list(features),
+        density=density,
+        max_activation=acts_all.amax((0, 1)),
+        top_examples=top_examples,
+        quantile_examples=quantiles,
+        activation_samples=samples,
+        top_logits=top_logits,
+        bottom_logits=bottom_logits,
+        n_tokens=n_tokens,
+    )
+
+
+_SEARCH = """
+<input id="fsearch" type="search" placeholder="Search features by token (e.g. love)" style="width:320px;padding:6px">
+<script>
+document.getElementById('fsearch').addEventListener('input', function (e) {
+  var q = e.target.value.trim().toLowerCase();
+  document.querySelectorAll('tr[data-tokens]').forEach(function (row) {
+    row.style.display = (!q || row.getAttribute('data-tokens').indexOf(q) >= 0) ? '' : 'none';
+  });
+});
+</script>
+"""
+
+
+def _examples_html(model_examples: list[Example], vmax: float) -> str:
+    rows = []
+    for ex in model_examples:
+        rows.append(
+            f'<div style="margin:3px 0"><span class="caption">{ex.activation:.3g}</span> '
+            f"{token_html(ex.tokens, ex.values, vmax=vmax)}</div>"
+        )
+    return "".join(rows) or '<p class="caption">never fired on these tokens</p>'
+
+
+def _logits_html(top: list[tuple[str, float]], bottom: list[tuple[str, float]]) -> str:
+    def cells(items: list[tuple[str, float]], color: str) -> str:
+        return "".join(
+            f'<tr><td><code>{html.escape(repr(t))}</code></td><td class="num" style="color:{color}">{v:+.3f}</td></tr>'
+            for t, v in items
+        )
+
+    return (
+        '<div style="display:flex;gap:40px"><table><thead><tr><th>boosts</th><th></th></tr></thead>'
+        f"<tbody>{cells(top, '#3558d4')}</tbody></table><table><thead><tr><th>suppresses</th><th></th></tr></thead>"
+        f"<tbody>{cells(bottom, '#d44035')}</tbody></table></div>"
+    )
+
+
+def write_dashboard(
+    data: FeatureDashboardData, path: str | os.PathLike[str], title: str = "SAE feature dashboards", subtitle: str = ""
+) -> Path:
+    """Write ``data`` as one self-contained HTML page (index with token search, then one section per feature)."""
+    import plotly.graph_objects as go
+
+    report = Report(title, subtitle or f"{len(data.features)} features over {data.n_tokens} tokens")
+    rows = []
+    for j, f in enumerate(data.features):
+        fired_tokens = []
+        for ex in data.top_examples[j]:
+            i = ex.values.index(max(ex.values))
+            fired_tokens.append(ex.tokens[i])
+        search = " ".join(fired_tokens + [t for t, _ in data.top_logits[j]]).lower()
+        rows.append(
+            f'<tr data-tokens="{html.escape(search, quote=True)}"><td><a href="#feature-{f}">{f}</a></td>'
+            f'<td class="num">{float(data.density[j]):.3%}</td><td class="num">{float(data.max_activation[j]):.3g}</td>'
+            f"<td>{token_html(fired_tokens[:6])}</td>"
+            f"<td>{html.escape(', '.join(repr(t) for t, _ in data.top_logits[j][:5]))}</td></tr>"
+        )
+    index = (
+        _SEARCH + "<table><thead><tr><th>feature</th><th>density</th><th>max act</th><th>top-activating tokens</th>"
+        f"<th>boosted logits</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+    report.add_html("Features", index)
+    for j, f in enumerate(data.features):
+        vmax = float(data.max_activation[j]) or 1.0
+        parts = [
+            f'<a id="feature-{f}"></a><div class="kpis"><div class="kpi"><div class="v">{float(data.density[j]):.3%}'
+            '</div><div class="k">density</div></div>'
+            f'<div class="kpi"><div class="v">{vmax:.3g}</div><div class="k">max activation</div></div></div>',
+            "<h3>Top activations</h3>",
+            _examples_html(data.top_examples[j], vmax),
+        ]
+        for label, examples in data.quantile_examples[j]:
+            parts.append(f"<h3>Band {html.escape(label)}</h3>{_examples_html(examples, vmax)}")
+        parts.append("<h3>Logits (decoder direction through the unembedding)</h3>")
+        parts.append(_logits_html(data.top_logits[j], data.bottom_logits[j]))
+        sample = data.activation_samples[j]
+        if sample.numel():
+            fig = go.Figure(go.Histogram(x=sample[:20_000].tolist(), nbinsx=40, marker_color="#3558d4"))
+            fig.update_layout(height=220, margin=dict(l=40, r=10, t=10, b=30), xaxis_title="activation")
+            parts.append(fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False}))
+        report.add_html(f"Feature {f}", "".join(parts))
+    return report.write(path)
+
+
+def dashboard_summary(data: FeatureDashboardData) -> dict[str, Any]:
+    """JSON-ready summary (for ``--json``)."""
+    return {
+        "features": data.features,
+        "n_tokens": data.n_tokens,
+        "density": data.density.tolist(),
+        "max_activation": data.max_activation.tolist(),
+        "top_logits": [[t for t, _ in row] for row in data.top_logits],
+        "top_tokens": [[ex.tokens[ex.values.index(max(ex.values))] for ex in exs] for exs in data.top_examples],
+    }

@@ -1,0 +1,216 @@
+"""Evaluating an SAE on a model: reconstruction, sparsity, downstream loss, latent frequencies.
+
+Over held-out contexts, :func:`evaluate_sae` measures
+
+- L0 (active latents per token), MSE (squared error summed over ``d_in``, per token),
+  explained variance ``1 - Σ||x - x̂||² / Σ||x - x̄||²`` and FVU ``= 1 - EV``;
+- next-token cross entropy of the clean run, with the SAE spliced in, with the hook
+  zero-ablated and mean-ablated (the mean over the evaluation tokens), and the CE loss
+  recovered ``(CE_ablated - CE_sae) / (CE_ablated - CE_clean)`` for both ablations;
+- the KL divergence from the clean next-token distribution to the spliced one;
+- each latent's firing frequency, the dead (never fires) and dense (fires on more than
+  ``dense_threshold`` of tokens) fractions, and a log10-frequency histogram.
+
+Splices and ablations touch the same positions: all of them except a leading BOS when the SAE
+was trained without BOS. Targets that are BOS (document separators) are not scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+
+from circuitscope.core.hooked_model import HookedModel
+from circuitscope.progress import progress
+from circuitscope.sae.base import SAE
+from circuitscope.sae.errors import SAEShapeError
+from circuitscope.sae.splice import _skip_mask, sae_hooks
+
+__all__ = ["SAEEvalResult", "ce_loss_recovered", "evaluate_sae", "plot_frequency_histogram"]
+
+
+@dataclass(frozen=True)
+class SAEEvalResult:
+    """Metrics of one SAE on one model and set of contexts."""
+
+    n_tokens: int
+    """Activation vectors evaluated (spliced positions)."""
+    l0: float
+    """Mean number of active latents per token."""
+    mse: float
+    """Mean squared reconstruction error per token (summed over d_in)."""
+    explained_variance: float
+    """1 - residual variance / activation variance."""
+    fvu: float
+    """Fraction of variance unexplained (1 - explained variance)."""
+    ce_clean: float
+    """Next-token cross entropy of the clean run (nats)."""
+    ce_sae: float
+    """... with the SAE reconstruction spliced in."""
+    ce_zero_ablation: float
+    """... with the hook's activation set to zero."""
+    ce_mean_ablation: float
+    """... with the hook's activation set to its mean."""
+    ce_loss_recovered: float
+    """(CE_zero - CE_sae) / (CE_zero - CE_clean)."""
+    ce_loss_recovered_mean_ablation: float
+    """(CE_mean - CE_sae) / (CE_mean - CE_clean)."""
+    kl_sae: float
+    """Mean KL(clean || spliced) over scored positions (nats)."""
+    dead_fraction: float
+    """Latents that never fired on the evaluation tokens."""
+    dense_fraction: float
+    """Latents that fired on more than ``dense_threshold`` of the tokens."""
+    feature_frequency: Float[torch.Tensor, " d_sae"]
+    """Firing frequency of every latent."""
+    histogram_counts: Int[torch.Tensor, " bins"]
+    """Latents per log10-frequency bin (dead latents are not counted)."""
+    histogram_edges: Float[torch.Tensor, " bins_plus_1"]
+    """log10-frequency bin edges."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The scalar metrics and the histogram (JSON-ready)."""
+        out: dict[str, Any] = {
+            k: getattr(self, k)
+            for k in (
+                "n_tokens", "l0", "mse", "explained_variance", "fvu", "ce_clean", "ce_sae", "ce_zero_ablation",
+                "ce_mean_ablation", "ce_loss_recovered", "ce_loss_recovered_mean_ablation", "kl_sae",
+                "dead_fraction", "dense_fraction",
+            )
+        }  # fmt: skip
+        out["histogram"] = {"counts": self.histogram_counts.tolist(), "log10_edges": self.histogram_edges.tolist()}
+        return out
+
+
+def ce_loss_recovered(ce_ablated: float, ce_sae: float, ce_clean: float) -> float:
+    """``(CE_ablated - CE_sae) / (CE_ablated - CE_clean)``: 1 for a perfect splice, 0 for one as bad as ablation."""
+    denom = ce_ablated - ce_clean
+    return float("nan") if denom == 0 else (ce_ablated - ce_sae) / denom
+
+
+def _ce(logits: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    logp = logits[:, :-1].float().log_softmax(-1)
+    nll = -logp.gather(-1, tokens[:, 1:, None]).squeeze(-1)
+    return (nll * valid).sum(), logp
+
+
+@torch.no_grad()
+def evaluate_sae(
+    model: HookedModel,
+    sae: SAE,
+    tokens: Int[torch.Tensor, "n_contexts context"],
+    batch_size: int = 4,
+    dense_threshold: float = 0.1,
+    skip_bos: bool | None = None,
+) -> SAEEvalResult:
+    """Evaluate ``sae`` spliced into ``model`` at ``sae.cfg.hook_name`` on the contexts ``tokens``."""
+    hook = sae.cfg.hook_name
+    model.hook_point(hook)
+    if tokens.ndim != 2 or tokens.shape[1] < 2:
+        raise SAEShapeError(f"tokens must be [n_contexts, context >= 2], got {tuple(tokens.shape)}")
+    bos = model.tok.bos_token_id if model.tokenizer is not None else None
+    batches = [tokens[i : i + batch_size].to(model.device) for i in range(0, tokens.shape[0], batch_size)]
+
+    # pass 1: the hook's activations (the forward stops there) for reconstruction metrics and the mean
+    total = torch.zeros(sae.cfg.d_in, dtype=torch.float64)
+    n = 0
+    err_sum = 0.0
+    sq_sum = 0.0
+    sum_x = torch.zeros(sae.cfg.d_in, dtype=torch.float64)
+    l0_sum = 0.0
+    fired = torch.zeros(sae.cfg.d_sae, dtype=torch.float64)
+    for ids in progress(batches, "SAE: reconstruction"):
+        x = model.cache_activations(ids, hook)[hook]
+        if x.shape[-1] != sae.cfg.d_in:
+            raise SAEShapeError(
+                f"{hook} has width {x.shape[-1]} on this model, but the SAE reads d_in={sae.cfg.d_in}; "
+                "use an SAE trained on this model and hook"
+            )
+        mask = _skip_mask(model, sae, ids, skip_bos)
+        keep = torch.ones(ids.shape, dtype=torch.bool, device=ids.device) if mask is None else ~mask
+        xs = x[keep].double()
+        acts = sae.encode(xs.to(sae.W_enc.dtype))
+        recon = sae.decode(acts).double()
+        err_sum += float((recon - xs).pow(2).sum())
+        sq_sum += float(xs.pow(2).sum())
+        sum_x += xs.sum(0)
+        total += xs.sum(0)
+        n += xs.shape[0]
+        active = acts > 0
+        l0_sum += float(active.sum())
+        fired += active.sum(0).double()
+    mean = (sum_x / n).float()
+    variance = sq_sum - float((sum_x * sum_x).sum()) / n
+
+    # pass 2: next-token losses clean, spliced, zero- and mean-ablated
+    ce = {"clean": 0.0, "sae": 0.0, "zero": 0.0, "mean": 0.0}
+    kl_sum = 0.0
+    n_targets = 0.0
+    for ids in progress(batches, "SAE: downstream loss"):
+        valid = torch.ones(ids[:, 1:].shape, dtype=torch.float32, device=ids.device)
+        if bos is not None:
+            valid = valid * (ids[:, 1:] != bos).float()
+        n_targets += float(valid.sum())
+        mask = _skip_mask(model, sae, ids, skip_bos)
+        clean_sum, clean_logp = _ce(model(ids), ids, valid)
+        ce["clean"] += float(clean_sum)
+        with model.hooks(sae_hooks(model, ids, sae, skip_bos=skip_bos)):
+            sae_sum, sae_logp = _ce(model(ids), ids, valid)
+        ce["sae"] += float(sae_sum)
+        kl = (clean_logp.exp() * (clean_logp - sae_logp)).sum(-1)
+        kl_sum += float((kl * valid).sum())
+        del clean_logp, sae_logp
+        for name, value in (("zero", torch.zeros_like(mean)), ("mean", mean)):
+
+            def ablate(x: torch.Tensor, hook: Any, value: torch.Tensor = value, mask: Any = mask) -> torch.Tensor:
+                out = value.to(x.dtype).expand_as(x)
+                return out if mask is None else torch.where(mask[..., None], x, out)
+
+            with model.hooks([(hook, ablate)]):
+                ce[name] += float(_ce(model(ids), ids, valid)[0])
+    for key in ce:
+        ce[key] /= max(n_targets, 1.0)
+    freq = (fired / max(n, 1)).float()
+    alive = freq[freq > 0]
+    edges = torch.linspace(-8.0, 0.0, 33)
+    counts = torch.histc(alive.log10().clamp(-8, 0), bins=32, min=-8.0, max=0.0).long()
+    ev = 1 - err_sum / variance if variance > 0 else float("nan")
+    return SAEEvalResult(
+        n_tokens=n,
+        l0=l0_sum / max(n, 1),
+        mse=err_sum / max(n, 1),
+        explained_variance=ev,
+        fvu=1 - ev,
+        ce_clean=ce["clean"],
+        ce_sae=ce["sae"],
+        ce_zero_ablation=ce["zero"],
+        ce_mean_ablation=ce["mean"],
+        ce_loss_recovered=ce_loss_recovered(ce["zero"], ce["sae"], ce["clean"]),
+        ce_loss_recovered_mean_ablation=ce_loss_recovered(ce["mean"], ce["sae"], ce["clean"]),
+        kl_sae=kl_sum / max(n_targets, 1.0),
+        dead_fraction=float((freq == 0).float().mean()),
+        dense_fraction=float((freq > dense_threshold).float().mean()),
+        feature_frequency=freq,
+        histogram_counts=counts,
+        histogram_edges=edges,
+    )
+
+
+def plot_frequency_histogram(result: SAEEvalResult) -> Any:
+    """Plotly bar chart of latents per log10 firing frequency."""
+    import plotly.graph_objects as go
+
+    edges = result.histogram_edges
+    centers = ((edges[:-1] + edges[1:]) / 2).tolist()
+    fig = go.Figure(go.Bar(x=centers, y=result.histogram_counts.tolist(), marker_color="#3558d4"))
+    fig.update_layout(
+        title=f"Latent firing frequency ({result.dead_fraction:.1%} dead)",
+        xaxis_title="log10 firing frequency",
+        yaxis_title="latents",
+        height=320,
+        margin=dict(l=50, r=20, t=50, b=40),
+    )
+    return fig

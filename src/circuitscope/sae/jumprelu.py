@@ -1,0 +1,95 @@
+"""JumpReLU SAE trained with straight-through estimators of the threshold gradient (Rajamanoharan et al. 2024).
+
+``f_i = pre_i · H(pre_i - θ_i)``. The step function has no useful gradient in θ, so the
+backward pass uses a rectangle-kernel pseudo-derivative of bandwidth ``ε``:
+``∂JumpReLU/∂θ = -(θ/ε) K((pre-θ)/ε)`` and ``∂H/∂θ = -(1/ε) K((pre-θ)/ε)``, with
+``K(u) = 1{|u| < 1/2}``. The sparsity penalty is the L0 norm ``λ Σ_i H(pre_i - θ_i)``.
+The threshold is a parameter ``threshold`` (SAELens's name), kept non-negative.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import nn
+
+from circuitscope.sae.base import SAE, SAEConfig, StepContext, TrainOutput, register_architecture
+
+__all__ = ["JumpReLUSAE"]
+
+
+def _kernel(pre: torch.Tensor, threshold: torch.Tensor, bandwidth: float) -> torch.Tensor:
+    return ((pre - threshold).abs() < bandwidth / 2).to(pre.dtype) / bandwidth
+
+
+class _JumpReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, pre: torch.Tensor, threshold: torch.Tensor, bandwidth: float) -> torch.Tensor:
+        ctx.save_for_backward(pre, threshold)
+        ctx.bandwidth = bandwidth
+        return pre * (pre > threshold).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, *grad_outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:  # type: ignore[override]
+        (grad,) = grad_outputs
+        pre, threshold = ctx.saved_tensors
+        grad_pre = grad * (pre > threshold).to(pre.dtype)
+        grad_threshold = -(threshold * _kernel(pre, threshold, ctx.bandwidth) * grad).sum(0)
+        return grad_pre, grad_threshold, None
+
+
+class _Step(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, pre: torch.Tensor, threshold: torch.Tensor, bandwidth: float) -> torch.Tensor:
+        ctx.save_for_backward(pre, threshold)
+        ctx.bandwidth = bandwidth
+        return (pre > threshold).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, *grad_outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:  # type: ignore[override]
+        (grad,) = grad_outputs
+        pre, threshold = ctx.saved_tensors
+        grad_threshold = -(_kernel(pre, threshold, ctx.bandwidth) * grad).sum(0)
+        return torch.zeros_like(pre), grad_threshold, None
+
+
+@register_architecture("jumprelu")
+class JumpReLUSAE(SAE):
+    """A latent fires only above its own learned threshold."""
+
+    def __init__(self, cfg: SAEConfig) -> None:
+        super().__init__(cfg)
+        self.threshold = nn.Parameter(torch.zeros(cfg.d_sae, dtype=getattr(torch, cfg.dtype)))
+
+    @torch.no_grad()
+    def initialize(
+        self,
+        generator: torch.Generator,
+        decoder_norm: float = 1.0,
+        tied: bool = True,
+        b_dec: torch.Tensor | None = None,
+    ) -> None:
+        super().initialize(generator, decoder_norm, tied, b_dec)
+        self.threshold.fill_(0.001)
+
+    def activation(self, pre: Float[torch.Tensor, "... d_sae"]) -> Float[torch.Tensor, "... d_sae"]:
+        return pre * (pre > self.threshold).to(pre.dtype)
+
+    def training_forward(self, x: Float[torch.Tensor, "batch d_in"], ctx: StepContext) -> TrainOutput:
+        bandwidth = float(ctx.options.get("bandwidth", 0.001))
+        pre = self.pre_acts(x)
+        acts = _JumpReLU.apply(pre, self.threshold, bandwidth)
+        assert isinstance(acts, torch.Tensor)
+        recon = self.decode(acts)
+        mse = self.mse(recon, x)
+        step = _Step.apply(pre, self.threshold, bandwidth)
+        assert isinstance(step, torch.Tensor)
+        l0 = step.sum(-1).mean()
+        loss = mse + ctx.sparsity_coefficient * l0
+        return TrainOutput(recon, acts.detach(), loss, {"mse": mse.detach(), "l0": l0.detach()})
+
+    @torch.no_grad()
+    def clamp_threshold(self) -> None:
+        self.threshold.clamp_(min=0.0)

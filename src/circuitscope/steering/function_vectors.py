@@ -1,0 +1,213 @@
+"""Function vectors (Todd et al. 2023): heads that carry an in-context task, summed into one steering vector.
+
+1. Build ICL prompts (``n_shots`` demonstrations, then a query) and corrupted copies whose
+   demonstration labels are shuffled.
+2. Mean output of every head (``hook_z``) at the last token over the clean prompts.
+3. Average indirect effect (AIE) of a head: patch its mean clean output into the corrupted
+   prompts and measure the rise in the probability of the correct answer's first token.
+4. Function vector: the sum over the top-k heads of ``mean z @ W_O`` (their output in the
+   residual-stream basis). Added at one layer's residual stream at the last token of a
+   zero-shot prompt, it should make the model do the task.
+
+For families with a norm after attention (Gemma 2/3), ``z @ W_O`` is the head's share before
+that norm; the vector is still added to the residual stream, as the paper does for its models.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from jaxtyping import Float
+
+from circuitscope.progress import progress
+from circuitscope.steering.apply import steering_hooks
+from circuitscope.steering.tasks import IclTask
+from circuitscope.steering.vector import SteeringVector, model_fingerprint
+
+if TYPE_CHECKING:
+    from circuitscope.core.hooked_model import HookedModel
+
+__all__ = ["FunctionVectorResult", "function_vector", "icl_prompt", "plot_function_vector"]
+
+TEMPLATE = "Q: {x}\nA: {y}\n\n"
+QUERY = "Q: {x}\nA:"
+
+
+def icl_prompt(demos: list[tuple[str, str]], query: str) -> str:
+    """``Q: x\\nA: y\\n\\n`` per demonstration, then ``Q: query\\nA:`` (the answer follows after a space)."""
+    return "".join(TEMPLATE.format(x=x, y=y) for x, y in demos) + QUERY.format(x=query)
+
+
+@dataclass(frozen=True)
+class FunctionVectorResult:
+    task: str
+    aie: Float[torch.Tensor, "layer head"]
+    """Average indirect effect of each head (probability of the correct first token)."""
+    top_heads: list[tuple[int, int]]
+    vector: SteeringVector
+    """The function vector, at ``blocks.{layer}.hook_resid_pre`` (start_pos is set per prompt when applied)."""
+    icl_accuracy: float
+    """Accuracy with ``n_shots`` demonstrations (no intervention)."""
+    corrupted_accuracy: float
+    """Accuracy with shuffled demonstration labels."""
+    zero_shot_accuracy: float
+    """Accuracy of the bare query."""
+    zero_shot_fv_accuracy: float
+    """Accuracy of the bare query with the function vector added at its last token."""
+    n_eval: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "layer_hook": self.vector.hook,
+            "top_heads": [f"L{layer}H{h}" for layer, h in self.top_heads],
+            "top_heads_aie": [float(self.aie[layer, h]) for layer, h in self.top_heads],
+            "icl_accuracy": self.icl_accuracy,
+            "corrupted_accuracy": self.corrupted_accuracy,
+            "zero_shot_accuracy": self.zero_shot_accuracy,
+            "zero_shot_fv_accuracy": self.zero_shot_fv_accuracy,
+            "n_eval": self.n_eval,
+            "vector_norm": float(self.vector.vector.norm()),
+        }
+
+
+def _answer_token(model: HookedModel, y: str) -> int:
+    ids = model.tok.encode(" " + y, prepend_bos=False)
+    return ids[0]
+
+
+@torch.no_grad()
+def _last_logits(model: HookedModel, prompts: list[str], hooks: list | None = None) -> torch.Tensor:
+    ids, mask = model.tok.to_tokens(prompts)
+    last = mask.sum(1) - 1
+    logits = model.run_with_hooks(ids, hooks or [], attention_mask=mask if not bool(mask.all()) else None)
+    return logits[torch.arange(len(prompts)), last.to(logits.device)].float()
+
+
+def function_vector(
+    model: HookedModel,
+    task: IclTask,
+    *,
+    n_shots: int = 5,
+    n_prompts: int = 16,
+    n_eval: int = 20,
+    top_k: int = 10,
+    layer: int | None = None,
+    seed: int = 0,
+) -> FunctionVectorResult:
+    """Find the task's heads by AIE, build the function vector and measure zero-shot accuracy with and without it."""
+    cfg = model.cfg
+    if n_shots < 1 or n_prompts < 1 or n_eval < 1 or top_k < 1:
+        raise ValueError("n_shots, n_prompts, n_eval and top_k must be at least 1")
+    if len(task.pairs) < n_shots + 1:
+        raise ValueError(f"task {task.name!r} has {len(task.pairs)} pairs; {n_shots} shots need {n_shots + 1}")
+    layer = cfg.n_layers // 3 if layer is None else layer
+    model.check_layer_head(layer)
+    rng = random.Random(seed)
+
+    def sample(n: int) -> tuple[list[str], list[str], list[int]]:
+        clean, corrupt, answers = [], [], []
+        for _ in range(n):
+            chosen = rng.sample(task.pairs, n_shots + 1)
+            demos, (qx, qy) = chosen[:-1], chosen[-1]
+            ys = [y for _, y in demos]
+            shuffled = ys[:]
+            while n_shots > 1 and shuffled == ys:
+                rng.shuffle(shuffled)
+            clean.append(icl_prompt(demos, qx))
+            corrupt.append(icl_prompt([(x, y) for (x, _), y in zip(demos, shuffled, strict=True)], qx))
+            answers.append(_answer_token(model, qy))
+        return clean, corrupt, answers
+
+    clean, corrupt, answers = sample(n_prompts)
+    ans = torch.tensor(answers)
+    z_names = [f"blocks.{i}.attn.hook_z" for i in range(cfg.n_layers)]
+    ids, mask = model.tok.to_tokens(clean)
+    last = mask.sum(1) - 1
+    with torch.no_grad():
+        _, cache = model.run_with_cache(
+            ids, names=z_names, stop_early=True, attention_mask=mask if not bool(mask.all()) else None
+        )
+    rows = torch.arange(len(clean))
+    z_mean = torch.stack([cache[n][rows, last].float().mean(0) for n in z_names])  # [layer, head, d_head]
+
+    c_ids, c_mask = model.tok.to_tokens(corrupt)
+    c_last = c_mask.sum(1) - 1
+    c_attn = c_mask if not bool(c_mask.all()) else None
+
+    def p_correct(hooks: list) -> float:
+        with torch.no_grad():
+            logits = model.run_with_hooks(c_ids, hooks, attention_mask=c_attn)
+        probs = logits[rows, c_last].float().softmax(-1)
+        return float(probs[rows, ans].mean())
+
+    base = p_correct([])
+    aie = torch.zeros(cfg.n_layers, cfg.n_heads)
+    heads = [(li, h) for li in range(cfg.n_layers) for h in range(cfg.n_heads)]
+    for li, h in progress(heads, "function vector: head effects", total=len(heads)):
+        value = z_mean[li, h]
+
+        def patch(z: torch.Tensor, hook: Any, h: int = h, value: torch.Tensor = value) -> torch.Tensor:
+            z = z.clone()
+            z[rows, c_last, h] = value.to(z.dtype)
+            return z
+
+        aie[li, h] = p_correct([(z_names[li], patch)]) - base
+    order = aie.flatten().argsort(descending=True)[:top_k]
+    top = [divmod(int(i), cfg.n_heads) for i in order]
+    W_O = model.W_O.detach().float()
+    fv = sum((z_mean[li, h] @ W_O[li, h] for li, h in top), torch.zeros(cfg.d_model))
+    vector = SteeringVector(
+        fv,
+        f"blocks.{layer}.hook_resid_pre",
+        method="function_vector",
+        model=model_fingerprint(model),
+        details={"task": task.name, "n_shots": n_shots, "top_heads": [list(t) for t in top]},
+    )
+
+    eval_clean, eval_corrupt, eval_answers = sample(n_eval)
+    queries = [p.rsplit("\n\n", 1)[-1] for p in eval_clean]
+    e_ans = torch.tensor(eval_answers)
+    icl = float((_last_logits(model, eval_clean).argmax(-1).cpu() == e_ans).float().mean())
+    corrupted = float((_last_logits(model, eval_corrupt).argmax(-1).cpu() == e_ans).float().mean())
+    zero = float((_last_logits(model, queries).argmax(-1).cpu() == e_ans).float().mean())
+    hits = 0
+    for q, a in zip(queries, eval_answers, strict=True):
+        n_tok = len(model.tok.encode(q))
+        hooks = steering_hooks(vector.with_(start_pos=n_tok - 1), model)
+        hits += int(int(_last_logits(model, [q], hooks)[0].argmax()) == a)
+    return FunctionVectorResult(
+        task=task.name,
+        aie=aie,
+        top_heads=top,
+        vector=vector,
+        icl_accuracy=icl,
+        corrupted_accuracy=corrupted,
+        zero_shot_accuracy=zero,
+        zero_shot_fv_accuracy=hits / len(queries),
+        n_eval=n_eval,
+    )
+
+
+def plot_function_vector(result: FunctionVectorResult):  # -> plotly Figure
+    """Heatmap of each head's average indirect effect (layer x head)."""
+    import plotly.graph_objects as go
+
+    aie = result.aie
+    fig = go.Figure(
+        go.Heatmap(
+            z=aie.tolist(),
+            x=[f"H{h}" for h in range(aie.shape[1])],
+            y=[f"L{layer}" for layer in range(aie.shape[0])],
+            colorscale="RdBu",
+            zmid=0,
+            hovertemplate="%{y}%{x}: AIE %{z:.4f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=f"{result.task}: average indirect effect per head", height=520, xaxis_title="head", yaxis_title="layer"
+    )
+    return fig

@@ -1,0 +1,235 @@
+"""Layer x coefficient sweeps of a steering vector: its effect on a target metric and the damage it does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from jaxtyping import Float
+
+from circuitscope.core.hook_points import HookFn
+from circuitscope.progress import progress
+from circuitscope.steering.apply import steering_hooks
+from circuitscope.steering.vector import SteeringVector
+
+if TYPE_CHECKING:
+    from circuitscope.core.hooked_model import HookedModel
+    from circuitscope.probes.logistic import LinearProbe
+
+__all__ = [
+    "EffectFn",
+    "SteeringSweep",
+    "mean_loss",
+    "plot_sweep",
+    "probe_score_of_generations",
+    "steering_sweep",
+    "target_logprob",
+]
+
+Hooks = list[tuple[str, HookFn]]
+EffectFn = Callable[["HookedModel", Hooks], float]
+"""``effect(model, hooks) -> float``: a number measured with the steering hooks applied where it chooses."""
+
+
+def _tokens_of(model: HookedModel, words: Sequence[str]) -> list[int]:
+    return [model.to_single_token(w) for w in words]
+
+
+def target_logprob(prompts: Sequence[str], targets: Sequence[str]) -> EffectFn:
+    """Mean over prompts of ``log P(next token is one of targets)`` (each target a single token, e.g. " love")."""
+    if not prompts or not targets:
+        raise ValueError("target_logprob needs at least one prompt and one target word")
+
+    @torch.no_grad()
+    def effect(model: HookedModel, hooks: Hooks) -> float:
+        ids, mask = model.tok.to_tokens(list(prompts))
+        last = mask.sum(1) - 1
+        logits = model.run_with_hooks(ids, hooks, attention_mask=mask if not bool(mask.all()) else None)
+        logp = logits[torch.arange(ids.shape[0]), last.to(logits.device)].float().log_softmax(-1)
+        tok = torch.tensor(_tokens_of(model, targets), device=logp.device)
+        return float(logp[:, tok].logsumexp(-1).mean())
+
+    effect.__qualname__ = f"log P({'|'.join(targets)})"
+    return effect
+
+
+def probe_score_of_generations(
+    prompts: Sequence[str], probe: LinearProbe, hook: str, max_new_tokens: int = 20
+) -> EffectFn:
+    """Generate from each prompt with steering, then read the probe (unsteered) on the generated text.
+
+    Returns the mean probe probability of class 1 over the prompts, at the last token of prompt + continuation.
+    """
+    from circuitscope.probes.activations import collect_activations
+
+    @torch.no_grad()
+    def effect(model: HookedModel, hooks: Hooks) -> float:
+        texts = [p + model.generate(p, max_new_tokens, hooks=hooks).text for p in prompts]
+        acts = collect_activations(model, texts, hook, -1)[hook]
+        return float(torch.sigmoid(probe.logits(acts)).mean())
+
+    effect.__qualname__ = f"probe P(class 1) on generations at {hook}"
+    return effect
+
+
+@torch.no_grad()
+def mean_loss(model: HookedModel, texts: Sequence[str], hooks: Sequence[tuple[str, HookFn]] = ()) -> float:
+    """Mean next-token cross-entropy over every predicted token of ``texts`` (padding excluded)."""
+    total, count = 0.0, 0
+    for start in range(0, len(texts), 8):
+        ids, mask = model.tok.to_tokens(list(texts[start : start + 8]), truncate=True)
+        logits = model.run_with_hooks(ids, list(hooks), attention_mask=mask if not bool(mask.all()) else None)
+        logp = logits[:, :-1].float().log_softmax(-1)
+        nll = -logp.gather(-1, ids[:, 1:, None].to(logp.device))[..., 0]
+        keep = mask[:, 1:].to(nll.device).bool()
+        total += float(nll[keep].sum())
+        count += int(keep.sum())
+    if count == 0:
+        raise ValueError("the neutral texts have no token to predict; give longer texts")
+    return total / count
+
+
+@dataclass(frozen=True)
+class SteeringSweep:
+    """Effect and damage of one vector recipe over layers x coefficients."""
+
+    layers: list[int]
+    coefficients: list[float]
+    effect: Float[torch.Tensor, "layer coeff"]
+    """The effect metric with steering (same units as ``baseline_effect``)."""
+    damage: Float[torch.Tensor, "layer coeff"]
+    """Mean loss on neutral text with steering minus without (nats per token)."""
+    baseline_effect: float
+    baseline_loss: float
+    effect_name: str
+    hooks: list[str]
+    """The hook used at each layer."""
+
+    @property
+    def effect_change(self) -> Float[torch.Tensor, "layer coeff"]:
+        return self.effect - self.baseline_effect
+
+    def best(self, max_damage: float = 0.5) -> dict[str, Any] | None:
+        """The cell with the largest effect change whose damage stays under ``max_damage`` nats/token."""
+        ok = self.damage <= max_damage
+        if not bool(ok.any()):
+            return None
+        masked = torch.where(ok, self.effect_change, torch.tensor(-torch.inf))
+        li, ci = divmod(int(masked.argmax()), len(self.coefficients))
+        return {
+            "layer": self.layers[li],
+            "coefficient": self.coefficients[ci],
+            "effect_change": float(self.effect_change[li, ci]),
+            "damage": float(self.damage[li, ci]),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layers": self.layers,
+            "coefficients": self.coefficients,
+            "effect_name": self.effect_name,
+            "baseline_effect": self.baseline_effect,
+            "baseline_loss": self.baseline_loss,
+            "effect": self.effect.tolist(),
+            "effect_change": self.effect_change.tolist(),
+            "damage": self.damage.tolist(),
+            "best_under_0.5_nats_damage": self.best(0.5),
+        }
+
+
+def steering_sweep(
+    model: HookedModel,
+    make_vector: Callable[[int], SteeringVector],
+    layers: Sequence[int],
+    coefficients: Sequence[float],
+    effect: EffectFn,
+    neutral_texts: Sequence[str],
+) -> SteeringSweep:
+    """For each layer build the vector with ``make_vector(layer)``; for each coefficient measure effect and damage.
+
+    The vector recipe (ActAdd prompts, CAA pairs, ...) stays fixed; only the layer it is read
+    and written at and its coefficient change, which answers "at which layers does this
+    intervention stop working, and what does it cost?".
+    """
+    if not layers or not coefficients:
+        raise ValueError("give at least one layer and one coefficient")
+    for layer in layers:
+        model.check_layer_head(layer)
+    if not neutral_texts:
+        raise ValueError("give neutral texts to measure the damage on")
+    base_effect = effect(model, [])
+    base_loss = mean_loss(model, neutral_texts)
+    eff = torch.zeros(len(layers), len(coefficients))
+    dmg = torch.zeros(len(layers), len(coefficients))
+    hooks_used: list[str] = []
+    cells = [(li, ci) for li in range(len(layers)) for ci in range(len(coefficients))]
+    vectors: dict[int, SteeringVector] = {}
+    for li, ci in progress(cells, "steering sweep", total=len(cells)):
+        if li not in vectors:
+            vectors[li] = make_vector(layers[li])
+            hooks_used.append(vectors[li].hook)
+        v = vectors[li].with_(coefficient=float(coefficients[ci]))
+        hooks = steering_hooks(v, model)
+        eff[li, ci] = effect(model, hooks)
+        dmg[li, ci] = mean_loss(model, neutral_texts, hooks) - base_loss
+    return SteeringSweep(
+        layers=list(layers),
+        coefficients=[float(c) for c in coefficients],
+        effect=eff,
+        damage=dmg,
+        baseline_effect=base_effect,
+        baseline_loss=base_loss,
+        effect_name=getattr(effect, "__qualname__", "effect"),
+        hooks=hooks_used,
+    )
+
+
+def plot_sweep(sweep: SteeringSweep):  # -> plotly Figure
+    """Two heatmaps side by side: effect change and damage, layers x coefficients."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    x = [f"{c:g}" for c in sweep.coefficients]
+    y = [str(layer) for layer in sweep.layers]
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=(f"effect: Δ {sweep.effect_name}", "damage: Δ loss on neutral text (nats/token)"),
+        horizontal_spacing=0.14,
+    )
+    eff = sweep.effect_change
+    lim = float(eff.abs().max()) or 1.0
+    fig.add_trace(
+        go.Heatmap(
+            z=eff.tolist(),
+            x=x,
+            y=y,
+            colorscale="RdBu",
+            zmid=0,
+            zmin=-lim,
+            zmax=lim,
+            colorbar=dict(x=0.43, len=0.9),
+            hovertemplate="layer %{y}, coeff %{x}<br>Δ effect %{z:.3f}<extra></extra>",
+        ),
+        1,
+        1,
+    )
+    fig.add_trace(
+        go.Heatmap(
+            z=sweep.damage.tolist(),
+            x=x,
+            y=y,
+            colorscale="Reds",
+            zmin=0,
+            hovertemplate="layer %{y}, coeff %{x}<br>Δ loss %{z:.3f}<extra></extra>",
+        ),
+        1,
+        2,
+    )
+    for col in (1, 2):
+        fig.update_xaxes(title_text="coefficient", type="category", row=1, col=col)
+        fig.update_yaxes(title_text="layer", type="category", row=1, col=col)
+    fig.update_layout(height=460, margin=dict(l=60, r=20, t=60, b=50))
+    return fig

@@ -1,0 +1,258 @@
+"""``circuitscope lab grokking``: train modular addition until it groks, and track the progress measures.
+
+Follows Nanda et al. (2023), "Progress measures for grokking via mechanistic interpretability":
+a 1-layer transformer (no LayerNorm, ReLU MLP) trained full-batch with AdamW and heavy weight
+decay on a fraction of the pairs of ``a + b mod p``. Tracked at every checkpoint: train and test
+loss and accuracy, the sum of squared weights and the embedding's Fourier norms; after training,
+the key frequencies (from the final embedding) give the restricted and excluded losses at every
+checkpoint. Phases (our operational definitions, stated in the report): memorisation ends when
+train accuracy first reaches 99%; circuit formation ends when test accuracy first reaches 50%;
+cleanup ends when test loss first drops below 0.1 (generalisation).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from circuitscope.toy.checkpoint import load_model_weights
+from circuitscope.toy.errors import LabConfigError
+from circuitscope.toy.grokking import (
+    ModularAddition,
+    embedding_fourier_norms,
+    excluded_loss,
+    fast_last_logits,
+    key_frequencies,
+    logit_table,
+    restricted_loss,
+)
+from circuitscope.toy.model import ToyTransformer, build_toy
+from circuitscope.toy.trainer import TrainConfig, full_batch, train
+
+__all__ = ["GrokkingConfig", "GrokkingResult", "build_grokking_model", "run_grokking"]
+
+GENERALISED = 0.1
+"""Test loss below which a run counts as generalised."""
+
+
+@dataclass(frozen=True)
+class GrokkingConfig:
+    """The modular-addition experiment."""
+
+    p: int = 53
+    """Modulus (prime)."""
+    train_fraction: float = 0.5
+    """Fraction of the p^2 pairs used for training."""
+    d_model: int = 64
+    """Residual width."""
+    n_heads: int = 4
+    """Attention heads."""
+    d_head: int = 16
+    """Width of each head."""
+    d_mlp: int = 256
+    """MLP width (ReLU)."""
+    lr: float = 3e-3
+    """AdamW learning rate."""
+    weight_decay: float = 1.0
+    """AdamW weight decay (the driver of grokking)."""
+    betas: tuple[float, float] = (0.9, 0.98)
+    """AdamW betas."""
+    warmup_steps: int = 10
+    """Linear warm-up steps."""
+    steps: int = 2000
+    """Full-batch training steps."""
+    checkpoint_every: int = 100
+    """Steps between checkpoints (metrics and saved weights)."""
+    seed: int = 0
+    """Seed of the split and the initialisation."""
+    stop_when_generalised: bool = False
+    """Stop at the first checkpoint whose test loss is below 0.1 (the rest of the curve is then missing)."""
+
+    def __post_init__(self) -> None:
+        ModularAddition(self.p, self.train_fraction, self.seed)  # validates p and the fraction
+        if self.n_heads < 1 or self.d_head < 1 or self.d_model < 1 or self.d_mlp < 1:
+            raise LabConfigError("n_heads, d_head, d_model and d_mlp must be positive")
+        TrainConfig(
+            steps=self.steps,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            betas=self.betas,
+            warmup_steps=self.warmup_steps,
+            checkpoint_every=self.checkpoint_every,
+        )
+
+    @classmethod
+    def preset(cls, name: str) -> GrokkingConfig:
+        """``default`` (small, groks in minutes) or ``paper`` (Nanda et al.: p = 113, 30%, d_model 128, ...)."""
+        if name == "default":
+            return cls()
+        if name == "paper":
+            return cls(p=113, train_fraction=0.3, d_model=128, n_heads=4, d_head=32, d_mlp=512, lr=1e-3, steps=25_000)
+        raise LabConfigError(f"unknown grokking config {name!r}; choose 'default' or 'paper'")
+
+
+@dataclass
+class GrokkingResult:
+    """Curves over training (one entry per checkpoint step) and the derived phases."""
+
+    config: GrokkingConfig
+    steps: list[int]
+    train_loss: list[float]
+    test_loss: list[float]
+    train_accuracy: list[float]
+    test_accuracy: list[float]
+    weight_norm: list[float]
+    """Sum of squared weights."""
+    fourier_norms: list[list[float]]
+    """Per checkpoint, the embedding's norm along each frequency k = 1 .. (p-1)/2."""
+    key_frequencies: list[int]
+    """Key frequencies of the final embedding."""
+    restricted_loss: list[float]
+    excluded_loss: list[float]
+    seconds: list[float]
+    """Wall-clock seconds since this (possibly resumed) run started, at each checkpoint."""
+    phases: dict[str, list[int | None]] = field(default_factory=dict)
+    """``memorisation``, ``circuit_formation``, ``cleanup`` -> [start step, end step or None]."""
+    generalised_step: int | None = None
+    """First checkpoint step with test loss below 0.1."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["config"] = asdict(self.config)
+        return out
+
+
+def build_grokking_model(config: GrokkingConfig) -> ToyTransformer:
+    return build_toy(
+        seed=config.seed,
+        d_vocab=config.p + 1,
+        n_ctx=3,
+        d_model=config.d_model,
+        n_layers=1,
+        n_heads=config.n_heads,
+        d_head=config.d_head,
+        d_mlp=config.d_mlp,
+        layer_norm=False,
+        act_fn="relu",
+        init="fan_in",
+        bias=False,
+    )
+
+
+def _phases(result: GrokkingResult) -> dict[str, list[int | None]]:
+    def first(values: list[float], ok: Any) -> int | None:
+        return next((s for s, v in zip(result.steps, values, strict=True) if ok(v)), None)
+
+    memorised = first(result.train_accuracy, lambda v: v >= 0.99)
+    formed = first(result.test_accuracy, lambda v: v >= 0.5)
+    clean = first(result.test_loss, lambda v: v < GENERALISED)
+    return {
+        "memorisation": [0, memorised],
+        "circuit_formation": [memorised, formed] if memorised is not None else [None, None],
+        "cleanup": [formed, clean] if formed is not None else [None, None],
+    }
+
+
+def run_grokking(config: GrokkingConfig, out: str | Path, threads: int | None = None) -> GrokkingResult:
+    """Train (resuming from ``out`` if it holds a run of this configuration) and measure."""
+    folder = Path(out)
+    task = ModularAddition(config.p, config.train_fraction, config.seed)
+    x, y, mask = task.inputs(), task.labels(), task.train_mask()
+    model = build_grokking_model(config)
+    start = time.perf_counter()
+    memo: dict[str, float] = {}
+
+    def measure_all(m: torch.nn.Module) -> float:
+        assert isinstance(m, ToyTransformer)
+        logits = torch.cat([fast_last_logits(m, x[i : i + 4096]) for i in range(0, x.shape[0], 4096)])
+        losses = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+        correct = (logits.argmax(-1) == y).float()
+        memo.update(
+            test_loss=float(losses[~mask].mean()),
+            train_accuracy=float(correct[mask].mean()),
+            test_accuracy=float(correct[~mask].mean()),
+            weight_norm=float(sum(p.pow(2).sum() for p in m.parameters())),
+            seconds=time.perf_counter() - start,
+        )
+        return float(losses[mask].mean())
+
+    metrics: dict[str, Any] = {"train_loss": measure_all}
+    for name in ("test_loss", "train_accuracy", "test_accuracy", "weight_norm", "seconds"):
+        metrics[name] = lambda _m, name=name: memo[name]
+    metrics["fourier_norms"] = lambda m: embedding_fourier_norms(m, config.p)
+
+    xt, yt = x[mask], y[mask]
+
+    def loss_fn(m: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        assert isinstance(m, ToyTransformer)
+        return torch.nn.functional.cross_entropy(fast_last_logits(m, batch[0]), batch[1])
+
+    train_config = TrainConfig(
+        steps=config.steps,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        betas=config.betas,
+        warmup_steps=config.warmup_steps,
+        checkpoint_every=config.checkpoint_every,
+        seed=config.seed,
+        threads=threads,
+    )
+    identity = {"task": "modular_addition", "p": config.p, "train_fraction": config.train_fraction}
+    if config.stop_when_generalised:
+        # train in chunks of checkpoints, stopping at the first generalised one (same checkpoints as one run)
+        done = 0
+        while True:
+            done = min(config.steps, done + config.checkpoint_every * 5)
+            run = train(
+                model,
+                loss_fn,
+                full_batch(xt, yt),
+                replace(train_config, steps=done),
+                out=folder,
+                metrics=metrics,
+                identity=identity,
+                description="grokking",
+            )
+            if done >= config.steps or any(v < GENERALISED for v in run.metrics["test_loss"]):
+                break
+    else:
+        run = train(
+            model,
+            loss_fn,
+            full_batch(xt, yt),
+            train_config,
+            out=folder,
+            metrics=metrics,
+            identity=identity,
+            description="grokking",
+        )
+    m = run.metrics
+    keys = key_frequencies(torch.tensor(m["fourier_norms"][-1]))
+    restricted, excluded = [], []
+    probe = build_grokking_model(config)
+    for step in run.metric_steps:
+        probe.load_state_dict(load_model_weights(folder, step))
+        table = logit_table(probe, task)
+        restricted.append(restricted_loss(table, keys))
+        excluded.append(excluded_loss(table, keys, mask))
+    result = GrokkingResult(
+        config=config,
+        steps=run.metric_steps,
+        train_loss=m["train_loss"],
+        test_loss=m["test_loss"],
+        train_accuracy=m["train_accuracy"],
+        test_accuracy=m["test_accuracy"],
+        weight_norm=m["weight_norm"],
+        fourier_norms=m["fourier_norms"],
+        key_frequencies=keys,
+        restricted_loss=restricted,
+        excluded_loss=excluded,
+        seconds=m["seconds"],
+    )
+    result.phases = _phases(result)
+    result.generalised_step = result.phases["cleanup"][1]
+    return result

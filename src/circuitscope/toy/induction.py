@@ -1,0 +1,311 @@
+"""``circuitscope lab induction``: attention-only transformers forming induction heads (Olsson et al. 2022).
+
+Train 1- to 4-layer attention-only models on sequences with repeated segments (or on real text,
+byte-level, when the Shakespeare texts are available offline) and track, at every checkpoint:
+the held-out loss, the in-context-learning score (loss late in the context minus loss early),
+every head's induction and previous-token score, and the K-composition between the strongest
+previous-token head and the strongest later induction head, against the random baseline. After
+training: all composition scores and each head's ablation importance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Int
+
+from circuitscope.analysis.composition import CompositionScores, composition_scores
+from circuitscope.analysis.head_ablation import HeadAblation, head_ablation_importance
+from circuitscope.analysis.heads import (
+    HeadScores,
+    induction_scores,
+    previous_token_scores,
+    repeated_random_tokens,
+)
+from circuitscope.core.hooked_model import HookedModel
+from circuitscope.toy.errors import LabConfigError
+from circuitscope.toy.model import ToyTransformer, build_toy
+from circuitscope.toy.trainer import TrainConfig, seeded_batches, train
+
+__all__ = [
+    "InductionConfig",
+    "InductionRun",
+    "repeated_segment_batch",
+    "run_induction",
+    "text_batches",
+    "train_induction_model",
+]
+
+
+@dataclass(frozen=True)
+class InductionConfig:
+    """One attention-only model and its training."""
+
+    n_layers: int = 2
+    """Number of attention-only layers."""
+    n_heads: int = 4
+    """Heads per layer."""
+    d_model: int = 64
+    """Residual width."""
+    n_ctx: int = 64
+    """Sequence length."""
+    d_vocab: int = 64
+    """Vocabulary of the synthetic data (256 bytes for text)."""
+    data: Literal["repeated", "text"] = "repeated"
+    """``repeated``: random tokens with repeated segments; ``text``: bytes of the Shakespeare texts."""
+    layer_norm: bool = True
+    """LayerNorm before each attention layer and the unembedding."""
+    steps: int = 2000
+    """Training steps."""
+    batch_size: int = 32
+    """Sequences per step."""
+    lr: float = 1e-3
+    """AdamW learning rate."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    warmup_steps: int = 50
+    """Linear warm-up."""
+    checkpoint_every: int = 100
+    """Steps between measurements."""
+    seed: int = 0
+    """Seed of the data and the initialisation."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n_layers <= 12:
+            raise LabConfigError(f"n_layers must lie in 1..12, got {self.n_layers}")
+        if self.n_ctx < 16:
+            raise LabConfigError(f"n_ctx must be at least 16 for repeated segments, got {self.n_ctx}")
+        if self.data not in ("repeated", "text"):
+            raise LabConfigError(f"data must be 'repeated' or 'text', got {self.data!r}")
+        if self.d_model % self.n_heads:
+            raise LabConfigError(f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads})")
+        TrainConfig(
+            steps=self.steps,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            warmup_steps=self.warmup_steps,
+            checkpoint_every=self.checkpoint_every,
+        )
+
+    @property
+    def vocab(self) -> int:
+        return 256 if self.data == "text" else self.d_vocab
+
+
+def repeated_segment_batch(
+    generator: torch.Generator, batch: int, n_ctx: int, d_vocab: int
+) -> Int[torch.Tensor, "batch pos"]:
+    """Random tokens in which a random segment (length 4 .. n_ctx/3) reappears later in the sequence.
+
+    Half of the sequences hold a random stretch repeated right after itself (``r r``, period n_ctx/4 ..
+    n_ctx/2), the other half one repeated segment at a random place. The period varies, so a head
+    cannot predict the repeats from positions alone: induction is the only way.
+    """
+    tokens = torch.randint(0, d_vocab, (batch, n_ctx), generator=generator)
+    for row in range(batch // 2):  # a prefix repeated once, with a random period (no positional shortcut)
+        period = int(torch.randint(n_ctx // 4, n_ctx // 2 + 1, (1,), generator=generator))
+        start = int(torch.randint(0, n_ctx - 2 * period + 1, (1,), generator=generator))
+        tokens[row, start + period : start + 2 * period] = tokens[row, start : start + period]
+    for row in range(batch // 2, batch):
+        length = int(torch.randint(4, n_ctx // 3 + 1, (1,), generator=generator))
+        src = int(torch.randint(0, n_ctx - 2 * length + 1, (1,), generator=generator))
+        dst = int(torch.randint(src + length, n_ctx - length + 1, (1,), generator=generator))
+        tokens[row, dst : dst + length] = tokens[row, src : src + length]
+    return tokens
+
+
+def _text_corpus() -> torch.Tensor:
+    from circuitscope.data.texts import gutenberg_body, shakespeare_texts
+
+    parts = [gutenberg_body(p.read_text(encoding="utf-8", errors="replace")) for p in shakespeare_texts()[:20]]
+    data = "\n".join(parts).encode("utf-8", errors="replace")
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8).long()
+
+
+def text_batches(corpus: torch.Tensor, batch: int, n_ctx: int) -> Any:
+    """Random windows of a byte corpus (the last 5% is held out)."""
+    cut = int(corpus.numel() * 0.95)
+
+    def make(generator: torch.Generator, held_out: bool = False) -> torch.Tensor:
+        lo, hi = (cut, corpus.numel()) if held_out else (0, cut)
+        starts = torch.randint(lo, hi - n_ctx, (batch,), generator=generator)
+        return torch.stack([corpus[s : s + n_ctx] for s in starts.tolist()])
+
+    return make
+
+
+@dataclass
+class InductionRun:
+    """One trained model and its curves."""
+
+    config: InductionConfig
+    loss: list[float]
+    """Training loss of every step."""
+    steps: list[int]
+    """Checkpoint steps of the curves below."""
+    held_out_loss: list[float]
+    icl_score: list[float]
+    """Loss late in the context minus loss early (negative: the model learns in context)."""
+    induction: list[list[list[float]]]
+    """[checkpoint][layer][head] induction scores."""
+    previous_token: list[list[list[float]]]
+    k_composition: list[float | None]
+    """K-composition between the top previous-token head and the top later induction head (None in 1 layer)."""
+    final_induction: HeadScores | None = None
+    final_previous_token: HeadScores | None = None
+    composition: CompositionScores | None = None
+    ablation: HeadAblation | None = None
+    hooked: HookedModel | None = field(default=None, repr=False)
+
+    @property
+    def phase_change_step(self) -> int | None:
+        """First checkpoint where some head's induction score exceeds 0.3."""
+        for step, grid in zip(self.steps, self.induction, strict=True):
+            if max(max(row) for row in grid) > 0.3:
+                return step
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": asdict(self.config),
+            "loss": self.loss,
+            "steps": self.steps,
+            "held_out_loss": self.held_out_loss,
+            "icl_score": self.icl_score,
+            "induction": self.induction,
+            "previous_token": self.previous_token,
+            "k_composition": self.k_composition,
+            "phase_change_step": self.phase_change_step,
+            "final_induction": self.final_induction.to_dict() if self.final_induction else None,
+            "final_previous_token": self.final_previous_token.to_dict() if self.final_previous_token else None,
+            "composition": self.composition.to_dict() if self.composition else None,
+            "ablation": self.ablation.to_dict() if self.ablation else None,
+        }
+
+
+def _k_comp_pair(prev: torch.Tensor, ind: torch.Tensor, comp: CompositionScores) -> float | None:
+    """K-composition from the best previous-token head to the best induction head in a later layer."""
+    n_layers = prev.shape[0]
+    if n_layers < 2:
+        return None
+    lb, hb = divmod(int(ind[1:].flatten().argmax()), ind.shape[1])
+    lb += 1
+    la, ha = divmod(int(prev[:lb].flatten().argmax()), prev.shape[1])
+    return float(comp.k[la, ha, lb, hb])
+
+
+def train_induction_model(
+    config: InductionConfig, out: str | Path | None = None, *, measure_ablation: bool = True, threads: int | None = None
+) -> InductionRun:
+    """Train one attention-only model and measure it along the way."""
+    model: ToyTransformer = build_toy(
+        seed=config.seed,
+        d_vocab=config.vocab,
+        n_ctx=config.n_ctx,
+        d_model=config.d_model,
+        n_layers=config.n_layers,
+        n_heads=config.n_heads,
+        attn_only=True,
+        layer_norm=config.layer_norm,
+        positional="learned",
+    )
+    hooked = HookedModel(model)
+    held_gen = torch.Generator().manual_seed(10_000 + config.seed)
+    if config.data == "text":
+        make = text_batches(_text_corpus(), config.batch_size, config.n_ctx)
+        held_out = torch.cat([make(held_gen, True) for _ in range(4)])
+        batches = seeded_batches(lambda g: (make(g),), config.seed)
+    else:
+        held_out = repeated_segment_batch(held_gen, 4 * config.batch_size, config.n_ctx, config.vocab)
+        batches = seeded_batches(
+            lambda g: (repeated_segment_batch(g, config.batch_size, config.n_ctx, config.vocab),), config.seed
+        )
+    probe = repeated_random_tokens(config.vocab, config.n_ctx // 2 - 1, 16, torch.Generator().manual_seed(77))
+    L = config.n_ctx
+    early, late = slice(L // 8, L // 4), slice(3 * L // 4, L - 1)
+    memo: dict[str, Any] = {}
+
+    def held_loss(_m: torch.nn.Module) -> float:
+        logits = hooked(held_out)
+        per_pos = torch.nn.functional.cross_entropy(
+            logits[:, :-1].transpose(1, 2), held_out[:, 1:], reduction="none"
+        ).mean(0)  # [pos]: loss of predicting token pos + 1
+        memo["icl"] = float(per_pos[late].mean() - per_pos[early].mean())
+        return float(per_pos.mean())
+
+    def heads(_m: torch.nn.Module) -> torch.Tensor:
+        ind = induction_scores(hooked, probe).scores
+        prev = previous_token_scores(hooked, probe).scores
+        memo["prev"] = prev
+        memo["kcomp"] = _k_comp_pair(prev, ind, composition_scores(hooked, baseline_samples=0))
+        return ind
+
+    metrics = {
+        "held_out_loss": held_loss,
+        "icl_score": lambda _m: memo["icl"],
+        "induction": heads,
+        "previous_token": lambda _m: memo["prev"],
+        "k_composition": lambda _m: float("nan") if memo["kcomp"] is None else memo["kcomp"],
+    }
+
+    def loss_fn(m: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        out = m(batch[0], labels=batch[0])
+        return out.loss
+
+    train_config = TrainConfig(
+        steps=config.steps,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_steps,
+        checkpoint_every=config.checkpoint_every,
+        seed=config.seed,
+        threads=threads,
+    )
+    result = train(
+        model,
+        loss_fn,
+        batches,
+        train_config,
+        out=out,
+        metrics=metrics,
+        identity={"task": "induction", "data": config.data},
+        description=f"{config.n_layers}-layer",
+    )
+    m = result.metrics
+    run = InductionRun(
+        config=config,
+        loss=result.loss,
+        steps=result.metric_steps,
+        held_out_loss=m["held_out_loss"],
+        icl_score=m["icl_score"],
+        induction=m["induction"],
+        previous_token=m["previous_token"],
+        k_composition=list(m["k_composition"]),
+        hooked=hooked,
+    )
+    run.final_induction = induction_scores(hooked, probe)
+    run.final_previous_token = previous_token_scores(hooked, probe)
+    run.composition = composition_scores(hooked)
+    if measure_ablation:
+        run.ablation = head_ablation_importance(hooked, held_out[:64], "mean")
+    return run
+
+
+def run_induction(
+    layers: tuple[int, ...] = (1, 2, 3, 4),
+    base: InductionConfig | None = None,
+    out: str | Path | None = None,
+    threads: int | None = None,
+) -> list[InductionRun]:
+    """Train one model per depth (checkpoints under ``out/L{n}`` when given)."""
+    from dataclasses import replace
+
+    base = base or InductionConfig()
+    runs = []
+    for n in layers:
+        folder = Path(out) / f"L{n}" if out is not None else None
+        runs.append(train_induction_model(replace(base, n_layers=n), folder, threads=threads))
+    return runs

@@ -1,0 +1,191 @@
+"""Figures, JSON and the HTML report of the induction lab."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from circuitscope.analysis.composition import plot_composition
+from circuitscope.analysis.head_ablation import plot_head_ablation
+from circuitscope.analysis.heads import plot_head_scores
+from circuitscope.report import Report
+from circuitscope.toy.induction import InductionRun
+
+if TYPE_CHECKING:
+    from plotly.graph_objects import Figure
+
+__all__ = ["induction_json", "induction_report", "plot_head_curves", "plot_loss_curves"]
+
+
+def _smooth(values: list[float], window: int = 20) -> list[float]:
+    out, acc = [], 0.0
+    for i, v in enumerate(values):
+        acc += v
+        if i >= window:
+            acc -= values[i - window]
+        out.append(acc / min(i + 1, window))
+    return out
+
+
+def plot_loss_curves(runs: list[InductionRun]) -> Figure:
+    """Training loss (smoothed) of every depth, with the induction phase change marked."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for run in runs:
+        fig.add_scatter(y=_smooth(run.loss), name=f"{run.config.n_layers} layer(s)", mode="lines")
+        if run.phase_change_step is not None:
+            fig.add_vline(
+                x=run.phase_change_step,
+                line_dash="dot",
+                opacity=0.5,
+                annotation_text=f"L{run.config.n_layers} induction",
+            )
+    fig.update_layout(
+        title="training loss (20-step moving average); dotted: first induction score > 0.3",
+        xaxis_title="step",
+        yaxis_title="loss",
+    )
+    return fig
+
+
+def plot_icl(runs: list[InductionRun]) -> Figure:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for run in runs:
+        fig.add_scatter(x=run.steps, y=run.icl_score, name=f"{run.config.n_layers} layer(s)", mode="lines+markers")
+    fig.update_layout(
+        title="in-context learning score: loss late in the context minus loss early",
+        xaxis_title="step",
+        yaxis_title="Δ loss (nats)",
+    )
+    return fig
+
+
+def plot_head_curves(run: InductionRun) -> Figure:
+    """Every head's induction and previous-token score over training."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["induction score", "previous-token score"])
+    n_layers, n_heads = run.config.n_layers, run.config.n_heads
+    for col, curves in ((1, run.induction), (2, run.previous_token)):
+        for layer in range(n_layers):
+            for head in range(n_heads):
+                fig.add_scatter(
+                    x=run.steps,
+                    y=[grid[layer][head] for grid in curves],
+                    mode="lines",
+                    row=1,
+                    col=col,
+                    name=f"L{layer}H{head}",
+                    legendgroup=f"L{layer}H{head}",
+                    showlegend=col == 1,
+                )
+    if any(v is not None for v in run.k_composition) and run.composition is not None:
+        fig.add_scatter(
+            x=run.steps,
+            y=run.k_composition,
+            mode="lines",
+            line={"dash": "dot", "color": "black"},
+            name="K-comp (prev → induction)",
+            row=1,
+            col=1,
+        )
+        fig.add_hline(y=run.composition.baseline["k"], line_dash="dash", line_color="grey", row=1, col=1)  # type: ignore[arg-type]
+    fig.update_layout(
+        title=f"{n_layers}-layer model: head scores over training (dashed grey: random K-comp baseline)",
+        xaxis_title="step",
+        height=420,
+    )
+    return fig
+
+
+def induction_json(runs: list[InductionRun]) -> dict[str, Any]:
+    return {"models": {f"{run.config.n_layers}_layer": run.to_dict() for run in runs}}
+
+
+def _summary_row(run: InductionRun) -> list[Any]:
+    ind, prev = run.final_induction, run.final_previous_token
+    top_ind = ind.top(1)[0] if ind else None
+    top_prev = prev.top(1)[0] if prev else None
+    kcomp = run.k_composition[-1] if run.k_composition else None
+    abl = run.ablation.top(1)[0] if run.ablation else None
+    return [
+        run.config.n_layers,
+        f"L{top_ind[0]}H{top_ind[1]} ({top_ind[2]:.2f})" if top_ind else "—",
+        f"L{top_prev[0]}H{top_prev[1]} ({top_prev[2]:.2f})" if top_prev else "—",
+        run.phase_change_step if run.phase_change_step is not None else "none",
+        f"{kcomp:.3f} vs {run.composition.baseline['k']:.3f}" if kcomp is not None and run.composition else "—",
+        f"{run.icl_score[-1]:.3f}",
+        f"L{abl[0]}H{abl[1]} (+{abl[2]:.3f})" if abl else "—",
+    ]
+
+
+def induction_report(runs: list[InductionRun]) -> Report:
+    base = runs[0].config
+    report = Report(
+        title="Induction heads in attention-only transformers",
+        subtitle=f"data: {base.data}; d_model {base.d_model}, {base.n_heads} heads, n_ctx {base.n_ctx}, "
+        f"{base.steps} steps, batch {base.batch_size}, seed {base.seed}",
+    )
+    two = next((r for r in runs if r.config.n_layers == 2), None)
+    one = next((r for r in runs if r.config.n_layers == 1), None)
+    report.add_table(
+        "The paper and this run",
+        ["", "Elhage et al. 2021 / Olsson et al. 2022", "this run"],
+        [
+            [
+                "1-layer model",
+                "no induction heads (no composition possible); skip-trigram-like heads",
+                f"top induction score {one.final_induction.top(1)[0][2]:.2f}"
+                if one and one.final_induction
+                else "not run",
+            ],
+            [
+                "2-layer model",
+                "a previous-token head in layer 0 K-composes with an induction head in layer 1",
+                (
+                    f"induction head L{two.final_induction.top(1)[0][0]}H{two.final_induction.top(1)[0][1]} "
+                    f"({two.final_induction.top(1)[0][2]:.2f}), K-comp {two.k_composition[-1]:.3f} vs baseline "
+                    f"{two.composition.baseline['k']:.3f}"
+                )
+                if two and two.final_induction and two.composition and two.k_composition[-1] is not None
+                else "not run",
+            ],
+            [
+                "phase change",
+                "induction heads form abruptly, with a bump in the loss and a drop of the ICL score",
+                ", ".join(f"{r.config.n_layers}L: step {r.phase_change_step}" for r in runs),
+            ],
+            [
+                "ICL score",
+                "markedly negative after the phase change (late tokens are easier)",
+                ", ".join(f"{r.config.n_layers}L: {r.icl_score[0]:.2f} → {r.icl_score[-1]:.2f}" for r in runs),
+            ],
+        ],
+    )
+    report.add_table(
+        "Models compared",
+        [
+            "layers",
+            "top induction head",
+            "top previous-token head",
+            "phase change",
+            "K-comp (final) vs random",
+            "ICL score",
+            "most important head (mean ablation)",
+        ],
+        [_summary_row(r) for r in runs],
+    )
+    report.add_figure("Loss curves", plot_loss_curves(runs))
+    report.add_figure("In-context learning score", plot_icl(runs))
+    for run in runs:
+        n = run.config.n_layers
+        report.add_figure(f"{n}-layer: head scores over training", plot_head_curves(run))
+        if run.final_induction is not None:
+            report.add_figure(f"{n}-layer: final induction scores", plot_head_scores(run.final_induction))
+        if run.composition is not None and n > 1:
+            report.add_figure(f"{n}-layer: K-composition", plot_composition(run.composition, "k"))
+        if run.ablation is not None:
+            report.add_figure(f"{n}-layer: head ablation importance", plot_head_ablation(run.ablation))
+    return report

@@ -1,0 +1,63 @@
+"""Composition scores: equal to the definition on full matrices, GQA, baseline about 1/sqrt(d_model)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import circuitscope as cs
+from circuitscope.analysis.composition import composition_score, composition_scores, plot_composition
+from circuitscope.toy.model import build_toy
+
+
+def test_scores_equal_the_definition() -> None:
+    model = cs.HookedModel(
+        build_toy(seed=0, d_vocab=30, n_ctx=16, d_model=32, n_layers=3, n_heads=4, initializer_range=0.3)
+    )
+    result = composition_scores(model, baseline_samples=64)
+    W_Q, W_K, W_V, W_O = (w.detach().double() for w in (model.W_Q, model.W_K, model.W_V, model.W_O))
+    OV = W_V @ W_O
+    QK = W_Q @ W_K.transpose(-1, -2)
+    for la, ha, lb, hb in [(0, 1, 2, 3), (1, 0, 2, 2), (0, 3, 1, 0)]:
+        assert result.q[la, ha, lb, hb].item() == pytest.approx(
+            float(composition_score(OV[la, ha], QK[lb, hb])), rel=1e-5
+        )
+        assert result.k[la, ha, lb, hb].item() == pytest.approx(
+            float(composition_score(OV[la, ha], QK[lb, hb].T)), rel=1e-5
+        )
+        assert result.v[la, ha, lb, hb].item() == pytest.approx(
+            float(composition_score(OV[la, ha], OV[lb, hb])), rel=1e-5
+        )
+    # only earlier -> later layers compose
+    assert torch.isnan(result.k[1, 0, 0, 0]) and torch.isnan(result.k[1, 0, 1, 2])
+    # the random baseline is about 1/sqrt(d_model) (for d_head << d_model it is close)
+    for mode in "qkv":
+        assert result.baseline[mode] == pytest.approx(1 / math.sqrt(32), rel=0.35)
+    assert result.top("k", 3)[0][4] == pytest.approx(float(torch.nan_to_num(result.k, nan=-1).max()))
+    d = result.to_dict()
+    assert d["k"][1][0][0][0] is None and d["baseline_theory"] == pytest.approx(1 / math.sqrt(32))
+    assert plot_composition(result, "q").data
+
+
+def test_composition_under_grouped_query_attention() -> None:
+    import transformers as tf
+
+    config = tf.LlamaConfig(
+        vocab_size=50,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+    )
+    torch.manual_seed(0)
+    model = cs.HookedModel(tf.LlamaForCausalLM(config))
+    result = composition_scores(model, baseline_samples=2)
+    W_K = model.W_K.detach().double().repeat_interleave(2, dim=1)
+    W_Q, W_V, W_O = (w.detach().double() for w in (model.W_Q, model.W_V, model.W_O))
+    OV = W_V.repeat_interleave(2, dim=1) @ W_O
+    QK = W_Q @ W_K.transpose(-1, -2)
+    assert result.k[0, 1, 1, 3].item() == pytest.approx(float(composition_score(OV[0, 1], QK[1, 3].T)), rel=1e-5)
