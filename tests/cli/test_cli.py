@@ -63,5 +63,17 @@ def test_run_on_the_embedded_model() -> None:
 def test_every_command_group_is_registered() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0, result.output
-    for command in ("info", "run", "report", "lab", "sae", "steer", "analogies", "analogy", "diff", "eval-prompts", "probe"):
+    for command in (
+        "info",
+        "run",
+        "report",
+        "lab",
+        "sae",
+        "steer",
+        "analogies",
+        "analogy",
+        "diff",
+        "eval-prompts",
+        "probe",
+    ):
         assert command in result.stdout, command
