@@ -6,6 +6,7 @@ import html
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 
 from circuitscope.cli.output import emit_json, fail
@@ -26,6 +27,7 @@ def _chunks(text: str, max_chars: int, n: int) -> list[str]:
     return out
 
 
+@torch.no_grad()  # scoped to the command: no process-wide autograd switch
 def diff(
     a: Annotated[str, typer.Option("--a", help="Model A: hub id, folder, .gguf or the embedded default.")],
     b: Annotated[str, typer.Option("--b", help="Model B (same tokenizer).")],
@@ -40,7 +42,6 @@ def diff(
     as_json: JsonFlag = False,
 ) -> None:
     """Compare two models on a text: per-token loss, top contexts, CKA, attention, weights, interpolation."""
-    import torch
 
     from circuitscope.cli._ranges import parse_floats
     from circuitscope.core.loading import load_model
@@ -65,7 +66,6 @@ def diff(
     texts = _chunks(text.read_text(encoding="utf-8", errors="replace"), chunk_chars, max_chunks)
     if not texts:
         raise fail(ValueError(f"{text} has no text"), as_json)
-    torch.set_grad_enabled(False)
     try:
         model_a = load_model(a)
         model_b = load_model(b)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
+import torch
 import typer
 
 from circuitscope.cli._ranges import parse_floats, parse_layers
@@ -25,6 +26,7 @@ NEUTRAL_TEXTS = [
 ]
 
 
+@torch.no_grad()  # scoped to the command: no process-wide autograd switch
 def steer(
     model: Annotated[str, typer.Option("--model", help="Hub id, model folder, .gguf, or the embedded default.")] = (
         DEFAULT_MODEL
@@ -51,7 +53,6 @@ def steer(
     as_json: JsonFlag = False,
 ) -> None:
     """Sweep an ActAdd steering vector over layers x coefficients: effect on target words, damage on neutral text."""
-    import torch
 
     from circuitscope.core.loading import load_model
     from circuitscope.steering import (
@@ -89,7 +90,6 @@ def steer(
                 end_pos=end_pos or None,
             )
 
-        torch.set_grad_enabled(False)
         sweep = steering_sweep(
             hooked,
             make,
