@@ -52,7 +52,11 @@ def measure(variants: Sequence[Variant], repeats: int, warmup: int = 1, log: boo
 
 
 def summarize(samples: dict[str, list[Sample]], baseline: str) -> list[dict[str, Any]]:
-    """One row per variant: median/min wall and median CPU seconds, each as a ratio to ``baseline``."""
+    """One row per variant: median/min wall and median CPU seconds, each as a ratio to ``baseline``.
+
+    ``ratio_paired`` is the median over rounds of (this variant / baseline in the same round),
+    which cancels load that drifts slowly between rounds.
+    """
     med = statistics.median
 
     def stats(rows: list[Sample]) -> tuple[float, float, float]:
@@ -62,6 +66,7 @@ def summarize(samples: dict[str, list[Sample]], baseline: str) -> list[dict[str,
     out = []
     for name, rows in samples.items():
         w_med, w_min, c_med = stats(rows)
+        paired = med(w / b for (w, _), (b, _) in zip(rows, samples[baseline], strict=True))
         out.append(
             {
                 "name": name,
@@ -70,6 +75,7 @@ def summarize(samples: dict[str, list[Sample]], baseline: str) -> list[dict[str,
                 "cpu_s": round(c_med, 4),
                 "ratio": round(w_med / b_med, 4),
                 "ratio_min": round(w_min / b_min, 4),
+                "ratio_paired": round(paired, 4),
                 "ratio_cpu": round(c_med / b_cpu, 4),
                 "wall_s": [round(w, 4) for w, _ in rows],
                 "process_cpu_s": [round(c, 4) for _, c in rows],
@@ -97,14 +103,15 @@ def machine_info() -> dict[str, Any]:
 
 
 def format_table(rows: list[dict[str, Any]], targets: dict[str, str] | None = None) -> str:
-    """Ratios: of median wall times, of minimum wall times, of median process CPU times."""
+    """Ratios to the baseline: of median wall times, of minimum wall times, median per-round ratio, of CPU times."""
     targets = targets or {}
     width = max(len(r["name"]) for r in rows)
-    head = f"{'variant':<{width}}  {'median s':>8}  {'ratio':>6}  {'min-ratio':>9}  {'cpu-ratio':>9}  target"
+    cols = f"{'median s':>8}  {'ratio':>6}  {'min-ratio':>9}  {'paired':>7}  {'cpu-ratio':>9}  target"
+    head = f"{'variant':<{width}}  {cols}"
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
             f"{r['name']:<{width}}  {r['median_s']:>8.2f}  {r['ratio']:>5.3f}x  {r['ratio_min']:>8.3f}x"
-            f"  {r['ratio_cpu']:>8.3f}x  {targets.get(r['name'], '')}"
+            f"  {r['ratio_paired']:>6.3f}x  {r['ratio_cpu']:>8.3f}x  {targets.get(r['name'], '')}"
         )
     return "\n".join(lines)
