@@ -37,9 +37,16 @@ test: $(VENV)/.dev .data/all-MiniLM-L6-v2/config.json
 	$(VENV)/bin/pyright src tests
 	$(PY) -m pytest
 
-bench: $(VENV)/.dev
-	$(PIP) install --quiet -e '.[dev,gemma,bench]'
-	$(PY) benchmarks/bench_hooks.py
+# TransformerLens goes in its own venv (.venv-bench, see benchmarks/RESULTS.md), never in the test venv
+.venv-bench/.created:
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install --quiet $(TORCH)
+	.venv-bench/bin/python -m pip install --quiet 'transformer-lens>=3.9,<4'
+	touch $@
+
+bench: $(VENV)/.dev .venv-bench/.created
+	$(PY) benchmarks/bench_hooks.py --tl-python .venv-bench/bin/python
+	$(PY) benchmarks/bench_patching.py --tl-python .venv-bench/bin/python
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
