@@ -129,7 +129,7 @@ def _check(model: HookedModel, task: Task, target: str, layers: list[int] | None
 
 
 def _baselines(
-    model: HookedModel, task: Task, metric: MetricName, target: str
+    model: HookedModel, task: Task, target: str
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     rows = torch.arange(len(task))
     last = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
@@ -156,7 +156,7 @@ def activation_patching(
     """
     chosen = _check(model, task, target, layers)
     metric = metric or task.metric
-    clean_cache, clean_logits, _ = _baselines(model, task, metric, target)
+    clean_cache, clean_logits, _ = _baselines(model, task, target)
     replay = BlockReplay(model, task.corrupted_tokens)
     corrupted_logits = replay.logits_at(task.answer_pos)
     clean_value = float(_metric(task, metric, clean_logits, 1, clean_logits)[0])
@@ -238,7 +238,7 @@ def naive_activation_patching(
     """The reference: one full forward pass of the corrupted prompts per patched component."""
     chosen = _check(model, task, target, layers)
     metric = metric or task.metric
-    clean_cache, clean_logits, rows = _baselines(model, task, metric, target)
+    clean_cache, clean_logits, rows = _baselines(model, task, target)
     corrupted_logits = model(task.corrupted_tokens)[rows, task.answer_pos]
     clean_value = float(_metric(task, metric, clean_logits, 1, clean_logits)[0])
     corrupted_value = float(_metric(task, metric, corrupted_logits, 1, clean_logits)[0])
