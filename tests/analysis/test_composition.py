@@ -61,3 +61,18 @@ def test_composition_under_grouped_query_attention() -> None:
     OV = W_V.repeat_interleave(2, dim=1) @ W_O
     QK = W_Q @ W_K.transpose(-1, -2)
     assert result.k[0, 1, 1, 3].item() == pytest.approx(float(composition_score(OV[0, 1], QK[1, 3].T)), rel=1e-5)
+
+
+def test_gram_and_factored_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small models use per-head Gram matrices, large ones the d_head-sized factors: the same numbers."""
+    from circuitscope.analysis import composition
+
+    torch.manual_seed(3)
+    W_Q, W_K, W_V = (torch.randn(3, 4, 16, 5, dtype=torch.float64) for _ in range(3))
+    W_K, W_V = W_K[:, :2], W_V[:, :2]  # grouped-query attention: 2 key/value heads
+    W_O = torch.randn(3, 4, 5, 16, dtype=torch.float64)
+    gram = composition._all_scores(W_Q, W_K, W_V, W_O, 4)
+    monkeypatch.setattr(composition, "_GRAM_MAX_D_MODEL", 0)
+    factored = composition._all_scores(W_Q, W_K, W_V, W_O, 4)
+    for mode in ("q", "k", "v"):
+        torch.testing.assert_close(gram[mode], factored[mode], atol=1e-12, rtol=1e-10)

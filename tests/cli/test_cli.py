@@ -75,5 +75,9 @@ def test_every_command_group_is_registered() -> None:
         "diff",
         "eval-prompts",
         "probe",
+        "circuit",
+        "circuit-eval",
+        "heads",
+        "trace",
     ):
         assert command in result.stdout, command

@@ -96,6 +96,9 @@ def composition_score(
     return num / (left.flatten(-2).norm(dim=-1) * right.flatten(-2).norm(dim=-1))
 
 
+_GRAM_MAX_D_MODEL = 2048  # above this, per-head [d_model, d_model] Gram matrices take too much memory
+
+
 def _r(x: torch.Tensor) -> torch.Tensor:
     """R of the reduced QR of ``x`` [..., d_model, d_head]: ``||Q R M||_F = ||R M||_F`` for any M."""
     return torch.linalg.qr(x, mode="r").R
@@ -118,6 +121,24 @@ def _all_scores(
     qk_norm = (R_Q @ R_K.transpose(-1, -2)).flatten(-2).norm(dim=-1)  # ||W_Q W_K^T||_F
     n_layers = W_Q.shape[0]
     out = {m: torch.zeros(n_layers, n_heads, n_layers, n_heads, dtype=W_Q.dtype) for m in ("q", "k", "v")}
+    d_model = W_Q.shape[2]
+    if d_model <= _GRAM_MAX_D_MODEL:
+        # ||OV_a M_b||_F^2 = <(R_V W_O)_a^T (R_V W_O)_a, B_b B_b^T>_F with M_b = W_middle R_right^T = B_b:
+        # one [d_model, d_model] Gram matrix per head and one inner product per pair
+        writer = R_V @ W_O  # [layer, head, d_head, d_model]
+        gram_a = writer.transpose(-1, -2) @ writer  # [layer, head, d_model, d_model]
+        for mode, middle, right, norm_b in (
+            ("q", W_Q, R_K, qk_norm),
+            ("k", W_K, R_Q, qk_norm),
+            ("v", W_V, R_Ot, ov_norm),
+        ):
+            reader = middle @ right.transpose(-1, -2)  # [layer, head, d_model, d_head]
+            gram_b = reader @ reader.transpose(-1, -2)
+            num = torch.einsum("ahij,bkij->ahbk", gram_a, gram_b).clamp_min(0).sqrt()
+            out[mode] = num / (ov_norm[:, :, None, None] * norm_b[None, None])
+        layer = torch.arange(n_layers)
+        later = (layer[:, None] < layer[None, :])[:, None, :, None]
+        return {m: torch.where(later, s, torch.zeros_like(s)) for m, s in out.items()}
     for a in range(n_layers - 1):
         later = slice(a + 1, n_layers)
         for mode, middle, right, norm_b in (

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 
 __all__ = [
+    "DETECTORS",
     "ExpectedPattern",
     "HeadScores",
     "detector_scores",
@@ -41,9 +42,11 @@ __all__ = [
     "duplicate_token_scores",
     "induction_pattern",
     "induction_scores",
+    "many_detector_scores",
     "plot_head_scores",
     "previous_token_pattern",
     "previous_token_scores",
+    "random_repeated_tokens",
     "repeated_random_tokens",
 ]
 
@@ -56,11 +59,11 @@ class HeadScores:
     """One detector's score for every head."""
 
     name: str
-    """Detector name (``previous_token``, ``duplicate_token``, ``induction``, or a user's)."""
+    """Detector name (``previous_token``, ``duplicate_token``, ``induction``, ``copying``, ... or a user's)."""
     scores: Float[torch.Tensor, "layer head"]
-    """Mean attention mass on the expected positions, in [0, 1]."""
+    """Each head's score in [0, 1]; for attention detectors the mean attention mass on the expected positions."""
     n_queries: int
-    """Number of (sequence, query position) pairs that were averaged."""
+    """Number of samples averaged: (sequence, query position) pairs, or sampled tokens for OV scores."""
 
     def top(self, k: int = 5) -> list[tuple[int, int, float]]:
         """The ``k`` highest-scoring heads as (layer, head, score)."""
@@ -105,6 +108,14 @@ def induction_pattern(tokens: Int[torch.Tensor, "batch pos"]) -> Bool[torch.Tens
 
 
 # ---------------------------------------------------------------------------- the detector
+DETECTORS: dict[str, ExpectedPattern] = {
+    "previous_token": previous_token_pattern,
+    "duplicate_token": duplicate_token_pattern,
+    "induction": induction_pattern,
+}
+"""The built-in attention detectors by name."""
+
+
 def detector_scores(
     model: HookedModel,
     tokens: Int[torch.Tensor, "batch pos"],
@@ -117,37 +128,56 @@ def detector_scores(
     Queries with an empty expected set are left out of the average. Padding is the caller's
     business: pass sequences of equal length (or an ``expected`` that marks nothing on padding).
     """
+    return many_detector_scores(model, tokens, {name: expected}, batch_size)[name]
+
+
+def many_detector_scores(
+    model: HookedModel,
+    tokens: Int[torch.Tensor, "batch pos"],
+    detectors: dict[str, ExpectedPattern] | None = None,
+    batch_size: int = 16,
+) -> dict[str, HeadScores]:
+    """:func:`detector_scores` of several detectors (default: :data:`DETECTORS`) from one forward pass per batch."""
+    detectors = DETECTORS if detectors is None else detectors
     if tokens.ndim != 2:
         raise ShapeError(f"tokens must be [batch, pos], got shape {tuple(tokens.shape)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if not detectors:
+        raise ValueError("no detectors given: pass a dict {name: expected_pattern}")
     cfg = model.cfg
-    total = torch.zeros(cfg.n_layers, cfg.n_heads, dtype=torch.float64)
-    n_queries = 0
+    total = {name: torch.zeros(cfg.n_layers, cfg.n_heads, dtype=torch.float64) for name in detectors}
+    n_queries = dict.fromkeys(detectors, 0)
     for start in range(0, tokens.shape[0], batch_size):
         chunk = tokens[start : start + batch_size].to(model.device)
-        mask = expected(chunk)
-        if mask.shape != (chunk.shape[0], chunk.shape[1], chunk.shape[1]):
-            raise ShapeError(
-                f"expected pattern of {name!r} has shape {tuple(mask.shape)}, "
-                f"needs [batch, pos, pos] = {(chunk.shape[0], chunk.shape[1], chunk.shape[1])}"
-            )
-        valid = mask.any(-1)  # [batch, q]
-        n_queries += int(valid.sum())
-        weights = mask.to(torch.float32)
+        weights: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for name, expected in detectors.items():
+            mask = expected(chunk)
+            if mask.shape != (chunk.shape[0], chunk.shape[1], chunk.shape[1]):
+                raise ShapeError(
+                    f"expected pattern of {name!r} has shape {tuple(mask.shape)}, "
+                    f"needs [batch, pos, pos] = {(chunk.shape[0], chunk.shape[1], chunk.shape[1])}"
+                )
+            valid = mask.any(-1)  # [batch, q]
+            n_queries[name] += int(valid.sum())
+            weights[name] = (mask.to(torch.float32), valid)
 
-        def reduce(
-            pattern: torch.Tensor, hook: Any, weights: torch.Tensor = weights, valid: torch.Tensor = valid
-        ) -> None:
+        def reduce(pattern: torch.Tensor, hook: Any, weights: dict = weights) -> None:
             # pattern: [batch, head, q, k]
-            mass = (pattern.float() * weights[:, None]).sum(-1)  # [batch, head, q]
-            total[hook.layer] += (mass * valid[:, None]).sum((0, 2)).double().cpu()
+            p = pattern.float()
+            for name, (w, valid) in weights.items():
+                mass = (p * w[:, None]).sum(-1)  # [batch, head, q]
+                total[name][hook.layer] += (mass * valid[:, None]).sum((0, 2)).double().cpu()
 
         with torch.no_grad(), model.hooks([("blocks.*.attn.hook_pattern", reduce)]):
             model(chunk)
-    if n_queries == 0:
-        raise ShapeError(f"detector {name!r}: no query position has an expected key in these tokens")
-    return HeadScores(name=name, scores=(total / n_queries).float(), n_queries=n_queries)
+    for name, n in n_queries.items():
+        if n == 0:
+            raise ShapeError(f"detector {name!r}: no query position has an expected key in these tokens")
+    return {
+        name: HeadScores(name=name, scores=(total[name] / n_queries[name]).float(), n_queries=n_queries[name])
+        for name in detectors
+    }
 
 
 def repeated_random_tokens(
@@ -172,6 +202,12 @@ def _bos_id(model: HookedModel) -> int | None:
     if model.tokenizer is None or model.adapter.tokenization != "bos":
         return None
     return getattr(model.tokenizer, "bos_token_id", None)
+
+
+def random_repeated_tokens(model: HookedModel, seq_len: int = 50, batch: int = 16, seed: int = 0) -> torch.Tensor:
+    """The default detector input for ``model``: ``[BOS] r r`` with ``r`` of ``seq_len`` random ordinary tokens
+    (shortened to fit the context), BOS if the model's tokenizer prepends one."""
+    return _random_tokens(model, seq_len, batch, seed)
 
 
 def _random_tokens(model: HookedModel, seq_len: int, batch: int, seed: int) -> torch.Tensor:

@@ -1,0 +1,430 @@
+"""Causal tracing (Meng et al. 2022, ROME): where a factual prompt's answer is recalled.
+
+The subject's tokens are corrupted, with Gaussian noise on their input embeddings
+(``hook_embed``; default 3x :func:`embedding_std`, ``n_samples`` seeded draws) or by resampling
+(other subjects of the same token length). Clean activations are then restored one at a time
+into the corrupted run and the probability of the target (default: the clean top-1 token) is
+measured; the indirect effect is ``restored - corrupted`` (mean over samples).
+``kind="resid"`` restores layer L's output (``blocks.L.hook_resid_post``) at one token;
+``"mlp"``/``"attn"`` restore ``hook_mlp_out``/``hook_attn_out`` of ``window`` layers centred on L
+(``L - window // 2 .. L + ceil(window / 2) - 1``, clipped: ROME's window); :func:`trace_heads`
+restores one head's ``attn.hook_z``, :func:`trace_neurons` one neuron's ``mlp.hook_post``.
+
+Batched: clean activations are cached once, the corrupted run is recorded once
+(:class:`~circuitscope.core.replay.BlockReplay`), many restorations share a forward pass (rows =
+restorations x samples) that resumes at the first restored layer, with logits at the last token
+only. Tokens before the subject are not corrupted (a causal model), so restoring them is a no-op:
+those cells get the corrupted probability (an effect of exactly 0) without running anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Float
+
+from circuitscope.analysis.tracing_inputs import (
+    Prompt,
+    Subject,
+    _replacements,
+    embedding_noise,
+    embedding_std,
+    subject_span,
+)
+from circuitscope.analysis.tracing_results import (
+    CORRUPTIONS,
+    HeadTraceResult,
+    NeuronTraceResult,
+    TraceBaseline,
+    TraceConfig,
+    TraceResult,
+)
+from circuitscope.core.hook_points import HookPoint
+from circuitscope.core.hooked_model import HookedModel
+from circuitscope.core.replay import BlockReplay
+from circuitscope.errors import ShapeError, TokenizationError
+from circuitscope.progress import progress
+
+__all__ = [
+    "CORRUPTIONS", "TRACE_KINDS", "HeadTraceResult", "NeuronTraceResult", "TraceBaseline", "TraceConfig",
+    "TraceResult", "causal_trace", "embedding_noise", "embedding_std", "subject_span", "trace_heads", "trace_neurons",
+]  # fmt: skip
+
+TraceKind = Literal["resid", "mlp", "attn"]
+Corruption = Literal["noise", "resample"]
+At = Literal["subject_last", "last", "all"] | int
+TRACE_KINDS: tuple[str, ...] = ("resid", "mlp", "attn")
+_KIND_HOOK = {"resid": "hook_resid_post", "mlp": "hook_mlp_out", "attn": "hook_attn_out"}
+OnProgress = Callable[[str, int, int], None] | None
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+def _prompt_tokens(model: HookedModel, prompt: Prompt) -> torch.Tensor:
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise TokenizationError("the prompt is empty; give a factual prompt such as 'The Eiffel Tower is in'")
+        return model.to_tokens(prompt)[0]
+    if not isinstance(prompt, torch.Tensor) or prompt.ndim != 1 or prompt.numel() == 0:
+        raise ShapeError("the prompt must be text or a non-empty 1-d tensor of token ids")
+    return prompt.to(model.device)
+
+
+def _span(model: HookedModel, tokens: torch.Tensor, subject: Subject) -> tuple[int, int]:
+    if isinstance(subject, str):
+        return subject_span(model, tokens, subject)
+    start, stop = subject
+    if not 0 <= start < stop <= tokens.shape[0]:
+        raise ShapeError(f"subject span {subject!r} is not a non-empty range of the prompt's {tokens.shape[0]} tokens")
+    return int(start), int(stop)
+
+
+# ---------------------------------------------------------------------------------------------- engine
+
+
+@dataclass(frozen=True)
+class _Restore:
+    """Clean activation ``blocks.{layer}.{hook}`` at ``positions`` (only ``index`` of its last axes if given)."""
+
+    layer: int
+    hook: str
+    positions: tuple[int, ...]
+    index: int | None = None
+
+    @property
+    def entry(self) -> int:
+        """The first block whose input this restoration changes."""
+        return self.layer + 1 if self.hook == "hook_resid_post" else self.layer
+
+
+@dataclass
+class _Setup:
+    model: HookedModel
+    tokens: torch.Tensor
+    span: tuple[int, int]
+    cfg: TraceConfig
+    baseline: TraceBaseline
+    replay: BlockReplay
+    clean: dict[str, torch.Tensor]
+    corrupted: dict[str, torch.Tensor]
+
+
+@torch.no_grad()
+def _prepare(
+    model: HookedModel,
+    prompt: Prompt,
+    subject: Subject,
+    cfg: TraceConfig,
+    target: str | int | None,
+    clean_names: Sequence[str],
+    corrupted_names: Sequence[str] = (),
+) -> _Setup:
+    tokens = _prompt_tokens(model, prompt)
+    span = _span(model, tokens, subject)
+    has_tok = model.tokenizer is not None
+    str_tokens = model.to_str_tokens(tokens) if has_tok else [str(int(t)) for t in tokens]
+    last = tokens.shape[0] - 1
+    clean: dict[str, torch.Tensor] = {}
+    corrupted: dict[str, torch.Tensor] = {}
+
+    def saver(store: dict[str, torch.Tensor]) -> Callable[[torch.Tensor, HookPoint], None]:
+        def save(x: torch.Tensor, hook: HookPoint) -> None:
+            store[hook.name] = x.detach()
+
+        return save
+
+    with model.hooks([(n, saver(clean)) for n in clean_names]):
+        clean_run = BlockReplay(model, tokens[None])
+    clean_probs = clean_run.logits_at(torch.tensor([last], device=tokens.device)).float().softmax(-1)[0]
+    if target is None:
+        target_id = int(clean_probs.argmax())
+    elif isinstance(target, str):
+        target_id = model.to_single_token(target)
+    else:
+        target_id = int(target)
+        if not 0 <= target_id < model.cfg.d_vocab:
+            raise ShapeError(f"target id {target_id} is outside the vocabulary of {model.cfg.d_vocab}")
+    noise_std: float | None = None
+    replaced: list[str] = []
+    hooks: list[tuple[str, Callable[..., Any]]] = [(n, saver(corrupted)) for n in corrupted_names]
+    if cfg.corruption == "noise":
+        noise_std = cfg.noise_scale * embedding_std(model)
+        noise = embedding_noise(model, span[1] - span[0], n_samples=cfg.n_samples, std=noise_std, seed=cfg.seed)
+
+        def add_noise(x: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+            x = x.clone()
+            x[:, span[0] : span[1]] += noise
+            return x
+
+        hooks.insert(0, ("hook_embed", add_noise))
+        corrupted_tokens = tokens[None].repeat(cfg.n_samples, 1)
+    else:
+        corrupted_tokens, replaced = _replacements(model, prompt, subject, tokens, span, cfg, target_id)
+    with model.hooks(hooks):
+        replay = BlockReplay(model, corrupted_tokens)
+    rows = corrupted_tokens.shape[0]
+    corrupted_probs = replay.logits_at(torch.full((rows,), last, device=tokens.device)).float().softmax(-1)
+    per_sample = corrupted_probs[:, target_id].tolist()
+    subject_text = subject if isinstance(subject, str) else "".join(str_tokens[span[0] : span[1]])
+    baseline = TraceBaseline(
+        tokens=str_tokens,
+        token_ids=[int(t) for t in tokens.tolist()],
+        subject=subject_text,
+        subject_range=span,
+        target=model.to_string(target_id) if has_tok else str(target_id),  # type: ignore[arg-type]
+        target_id=target_id,
+        clean_prob=float(clean_probs[target_id]),
+        corrupted_prob=float(sum(per_sample) / len(per_sample)),
+        corrupted_probs=per_sample,
+        corruption=cfg.corruption,
+        noise_std=noise_std,
+        replacement_subjects=replaced,
+        seed=cfg.seed,
+    )
+    return _Setup(model, tokens, span, cfg, baseline, replay, clean, corrupted)
+
+
+def _edit(x: torch.Tensor, rows: slice, r: _Restore, clean: torch.Tensor) -> None:
+    pos = list(r.positions)
+    if r.index is None:
+        x[rows, pos] = clean[0, pos]
+    else:
+        x[rows, pos, r.index] = clean[0, pos, r.index]
+
+
+@torch.no_grad()
+def _restored_probs(
+    setup: _Setup, groups: list[list[_Restore]], description: str, on_progress: OnProgress = None
+) -> Float[torch.Tensor, " group"]:
+    """Mean target probability over samples with each group's clean activations restored together."""
+    model, replay = setup.model, setup.replay
+    n_layers, samples = model.cfg.n_layers, replay.batch
+    last = setup.tokens.shape[0] - 1
+    out = torch.empty(len(groups))
+
+    def entry(group: list[_Restore]) -> int:
+        return min((r.entry for r in group), default=n_layers)
+
+    order = sorted(range(len(groups)), key=lambda i: entry(groups[i]))
+    per_pass = max(1, setup.cfg.batch_rows // samples)
+    chunks = [order[i : i + per_pass] for i in range(0, len(order), per_pass)]
+    steps = chunks if on_progress is not None else progress(chunks, description, total=len(chunks))
+    for done, chunk in enumerate(steps):
+        if on_progress is not None:
+            on_progress(description, done, len(chunks))
+        start = min(entry(groups[i]) for i in chunk)
+        resid = (replay.resid_pre[start] if start < n_layers else replay.final_resid).repeat(len(chunk), 1, 1)
+        resid = resid.clone()
+        edits: dict[str, list[tuple[slice, _Restore]]] = {}
+        for k, i in enumerate(chunk):
+            rows = slice(k * samples, (k + 1) * samples)
+            for r in groups[i]:
+                name = f"blocks.{r.layer}.{r.hook}"
+                if r.entry == start and r.hook == "hook_resid_post":
+                    _edit(resid, rows, r, setup.clean[name])
+                else:
+                    edits.setdefault(name, []).append((rows, r))
+
+        def make(name: str, todo: list[tuple[slice, _Restore]]) -> Callable[[torch.Tensor, HookPoint], torch.Tensor]:
+            def restore(x: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+                x = x.clone()
+                for rows, r in todo:
+                    _edit(x, rows, r, setup.clean[name])
+                return x
+
+            return restore
+
+        with model.hooks([(name, make(name, todo)) for name, todo in edits.items()]):
+            logits = replay.run(start, resid, torch.full((resid.shape[0],), last, device=resid.device))
+        probs = logits.float().softmax(-1)[:, setup.baseline.target_id].view(len(chunk), samples)
+        out[torch.tensor(chunk)] = probs.mean(1).cpu()
+    if on_progress is not None:
+        on_progress(description, len(chunks), len(chunks))
+    return out
+
+
+def _window(layer: int, window: int, n_layers: int) -> range:
+    return range(max(0, layer - window // 2), min(n_layers, layer - (-window // 2)))
+
+
+def _positions(setup: _Setup, at: At) -> list[int]:
+    seq = setup.tokens.shape[0]
+    if at == "subject_last":
+        return [setup.span[1] - 1]
+    if at == "last":
+        return [seq - 1]
+    if at == "all":
+        return list(range(seq))
+    if isinstance(at, int) and not isinstance(at, bool) and -seq <= at < seq:
+        return [at % seq]
+    raise ShapeError(f"at must be 'subject_last', 'last', 'all' or a token position in [0, {seq}), got {at!r}")
+
+
+# ---------------------------------------------------------------------------------------------- public
+
+
+@torch.no_grad()
+def causal_trace(
+    model: HookedModel,
+    prompt: Prompt,
+    subject: Subject,
+    *,
+    kind: TraceKind = "resid",
+    corruption: Corruption = "noise",
+    noise_scale: float = 3.0,
+    n_samples: int = 10,
+    subjects: Sequence[str] | None = None,
+    window: int = 10,
+    target: str | int | None = None,
+    seed: int = 0,
+    batch_rows: int = 256,
+    on_progress: OnProgress = None,
+) -> TraceResult:
+    """Restore each (layer, token) state of ``kind`` into the subject-corrupted run: ``[layer, pos]`` effects.
+
+    ``prompt`` is text (or token ids, BOS included); ``subject`` is text occurring in it (or a
+    ``(start, stop)`` token span). ``kind="resid"`` restores ``blocks.L.hook_resid_post`` (the
+    layer's output); ``"mlp"``/``"attn"`` restore the MLP/attention outputs of ``window`` layers
+    centred on L. ``target`` is a single-token string or id (default: the clean top-1 token).
+    ``on_progress(stage, done, total)`` is called as the batches complete; without it a progress
+    bar shows on a terminal (as in the other analyses).
+    """
+    if kind not in TRACE_KINDS:
+        raise ShapeError(f"unknown trace kind {kind!r}; choose one of {TRACE_KINDS}")
+    if not (isinstance(window, int) and window >= 1):
+        raise ShapeError(f"window must be an integer >= 1 (layers restored together), got {window!r}")
+    cfg = TraceConfig(
+        corruption, noise_scale, n_samples, None if subjects is None else tuple(subjects), seed, batch_rows
+    )
+    hook = _KIND_HOOK[kind]
+    n_layers = model.cfg.n_layers
+    setup = _prepare(model, prompt, subject, cfg, target, [f"blocks.{la}.{hook}" for la in range(n_layers)])
+    seq = setup.tokens.shape[0]
+    first = setup.span[0]  # restoring earlier tokens is a no-op: their states are not corrupted
+    cells = [(la, p) for la in range(n_layers) for p in range(first, seq)]
+    groups = [
+        [_Restore(la, hook, (p,))]
+        if kind == "resid"
+        else [_Restore(w, hook, (p,)) for w in _window(la, window, n_layers)]
+        for la, p in cells
+    ]
+    probs = _restored_probs(setup, groups, f"causal trace ({kind})", on_progress)
+    restored = torch.full((n_layers, seq), setup.baseline.corrupted_prob)
+    for (la, p), value in zip(cells, probs.tolist(), strict=True):
+        restored[la, p] = value
+    return TraceResult(
+        baseline=setup.baseline,
+        kind=kind,
+        window=1 if kind == "resid" else window,
+        restored=restored,
+        indirect_effect=restored - setup.baseline.corrupted_prob,
+    )
+
+
+@torch.no_grad()
+def trace_heads(
+    model: HookedModel,
+    prompt: Prompt,
+    subject: Subject,
+    *,
+    at: At = "subject_last",
+    layers: Sequence[int] | None = None,
+    corruption: Corruption = "noise",
+    noise_scale: float = 3.0,
+    n_samples: int = 10,
+    subjects: Sequence[str] | None = None,
+    target: str | int | None = None,
+    seed: int = 0,
+    batch_rows: int = 256,
+    on_progress: OnProgress = None,
+) -> HeadTraceResult:
+    """Restore one attention head's output (``blocks.L.attn.hook_z``, head h) at a time: ``[layer, head]`` effects.
+
+    ``at`` picks the tokens where the head is restored: ``"subject_last"`` (default), ``"last"``,
+    ``"all"`` (every token at once) or a position. Layers not in ``layers`` are NaN.
+    """
+    cfg = TraceConfig(
+        corruption, noise_scale, n_samples, None if subjects is None else tuple(subjects), seed, batch_rows
+    )
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    chosen = list(range(n_layers)) if layers is None else [int(la) for la in layers]
+    for la in chosen:
+        model.check_layer_head(la)
+    chosen = sorted({la % n_layers for la in chosen})
+    setup = _prepare(model, prompt, subject, cfg, target, [f"blocks.{la}.attn.hook_z" for la in chosen])
+    positions = _positions(setup, at)
+    cells = [(la, h) for la in chosen for h in range(n_heads)]
+    groups = [[_Restore(la, "attn.hook_z", tuple(positions), h)] for la, h in cells]
+    probs = _restored_probs(setup, groups, "tracing heads", on_progress)
+    restored = torch.full((n_layers, n_heads), float("nan"))
+    for (la, h), value in zip(cells, probs.tolist(), strict=True):
+        restored[la, h] = value
+    return HeadTraceResult(setup.baseline, positions, restored, restored - setup.baseline.corrupted_prob)
+
+
+@torch.no_grad()
+def trace_neurons(
+    model: HookedModel,
+    prompt: Prompt,
+    subject: Subject,
+    *,
+    layer: int,
+    top_k: int = 10,
+    at: At = "subject_last",
+    neurons: Sequence[int] | None = None,
+    candidates: int | None = None,
+    corruption: Corruption = "noise",
+    noise_scale: float = 3.0,
+    n_samples: int = 10,
+    subjects: Sequence[str] | None = None,
+    target: str | int | None = None,
+    seed: int = 0,
+    batch_rows: int = 256,
+    on_progress: OnProgress = None,
+) -> NeuronTraceResult:
+    """Restore one MLP neuron (``blocks.{layer}.mlp.hook_post``) at a time; the top neurons by indirect effect.
+
+    ``neurons`` limits the neurons considered (default: all). ``candidates`` restores only that
+    many of them: those whose restoration writes most to the residual stream, |clean - corrupted
+    activation| (summed over the restored tokens, mean over samples) x the norm of the neuron's
+    output weights. A neuron whose activation is unchanged has an effect of exactly 0, so this
+    keeps the large effects at a fraction of the cost on wide MLPs.
+    """
+    cfg = TraceConfig(
+        corruption, noise_scale, n_samples, None if subjects is None else tuple(subjects), seed, batch_rows
+    )
+    model.check_layer_head(layer)
+    layer %= model.cfg.n_layers
+    if top_k < 1 or (candidates is not None and candidates < 1):
+        raise ShapeError(f"top_k and candidates must be >= 1, got {top_k} and {candidates}")
+    name = f"blocks.{layer}.mlp.hook_post"
+    setup = _prepare(model, prompt, subject, cfg, target, [name], corrupted_names=[name])
+    d_mlp = setup.clean[name].shape[-1]
+    pool = list(range(d_mlp)) if neurons is None else [int(n) for n in neurons]
+    if not pool or any(not 0 <= n < d_mlp for n in pool):
+        raise ShapeError(f"neurons must be a non-empty list of indices in [0, {d_mlp}), got {neurons!r}")
+    positions = _positions(setup, at)
+    if candidates is not None and candidates < len(pool):
+        change = (setup.clean[name][:, positions] - setup.corrupted[name][:, positions]).abs().sum(1).mean(0)
+        w = model.wiring.blocks[layer].mlp_down.weight
+        assert isinstance(w, torch.Tensor)
+        w_out = w if model.adapter.conv1d else w.T  # [d_mlp, d_model]
+        score = (change * w_out.norm(dim=-1))[pool]
+        pool = [pool[int(i)] for i in score.topk(candidates).indices]
+    groups = [[_Restore(layer, "mlp.hook_post", tuple(positions), n)] for n in pool]
+    restored = _restored_probs(setup, groups, f"tracing layer {layer} neurons", on_progress)
+    effect = restored - setup.baseline.corrupted_prob
+    best = effect.topk(min(top_k, len(pool))).indices.tolist()
+    return NeuronTraceResult(
+        baseline=setup.baseline,
+        layer=layer,
+        positions=positions,
+        neurons=pool,
+        restored=restored,
+        indirect_effect=effect,
+        top=[(pool[i], float(effect[i])) for i in best],
+    )

@@ -1,0 +1,190 @@
+"""Causal tracing's configuration and results: :class:`TraceConfig`, :class:`TraceBaseline` and the traces.
+
+Plain frozen dataclasses with ``to_dict`` for JSON; the engine that fills them lives in
+:mod:`circuitscope.analysis.tracing`, which re-exports every name here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from jaxtyping import Float
+
+from circuitscope.errors import ShapeError
+
+__all__ = ["CORRUPTIONS", "HeadTraceResult", "NeuronTraceResult", "TraceBaseline", "TraceConfig", "TraceResult"]
+
+CORRUPTIONS: tuple[str, ...] = ("noise", "resample")
+
+
+@dataclass(frozen=True)
+class TraceConfig:
+    """How the subject is corrupted and how the work is batched."""
+
+    corruption: str = "noise"
+    """``"noise"`` (Gaussian noise on the subject's embeddings) or ``"resample"`` (other subjects)."""
+    noise_scale: float = 3.0
+    """Noise standard deviation as a multiple of :func:`embedding_std` (ROME uses 3)."""
+    n_samples: int = 10
+    """Noise samples, or the number of replacement subjects for ``"resample"`` (fewer if fewer fit)."""
+    subjects: tuple[str, ...] | None = None
+    """Replacement subjects for ``"resample"`` (default: the shipped facts' subjects whose object is not the target)."""
+    seed: int = 0
+    """Seeds the noise and the choice of replacement subjects."""
+    batch_rows: int = 256
+    """Rows (restorations x samples) per forward pass."""
+
+    def __post_init__(self) -> None:
+        if self.corruption not in CORRUPTIONS:
+            raise ShapeError(f"unknown corruption {self.corruption!r}; choose one of {CORRUPTIONS}")
+        if not (isinstance(self.n_samples, int) and self.n_samples >= 1):
+            raise ShapeError(f"n_samples must be an integer >= 1, got {self.n_samples!r}")
+        if not (math.isfinite(self.noise_scale) and self.noise_scale >= 0):
+            raise ShapeError(f"noise_scale must be a finite number >= 0, got {self.noise_scale!r}")
+        if not (isinstance(self.batch_rows, int) and self.batch_rows >= 1):
+            raise ShapeError(f"batch_rows must be an integer >= 1, got {self.batch_rows!r}")
+        if self.subjects is not None and not all(isinstance(s, str) and s.strip() for s in self.subjects):
+            raise ShapeError("subjects must be non-empty strings")
+
+
+@dataclass(frozen=True)
+class TraceBaseline:
+    """The prompt, the target and the clean and corrupted runs every trace is measured against."""
+
+    tokens: list[str]
+    """The prompt's tokens as strings (BOS included)."""
+    token_ids: list[int]
+    """The prompt's token ids (BOS included)."""
+    subject: str
+    """The subject as given (or the decoded subject tokens when given as a span)."""
+    subject_range: tuple[int, int]
+    """Token positions ``[start, stop)`` of the subject in ``tokens``."""
+    target: str
+    """The token whose probability is measured."""
+    target_id: int
+    """Its id."""
+    clean_prob: float
+    """Probability of the target after the clean prompt."""
+    corrupted_prob: float
+    """Probability of the target with the subject corrupted (mean over samples)."""
+    corrupted_probs: list[float]
+    """The same for each sample (noise draw or replacement subject)."""
+    corruption: str
+    """``"noise"`` or ``"resample"``."""
+    noise_std: float | None
+    """Standard deviation of the noise added at ``hook_embed`` (None for resampling)."""
+    replacement_subjects: list[str]
+    """The subjects put in place of the clean one, one per sample (empty for noise)."""
+    seed: int
+    """The seed used."""
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.corrupted_probs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tokens": self.tokens,
+            "token_ids": self.token_ids,
+            "subject": self.subject,
+            "subject_range": list(self.subject_range),
+            "target": self.target,
+            "target_id": self.target_id,
+            "clean_prob": self.clean_prob,
+            "corrupted_prob": self.corrupted_prob,
+            "corrupted_probs": self.corrupted_probs,
+            "corruption": self.corruption,
+            "n_samples": self.n_samples,
+            "noise_std": self.noise_std,
+            "replacement_subjects": self.replacement_subjects,
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True)
+class TraceResult:
+    """A layer x token causal trace of one kind of state."""
+
+    baseline: TraceBaseline
+    """Prompt, target, clean and corrupted probabilities."""
+    kind: str
+    """``"resid"``, ``"mlp"`` or ``"attn"``."""
+    window: int
+    """Layers restored together (1 for ``"resid"``)."""
+    restored: Float[torch.Tensor, "layer pos"]
+    """Probability of the target with the state at (layer, token) restored (mean over samples)."""
+    indirect_effect: Float[torch.Tensor, "layer pos"]
+    """``restored - corrupted_prob``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "window": self.window,
+            **self.baseline.to_dict(),
+            "restored": self.restored.tolist(),
+            "indirect_effect": self.indirect_effect.tolist(),
+        }
+
+
+@dataclass(frozen=True)
+class HeadTraceResult:
+    """The effect of restoring each attention head's output alone."""
+
+    baseline: TraceBaseline
+    """Prompt, target, clean and corrupted probabilities."""
+    positions: list[int]
+    """Token positions at which each head's output was restored (together)."""
+    restored: Float[torch.Tensor, "layer head"]
+    """Probability of the target with one head restored (mean over samples)."""
+    indirect_effect: Float[torch.Tensor, "layer head"]
+    """``restored - corrupted_prob``."""
+
+    def top(self, k: int = 10) -> list[tuple[int, int, float]]:
+        """``(layer, head, effect)`` of the k heads with the largest indirect effect."""
+        flat = self.indirect_effect.flatten()
+        idx = flat.topk(min(k, flat.numel())).indices
+        n_heads = self.indirect_effect.shape[1]
+        return [(int(i) // n_heads, int(i) % n_heads, float(flat[i])) for i in idx]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.baseline.to_dict(),
+            "positions": self.positions,
+            "restored": self.restored.tolist(),
+            "indirect_effect": self.indirect_effect.tolist(),
+            "top": [{"layer": la, "head": h, "effect": e} for la, h, e in self.top(10)],
+        }
+
+
+@dataclass(frozen=True)
+class NeuronTraceResult:
+    """The effect of restoring single MLP neurons of one layer."""
+
+    baseline: TraceBaseline
+    """Prompt, target, clean and corrupted probabilities."""
+    layer: int
+    """The layer whose neurons were restored."""
+    positions: list[int]
+    """Token positions at which each neuron was restored (together)."""
+    neurons: list[int]
+    """The neurons restored, in the order of ``restored``."""
+    restored: Float[torch.Tensor, " neuron"]
+    """Probability of the target with one neuron restored (mean over samples)."""
+    indirect_effect: Float[torch.Tensor, " neuron"]
+    """``restored - corrupted_prob``."""
+    top: list[tuple[int, float]] = field(default_factory=list)
+    """``(neuron, effect)`` of the ``top_k`` neurons with the largest indirect effect."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.baseline.to_dict(),
+            "layer": self.layer,
+            "positions": self.positions,
+            "neurons": self.neurons,
+            "restored": self.restored.tolist(),
+            "indirect_effect": self.indirect_effect.tolist(),
+            "top": [{"neuron": n, "effect": e} for n, e in self.top],
+        }

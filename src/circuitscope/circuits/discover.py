@@ -1,0 +1,113 @@
+"""One entry point for circuit discovery: score edges (EAP, EAP-IG) or prune them (ACDC)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal, get_args
+
+from circuitscope.circuits.acdc import acdc
+from circuitscope.circuits.circuit import Circuit
+from circuitscope.circuits.eap import EdgeScores, edge_scores
+from circuitscope.circuits.faithfulness import CircuitRunner, FaithfulnessCurve, default_counts, faithfulness_curve
+from circuitscope.circuits.graph import CircuitError
+from circuitscope.circuits.reference import Ablation, check_ablation
+from circuitscope.core.hooked_model import HookedModel
+from circuitscope.tasks.task import Task
+
+__all__ = ["METHODS", "Discovery", "Method", "discover_circuit"]
+
+Method = Literal["eap", "eap-ig", "acdc"]
+METHODS: tuple[str, ...] = get_args(Method)
+
+
+class Discovery:
+    """A discovered circuit, the edge scores behind it, and the faithfulness curve of the top-n edges."""
+
+    def __init__(self, circuit: Circuit, scores: EdgeScores | None, curve: FaithfulnessCurve | None) -> None:
+        self.circuit = circuit
+        """The chosen edges."""
+        self.scores = scores
+        """Every edge's score (EAP / EAP-IG; None for ACDC, whose scores are in the circuit)."""
+        self.curve = curve
+        """Faithfulness against the number of top edges kept (EAP / EAP-IG)."""
+
+
+def discover_circuit(
+    model: HookedModel,
+    task: Task,
+    method: str = "eap-ig",
+    *,
+    steps: int = 5,
+    ablation: Ablation = "corrupted",
+    n_edges: int | None = None,
+    target: float = 0.8,
+    threshold: float = 0.01,
+    batch_size: int = 16,
+    seed: int = 0,
+    model_name: str = "model",
+    curve: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Discovery:
+    """Find a circuit for ``task``.
+
+    ``eap`` / ``eap-ig`` score every edge, then keep the ``n_edges`` strongest, or (by default) the
+    fewest top edges whose normalized faithfulness reaches ``target`` on the curve (all edges if
+    none does). ``acdc`` prunes against ``threshold`` (KL criterion). ``progress(stage, done, total)``
+    is called as work completes.
+    """
+    if method not in METHODS:
+        raise CircuitError(f"unknown circuit discovery method {method!r}; choose one of {', '.join(METHODS)}")
+    check_ablation(ablation)
+    if not 0 < target <= 1.5:
+        raise CircuitError(f"target faithfulness must be in (0, 1.5], got {target}")
+    task_info = {"name": task.name, "n_prompts": len(task), "metric": task.metric}
+
+    def stage(name: str, total: int) -> Callable[[int], None] | None:
+        if progress is None:
+            return None
+        done = [0]
+
+        def step(k: int) -> None:
+            done[0] += k
+            assert progress is not None
+            progress(name, done[0], total)
+
+        return step
+
+    if method == "acdc":
+        n = int(model.cfg.n_layers * (model.cfg.n_heads + 1) ** 2 * 4)  # rough count of edges, for the bar only
+        circuit = acdc(
+            model, task, threshold, ablation=ablation, batch_size=batch_size, seed=seed, model_name=model_name,
+            progress=stage("acdc", n),
+        )  # fmt: skip
+        return Discovery(circuit, None, None)
+    k = 1 if method == "eap" else steps
+    scores = edge_scores(
+        model, task, steps=k, ablation=ablation, batch_size=batch_size, seed=seed, progress=stage(method, len(task) * k)
+    )
+    n_total = scores.graph.n_edges
+    if n_edges is not None and not 0 <= n_edges <= n_total:
+        raise CircuitError(f"n_edges must lie in [0, {n_total}] (the graph's edges), got {n_edges}")
+    info: dict[str, Any] = {"seconds": scores.seconds, "clean_value": scores.clean_value, "target": target}
+    runner = CircuitRunner(model, task, ablation=ablation, metric=scores.metric, batch_size=batch_size, seed=seed)
+    curve_result = None
+    chosen = n_edges
+    if curve or n_edges is None:
+        counts = default_counts(n_total)
+        if n_edges is not None:
+            counts = sorted({*counts, n_edges})
+        curve_result = faithfulness_curve(
+            model, task, scores, counts=counts, runner=runner, progress=stage("faithfulness", len(counts))
+        )
+        if chosen is None:
+            reached = curve_result.smallest_reaching(target)
+            chosen = n_total if reached is None else reached
+        info["faithfulness"] = next(p for p in curve_result.points if p.n_edges == chosen).to_dict()
+    else:
+        assert chosen is not None
+        info["faithfulness"] = runner.faithfulness(scores.top_mask(chosen)).to_dict()
+    circuit = Circuit(
+        graph=scores.graph, edges=scores.top_mask(chosen), scores=scores.scores, model_name=model_name, task=task_info,
+        method=scores.method, ablation=ablation, steps=scores.steps, info=info,
+    )  # fmt: skip
+    return Discovery(circuit, scores, curve_result)

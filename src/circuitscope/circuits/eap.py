@@ -1,0 +1,193 @@
+"""Edge attribution patching: EAP (Syed et al. 2023) and EAP-IG (Hanna et al. 2024).
+
+Ablating the edge ``u -> r`` (receiver ``r`` reads the ablated output ``a~_u`` instead of ``a_u``)
+changes the receiver's input by ``a~_u - a_u``. To first order the metric changes by
+
+    score(u -> r) = (a~_u - a_u) . d metric / d x_r
+
+summed over prompts and positions, with ``x_r`` the receiver's input before its norm and the
+metric the mean over the task's prompts. **EAP** takes the gradient at the clean run: one
+forward pass for the ablated outputs, one clean forward pass and one backward pass score every
+edge. **EAP-IG** averages the gradient over ``steps`` runs whose input embeddings are
+interpolated from the ablated input to the clean one, ``x_0 = a~ + (k / steps)(a - a~)`` for
+``k = 1 .. steps`` (integrated gradients on the inputs, Hanna et al.'s "EAP-IG-inputs"); with
+``steps = 1`` it is EAP. A score estimates ``metric(edge ablated) - metric(clean)``: a large
+negative score for the logit difference marks an edge the behaviour needs.
+
+The KL divergence to the clean run has zero gradient at the clean run, so EAP with the ``kl``
+metric is refused (use EAP-IG, whose interpolated runs are not at the minimum).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Float
+
+from circuitscope.circuits.graph import CircuitError, Graph
+from circuitscope.circuits.intervene import EdgeRun, graph_of
+from circuitscope.circuits.reference import Ablation, reference_outputs
+from circuitscope.core.hooked_model import HookedModel
+from circuitscope.tasks.metrics import MetricName, evaluate_metric
+from circuitscope.tasks.task import Task
+
+__all__ = ["EdgeScores", "eap", "eap_ig", "edge_scores"]
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class EdgeScores:
+    """A score for every edge of the graph."""
+
+    graph: Graph
+    """The graph the scores index (``[sender, receiver]``)."""
+    scores: Float[torch.Tensor, "sender receiver"]
+    """Estimated change of the mean metric when the edge alone is ablated; NaN where there is no edge."""
+    method: str
+    """``eap``, ``eap-ig`` or ``acdc``."""
+    metric: MetricName
+    """The metric the scores are about."""
+    ablation: str
+    """What an ablated sender outputs (see :mod:`circuitscope.circuits.reference`)."""
+    steps: int
+    """Integrated-gradient steps (1 for EAP)."""
+    clean_value: float
+    """Mean metric of the clean run."""
+    seconds: float
+    """Wall time of the scoring."""
+
+    def ranked(self, by_abs: bool = True) -> list[tuple[str, float]]:
+        """Every edge as (``sender->receiver``, score), strongest first (by ``|score|`` by default)."""
+        s = self.scores
+        key = s.abs() if by_abs else s
+        key = torch.where(self.graph.allowed, key, torch.full_like(key, -torch.inf))
+        order = key.flatten().argsort(descending=True)[: self.graph.n_edges]
+        n_r = s.shape[1]
+        return [(self.graph.edge_name(int(i) // n_r, int(i) % n_r), float(s.flatten()[i])) for i in order]
+
+    def top_mask(self, n: int, by_abs: bool = True) -> torch.Tensor:
+        """``[sender, receiver]`` mask of the ``n`` strongest edges."""
+        if n < 0:
+            raise CircuitError(f"the number of edges to keep must be >= 0, got {n}")
+        key = self.scores.abs() if by_abs else self.scores
+        key = torch.where(self.graph.allowed, torch.nan_to_num(key, nan=0.0), torch.full_like(key, -torch.inf))
+        mask = torch.zeros_like(self.graph.allowed)
+        if n:
+            idx = key.flatten().topk(min(n, self.graph.n_edges)).indices
+            mask.view(-1)[idx] = True
+        return mask
+
+    def to_dict(self, top: int = 50) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "metric": self.metric,
+            "ablation": self.ablation,
+            "steps": self.steps,
+            "clean_value": self.clean_value,
+            "n_edges": self.graph.n_edges,
+            "seconds": self.seconds,
+            "top_edges": [{"edge": e, "score": s} for e, s in self.ranked()[:top]],
+        }
+
+
+def _mean_metric(
+    task: Task, metric: MetricName, logits: torch.Tensor, rows: slice, clean: torch.Tensor | None
+) -> torch.Tensor:
+    dev = logits.device
+    values = evaluate_metric(metric, logits, task.correct[rows].to(dev), task.incorrect[rows].to(dev), clean)
+    return values.sum() / len(task)
+
+
+def edge_scores(
+    model: HookedModel,
+    task: Task,
+    *,
+    steps: int = 1,
+    metric: MetricName | None = None,
+    ablation: Ablation = "corrupted",
+    batch_size: int = 16,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> EdgeScores:
+    """EAP (``steps=1``) or EAP-IG (``steps > 1``) scores of every edge. See the module docstring."""
+    if steps < 1:
+        raise CircuitError(f"steps must be at least 1, got {steps}")
+    if batch_size < 1:
+        raise CircuitError(f"batch_size must be at least 1, got {batch_size}")
+    metric = metric or task.metric
+    if metric == "kl" and steps == 1:
+        raise CircuitError(
+            "the kl metric has zero gradient at the clean run, so EAP scores would all be 0; "
+            "use EAP-IG (steps > 1) or the logit_diff / prob metric"
+        )
+    graph = graph_of(model)
+    t0 = time.perf_counter()
+    reference = reference_outputs(model, graph, task, ablation, batch_size=batch_size, seed=seed)
+    scores = torch.zeros(graph.n_senders, graph.n_receivers, dtype=torch.float64)
+    clean_total = 0.0
+    n = len(task)
+    for start in range(0, n, batch_size):
+        rows = slice(start, min(start + batch_size, n))
+        tokens, answer_pos = task.clean_tokens[rows].to(model.device), task.answer_pos[rows].to(model.device)
+        b, p = tokens.shape
+        ablated = reference[:, rows]
+        clean_acts: torch.Tensor | None = None
+        clean_logits: torch.Tensor | None = None
+        if steps > 1 or metric == "kl":
+            with torch.no_grad():
+                run = EdgeRun(model, graph, b, p)
+                clean_logits = run.answer_logits(tokens, answer_pos)
+                clean_acts = run.acts
+            clean_total += float(_mean_metric(task, metric, clean_logits, rows, clean_logits))
+        grads = torch.zeros(graph.n_receivers, b, p, model.cfg.d_model, dtype=ablated.dtype, device=model.device)
+        for k in range(1, steps + 1):
+            override = None
+            if steps > 1:
+                assert clean_acts is not None
+                override = ablated[0] + (k / steps) * (clean_acts[0] - ablated[0])
+            run = EdgeRun(model, graph, b, p, leaves=True, input_override=override)
+            logits = run.answer_logits(tokens, answer_pos, grad=True)
+            value = _mean_metric(task, metric, logits, rows, clean_logits)
+            grads += run.receiver_grads(value)
+            if steps == 1:
+                clean_acts = run.acts
+                clean_total += float(value.detach())
+            if progress is not None:
+                progress(b)
+        assert clean_acts is not None
+        delta = ablated - clean_acts  # [sender, batch, pos, d_model]
+        scores += torch.einsum("ubpd,rbpd->ur", delta, grads / steps).double().cpu()
+    scores = scores.float()
+    if not bool((scores[graph.allowed] != 0).any()):
+        raise CircuitError(
+            "every edge score is 0: the metric does not depend on the graph. Check that the clean and corrupted "
+            "prompts differ, and that the metric reads answer tokens the model can change"
+        )
+    scores = torch.where(graph.allowed, scores, torch.full_like(scores, torch.nan))
+    return EdgeScores(
+        graph=graph,
+        scores=scores,
+        method="eap" if steps == 1 else "eap-ig",
+        metric=metric,
+        ablation=ablation,
+        steps=steps,
+        clean_value=clean_total,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def eap(model: HookedModel, task: Task, **kwargs: Any) -> EdgeScores:
+    """Edge attribution patching (Syed et al. 2023): two forward passes and one backward pass."""
+    return edge_scores(model, task, steps=1, **kwargs)
+
+
+def eap_ig(model: HookedModel, task: Task, steps: int = 5, **kwargs: Any) -> EdgeScores:
+    """EAP with integrated gradients over ``steps`` interpolated inputs (Hanna et al. 2024; default 5)."""
+    if steps < 2:
+        raise CircuitError(f"EAP-IG needs at least 2 steps (1 step is EAP), got {steps}")
+    return edge_scores(model, task, steps=steps, **kwargs)
