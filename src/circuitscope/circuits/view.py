@@ -22,7 +22,7 @@ _PORT = {"q": -0.3, "k": 0.0, "v": 0.3}
 _NEG, _POS = "#c2362b", "#2f62c9"  # ablating lowers the metric / raises it
 
 
-def circuit_svg(circuit: Circuit, max_edges: int = 400) -> str:
+def circuit_svg(circuit: Circuit, max_edges: int = 150) -> str:
     """An ``<svg>`` element of the circuit's kept edges (the ``max_edges`` strongest)."""
     g = circuit.graph
     edges = circuit.edge_list()[:max_edges]
@@ -42,18 +42,20 @@ def circuit_svg(circuit: Circuit, max_edges: int = 400) -> str:
         row += 2
     row_of["logits"] = row
     labels.append((row, "logits"))
-    n_cols = g.n_heads
-    width = 120 + n_cols * (_W_NODE + 26) + 40
+    col = _W_NODE + 52  # column pitch: heads 0 .. n_heads - 1, then the MLPs in a column of their own
+    left = 130
+    width = left + (g.n_heads + 1) * col + 40
     height = (row + 1) * _ROW + 20
     pos: dict[str, tuple[float, float]] = {}
-    centre = 120 + (n_cols * (_W_NODE + 26)) / 2
+    centre = left + (g.n_heads * col) / 2
     for name in used:
-        if name in ("input", "logits") or name.startswith("m"):
+        if name in ("input", "logits"):
             pos[name] = (centre, 20 + row_of[name] * _ROW)
+        elif name.startswith("m"):
+            pos[name] = (left + g.n_heads * col + col / 2, 20 + row_of[name] * _ROW)
         else:
             layer, head = name[1:].split(".h")
-            x = 120 + int(head) * (_W_NODE + 26) + _W_NODE / 2 + 13
-            pos[name] = (x, 20 + row_of[f"a{layer}"] * _ROW)
+            pos[name] = (left + int(head) * col + col / 2, 20 + row_of[f"a{layer}"] * _ROW)
     biggest = max((abs(s) for *_, s in edges if not math.isnan(s)), default=1.0) or 1.0
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '

@@ -16,7 +16,9 @@ def _fmt(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{x:.3f}"
 
 
-def circuit_report(circuit: Circuit, curve: FaithfulnessCurve | None = None, top: int = 40) -> Report:
+def circuit_report(
+    circuit: Circuit, curve: FaithfulnessCurve | None = None, top: int = 40, max_drawn: int = 150
+) -> Report:
     """A self-contained HTML report of one circuit (and the curve it was chosen from)."""
     task = circuit.task
     steps = f", {circuit.steps} steps" if circuit.method == "eap-ig" else ""
@@ -34,12 +36,15 @@ def circuit_report(circuit: Circuit, curve: FaithfulnessCurve | None = None, top
     if "seconds" in circuit.info:
         kpis["scoring time"] = f"{float(circuit.info['seconds']):.1f} s"
     report.add_kpis("Summary", kpis)
+    shown = min(circuit.n_edges, max_drawn)
     report.add_html(
         "Graph",
         '<p class="caption">Layers run top to bottom. Edge width is |score|; red edges are those whose ablation '
         "lowers the metric (the behaviour needs them), blue ones raise it. Edges into a head end at its query "
-        "(left), key (middle) or value (right) input. Hover for names and scores.</p>"
-        f'<div style="overflow-x:auto">{circuit_svg(circuit)}</div>',
+        "(left), key (middle) or value (right) input. Hover for names and scores."
+        + (f" Showing the {shown} strongest of {circuit.n_edges} edges." if shown < circuit.n_edges else "")
+        + "</p>"
+        f'<div style="overflow-x:auto">{circuit_svg(circuit, max_edges=max_drawn)}</div>',
     )
     if curve is not None:
         report.add_figure(
