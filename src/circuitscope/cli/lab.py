@@ -146,7 +146,11 @@ def induction(
     ),
     layers: Annotated[str, typer.Option(help="Comma-separated depths to train.")] = "1,2,3,4",
     data: Annotated[
-        str, typer.Option(help="'repeated' (random tokens with repeated segments) or 'text'.")
+        str,
+        typer.Option(
+            help="'repeated' (random tokens with repeated segments), 'periodic' (a random block repeated to the end, "
+            "random period) or 'text'."
+        ),
     ] = "repeated",
     threads: ThreadsOpt = None,
     as_json: JsonFlag = False,
