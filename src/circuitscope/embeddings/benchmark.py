@@ -20,9 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from jaxtyping import Float
 
-from circuitscope.embeddings.analogy import COSMUL_EPS
 from circuitscope.embeddings.matrix import Embeddings
 from circuitscope.errors import CircuitscopeError, LoadError
 
@@ -186,52 +184,62 @@ def evaluate_analogies(
     restrict_vocab: int = 300_000,
     case_insensitive: bool = True,
     method: Literal["3cosadd", "3cosmul"] = "3cosadd",
-    batch_size: int = 256,
+    batch_size: int = 8192,
 ) -> AnalogyBenchmarkResult:
-    """Score every question exactly as gensim's ``evaluate_word_analogies`` does, in batches."""
+    """Score every question exactly as gensim's ``evaluate_word_analogies`` does, all at once.
+
+    The best row is found by :func:`circuitscope.embeddings.search.best_rows` with the input rows
+    and every other row that folds to an input word barred; gensim's rule for those other rows
+    (its top 5 answers exclude only the three input rows, and it gives the first whose folded form
+    is not an input word, else the fifth) is then applied to their few exact scores.
+    ``batch_size``: questions whose block bounds are held at once.
+    """
+    from circuitscope.embeddings.search import analogy_scores, best_rows
+
     if restrict_vocab < 1:
         raise ValueError(f"restrict_vocab must be positive, got {restrict_vocab}")
     if method not in ("3cosadd", "3cosmul"):
         raise ValueError(f"method must be '3cosadd' or '3cosmul', got {method!r}")
     fold = str.upper if case_insensitive else (lambda w: w)
     n_vocab = min(restrict_vocab, len(emb))
-    ok_words = emb.words[:n_vocab]
+    folded_vocab = [fold(w) for w in emb.words[:n_vocab]]
     ok_vocab: dict[str, int] = {}
     for i in range(n_vocab - 1, -1, -1):  # reversed, so the first (most frequent) variant wins
-        ok_vocab[fold(ok_words[i])] = i
-    folded_vocab = [fold(w) for w in ok_words]
+        ok_vocab[folded_vocab[i]] = i
+    canonical = torch.tensor([ok_vocab[f] for f in folded_vocab], dtype=torch.long)  # [vocab]
 
     n = len(questions)
+    lookup = [[ok_vocab.get(fold(w), -1) for w in q] for q in questions.questions]  # parsing: one dict lookup a word
+    rows = torch.tensor(lookup, dtype=torch.long).reshape(n, 4)
+    todo = (rows >= 0).all(1).nonzero()[:, 0]
+    abc, expected = rows[todo, :3], rows[todo, 3]
     status = torch.full((n,), -1, dtype=torch.long)
     predicted: list[str | None] = [None] * n
-    todo: list[int] = []
-    rows: list[tuple[int, int, int]] = []
-    folded_q: list[tuple[str, str, str, str]] = []
-    for qi, q in enumerate(questions.questions):
-        f = (fold(q[0]), fold(q[1]), fold(q[2]), fold(q[3]))
-        folded_q.append(f)
-        if all(w in ok_vocab for w in f):
-            todo.append(qi)
-            rows.append((ok_vocab[f[0]], ok_vocab[f[1]], ok_vocab[f[2]]))
+    if todo.numel():
+        variants = _variants(canonical, abc)  # other rows folding to an input word: [q, m]
+        variants = torch.nn.functional.pad(variants, (0, max(0, TOPN - variants.shape[1])), value=-1)
+        unit = emb.normalized()[:n_vocab]
+        _, best = best_rows(unit, abc, torch.cat([abc, variants], 1), method, question_batch=batch_size)
+        var_scores = analogy_scores(unit, abc, variants, method)
+        best_score = analogy_scores(unit, abc, best[:, None], method)[:, 0]  # same formula as the variants
+        ranked_v, order = var_scores.sort(1, descending=True)
+        ranked = variants.gather(1, order)
+        n_var = (ranked >= 0).sum(1)
+        above = (ranked_v > best_score[:, None]).sum(1)  # variants gensim ranks before the best other row
+        # gensim's answer: the best other row, unless its top 5 are all variants (then the 5th) or there is none
+        k = torch.where(best >= 0, torch.full_like(best, TOPN), n_var.clamp_max(TOPN)) - 1
+        fifth = ranked.gather(1, k.clamp_min(0)[:, None])[:, 0]
+        answer = torch.where((above >= TOPN) | (best < 0), torch.where(k >= 0, fifth, -1), best)
+        status[todo] = (canonical[answer.clamp_min(0)] == expected).long().masked_fill(answer < 0, 0)
+        for qi, row in zip(todo.tolist(), answer.tolist(), strict=True):
+            predicted[qi] = folded_vocab[row] if row >= 0 else None
 
-    if todo:
-        top_rows = _top_candidates(emb.normalized()[:n_vocab], rows, method, min(TOPN + 3, n_vocab), batch_size)
-        for j, qi in enumerate(todo):
-            inputs = set(rows[j])
-            ignore = set(folded_q[qi][:3])
-            answer: str | None = None
-            for idx in [c for c in top_rows[j] if c not in inputs][:TOPN]:
-                answer = folded_vocab[idx]
-                if answer not in ignore:
-                    break
-            predicted[qi] = answer
-            status[qi] = int(answer == folded_q[qi][3])
-
-    section_ids = torch.tensor(questions.section)
-    scores_by_section = []
-    for si, name in enumerate(questions.sections):
-        s = status[section_ids == si]
-        scores_by_section.append(SectionScore(name, int((s == 1).sum()), int((s == 0).sum()), int((s == -1).sum())))
+    section_ids = torch.tensor(questions.section, dtype=torch.long)
+    per_section = torch.stack([status == v for v in (1, 0, -1)], 1)  # [n, 3]: correct, incorrect, OOV
+    counts = torch.zeros(len(questions.sections), 3, dtype=torch.long).index_add_(0, section_ids, per_section.long())
+    scores_by_section = [
+        SectionScore(name, int(c[0]), int(c[1]), int(c[2])) for name, c in zip(questions.sections, counts, strict=True)
+    ]
     return AnalogyBenchmarkResult(
         embeddings=emb.name,
         method=method,
@@ -243,60 +251,27 @@ def evaluate_analogies(
     )
 
 
-def _top_candidates(
-    unit: Float[torch.Tensor, "vocab d"],
-    rows: list[tuple[int, int, int]],
-    method: str,
-    k: int,
-    batch_size: int,
-    chunk: int = 4096,
-) -> list[list[int]]:
-    """For each (a, b, c), the ``k`` best rows of ``unit`` by 3CosAdd / 3CosMul score, best first.
-
-    Blocked over the vocabulary: for each chunk of words, the cosines with every distinct
-    question word are computed once ([distinct, chunk]); each question's scores in the chunk are
-    then three row lookups, and a running top-k is merged. Memory stays at a few tens of MB.
-    """
-    distinct = sorted({r for triple in rows for r in triple})
-    slot = {r: i for i, r in enumerate(distinct)}
-    triples = torch.tensor([[slot[a], slot[b], slot[c]] for a, b, c in rows])
-    anchors = unit[distinct]
-    n_q, n_vocab = len(rows), unit.shape[0]
-    best_v = torch.full((n_q, k), -torch.inf)
-    best_i = torch.zeros((n_q, k), dtype=torch.long)
-    width = min(chunk, n_vocab)
-    cos = torch.empty(len(distinct), width)
-    buf = torch.empty(batch_size, width)
-    tmp = torch.empty(batch_size, width)
-    for vs in range(0, n_vocab, width):
-        block = unit[vs : vs + width]
-        w = block.shape[0]
-        c = cos[:, :w]
-        torch.matmul(anchors, block.T, out=c)
-        if method == "3cosmul":
-            c.add_(1).mul_(0.5)
-        kk = min(k, w)
-        for qs in range(0, n_q, batch_size):
-            t = triples[qs : qs + batch_size]
-            n = t.shape[0]
-            s, x = buf[:n, :w], tmp[:n, :w]
-            torch.index_select(c, 0, t[:, 1], out=s)
-            torch.index_select(c, 0, t[:, 2], out=x)
-            if method == "3cosadd":
-                s.add_(x)
-                torch.index_select(c, 0, t[:, 0], out=x)
-                s.sub_(x)
-            else:
-                s.mul_(x)
-                torch.index_select(c, 0, t[:, 0], out=x)
-                s.div_(x.add_(COSMUL_EPS))
-            top = s.topk(kk, dim=1)
-            cand_v = torch.cat([best_v[qs : qs + n], top.values], 1)
-            cand_i = torch.cat([best_i[qs : qs + n], top.indices + vs], 1)
-            merged = cand_v.topk(k, dim=1)
-            best_v[qs : qs + n] = merged.values
-            best_i[qs : qs + n] = cand_i.gather(1, merged.indices)
-    return best_i.tolist()
+def _variants(canonical: torch.Tensor, abc: torch.Tensor) -> torch.Tensor:
+    """For each question, the rows other than ``a, b, c`` that fold to one of them (-1 pads): [q, m]."""
+    others = (canonical != torch.arange(canonical.shape[0])).nonzero()[:, 0]
+    if others.numel() == 0:
+        return abc.new_full((abc.shape[0], 0), -1)
+    owner = canonical[others]
+    order = torch.argsort(owner, stable=True)
+    others, owner = others[order], owner[order]
+    heads, counts = torch.unique_consecutive(owner, return_counts=True)
+    width = int(counts.max())
+    table = torch.full((heads.shape[0], width), -1, dtype=torch.long)
+    slot = torch.arange(others.shape[0]) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+    table[torch.repeat_interleave(torch.arange(heads.shape[0]), counts), slot] = others
+    # a, b or c repeated in one question: list its variants once
+    distinct = abc.clone()
+    distinct[:, 1] = torch.where(abc[:, 1] == abc[:, 0], -1, abc[:, 1])
+    distinct[:, 2] = torch.where((abc[:, 2] == abc[:, 0]) | (abc[:, 2] == abc[:, 1]), -1, abc[:, 2])
+    pos = torch.searchsorted(heads, distinct.clamp_min(0))
+    hit = (pos < heads.shape[0]) & (heads[pos.clamp_max(heads.shape[0] - 1)] == distinct) & (distinct >= 0)
+    found = torch.where(hit[:, :, None], table[pos.clamp_max(heads.shape[0] - 1)], -1)  # [q, 3, width]
+    return found.reshape(abc.shape[0], -1)
 
 
 def plot_analogy_benchmark(result: AnalogyBenchmarkResult):  # -> plotly Figure

@@ -15,8 +15,10 @@ first scored exactly on its most promising block; then only the blocks whose bou
 score are scored exactly (about 3 % of them for GloVe 6B 50d). A pruned block cannot hold a
 better row, so the answer is exact, not approximate.
 
-Work is batched: the bounds are matrix products over vocabulary chunks, and the exact scores are
-one small matrix product per block for all the questions that block can still win.
+Rows are first grouped by direction (the signs of 8 fixed random projections), which tightens
+the block bounds about twofold. Work is batched: the bounds are matrix products over vocabulary
+chunks, and the exact scores are one small matrix product per block for all the questions that
+block can still win; there is no loop over questions.
 """
 
 from __future__ import annotations
@@ -34,9 +36,7 @@ Method = Literal["3cosadd", "3cosmul"]
 _NEG = -torch.inf
 
 
-def _combine(
-    cos_a: torch.Tensor, cos_b: torch.Tensor, cos_c: torch.Tensor, method: Method
-) -> torch.Tensor:
+def _combine(cos_a: torch.Tensor, cos_b: torch.Tensor, cos_c: torch.Tensor, method: Method) -> torch.Tensor:
     if method == "3cosadd":
         return cos_b + cos_c - cos_a
     return ((cos_b + 1) / 2) * ((cos_c + 1) / 2) / ((cos_a + 1) / 2 + COSMUL_EPS)
@@ -66,7 +66,7 @@ def _block_maxima(
     width: int,
     chunk_blocks: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``max`` over each block of ``D_ab`` (one row per pair) and of ``E_c`` (one row per ``c``)."""
+    """Per block of ``width`` rows: the max of ``D_ab`` (a row per pair) and of ``E_c`` (a row per ``c``)."""
     n_vocab = unit.shape[0]
     n_blocks = -(-n_vocab // width)
     d_max = torch.empty(pairs.shape[0], n_blocks, dtype=unit.dtype)
@@ -77,9 +77,9 @@ def _block_maxima(
         cos = anchors @ unit[start:stop].T  # [distinct words, chunk]
         if method == "3cosmul":
             cos.add_(1).mul_(0.5)
-            d = cos[pairs[:, 1]] / (cos[pairs[:, 0]] + COSMUL_EPS)
+            d = cos[pairs[:, 1]].div_(cos[pairs[:, 0]].add_(COSMUL_EPS))
         else:
-            d = cos[pairs[:, 1]] - cos[pairs[:, 0]]
+            d = cos[pairs[:, 1]].sub_(cos[pairs[:, 0]])
         e = cos[cs]
         pad = -(stop - start) % width
         if pad:
@@ -92,49 +92,75 @@ def _block_maxima(
 
 
 class _Scorer:
-    """Exact block scores for many questions, keeping each question's best unmasked row."""
+    """Exact scores of questions on blocks of rows, the question's masked rows barred."""
 
-    def __init__(
-        self, unit: torch.Tensor, abc: torch.Tensor, masked: torch.Tensor, method: Method, width: int
-    ) -> None:
-        self.unit, self.abc, self.masked, self.method, self.width = unit, abc, masked, method, width
-        n_q = abc.shape[0]
-        self.best_v = torch.full((n_q,), _NEG, dtype=unit.dtype)
-        self.best_i = torch.full((n_q,), -1, dtype=torch.long)
+    def __init__(self, unit: torch.Tensor, abc: torch.Tensor, masked: torch.Tensor, method: Method, width: int) -> None:
+        self.unit, self.abc, self.masked, self.width = unit, abc, masked, width
+        self.method: Method = method
         if method == "3cosadd":  # one product per block: u_x . (u_b + u_c - u_a)
             self.query = unit[abc[:, 1]] + unit[abc[:, 2]] - unit[abc[:, 0]]
+        self.masked_blocks = torch.where(masked >= 0, masked // width, -1)
 
-    def _block_scores(self, qs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def _scores(self, qs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         if self.method == "3cosadd":
             return self.query[qs] @ rows.T
         cos = (self.unit[self.abc[qs]].reshape(-1, rows.shape[1]) @ rows.T).view(qs.shape[0], 3, -1)
         return _combine(cos[:, 0], cos[:, 1], cos[:, 2], self.method)
 
-    def score(self, q_idx: torch.Tensor, blocks: torch.Tensor) -> None:
-        """Score the ``(question, block)`` pairs exactly (each question at most once per block)."""
-        if q_idx.numel() == 0:
-            return
+    def _mask(self, scores: torch.Tensor, qs: torch.Tensor, lo: int) -> None:
+        local = self.masked[qs] - lo
+        r, c = ((local >= 0) & (local < scores.shape[1])).nonzero(as_tuple=True)
+        scores[r, local[r, c]] = _NEG
+
+    def block_max(self, q_idx: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+        """The best unmasked score of each ``(question, block)`` pair (``-inf`` if every row is masked)."""
+        return self._block_best(q_idx, blocks, arg=False)[0]
+
+    def block_argmax(self, q_idx: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+        """The row of the best unmasked score of each ``(question, block)`` pair (the first if tied)."""
+        return self._block_best(q_idx, blocks, arg=True)[1]
+
+    def _block_best(self, q_idx: torch.Tensor, blocks: torch.Tensor, arg: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores (and rows) of the pairs: one matrix product per distinct block, for all its questions."""
+        n = q_idx.shape[0]
+        values = torch.empty(n, dtype=self.unit.dtype)
+        rows = torch.empty(n, dtype=torch.long)
+        if n == 0:
+            return values, rows
         order = torch.argsort(blocks, stable=True)
-        q_idx, blocks = q_idx[order], blocks[order]
-        ids, counts = torch.unique_consecutive(blocks, return_counts=True)
+        q_sorted, b_sorted = q_idx[order], blocks[order]
+        out = torch.empty_like(values)
+        out_rows = torch.empty(n, dtype=torch.long)
+        ids, counts = torch.unique_consecutive(b_sorted, return_counts=True)
+        # the pairs holding one of the question's masked rows are few: the blocks of a, b, c (and variants)
+        needs_mask = (self.masked_blocks[q_sorted] == b_sorted[:, None]).any(1)
+        group = torch.repeat_interleave(torch.arange(ids.shape[0]), counts)
+        any_mask = torch.zeros(ids.shape[0], dtype=torch.bool).index_fill_(0, group[needs_mask], True)
         width, n_vocab = self.width, self.unit.shape[0]
         start = 0
-        for block, count in zip(ids.tolist(), counts.tolist(), strict=True):
-            qs = q_idx[start : start + count]
-            start += count
+        for block, count, masking in zip(ids.tolist(), counts.tolist(), any_mask.tolist(), strict=True):
+            stop = start + count
+            qs = q_sorted[start:stop]
             lo = block * width
-            hi = min(lo + width, n_vocab)
-            scores = self._block_scores(qs, self.unit[lo:hi])  # [n, hi - lo]
-            local = self.masked[qs] - lo
-            hit = (local >= 0) & (local < hi - lo)
-            if bool(hit.any()):
-                r, c = hit.nonzero(as_tuple=True)
-                scores[r, local[r, c]] = _NEG
-            value, arg = scores.max(1)
-            better = value > self.best_v[qs]
-            won = qs[better]
-            self.best_v[won] = value[better]
-            self.best_i[won] = arg[better] + lo
+            scores = self._scores(qs, self.unit[lo : min(lo + width, n_vocab)])  # [n, width]
+            if masking:
+                self._mask(scores, qs, lo)
+            if arg:
+                torch.max(scores, 1, out=(out[start:stop], out_rows[start:stop]))
+                out_rows[start:stop] += lo
+            else:
+                torch.amax(scores, 1, out=out[start:stop])
+            start = stop
+        values[order] = out
+        rows[order] = out_rows
+        return values, rows
+
+
+def _direction_order(unit: torch.Tensor, bits: int) -> torch.Tensor:
+    """A row order grouping rows by the signs of their projections on ``bits`` fixed random directions."""
+    planes = torch.randn(unit.shape[1], bits, generator=torch.Generator().manual_seed(0), dtype=unit.dtype)
+    key = (((unit @ planes) > 0).long() << torch.arange(bits)).sum(1)
+    return torch.argsort(key, stable=True)
 
 
 def best_rows(
@@ -145,44 +171,72 @@ def best_rows(
     *,
     block: int = 64,
     chunk_blocks: int = 128,
-    question_batch: int = 2048,
+    question_batch: int = 8192,
+    first_blocks: int = 16,
+    cluster_bits: int = 8,
 ) -> tuple[Float[torch.Tensor, " q"], Int[torch.Tensor, " q"]]:
     """Each question's best-scoring row of ``unit`` among the rows not listed in ``masked[q]`` (-1 pads).
 
     ``unit`` has unit-length rows; ``abc[q]`` are the rows of ``a``, ``b`` and ``c``. Returns the
     best score and its row, ``-inf`` and -1 where every row is masked. Exactly the argmax of
-    :func:`analogy_scores` over all unmasked rows (up to float rounding between equal scores).
+    :func:`analogy_scores` over all unmasked rows (exactly equal scores are broken by a fixed
+    row order). ``block``: rows per block; ``first_blocks``: how many of each question's most
+    promising blocks are scored first, to set the bar the other blocks' bounds must reach;
+    ``cluster_bits``: rows are first grouped by the signs of that many fixed random projections,
+    so a block holds rows of similar direction (its bound is tighter); 0 keeps the given order.
     """
     if method not in ("3cosadd", "3cosmul"):
         raise ValueError(f"method must be '3cosadd' or '3cosmul', got {method!r}")
-    if block < 1 or chunk_blocks < 1 or question_batch < 1:
-        raise ValueError("block, chunk_blocks and question_batch must be positive")
-    n_vocab = unit.shape[0]
-    width = max(1, min(block, n_vocab))
-    scorer = _Scorer(unit, abc, masked, method, width)
-    n_q = abc.shape[0]
+    if min(block, chunk_blocks, question_batch, first_blocks) < 1:
+        raise ValueError("block, chunk_blocks, question_batch and first_blocks must be positive")
+    n_vocab, n_q = unit.shape[0], abc.shape[0]
+    best_v = torch.full((n_q,), _NEG, dtype=unit.dtype)
+    best_i = torch.full((n_q,), -1, dtype=torch.long)
     if n_q == 0 or n_vocab == 0:
-        return scorer.best_v, scorer.best_i
+        return best_v, best_i
+    width = max(1, min(block, n_vocab))
+    if n_vocab > width and cluster_bits > 0:  # neighbouring rows in one block: tighter bounds, fewer blocks to score
+        perm = _direction_order(unit, cluster_bits)
+        where = torch.empty_like(perm)
+        where[perm] = torch.arange(n_vocab)
+        v, i = best_rows(
+            unit[perm], where[abc], torch.where(masked >= 0, where[masked.clamp_min(0)], -1), method,
+            block=block, chunk_blocks=chunk_blocks, question_batch=question_batch, first_blocks=first_blocks,
+            cluster_bits=0,
+        )  # fmt: skip
+        return v, torch.where(i >= 0, perm[i.clamp_min(0)], -1)
+    scorer = _Scorer(unit, abc, masked, method, width)
     words, slots = torch.unique(abc, return_inverse=True)
     pairs, pair_of = torch.unique(slots[:, :2], dim=0, return_inverse=True)
     cs, c_of = torch.unique(slots[:, 2], return_inverse=True)
     d_max, e_max = _block_maxima(unit, unit[words], pairs, cs, method, width, chunk_blocks)
+    n_blocks = d_max.shape[1]
 
-    def bounds(qs: slice) -> torch.Tensor:  # [questions, blocks]
-        d, e = d_max[pair_of[qs]], e_max[c_of[qs]]
-        return d.add_(e) if method == "3cosadd" else d.mul_(e)
-
-    # 1. each question on its most promising block: a first, usually final, best score
-    first = torch.cat([bounds(slice(s, s + question_batch)).argmax(1) for s in range(0, n_q, question_batch)])
-    scorer.score(torch.arange(n_q), first)
-    # 2. every other block whose bound reaches that score (a margin covers float rounding)
-    q_parts, b_parts = [], []
+    n_first = min(first_blocks, n_blocks)
+    seen_q, seen_b, seen_v, rest_q, rest_b = [], [], [], [], []
     for s in range(0, n_q, question_batch):
-        ub = bounds(slice(s, s + question_batch))
-        best = scorer.best_v[s : s + question_batch]
-        ub[torch.arange(ub.shape[0]), first[s : s + question_batch]] = _NEG
-        q, b = (ub >= (best - 1e-4 * (1 + best.abs()))[:, None]).nonzero(as_tuple=True)
-        q_parts.append(q + s)
-        b_parts.append(b)
-    scorer.score(torch.cat(q_parts), torch.cat(b_parts))
-    return scorer.best_v, scorer.best_i
+        p, c = pair_of[s : s + question_batch], c_of[s : s + question_batch]
+        ub = d_max[p].add_(e_max[c]) if method == "3cosadd" else d_max[p].mul_(e_max[c])  # [questions, blocks]
+        # 1. each question on its most promising blocks: the bar
+        first = ub.topk(n_first, 1).indices
+        q1, b1 = torch.arange(s, s + ub.shape[0]).repeat_interleave(n_first), first.reshape(-1)
+        v1 = scorer.block_max(q1, b1)
+        bar = torch.full((ub.shape[0],), _NEG, dtype=unit.dtype).scatter_reduce_(0, q1 - s, v1, "amax")
+        # 2. every other block whose bound reaches the bar (a margin covers float rounding)
+        ub.scatter_(1, first, _NEG)
+        q, b = (ub >= (bar - 1e-4 * (1 + bar.abs()))[:, None]).nonzero(as_tuple=True)
+        seen_q.append(q1)
+        seen_b.append(b1)
+        seen_v.append(v1)
+        rest_q.append(q + s)
+        rest_b.append(b)
+    q2, b2 = torch.cat(rest_q), torch.cat(rest_b)
+    q_all, b_all = torch.cat([*seen_q, q2]), torch.cat([*seen_b, b2])
+    v_all = torch.cat([*seen_v, scorer.block_max(q2, b2)])
+    best_v.scatter_reduce_(0, q_all, v_all, "amax")
+    # 3. the row: in the lowest block reaching the best score
+    won = (v_all == best_v[q_all]) & (v_all > _NEG)
+    win_block = torch.full((n_q,), n_blocks, dtype=torch.long).scatter_reduce_(0, q_all[won], b_all[won], "amin")
+    found = (win_block < n_blocks).nonzero()[:, 0]
+    best_i[found] = scorer.block_argmax(found, win_block[found])
+    return best_v, best_i

@@ -5,6 +5,8 @@ induction on repeated random tokens, in one forward pass per batch; copying and
 copy-suppression from the OV circuits), optionally the composition scores, and records an
 example attention pattern of each detector's top heads. :func:`heads_report` draws it as a
 self-contained HTML page; :meth:`HeadsAnalysis.to_dict` gives the numbers for ``--json``.
+Given a text (:attr:`HeadsConfig.text`), it also measures each head's ablation importance on
+that text and the max-activating examples of the top heads (:mod:`circuitscope.report.heads_text`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,15 @@ import torch
 from circuitscope.analysis.composition import CompositionScores, composition_scores, plot_composition
 from circuitscope.analysis.copying import CopyingConfig, ov_copying
 from circuitscope.analysis.heads import HeadScores, many_detector_scores, plot_head_scores, random_repeated_tokens
+from circuitscope.report.heads_text import (
+    ProgressFn,
+    TextAnalysis,
+    TextConfig,
+    add_text_sections,
+    text_analysis,
+    text_corpus,
+    text_to_dict,
+)
 from circuitscope.report.html import Report
 
 if TYPE_CHECKING:
@@ -63,6 +74,8 @@ class HeadsConfig:
     """Seed of the random tokens."""
     example_len: int = 10
     """Half length of the repeated random tokens the example patterns are drawn on."""
+    text: TextConfig | None = None
+    """Also measure head-ablation importance and max-activating examples on this text (None: skip)."""
 
     def __post_init__(self) -> None:
         for name in ("seq_len", "batch", "top", "example_len"):
@@ -107,6 +120,8 @@ class HeadsAnalysis:
     config: HeadsConfig
     seconds: dict[str, float]
     """Wall-clock time of each stage."""
+    text: TextAnalysis | None = None
+    """Ablation importance and max-activating examples on ``config.text``, or None without a text."""
 
     def top(self, name: str, k: int | None = None) -> list[tuple[int, int, float]]:
         return self.scores[name].top(k or self.config.top)
@@ -137,6 +152,7 @@ class HeadsAnalysis:
             }
         else:
             out["composition"] = None
+        out.update(text_to_dict(self.text, self.scores, self.config.top))
         out["config"] = {
             "seq_len": self.config.seq_len,
             "batch": self.config.batch,
@@ -190,11 +206,22 @@ def heads_analysis(
     model_name: str,
     config: HeadsConfig | None = None,
     status: StatusFn | None = None,
+    progress: ProgressFn | None = None,
 ) -> HeadsAnalysis:
-    """Run every detector (and composition) on ``model``; ``status(message)`` is told each stage as it starts."""
+    """Run every detector (and composition, and the text measurements) on ``model``.
+
+    ``status(message)`` is told each stage as it starts; ``progress(stage, done, total)`` is
+    told the progress of the text measurements (forward passes, batches).
+    """
     config = config or HeadsConfig()
     say = status or (lambda _message: None)
     seconds: dict[str, float] = {}
+    corpus = None
+    if config.text is not None:  # read the text first: a bad source fails before the long work
+        start = time.perf_counter()
+        say(f"reading the text ({config.text.source})")
+        corpus = text_corpus(model, config.text)
+        seconds["text_read"] = time.perf_counter() - start
     start = time.perf_counter()
     say("attention detectors on repeated random tokens")
     tokens = random_repeated_tokens(model, config.seq_len, config.batch, config.seed)
@@ -214,15 +241,22 @@ def heads_analysis(
     start = time.perf_counter()
     examples = _examples(model, scores, config)
     seconds["examples"] = time.perf_counter() - start
+    scores = {name: scores[name] for name in DETECTOR_NAMES}
+    text = None
+    if config.text is not None:
+        say(f"head ablation and max-activating examples on {config.text.source}")
+        text = text_analysis(model, scores, config.text, progress, corpus)
+        seconds.update({f"text_{stage}": s for stage, s in text.seconds.items() if stage != "text"})
     return HeadsAnalysis(
         model_name=model_name,
         n_layers=model.cfg.n_layers,
         n_heads=model.cfg.n_heads,
-        scores={name: scores[name] for name in DETECTOR_NAMES},
+        scores=scores,
         composition=composition,
         examples=examples,
         config=config,
         seconds=seconds,
+        text=text,
     )
 
 
@@ -268,19 +302,20 @@ _DESCRIPTIONS = {
 def heads_report(analysis: HeadsAnalysis) -> Report:
     """The analysis as a self-contained HTML report (write it with ``.write(path)``)."""
     cfg = analysis.config
+    text = analysis.text
+    on_text = f" · ablation and examples on {text.corpus.tokens.numel()} tokens of text" if text is not None else ""
     report = Report(
         f"Attention heads of {analysis.model_name}",
         f"{analysis.n_layers} layers x {analysis.n_heads} heads · repeated random tokens of 2 x {cfg.seq_len}, "
-        f"{cfg.batch} sequences · OV scores on {cfg.copying.n_tokens} sampled tokens, k = {cfg.copying.k}",
+        f"{cfg.batch} sequences · OV scores on {cfg.copying.n_tokens} sampled tokens, k = {cfg.copying.k}{on_text}",
     )
-    report.add_kpis(
-        "Top head of each kind",
-        {
-            name.replace("_", "-"): f"L{la}H{h} · {s:.2f}"
-            for name in analysis.scores
-            for la, h, s in analysis.top(name, 1)
-        },
-    )
+    kpis = {
+        name.replace("_", "-"): f"L{la}H{h} · {s:.2f}" for name in analysis.scores for la, h, s in analysis.top(name, 1)
+    }
+    if text is not None:
+        la, h, s = text.ablation.top(1)[0]
+        kpis[f"{text.ablation.method}-ablation Δloss"] = f"L{la}H{h} · {s:+.3f}"
+    report.add_kpis("Top head of each kind", kpis)
     rows = []
     for name in analysis.scores:
         for rank, (la, h, s) in enumerate(analysis.top(name), start=1):
@@ -303,6 +338,8 @@ def heads_report(analysis: HeadsAnalysis) -> Report:
             plot_pattern(example),
             f"Attention pattern on {example.source} (query rows, key columns).",
         )
+    if text is not None:
+        add_text_sections(report, text, analysis.scores, cfg.top)
     comp = analysis.composition
     if comp is not None:
         rows = []

@@ -11,6 +11,7 @@ from circuitscope.steering.function_vectors import (
     function_vector,
     icl_prompt,
     plot_function_vector,
+    zero_shot_accuracy,
 )
 from circuitscope.steering.io import load_vector, save_vector
 from circuitscope.steering.sweep import (
@@ -48,4 +49,5 @@ __all__ = [
     "steering_hooks",
     "steering_sweep",
     "target_logprob",
+    "zero_shot_accuracy",
 ]

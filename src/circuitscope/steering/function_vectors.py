@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from jaxtyping import Float
 
+from circuitscope.core.replay import unembed_at
 from circuitscope.progress import progress
 from circuitscope.steering.apply import steering_hooks
 from circuitscope.steering.tasks import IclTask
@@ -30,7 +31,7 @@ from circuitscope.steering.vector import SteeringVector, model_fingerprint
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = ["FunctionVectorResult", "function_vector", "icl_prompt", "plot_function_vector"]
+__all__ = ["FunctionVectorResult", "function_vector", "icl_prompt", "plot_function_vector", "zero_shot_accuracy"]
 
 TEMPLATE = "Q: {x}\nA: {y}\n\n"
 QUERY = "Q: {x}\nA:"
@@ -58,6 +59,32 @@ class FunctionVectorResult:
     zero_shot_fv_accuracy: float
     """Accuracy of the bare query with the function vector added at its last token."""
     n_eval: int
+    """Evaluation prompts (fresh ones, not those the heads were found with)."""
+    head_vectors: Float[torch.Tensor, "layer head d_model"]
+    """Every head's mean output at the last token (``mean z @ W_O``): any top-k vector is a sum of these."""
+    eval_queries: list[str]
+    """The zero-shot prompts of the evaluation (``Q: x\nA:``)."""
+    eval_answers: list[int]
+    """The first token of each query's answer."""
+
+    def vector_for(self, top_k: int, layer: int, coefficient: float = 1.0) -> SteeringVector:
+        """The function vector of the ``top_k`` heads by AIE, added at ``blocks.{layer}.hook_resid_pre``.
+
+        On Gemma-3-270M the sum of ``z @ W_O`` is small next to the residual stream (the heads'
+        output is normalised again before it is added), so it needs a coefficient near 10 to act.
+        """
+        order = self.aie.flatten().argsort(descending=True)[:top_k]
+        n_heads = self.aie.shape[1]
+        top = [divmod(int(i), n_heads) for i in order]
+        fv = torch.stack([self.head_vectors[li, h] for li, h in top]).sum(0)
+        return SteeringVector(
+            fv,
+            f"blocks.{layer}.hook_resid_pre",
+            method="function_vector",
+            coefficient=coefficient,
+            model=self.vector.model,
+            details={**self.vector.details, "top_heads": [list(t) for t in top]},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,11 +107,21 @@ def _answer_token(model: HookedModel, y: str) -> int:
 
 
 @torch.no_grad()
+def _logits_at(
+    model: HookedModel, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, hooks: list | None = None
+) -> torch.Tensor:
+    """Logits at one position per row: the unembedding runs there only (262k-token vocabularies make it the cost)."""
+    last_resid = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
+    with model.hooks(hooks or []):
+        _, cache = model.run_with_cache(
+            ids, names=[last_resid], stop_early=True, attention_mask=mask if not bool(mask.all()) else None
+        )
+        return unembed_at(model, cache[last_resid], positions.to(cache[last_resid].device)).float()
+
+
 def _last_logits(model: HookedModel, prompts: list[str], hooks: list | None = None) -> torch.Tensor:
     ids, mask = model.tok.to_tokens(prompts)
-    last = mask.sum(1) - 1
-    logits = model.run_with_hooks(ids, hooks or [], attention_mask=mask if not bool(mask.all()) else None)
-    return logits[torch.arange(len(prompts)), last.to(logits.device)].float()
+    return _logits_at(model, ids, mask, mask.sum(1) - 1, hooks)
 
 
 def function_vector(
@@ -136,13 +173,10 @@ def function_vector(
 
     c_ids, c_mask = model.tok.to_tokens(corrupt)
     c_last = c_mask.sum(1) - 1
-    c_attn = c_mask if not bool(c_mask.all()) else None
 
     def p_correct(hooks: list) -> float:
-        with torch.no_grad():
-            logits = model.run_with_hooks(c_ids, hooks, attention_mask=c_attn)
-        probs = logits[rows, c_last].float().softmax(-1)
-        return float(probs[rows, ans].mean())
+        probs = _logits_at(model, c_ids, c_mask, c_last, hooks).softmax(-1)
+        return float(probs[rows, ans.to(probs.device)].mean())
 
     base = p_correct([])
     aie = torch.zeros(cfg.n_layers, cfg.n_heads)
@@ -159,7 +193,8 @@ def function_vector(
     order = aie.flatten().argsort(descending=True)[:top_k]
     top = [divmod(int(i), cfg.n_heads) for i in order]
     W_O = model.W_O.detach().float()
-    fv = sum((z_mean[li, h] @ W_O[li, h] for li, h in top), torch.zeros(cfg.d_model))
+    head_vectors = torch.einsum("lhd,lhdm->lhm", z_mean, W_O)
+    fv = sum((head_vectors[li, h] for li, h in top), torch.zeros(cfg.d_model))
     vector = SteeringVector(
         fv,
         f"blocks.{layer}.hook_resid_pre",
@@ -174,11 +209,7 @@ def function_vector(
     icl = float((_last_logits(model, eval_clean).argmax(-1).cpu() == e_ans).float().mean())
     corrupted = float((_last_logits(model, eval_corrupt).argmax(-1).cpu() == e_ans).float().mean())
     zero = float((_last_logits(model, queries).argmax(-1).cpu() == e_ans).float().mean())
-    hits = 0
-    for q, a in zip(queries, eval_answers, strict=True):
-        n_tok = len(model.tok.encode(q))
-        hooks = steering_hooks(vector.with_(start_pos=n_tok - 1), model)
-        hits += int(int(_last_logits(model, [q], hooks)[0].argmax()) == a)
+    fv_acc = zero_shot_accuracy(model, vector, queries, eval_answers)
     return FunctionVectorResult(
         task=task.name,
         aie=aie,
@@ -187,9 +218,26 @@ def function_vector(
         icl_accuracy=icl,
         corrupted_accuracy=corrupted,
         zero_shot_accuracy=zero,
-        zero_shot_fv_accuracy=hits / len(queries),
+        zero_shot_fv_accuracy=fv_acc,
         n_eval=n_eval,
+        head_vectors=head_vectors,
+        eval_queries=queries,
+        eval_answers=eval_answers,
     )
+
+
+def zero_shot_accuracy(
+    model: HookedModel, vector: SteeringVector | None, queries: list[str], answers: list[int]
+) -> float:
+    """Top-1 accuracy on the first answer token, with ``vector`` (if any) added at each query's last token."""
+    if vector is None:
+        return float((_last_logits(model, queries).argmax(-1).cpu() == torch.tensor(answers)).float().mean())
+    hits = 0
+    for q, a in zip(queries, answers, strict=True):
+        n_tok = len(model.tok.encode(q))
+        hooks = steering_hooks(vector.with_(start_pos=n_tok - 1), model)
+        hits += int(int(_last_logits(model, [q], hooks)[0].argmax()) == a)
+    return hits / len(queries)
 
 
 def plot_function_vector(result: FunctionVectorResult):  # -> plotly Figure
