@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from circuitscope.probes import (
@@ -13,6 +14,7 @@ from circuitscope.probes import (
     train_probe,
     true_false_statements,
 )
+from circuitscope.probes.logistic import split_indices
 from tests.steering.tiny_text import tiny_text_model
 
 
@@ -74,6 +76,26 @@ def test_statements_are_balanced_twins_of_three_topics() -> None:
     assert true_false_statements(20, 3) == st
     pos, neg, labels = contrast_pairs(st)
     assert pos[0].endswith("This is true.") and neg[0].endswith("This is false.") and len(labels) == 60
+
+
+def test_statements_never_repeat_and_too_many_capitals_is_refused() -> None:
+    st = true_false_statements(72, seed=1)
+    assert len({s.text for s in st}) == len(st) == 216
+    with pytest.raises(ValueError, match="n_per_topic <= 72"):
+        true_false_statements(74)
+
+
+def test_group_split_keeps_twins_together_and_holds_out_the_asked_fraction() -> None:
+    st = true_false_statements(40, seed=2)
+    groups = [s.pair_id for s in st]
+    labels = torch.tensor([s.label for s in st])
+    train, test = split_indices(len(st), 0.25, 0, labels, groups)
+    assert sorted(train + test) == list(range(len(st)))
+    assert {groups[i] for i in train}.isdisjoint({groups[i] for i in test})
+    assert len(test) == 30  # 15 whole pairs: a quarter of 120
+    assert split_indices(len(st), 0.25, 0, labels, groups) == (train, test)
+    with pytest.raises(ValueError, match="group keys"):
+        split_indices(4, 0.25, 0, None, [0, 1])
 
 
 def test_collect_activations_matches_single_runs_and_sweep_runs() -> None:

@@ -20,7 +20,9 @@ def test_capital_truth_is_decodable_in_the_middle_layers_not_at_layer_0() -> Non
     statements = [s for s in true_false_statements(72, seed=0) if s.topic == "capitals"]
     assert len(statements) == 72 and len({s.text for s in statements}) == 72
     hooks = ["blocks.0.hook_resid_post", "blocks.6.hook_resid_post", "blocks.9.hook_resid_post"]
-    sweep = probe_sweep(model, [s.text for s in statements], [s.label for s in statements], hooks, seed=0)
+    texts, labels = [s.text for s in statements], [s.label for s in statements]
+    # twins on one side of the split: the probe is tested on countries it never saw
+    sweep = probe_sweep(model, texts, labels, hooks, seed=0, groups=[s.pair_id for s in statements])
     acc = dict(zip(hooks, sweep.test_accuracy.tolist(), strict=True))
     assert acc["blocks.6.hook_resid_post"] >= 0.85 and acc["blocks.9.hook_resid_post"] >= 0.85, acc
     assert acc["blocks.0.hook_resid_post"] <= 0.75, acc

@@ -3,7 +3,13 @@
 Each head is ablated in turn at ``attn.hook_z`` (its output before ``W_O``), so its write to the
 residual stream becomes zero (``zero``) or its mean write over the data (``mean``, the mean of z
 over batch and positions, which keeps the head's constant contribution). The loss is the mean
-next-token cross-entropy over every position after ``start_pos``. One forward pass per head.
+next-token cross-entropy over every position after ``start_pos``.
+
+Cost: one recorded forward pass, then for each layer the blocks from that layer on (the blocks
+before it see the same input in every ablated run and are not recomputed, see
+:class:`~circuitscope.core.replay.BlockReplay`), several heads at once as stacked copies of the
+batch. The cross-entropy is taken in chunks of positions, so a 262k-token vocabulary never
+materialises logits for the whole batch.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from jaxtyping import Float, Int
 
+from circuitscope.core.replay import BlockReplay, unembed_at
 from circuitscope.errors import ShapeError
+from circuitscope.progress import progress
 
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure
@@ -60,30 +68,80 @@ def head_ablation_importance(
     tokens: Int[torch.Tensor, "batch pos"],
     method: Literal["zero", "mean"] = "zero",
     start_pos: int = 0,
+    *,
+    tokens_per_pass: int = 2048,
 ) -> HeadAblation:
-    """Loss increase for every head ablated alone (zero- or mean-ablation of ``hook_z``)."""
+    """Loss increase for every head ablated alone (zero- or mean-ablation of ``hook_z``).
+
+    ``tokens_per_pass`` bounds batch x positions x heads ablated together in one pass (memory,
+    not the result).
+    """
     if method not in ("zero", "mean"):
         raise ValueError(f"method must be 'zero' or 'mean', got {method!r}")
     if tokens.ndim != 2 or tokens.shape[1] < start_pos + 2:
         raise ShapeError(f"tokens must be [batch, pos] with pos >= start_pos + 2, got {tuple(tokens.shape)}")
+    if tokens_per_pass < 1:
+        raise ValueError(f"tokens_per_pass must be >= 1, got {tokens_per_pass}")
     cfg = model.cfg
     tokens = tokens.to(model.device)
+    names = [f"blocks.{layer}.attn.hook_z" for layer in range(cfg.n_layers)]
+    mean_z: dict[str, torch.Tensor] = {}
+
+    def record_mean(z: torch.Tensor, hook: Any) -> None:
+        mean_z[hook.name] = z.mean((0, 1))  # [head, d_head]
+
     with torch.no_grad():
-        logits, cache = model.run_with_cache(tokens, names="blocks.*.attn.hook_z")
-        clean = float(next_token_loss(logits, tokens, start_pos))
+        with model.hooks([(name, record_mean) for name in names] if method == "mean" else []):
+            replay = BlockReplay(model, tokens)
+        clean = float(_next_token_losses(model, replay.final_resid, tokens, start_pos)[0])
+        copies = max(1, min(cfg.n_heads, tokens_per_pass // tokens.numel()))
+        work = [
+            (layer, list(range(first, min(first + copies, cfg.n_heads))))
+            for layer in range(cfg.n_layers)
+            for first in range(0, cfg.n_heads, copies)
+        ]
         increase = torch.zeros(cfg.n_layers, cfg.n_heads)
-        for layer in range(cfg.n_layers):
-            mean_z = cache[f"blocks.{layer}.attn.hook_z"].mean((0, 1))  # [head, d_head]
-            for head in range(cfg.n_heads):
+        b = tokens.shape[0]
+        for layer, chunk in progress(work, f"{method}-ablating heads on text", total=len(work)):
 
-                def ablate(z: torch.Tensor, hook: Any, head: int = head, mean_z: torch.Tensor = mean_z) -> torch.Tensor:
-                    z = z.clone()
-                    z[:, :, head] = 0.0 if method == "zero" else mean_z[head]
-                    return z
+            def ablate(z: torch.Tensor, hook: Any, chunk: list[int] = chunk) -> torch.Tensor:
+                z = z.clone()
+                for i, head in enumerate(chunk):  # copy i of the batch loses head chunk[i]
+                    z[i * b : (i + 1) * b, :, head] = 0.0 if method == "zero" else mean_z[hook.name][head]
+                return z
 
-                ablated = model.run_with_hooks(tokens, [(f"blocks.{layer}.attn.hook_z", ablate)])
-                increase[layer, head] = float(next_token_loss(ablated, tokens, start_pos)) - clean
+            with model.hooks([(names[layer], ablate)]):
+                final = replay.run_resid(layer, replay.resid_pre[layer].repeat(len(chunk), 1, 1))
+            losses = _next_token_losses(model, final, tokens, start_pos)
+            increase[layer, chunk] = losses.cpu() - clean
     return HeadAblation(loss_increase=increase, clean_loss=clean, method=method)
+
+
+def _next_token_losses(
+    model: HookedModel,
+    final_resid: Float[torch.Tensor, "rows pos d_model"],
+    tokens: Int[torch.Tensor, "batch pos"],
+    start_pos: int,
+    chunk_rows: int = 256,
+) -> Float[torch.Tensor, " copies"]:
+    """Mean next-token loss of each stacked copy of the batch, from the final residual stream.
+
+    Logits are made ``chunk_rows`` positions at a time (final norm, unembedding, softcap, as the
+    model does), so memory stays bounded for any vocabulary.
+    """
+    b = tokens.shape[0]
+    copies = final_resid.shape[0] // b
+    pred = final_resid[:, start_pos:-1].reshape(-1, 1, final_resid.shape[-1])  # [copies*b*(p-1-start), 1, d]
+    target = tokens[:, start_pos + 1 :].repeat(copies, 1).reshape(-1)
+    total = torch.empty(target.shape[0], dtype=torch.float32, device=final_resid.device)
+    zero = torch.zeros(chunk_rows, dtype=torch.long, device=final_resid.device)
+    for s in range(0, target.shape[0], chunk_rows):
+        rows = pred[s : s + chunk_rows]
+        logits = unembed_at(model, rows, zero[: rows.shape[0]]).float()
+        total[s : s + rows.shape[0]] = torch.nn.functional.cross_entropy(
+            logits, target[s : s + rows.shape[0]], reduction="none"
+        )
+    return total.view(copies, -1).mean(1)
 
 
 def plot_head_ablation(result: HeadAblation, title: str | None = None) -> Figure:

@@ -18,7 +18,7 @@ def probe(
     model: Annotated[str, typer.Option(help="Hub id, model folder, .gguf, or the embedded default.")] = DEFAULT_MODEL,
     layers: Annotated[str, typer.Option(help="Layers: 'all', '2-12' or '0,4,8'.")] = "all",
     hook: Annotated[str, typer.Option(help="Hook per layer (blocks.L.HOOK).")] = "hook_resid_post",
-    n_per_topic: Annotated[int, typer.Option(help="Statements per topic (even).", min=2)] = 120,
+    n_per_topic: Annotated[int, typer.Option(help="Statements per topic (even, at most 72).", min=2, max=72)] = 72,
     ccs: Annotated[bool, typer.Option(help="Also fit CCS on 'This is true/false.' contrast pairs.")] = True,
     seed: Annotated[int, typer.Option(help="Seed of the data set and split.")] = 0,
     out: Annotated[Path, typer.Option(help="Where to write the HTML report.")] = Path("probe_report.html"),
@@ -32,18 +32,21 @@ def probe(
     from circuitscope.probes import ccs_sweep, contrast_pairs, plot_probe_sweep, probe_sweep, true_false_statements
 
     try:
+        statements = true_false_statements(n_per_topic, seed)  # bad sizes fail before the model loads
         hooked = load_model(model)
         layer_list = parse_layers(layers, hooked.cfg.n_layers)
         hooks = [f"blocks.{i}.{hook}" for i in layer_list]
         for h in hooks:
             hooked.hook_point(h)
-        statements = true_false_statements(n_per_topic, seed)
+        groups = [s.pair_id for s in statements]  # a statement and its false twin stay on one side of the split
         with torch.no_grad():
-            sweep = probe_sweep(hooked, [s.text for s in statements], [s.label for s in statements], hooks, seed=seed)
+            sweep = probe_sweep(
+                hooked, [s.text for s in statements], [s.label for s in statements], hooks, seed=seed, groups=groups
+            )
             ccs_result = None
             if ccs:
                 pos, neg, labels = contrast_pairs(statements)
-                ccs_result = ccs_sweep(hooked, pos, neg, labels, hooks, seed=seed)
+                ccs_result = ccs_sweep(hooked, pos, neg, labels, hooks, seed=seed, groups=groups)
     except (CircuitscopeError, ValueError, typer.BadParameter) as err:
         raise fail(err, as_json) from err
     from circuitscope.report.html import Report

@@ -122,17 +122,29 @@ class BlockReplay:
         positions: Int[torch.Tensor, " rows"],
     ) -> Float[torch.Tensor, "rows d_vocab"]:
         """Blocks ``start``.. on ``resid`` (K stacked copies of the recorded batch); logits at ``positions``."""
+        try:
+            return unembed_at(self.model, self._blocks(start, resid), positions)
+        finally:
+            self.model.wiring.clear_state()
+
+    def run_resid(
+        self, start: int, resid: Float[torch.Tensor, "rows pos d_model"]
+    ) -> Float[torch.Tensor, "rows pos d_model"]:
+        """Blocks ``start``.. on ``resid`` (K stacked copies of the recorded batch): the final residual stream."""
+        try:
+            return self._blocks(start, resid)
+        finally:
+            self.model.wiring.clear_state()
+
+    def _blocks(self, start: int, resid: torch.Tensor) -> torch.Tensor:
         if resid.shape[0] % self.batch:
             raise ValueError(f"{resid.shape[0]} rows are not a whole number of copies of the batch of {self.batch}")
         copies = resid.shape[0] // self.batch
         model = self.model
         hidden = resid
-        try:
-            for layer in range(start, model.cfg.n_layers):
-                args = _expand(self._args[layer], self.batch, copies)
-                kwargs = _expand(self._kwargs[layer], self.batch, copies)
-                out = model.wiring.blocks[layer].block(hidden, *args, **kwargs)
-                hidden = out[0] if isinstance(out, tuple) else out
-            return unembed_at(model, hidden, positions)
-        finally:
-            model.wiring.clear_state()
+        for layer in range(start, model.cfg.n_layers):
+            args = _expand(self._args[layer], self.batch, copies)
+            kwargs = _expand(self._kwargs[layer], self.batch, copies)
+            out = model.wiring.blocks[layer].block(hidden, *args, **kwargs)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden

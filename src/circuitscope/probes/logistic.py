@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -50,15 +51,42 @@ class LinearProbe:
         return w / w.norm().clamp_min(1e-12)
 
 
-def split_indices(n: int, test_fraction: float, seed: int, labels: torch.Tensor | None = None) -> tuple[list, list]:
-    """A seeded train/test split (stratified by label when given)."""
+def split_indices(
+    n: int,
+    test_fraction: float,
+    seed: int,
+    labels: torch.Tensor | None = None,
+    groups: Sequence[Hashable] | None = None,
+) -> tuple[list, list]:
+    """A seeded train/test split, stratified by label when given.
+
+    With ``groups`` (one key per item, e.g. the pair id shared by a true statement and its false
+    twin), whole groups go to one side, so no group is seen in training and tested on; groups are
+    then drawn in a seeded order until the test side holds ``test_fraction`` of the items.
+    """
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
     g = torch.Generator().manual_seed(seed)
-    groups = [torch.arange(n)] if labels is None else [torch.nonzero(labels == c)[:, 0] for c in labels.unique()]
+    if groups is not None:
+        if len(groups) != n:
+            raise ValueError(f"{len(groups)} group keys for {n} items")
+        members: dict[Hashable, list[int]] = {}
+        for i, key in enumerate(groups):
+            members.setdefault(key, []).append(i)
+        keys = list(members)
+        order = torch.randperm(len(keys), generator=g).tolist()
+        want = round(n * test_fraction)
+        test_g: list[int] = []
+        for j in order:
+            if sum(len(members[keys[t]]) for t in test_g) >= want:
+                break
+            test_g.append(j)
+        test_set = {i for t in test_g for i in members[keys[t]]}
+        return sorted(set(range(n)) - test_set), sorted(test_set)
+    strata = [torch.arange(n)] if labels is None else [torch.nonzero(labels == c)[:, 0] for c in labels.unique()]
     train: list[int] = []
     test: list[int] = []
-    for idx in groups:
+    for idx in strata:
         perm = idx[torch.randperm(len(idx), generator=g)].tolist()
         k = round(len(perm) * test_fraction)
         test += perm[:k]
@@ -74,8 +102,12 @@ def train_probe(
     test_fraction: float = 0.25,
     seed: int = 0,
     max_iter: int = 200,
+    groups: Sequence[Hashable] | None = None,
 ) -> LinearProbe:
-    """Fit L2-regularised logistic regression (L-BFGS, full batch) on a stratified split; report held-out accuracy."""
+    """Fit L2-regularised logistic regression (L-BFGS, full batch) on a stratified split; report held-out accuracy.
+
+    ``groups`` keeps items that share a key on the same side of the split (see :func:`split_indices`).
+    """
     if x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
         raise ShapeError(f"expected x [n, d] and y [n], got {tuple(x.shape)} and {tuple(y.shape)}")
     y = y.long()
@@ -83,7 +115,7 @@ def train_probe(
         raise ValueError("labels must be 0 and 1, with both present")
     if l2 < 0:
         raise ValueError(f"l2 must be >= 0, got {l2}")
-    train, test = split_indices(len(y), test_fraction, seed, y)
+    train, test = split_indices(len(y), test_fraction, seed, y, groups)
     xf = x.float()
     xt, yt = xf[train], y[train].float()
     mean = xt.mean(0)

@@ -37,36 +37,54 @@ class Statement:
 
 
 def true_false_statements(n_per_topic: int = 60, seed: int = 0) -> list[Statement]:
-    """Balanced true/false statements: ``n_per_topic`` per topic (half true), in a seeded order."""
+    """Balanced true/false statements: ``n_per_topic`` per topic (half true), all distinct, in a seeded order.
+
+    Every true statement occurs once, so a held-out split never sees a statement it was trained
+    on. The capitals table has :data:`CAPITALS` countries, which bounds ``n_per_topic`` at twice
+    its length.
+    """
     if n_per_topic < 2 or n_per_topic % 2:
         raise ValueError(f"n_per_topic must be an even number >= 2, got {n_per_topic}")
+    half = n_per_topic // 2
+    if half > len(CAPITALS):
+        raise ValueError(
+            f"n_per_topic={n_per_topic} needs {half} distinct capitals but the table has {len(CAPITALS)} "
+            f"countries; ask for n_per_topic <= {2 * len(CAPITALS)} (more would repeat statements and let "
+            "the held-out split see its training data)"
+        )
     rng = random.Random(seed)
     out: list[Statement] = []
     pair = 0
-    half = n_per_topic // 2
 
     caps = CAPITALS[:]
     rng.shuffle(caps)
-    for i in range(half):
-        country, capital = caps[i % len(caps)]
+    for country, capital in caps[:half]:
         wrong = rng.choice([c for _, c in CAPITALS if c != capital])
         out.append(Statement(f"The capital of {country} is {capital}.", 1, "capitals", pair))
         out.append(Statement(f"The capital of {country} is {wrong}.", 0, "capitals", pair))
         pair += 1
 
-    for _ in range(half):
+    seen: set[tuple[int, str, int]] = set()
+    while len(seen) < half:
         a, b = rng.randint(2, 49), rng.randint(2, 49)
         op = rng.choice(["+", "-"])
+        if (a, op, b) in seen:
+            continue
+        seen.add((a, op, b))
         result = a + b if op == "+" else a - b
         wrong = result + rng.choice([-10, -2, -1, 1, 2, 10])
         out.append(Statement(f"{a} {op} {b} = {result}.", 1, "arithmetic", pair))
         out.append(Statement(f"{a} {op} {b} = {wrong}.", 0, "arithmetic", pair))
         pair += 1
 
-    for _ in range(half):
+    compared: set[tuple[int, int, str]] = set()
+    while len(compared) < half:
         a, b = rng.sample(range(1, 100), 2)
         big, small = max(a, b), min(a, b)
         word = rng.choice(["larger", "smaller"])
+        if (big, small, word) in compared:
+            continue
+        compared.add((big, small, word))
         true = (big, small) if word == "larger" else (small, big)
         out.append(Statement(f"{true[0]} is {word} than {true[1]}.", 1, "comparison", pair))
         out.append(Statement(f"{true[1]} is {word} than {true[0]}.", 0, "comparison", pair))

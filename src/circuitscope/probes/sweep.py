@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -63,14 +63,19 @@ def probe_sweep(
     test_fraction: float = 0.25,
     l2: float = 1e-2,
     seed: int = 0,
+    groups: Sequence[Hashable] | None = None,
 ) -> ProbeSweep:
-    """Cache ``hooks`` at ``position`` for every text (one pass), fit a probe per hook, report accuracy."""
+    """Cache ``hooks`` at ``position`` for every text (one pass), fit a probe per hook, report accuracy.
+
+    ``groups``: one key per text; texts sharing a key (a statement and its false twin, say) stay on
+    the same side of the train/test split.
+    """
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
     with status(f"caching {len(hooks)} activations of {len(texts)} texts"):
         acts = collect_activations(model, texts, list(hooks), position)
     y = torch.tensor(list(labels))
-    probes = [train_probe(acts[h], y, l2=l2, test_fraction=test_fraction, seed=seed) for h in hooks]
+    probes = [train_probe(acts[h], y, l2=l2, test_fraction=test_fraction, seed=seed, groups=groups) for h in hooks]
     return ProbeSweep(
         hooks=list(hooks),
         train_accuracy=torch.tensor([p.train_accuracy for p in probes]),
@@ -92,6 +97,7 @@ def ccs_sweep(
     seed: int = 0,
     n_tries: int = 5,
     epochs: int = 500,
+    groups: Sequence[Hashable] | None = None,
 ) -> CCSSweep:
     """CCS per hook; labels are used only to score it (and to fix its sign on the training split)."""
     if not len(positive) == len(negative) == len(labels):
@@ -100,7 +106,7 @@ def ccs_sweep(
         pos = collect_activations(model, positive, list(hooks), position)
         neg = collect_activations(model, negative, list(hooks), position)
     y = torch.tensor(list(labels))
-    train, test = split_indices(len(y), test_fraction, seed, y)
+    train, test = split_indices(len(y), test_fraction, seed, y, groups)
     accs = []
     for h in hooks:
         ccs = train_ccs(pos[h][train], neg[h][train], n_tries=n_tries, epochs=epochs, seed=seed)
