@@ -4,7 +4,7 @@ Same prompts, same metric (mean logit difference at the answer position), measur
 run, each as a ratio to circuitscope's batched patching. Attribution patching of every head
 is timed as a multiple of one forward pass of the same prompts.
 
-    python benchmarks/bench_patching.py [--prompts 32] [--repeats 3] [--tl-python .venv-bench/bin/python] [--json]
+    python benchmarks/bench_patching.py [--prompts 8] [--repeats 2] [--tl-python .venv-bench/bin/python] [--json]
 
 TransformerLens runs in its own interpreter (see RESULTS.md for the .venv-bench set-up), which
 times its ``get_act_patch_attn_head_out_all_pos`` next to its own plain forward; the script
@@ -35,8 +35,8 @@ from circuitscope.tasks import IOIConfig, ioi_task
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--prompts", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--prompts", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--tl-python", default=None, help="interpreter with transformer-lens (optional)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -86,6 +86,7 @@ def main() -> None:
                     "--task", str(Path(tmp) / "task.json"), "--repeats", str(args.repeats), "--out", str(out),
                 ],
                 check=True,
+                stdout=sys.stderr,  # TransformerLens prints to stdout; keep --json output clean
             )  # fmt: skip
             result["transformer_lens"] = json.loads(out.read_text())
     if args.json:
