@@ -38,6 +38,13 @@ def test_collect_train_eval_dashboard(tiny_folder: Path, corpus_file: Path, tmp_
     assert S.load_sae(out).cfg.hook_name == HOOK
     evaluated = _json(["sae", "eval", *model, "--sae", str(out), "--contexts", "4"])
     assert 0 < float(evaluated["l0"]) <= 4 and "ce_loss_recovered_mean_ablation" in evaluated  # type: ignore[arg-type]
+    assert evaluated["frequency_source"] == "evaluation tokens"
+    # dead latents counted over the whole store (2,000 activations) instead of the held-out tokens
+    over_store = _json(["sae", "eval", *model, "--sae", str(out), "--contexts", "4", "--acts", str(acts)])
+    expected = S.store_frequencies(S.load_sae(out), S.ActivationStore(acts))
+    assert over_store["frequency_tokens"] == 2000 and over_store["frequency_source"] == str(acts)
+    assert over_store["dead_fraction"] == pytest.approx(expected.dead_fraction)
+    assert over_store["ce_sae"] == pytest.approx(evaluated["ce_sae"])
     dash = _json(["sae", "dashboard", *model, "--sae", str(out), "--features", "0-5", "--contexts", "8",
                   "--out", str(page)])  # fmt: skip
     assert dash["features"] == [0, 1, 2, 3, 4, 5] and page.is_file()

@@ -161,20 +161,35 @@ def evaluate(
     corpus: CorpusOpt = None,
     text_field: Annotated[str, typer.Option(help="JSONL field holding the text.")] = "text",
     seed: Annotated[int, typer.Option(help="Context shuffle seed (the collection's, to hold contexts out).")] = 0,
+    acts: Annotated[
+        Path | None,
+        typer.Option(
+            "--acts",
+            help="Activation store of the SAE's hook: count dead and dense latents over it (encoder only) "
+            "instead of over the few held-out tokens, which are too few to call a latent dead.",
+        ),
+    ] = None,
+    frequency_tokens: Annotated[
+        int | None, typer.Option(help="Activations of --acts to count latent firings on (default: all).", min=1)
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Evaluate an SAE: L0, MSE, explained variance, CE loss recovered (zero/mean ablation), KL, dead/dense."""
     import torch
 
     from circuitscope.core.loading import load_model
-    from circuitscope.sae import evaluate_sae, load_sae
+    from circuitscope.sae import ActivationStore, evaluate_sae, load_sae, store_frequencies
 
     try:
         loaded = load_sae(sae)
+        frequencies = None
+        if acts is not None:  # checked before the model loads
+            store = ActivationStore(acts)
+            frequencies = store_frequencies(loaded, store, max_tokens=frequency_tokens)
         hooked = load_model(model)
         tokens = _eval_tokens(hooked, loaded.cfg, corpus, text_field, contexts, seed)
         with torch.no_grad():
-            result = evaluate_sae(hooked, loaded, tokens, batch_size=batch_size)
+            result = evaluate_sae(hooked, loaded, tokens, batch_size=batch_size, frequencies=frequencies)
     except CircuitscopeError as err:
         raise fail(err, as_json) from err
     payload = {"sae": str(sae), "model": model, "hook": loaded.cfg.hook_name, **result.to_dict()}

@@ -26,6 +26,7 @@ from circuitscope.sae.errors import (
     UnknownArchitectureError,
 )
 from circuitscope.sae.evaluate import SAEEvalResult, ce_loss_recovered, evaluate_sae, plot_frequency_histogram
+from circuitscope.sae.frequency import LatentFrequencies, count_firings, store_frequencies
 from circuitscope.sae.io import load_sae, save_sae
 from circuitscope.sae.jumprelu import JumpReLUSAE
 from circuitscope.sae.relu import ReLUSAE
@@ -45,6 +46,7 @@ __all__ = [
     "Corpus",
     "FeatureDashboardData",
     "JumpReLUSAE",
+    "LatentFrequencies",
     "ReLUSAE",
     "SAEConfig",
     "SAEConfigError",
@@ -59,6 +61,7 @@ __all__ = [
     "build_contexts",
     "ce_loss_recovered",
     "collect_activations",
+    "count_firings",
     "create_sae",
     "default_corpus",
     "evaluate_sae",
@@ -71,6 +74,7 @@ __all__ = [
     "run_with_sae",
     "sae_hooks",
     "save_sae",
+    "store_frequencies",
     "train_sae",
     "write_dashboard",
     "write_store",

@@ -9,7 +9,9 @@ Over held-out contexts, :func:`evaluate_sae` measures
   recovered ``(CE_ablated - CE_sae) / (CE_ablated - CE_clean)`` for both ablations;
 - the KL divergence from the clean next-token distribution to the spliced one;
 - each latent's firing frequency, the dead (never fires) and dense (fires on more than
-  ``dense_threshold`` of tokens) fractions, and a log10-frequency histogram.
+  ``dense_threshold`` of tokens) fractions, and a log10-frequency histogram: over the evaluation
+  tokens, or over a larger window given as ``frequencies`` (see :mod:`circuitscope.sae.frequency`:
+  a few thousand tokens are too few to call a latent of a wide SAE dead).
 
 Splices and ablations touch the same positions: all of them except a leading BOS when the SAE
 was trained without BOS. Targets that are BOS (document separators) are not scored.
@@ -27,6 +29,7 @@ from circuitscope.core.hooked_model import HookedModel
 from circuitscope.progress import progress
 from circuitscope.sae.base import SAE
 from circuitscope.sae.errors import SAEShapeError
+from circuitscope.sae.frequency import LatentFrequencies
 from circuitscope.sae.splice import _skip_mask, sae_hooks
 
 __all__ = ["SAEEvalResult", "ce_loss_recovered", "evaluate_sae", "plot_frequency_histogram"]
@@ -61,7 +64,7 @@ class SAEEvalResult:
     kl_sae: float
     """Mean KL(clean || spliced) over scored positions (nats)."""
     dead_fraction: float
-    """Latents that never fired on the evaluation tokens."""
+    """Latents that never fired in the frequency window (``frequency_tokens`` activations)."""
     dense_fraction: float
     """Latents that fired on more than ``dense_threshold`` of the tokens."""
     feature_frequency: Float[torch.Tensor, " d_sae"]
@@ -70,6 +73,10 @@ class SAEEvalResult:
     """Latents per log10-frequency bin (dead latents are not counted)."""
     histogram_edges: Float[torch.Tensor, " bins_plus_1"]
     """log10-frequency bin edges."""
+    frequency_tokens: int = 0
+    """Activations the frequencies (and so the dead and dense fractions) were counted on."""
+    frequency_source: str = "evaluation tokens"
+    """Where those activations came from."""
 
     def to_dict(self) -> dict[str, Any]:
         """The scalar metrics and the histogram (JSON-ready)."""
@@ -78,7 +85,7 @@ class SAEEvalResult:
             for k in (
                 "n_tokens", "l0", "mse", "explained_variance", "fvu", "ce_clean", "ce_sae", "ce_zero_ablation",
                 "ce_mean_ablation", "ce_loss_recovered", "ce_loss_recovered_mean_ablation", "kl_sae",
-                "dead_fraction", "dense_fraction",
+                "dead_fraction", "dense_fraction", "frequency_tokens", "frequency_source",
             )
         }  # fmt: skip
         out["histogram"] = {"counts": self.histogram_counts.tolist(), "log10_edges": self.histogram_edges.tolist()}
@@ -105,8 +112,17 @@ def evaluate_sae(
     batch_size: int = 4,
     dense_threshold: float = 0.1,
     skip_bos: bool | None = None,
+    frequencies: LatentFrequencies | None = None,
 ) -> SAEEvalResult:
-    """Evaluate ``sae`` spliced into ``model`` at ``sae.cfg.hook_name`` on the contexts ``tokens``."""
+    """Evaluate ``sae`` spliced into ``model`` at ``sae.cfg.hook_name`` on the contexts ``tokens``.
+
+    ``frequencies`` (e.g. :func:`~circuitscope.sae.frequency.store_frequencies`) replaces the
+    latent frequencies counted on ``tokens`` for the dead and dense fractions and the histogram.
+    """
+    if frequencies is not None and frequencies.frequency.shape != (sae.cfg.d_sae,):
+        raise SAEShapeError(
+            f"frequencies cover {tuple(frequencies.frequency.shape)} latents, the SAE has d_sae={sae.cfg.d_sae}"
+        )
     hook = sae.cfg.hook_name
     model.hook_point(hook)
     if tokens.ndim != 2 or tokens.shape[1] < 2:
@@ -173,10 +189,9 @@ def evaluate_sae(
                 ce[name] += float(_ce(model(ids), ids, valid)[0])
     for key in ce:
         ce[key] /= max(n_targets, 1.0)
-    freq = (fired / max(n, 1)).float()
-    alive = freq[freq > 0]
-    edges = torch.linspace(-8.0, 0.0, 33)
-    counts = torch.histc(alive.log10().clamp(-8, 0), bins=32, min=-8.0, max=0.0).long()
+    if frequencies is None:
+        frequencies = LatentFrequencies((fired / max(n, 1)).float(), n, "evaluation tokens")
+    counts, edges = frequencies.histogram()
     ev = 1 - err_sum / variance if variance > 0 else float("nan")
     return SAEEvalResult(
         n_tokens=n,
@@ -191,11 +206,13 @@ def evaluate_sae(
         ce_loss_recovered=ce_loss_recovered(ce["zero"], ce["sae"], ce["clean"]),
         ce_loss_recovered_mean_ablation=ce_loss_recovered(ce["mean"], ce["sae"], ce["clean"]),
         kl_sae=kl_sum / max(n_targets, 1.0),
-        dead_fraction=float((freq == 0).float().mean()),
-        dense_fraction=float((freq > dense_threshold).float().mean()),
-        feature_frequency=freq,
+        dead_fraction=frequencies.dead_fraction,
+        dense_fraction=frequencies.dense_fraction(dense_threshold),
+        feature_frequency=frequencies.frequency,
         histogram_counts=counts,
         histogram_edges=edges,
+        frequency_tokens=frequencies.n_tokens,
+        frequency_source=frequencies.source,
     )
 
 
@@ -207,7 +224,7 @@ def plot_frequency_histogram(result: SAEEvalResult) -> Any:
     centers = ((edges[:-1] + edges[1:]) / 2).tolist()
     fig = go.Figure(go.Bar(x=centers, y=result.histogram_counts.tolist(), marker_color="#3558d4"))
     fig.update_layout(
-        title=f"Latent firing frequency ({result.dead_fraction:.1%} dead)",
+        title=f"Latent firing frequency ({result.dead_fraction:.1%} dead over {result.frequency_tokens:,} tokens)",
         xaxis_title="log10 firing frequency",
         yaxis_title="latents",
         height=320,
