@@ -289,7 +289,11 @@ def causal_report(analysis: CausalAnalysis, title: str | None = None) -> Report:
         + html.escape(a.task.corrupted_prompts[0]) + "</p>",
     )  # fmt: skip
     report.add_figure(
-        "Logit lens", plot_lens(a.lens), "The residual stream before each block, decoded through the final norm."
+        "Logit lens",
+        plot_lens(a.lens),
+        "The residual stream before each block, decoded through the final norm. In the first layers the decoded "
+        "logits can be huge (a lone token embedding through the final norm), so the logit difference there "
+        "swings from prompt to prompt; P(correct) and the rank are the steadier readings.",
     )
     report.add_figure("Logit lens: top tokens", plot_top_tokens(a.lens))
     report.add_figure("Direct logit attribution by layer", plot_layers(a.dla))
