@@ -47,7 +47,17 @@ def test_replayed_batched_ablation_equals_the_naive_loop(family: str, method: st
         expected, clean = _naive(model, tokens, method, start_pos=2)
         # all heads of a layer in one pass, and one head per pass (tokens_per_pass below one batch)
         for budget in (10_000, 1):
-            got = head_ablation_importance(model, tokens, method, start_pos=2, tokens_per_pass=budget)  # type: ignore[arg-type]
+            calls: list[tuple[int, int]] = []
+            got = head_ablation_importance(
+                model,
+                tokens,
+                method,  # type: ignore[arg-type]
+                start_pos=2,
+                tokens_per_pass=budget,
+                on_progress=lambda _stage, done, total, calls=calls: calls.append((done, total)),
+            )
+            passes = model.cfg.n_layers * (1 if budget > 1 else model.cfg.n_heads)
+            assert calls == [(i, passes) for i in range(1, passes + 1)]
             assert got.clean_loss == pytest.approx(clean, abs=1e-5)
             torch.testing.assert_close(got.loss_increase, expected, atol=2e-5, rtol=1e-4)
     assert expected.abs().max() > 1e-3  # the heads matter, so equality is not trivially 0 == 0

@@ -16,7 +16,7 @@ from circuitscope.analysis.max_activating import Unit, activations_of
 from circuitscope.cli.main import app
 from circuitscope.core.loading import load_model
 from tests.browser import open_in_chromium
-from tests.steering.tiny_text import tiny_text_model
+from tests.steering.tiny_text import save_tiny_text_model
 from tests.tiny_models import BY_NAME
 
 runner = CliRunner()
@@ -83,11 +83,7 @@ TEXT = ("the cat sat on the mat and the dog ran to the cat, then the cat ran to 
 @pytest.fixture(scope="module")
 def text_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Llama with a character tokenizer, saved as a model folder."""
-    path = tmp_path_factory.mktemp("tiny_text")
-    model = tiny_text_model(layers=2)
-    model.hf_model.save_pretrained(path)
-    model.tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_text_model(tmp_path_factory.mktemp("tiny_text"), layers=2)
 
 
 def _heads_on_text(folder: Path, text: Path, *extra: str) -> Result:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from circuitscope.cli import trace
 from tests.browser import open_in_chromium
-from tests.steering.tiny_text import tiny_text_model
+from tests.steering.tiny_text import save_tiny_text_model
 
 runner = CliRunner()
 app = typer.Typer()
@@ -28,11 +28,7 @@ trace.register(app)
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tiny-text")
-    model = tiny_text_model(layers=3)
-    model.hf_model.save_pretrained(path)
-    model.tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_text_model(tmp_path_factory.mktemp("tiny-text"), layers=3)
 
 
 def test_trace_json_and_report(folder: Path, tmp_path: Path) -> None:

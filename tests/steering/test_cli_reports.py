@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from circuitscope.cli import analogies, diff, eval_prompts, probe, steer
 from tests.browser import open_in_chromium
-from tests.steering.tiny_text import tiny_text_model
+from tests.steering.tiny_text import save_tiny_text_model
 
 runner = CliRunner()
 # only this commands, so the test does not depend on other command modules
@@ -22,11 +22,7 @@ for _module in (analogies, diff, eval_prompts, probe, steer):
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tiny-text")
-    model = tiny_text_model()
-    model.hf_model.save_pretrained(path)
-    model.tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_text_model(tmp_path_factory.mktemp("tiny-text"))
 
 
 def _json(args: list[str]) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+from pathlib import Path
 
 import torch
 import transformers as tf
@@ -45,3 +46,11 @@ def tiny_text_model(seed: int = 0, layers: int = 2) -> cs.HookedModel:
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     return cs.HookedModel(model, tok)
+
+
+def save_tiny_text_model(path: Path, layers: int = 2) -> Path:
+    """:func:`tiny_text_model` and its tokenizer saved as a Hugging Face folder (for CLI tests)."""
+    model = tiny_text_model(layers=layers)
+    model.hf_model.save_pretrained(path)
+    model.tokenizer.save_pretrained(path)
+    return path

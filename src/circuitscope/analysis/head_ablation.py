@@ -14,6 +14,7 @@ materialises logits for the whole batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -70,11 +71,13 @@ def head_ablation_importance(
     start_pos: int = 0,
     *,
     tokens_per_pass: int = 2048,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> HeadAblation:
     """Loss increase for every head ablated alone (zero- or mean-ablation of ``hook_z``).
 
     ``tokens_per_pass`` bounds batch x positions x heads ablated together in one pass (memory,
-    not the result).
+    not the result). ``on_progress(stage, done, total)`` is called after each pass; without it a
+    progress bar is drawn.
     """
     if method not in ("zero", "mean"):
         raise ValueError(f"method must be 'zero' or 'mean', got {method!r}")
@@ -102,7 +105,9 @@ def head_ablation_importance(
         ]
         increase = torch.zeros(cfg.n_layers, cfg.n_heads)
         b = tokens.shape[0]
-        for layer, chunk in progress(work, f"{method}-ablating heads on text", total=len(work)):
+        stage = f"{method}-ablating each head on {tokens.numel()} tokens"
+        steps = work if on_progress is not None else progress(work, stage, total=len(work))
+        for done, (layer, chunk) in enumerate(steps, 1):
 
             def ablate(z: torch.Tensor, hook: Any, chunk: list[int] = chunk) -> torch.Tensor:
                 z = z.clone()
@@ -114,6 +119,8 @@ def head_ablation_importance(
                 final = replay.run_resid(layer, replay.resid_pre[layer].repeat(len(chunk), 1, 1))
             losses = _next_token_losses(model, final, tokens, start_pos)
             increase[layer, chunk] = losses.cpu() - clean
+            if on_progress is not None:
+                on_progress(stage, done, len(work))
     return HeadAblation(loss_increase=increase, clean_loss=clean, method=method)
 
 

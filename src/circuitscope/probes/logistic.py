@@ -76,12 +76,11 @@ def split_indices(
         keys = list(members)
         order = torch.randperm(len(keys), generator=g).tolist()
         want = round(n * test_fraction)
-        test_g: list[int] = []
+        test_set: set[int] = set()
         for j in order:
-            if sum(len(members[keys[t]]) for t in test_g) >= want:
+            if len(test_set) >= want:
                 break
-            test_g.append(j)
-        test_set = {i for t in test_g for i in members[keys[t]]}
+            test_set.update(members[keys[j]])
         return sorted(set(range(n)) - test_set), sorted(test_set)
     strata = [torch.arange(n)] if labels is None else [torch.nonzero(labels == c)[:, 0] for c in labels.unique()]
     train: list[int] = []

@@ -8,7 +8,7 @@ see :func:`circuitscope.sae.corpus.build_contexts`), and on those same tokens me
 
 - **head-ablation importance**: the rise of the mean next-token loss when each head alone is
   mean- or zero-ablated (:func:`circuitscope.analysis.head_ablation.head_ablation_importance`,
-  one forward pass per head, every position scored from ``start_pos = 0``);
+  every position scored from ``start_pos = 0``);
 - **max-activating examples** (:func:`circuitscope.analysis.max_activating.max_activating`,
   a head's activation being the norm of what it writes to the residual stream) of the top head
   of each detector and of the head whose ablation hurts most. BOS positions are not examples:
@@ -176,17 +176,7 @@ def text_analysis(
     seconds["text"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    n_passes = 1 + model.cfg.n_layers * model.cfg.n_heads
-    stage = f"{config.ablation}-ablating each head on {corpus.tokens.numel()} tokens"
-    done = [0]
-
-    def count(x: torch.Tensor, hook: Any) -> None:  # one call per full forward pass
-        done[0] += 1
-        report(stage, done[0], n_passes)
-
-    report(stage, 0, n_passes)
-    with model.hooks([(f"blocks.{model.cfg.n_layers - 1}.hook_resid_post", count)]):
-        ablation = head_ablation_importance(model, corpus.tokens, config.ablation, start_pos=0)
+    ablation = head_ablation_importance(model, corpus.tokens, config.ablation, start_pos=0, on_progress=report)
     seconds["head_ablation"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -6,8 +6,8 @@ few for a wide SAE: with 10,240 latents and k = 32, a latent that fires once in 
 alive but is silent on 4,000 tokens two times out of three. Gao et al. (2024) call a latent dead
 after 10 million silent tokens; the trainer here tracks a 1-million-token window.
 
-:func:`store_frequencies` counts firings over an activation store (the encoder only, no model
-forward, so hundreds of thousands of activations take about a minute on a CPU).
+:func:`store_frequencies` counts firings over an activation store: the encoder only, no model
+forward pass.
 """
 
 from __future__ import annotations

@@ -73,10 +73,7 @@ class FunctionVectorResult:
         On Gemma-3-270M the sum of ``z @ W_O`` is small next to the residual stream (the heads'
         output is normalised again before it is added), so it needs a coefficient near 10 to act.
         """
-        order = self.aie.flatten().argsort(descending=True)[:top_k]
-        n_heads = self.aie.shape[1]
-        top = [divmod(int(i), n_heads) for i in order]
-        fv = torch.stack([self.head_vectors[li, h] for li, h in top]).sum(0)
+        fv, top = _top_heads_sum(self.aie, self.head_vectors, top_k)
         return SteeringVector(
             fv,
             f"blocks.{layer}.hook_resid_pre",
@@ -99,6 +96,15 @@ class FunctionVectorResult:
             "n_eval": self.n_eval,
             "vector_norm": float(self.vector.vector.norm()),
         }
+
+
+def _top_heads_sum(
+    aie: Float[torch.Tensor, "layer head"], head_vectors: Float[torch.Tensor, "layer head d_model"], top_k: int
+) -> tuple[Float[torch.Tensor, " d_model"], list[tuple[int, int]]]:
+    """The sum of the mean outputs of the ``top_k`` heads by AIE, and those heads as (layer, head)."""
+    order = aie.flatten().argsort(descending=True)[:top_k]
+    top = [divmod(int(i), aie.shape[1]) for i in order]
+    return torch.stack([head_vectors[li, h] for li, h in top]).sum(0), top
 
 
 def _answer_token(model: HookedModel, y: str) -> int:
@@ -190,11 +196,9 @@ def function_vector(
             return z
 
         aie[li, h] = p_correct([(z_names[li], patch)]) - base
-    order = aie.flatten().argsort(descending=True)[:top_k]
-    top = [divmod(int(i), cfg.n_heads) for i in order]
     W_O = model.W_O.detach().float()
     head_vectors = torch.einsum("lhd,lhdm->lhm", z_mean, W_O)
-    fv = sum((head_vectors[li, h] for li, h in top), torch.zeros(cfg.d_model))
+    fv, top = _top_heads_sum(aie, head_vectors, top_k)
     vector = SteeringVector(
         fv,
         f"blocks.{layer}.hook_resid_pre",
