@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  := torch==2.13.0
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean chromium
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,12 @@ demo: $(VENV)/.demo
 	$(VENV)/bin/circuitscope info gemma-3-270m
 	$(VENV)/bin/circuitscope report ioi --model gemma-3-270m --out reports/ioi.html
 
-test: $(VENV)/.dev .data/all-MiniLM-L6-v2/config.json
+# the HTML report checks open each report in headless Chromium; stop before any set-up work if it is missing
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+		echo "make test needs Debian's chromium for the report checks: sudo apt-get install chromium" >&2; exit 1; }
+
+test: chromium $(VENV)/.dev .data/all-MiniLM-L6-v2/config.json
 	$(VENV)/bin/ruff check src tests $(wildcard benchmarks scripts)
 	$(VENV)/bin/pyright src tests
 	$(PY) -m pytest

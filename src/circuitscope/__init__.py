@@ -13,6 +13,7 @@ from circuitscope.core.names import act_name
 from circuitscope.core.transforms import center_unembed, center_writing_weights, fold_layer_norm
 from circuitscope.errors import (
     CircuitscopeError,
+    HookError,
     HookNameError,
     LoadError,
     ShapeError,
@@ -26,6 +27,7 @@ __all__ = [
     "ActiveHook",
     "CircuitscopeError",
     "GenerationResult",
+    "HookError",
     "HookHandle",
     "HookNameError",
     "HookPoint",

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 __all__ = [
     "CircuitscopeError",
+    "DamagedCheckpointWarning",
+    "HookError",
     "HookNameError",
     "LoadError",
+    "OptionError",
+    "OutputError",
     "ShapeError",
     "TokenizationError",
     "UnsupportedModelError",
@@ -27,6 +31,11 @@ class HookNameError(CircuitscopeError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class HookError(CircuitscopeError, TypeError):
+    """A hook function that cannot be used: not callable, or returning something that cannot replace
+    the activation (not a tensor, another dtype or another device)."""
+
+
 class TokenizationError(CircuitscopeError, ValueError):
     """Text that does not tokenize the way the caller needs (not one token, too long, ...)."""
 
@@ -39,5 +48,18 @@ class LoadError(CircuitscopeError, OSError):
     """A model that cannot be loaded: missing, corrupt or truncated files, or a missing extra."""
 
 
+class OptionError(CircuitscopeError, ValueError):
+    """A command-line option whose value is out of range or does not fit the model or the other options."""
+
+
+class OutputError(CircuitscopeError, OSError):
+    """A file or folder that cannot be written: a folder where a file is expected (or the reverse), an
+    unwritable location, or a write that failed (disk full, folder removed)."""
+
+
 class UnsupportedModelError(CircuitscopeError, ValueError):
     """A Hugging Face architecture no adapter in :mod:`circuitscope.models` covers."""
+
+
+class DamagedCheckpointWarning(UserWarning):
+    """Resuming skipped damaged checkpoints and continued from an older intact one (the message names both)."""

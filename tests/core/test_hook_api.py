@@ -77,9 +77,9 @@ def test_hooks_compose_in_order_and_nest(model: HookedModel, tokens: torch.Tenso
     with model.hooks([(name, lambda x, hook: x * 2)]):
         with model.hooks([(name, lambda x, hook: x + 1)]):
             _, cache = model.run_with_cache(tokens, names=name)
-            torch.testing.assert_close(cache[name], clean[name] * 2 + 1)
+            torch.testing.assert_close(cache[name], clean[name] * 2 + 1, atol=0, rtol=0)  # the same two float ops
         _, cache = model.run_with_cache(tokens, names=name)
-        torch.testing.assert_close(cache[name], clean[name] * 2)
+        torch.testing.assert_close(cache[name], clean[name] * 2, atol=0, rtol=0)
     assert model.active_hooks() == []
 
 
@@ -100,6 +100,7 @@ def test_patching_a_head_matches_editing_z(model: HookedModel, tokens: torch.Ten
 
     a = model.run_with_hooks(tokens, fwd_hooks=[("blocks.1.attn.hook_result", zero_result)])
     b = model.run_with_hooks(tokens, fwd_hooks=[("blocks.1.attn.hook_z", zero_result)])
+    # per-head einsum then a sum over heads vs o_proj's one matmul: float32 rounding, measured 2.4e-7 on logits ~1
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
@@ -126,13 +127,15 @@ def test_cache_helpers(model: HookedModel, tokens: torch.Tensor) -> None:
     assert stacked.shape == (model.cfg.n_layers, *tokens.shape, model.cfg.d_model)
     acc = cache.accumulated_resid()
     assert acc.labels == ["0_pre", "1_pre", "final_post"]
-    torch.testing.assert_close(acc.tensor[-1], cache["resid_post", -1])
+    torch.testing.assert_close(acc.tensor[-1], cache["resid_post", -1], atol=0, rtol=0)  # the cached tensor itself
     heads = cache.stack_head_results()
     assert heads.labels[:2] == ["L0H0", "L0H1"] and len(heads) == model.cfg.n_layers * model.cfg.n_heads
     # frozen-scale final norm is linear: normed components sum to the normed stream (RMSNorm: no bias)
     normed = cache.apply_ln_to_stack(cache.decompose_resid())
+    # each component normed, then summed, vs the norm of the sum: float32 rounding, measured 4.8e-7 on ~3
     torch.testing.assert_close(normed.total(), cache["ln_final.hook_normalized"], atol=1e-5, rtol=1e-5)
     lens = cache.accumulated_resid(apply_ln=True)
+    # the frozen-scale norm recomputed outside the model's RMSNorm module: float32 rounding of values ~3
     torch.testing.assert_close(lens.tensor[-1], cache["ln_final.hook_normalized"], atol=1e-5, rtol=1e-5)
     with pytest.raises(ShapeError, match="out of range"):
         cache.decompose_resid(layer=7)
@@ -150,6 +153,6 @@ def test_layernorm_stack_sums_to_normed_stream_minus_bias() -> None:
     normed = cache.apply_ln_to_stack(stack)
     final_norm = model.wiring.final_norm
     assert isinstance(final_norm, torch.nn.LayerNorm) and final_norm.bias is not None
-    torch.testing.assert_close(
+    torch.testing.assert_close(  # normed components summed vs the norm of the sum: float32 rounding of ~3
         normed.total() + final_norm.bias, cache["ln_final.hook_normalized"], atol=1e-5, rtol=1e-5
     )

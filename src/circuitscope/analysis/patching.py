@@ -26,7 +26,7 @@ from circuitscope.core.hooked_model import HookedModel
 from circuitscope.core.replay import BlockReplay, unembed_at
 from circuitscope.errors import ShapeError
 from circuitscope.progress import progress
-from circuitscope.tasks.metrics import MetricName, evaluate_metric, normalise
+from circuitscope.tasks.metrics import MetricName, check_normalisable, evaluate_metric, normalise
 from circuitscope.tasks.task import Task
 
 __all__ = ["PATCH_TARGETS", "PatchTarget", "PatchingResult", "activation_patching", "naive_activation_patching", "plot"]
@@ -161,6 +161,7 @@ def activation_patching(
     corrupted_logits = replay.logits_at(task.answer_pos)
     clean_value = float(_metric(task, metric, clean_logits, 1, clean_logits)[0])
     corrupted_value = float(_metric(task, metric, corrupted_logits, 1, clean_logits)[0])
+    check_normalisable(clean_value, corrupted_value, metric)  # refuse before the sweep, not after it
     axes, items, n_items = _items(model, target, task.seq_len)
     copies = max(1, batch_rows // len(task))
     raw = torch.empty(len(chosen), n_items)

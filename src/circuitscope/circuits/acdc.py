@@ -32,6 +32,7 @@ from circuitscope.circuits.faithfulness import CircuitRunner
 from circuitscope.circuits.graph import CircuitError
 from circuitscope.circuits.reference import Ablation
 from circuitscope.core.hooked_model import HookedModel
+from circuitscope.steering.vector import model_fingerprint
 from circuitscope.tasks.metrics import evaluate_metric
 from circuitscope.tasks.task import Task
 
@@ -110,6 +111,7 @@ def acdc(
             "threshold": threshold, "criterion": criterion, "edges_tried": tried, "seconds": time.perf_counter() - t0,
             "faithfulness": final.to_dict(),
         },
+        fingerprint=model_fingerprint(model),
     )  # fmt: skip
 
 

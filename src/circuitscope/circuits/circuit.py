@@ -1,10 +1,13 @@
 """A circuit as a value: the edges kept, their scores, and what they were found on; saved as JSON.
 
-File format (``format: "circuitscope.circuit"``, ``version: 1``), one JSON object:
+File format (``format: "circuitscope.circuit"``, ``version: 2``), one JSON object:
 
 ``format``, ``version``   this format and its version (a reader refuses a newer version)
-``model``                 ``name`` and the graph's shape: ``n_layers``, ``n_heads``, ``n_kv_heads``,
-                          ``parallel`` (a circuit only applies to a model of that shape and name)
+``model``                 ``name``, the graph's shape: ``n_layers``, ``n_heads``, ``n_kv_heads``, ``parallel``,
+                          and ``fingerprint`` (:func:`~circuitscope.steering.model_fingerprint`: family,
+                          layers, d_model, vocabulary and a hash of the embedding, as steering vectors
+                          record it; '' when the circuit was built without a model). A circuit only
+                          applies to that model: loading it for another is refused.
 ``task``                  ``name``, ``n_prompts``, ``metric`` of the task it was found on
 ``method``                ``eap``, ``eap-ig``, ``acdc`` or ``manual``; ``steps``; ``ablation``
 ``nodes``                 the nodes the kept edges touch (``input``, ``a3.h1``, ``m3``, ``logits``; k/v inputs
@@ -13,7 +16,8 @@ File format (``format: "circuitscope.circuit"``, ``version: 1``), one JSON objec
 ``scores``                every edge of the graph as ``[sender, receiver, score]`` (null if not scored)
 ``info``                  free-form numbers (timings, metric values)
 
-Names are those of :mod:`circuitscope.circuits.graph`.
+Names are those of :mod:`circuitscope.circuits.graph`. Version 1 files (no fingerprint) still load;
+checked against a model, only its layers and heads can be compared, with an :class:`UnfingerprintedCircuitWarning`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,10 +36,14 @@ from jaxtyping import Bool, Float
 
 from circuitscope.circuits.graph import CircuitError, Graph
 
-__all__ = ["FORMAT", "VERSION", "Circuit"]
+__all__ = ["FORMAT", "VERSION", "Circuit", "UnfingerprintedCircuitWarning"]
 
 FORMAT = "circuitscope.circuit"
-VERSION = 1
+VERSION = 2
+
+
+class UnfingerprintedCircuitWarning(UserWarning):
+    """A circuit file without a model fingerprint (older circuitscope): only layers and heads were checked."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,8 @@ class Circuit:
     """EAP-IG steps (1 for EAP)."""
     info: dict[str, Any] = field(default_factory=dict)
     """Free-form numbers (timings, metric values, faithfulness)."""
+    fingerprint: str = ""
+    """:func:`~circuitscope.steering.model_fingerprint` of the model it was found on ('' = unknown)."""
 
     def __post_init__(self) -> None:
         shape = (self.graph.n_senders, self.graph.n_receivers)
@@ -97,15 +108,27 @@ class Circuit:
         """The same scores with another edge set."""
         return Circuit(
             self.graph, edges.clone(), self.scores, self.model_name, self.task, self.method, self.ablation, self.steps,
-            {**self.info, **info},
+            {**self.info, **info}, self.fingerprint,
         )  # fmt: skip
 
     def check_model(self, model: Any) -> None:
-        """Raise if ``model`` (a HookedModel) is not the model this circuit was found on."""
+        """Raise if ``model`` (a HookedModel) is not the model this circuit was found on.
+
+        With a recorded fingerprint the model must have the same one; without (files of format
+        version 1), only the graph's shape (layers, heads, key/value heads, residual) is compared.
+        """
+        from circuitscope.steering.vector import model_fingerprint
+
         cfg = model.cfg
         mine = self.graph.shape_dict()
         theirs = {"n_layers": cfg.n_layers, "n_heads": cfg.n_heads, "n_kv_heads": cfg.n_kv_heads,
                   "parallel": cfg.residual == "parallel"}  # fmt: skip
+        if self.fingerprint and (given := model_fingerprint(model)) != self.fingerprint:
+            raise CircuitError(
+                f"this circuit is for {self.model_name!r} ({self.fingerprint}, {mine['n_heads']} heads); the model "
+                f"given is {given} ({theirs['n_heads']} heads). A circuit only applies to the model it was found on: "
+                "load that model, or discover the circuit again on this one"
+            )
         if mine != theirs:
             raise CircuitError(
                 f"this circuit is for {self.model_name!r} ({mine}); the model given has {theirs}. "
@@ -124,7 +147,7 @@ class Circuit:
         return {
             "format": FORMAT,
             "version": VERSION,
-            "model": {"name": self.model_name, **self.graph.shape_dict()},
+            "model": {"name": self.model_name, **self.graph.shape_dict(), "fingerprint": self.fingerprint},
             "task": self.task,
             "method": self.method,
             "steps": self.steps,
@@ -166,6 +189,9 @@ class Circuit:
             )
         try:
             m = data["model"]
+            fingerprint = m.get("fingerprint", "")
+            if not isinstance(fingerprint, str):
+                raise TypeError(f"model.fingerprint must be a string, got {fingerprint!r}")
             graph = Graph(int(m["n_layers"]), int(m["n_heads"]), int(m["n_kv_heads"]), bool(m["parallel"]))
             edges = torch.zeros(graph.n_senders, graph.n_receivers, dtype=torch.bool)
             scores = torch.full((graph.n_senders, graph.n_receivers), math.nan)
@@ -177,8 +203,9 @@ class Circuit:
             return cls(
                 graph, edges, scores, str(m["name"]), dict(data.get("task", {})), str(data.get("method", "manual")),
                 str(data.get("ablation", "corrupted")), int(data.get("steps", 1)), dict(data.get("info", {})),
+                fingerprint,
             )  # fmt: skip
-        except (KeyError, TypeError, ValueError) as err:
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
             if isinstance(err, CircuitError):
                 raise CircuitError(f"{source}: {err}") from None
             raise CircuitError(f"{source} is malformed: {type(err).__name__}: {err}") from None
@@ -196,6 +223,15 @@ class Circuit:
         circuit = cls.from_dict(data, source=str(path))
         if model is not None:
             circuit.check_model(model)
+            if not circuit.fingerprint:
+                warnings.warn(
+                    UnfingerprintedCircuitWarning(
+                        f"{path} records no model fingerprint (written by an older circuitscope, or built without a "
+                        "model), so only its layers and heads were checked against this model; save it again from "
+                        "a discovery on this model to record one"
+                    ),
+                    stacklevel=2,
+                )
         return circuit
 
     def __repr__(self) -> str:

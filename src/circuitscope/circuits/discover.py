@@ -10,8 +10,10 @@ from circuitscope.circuits.circuit import Circuit
 from circuitscope.circuits.eap import EdgeScores, edge_scores
 from circuitscope.circuits.faithfulness import CircuitRunner, FaithfulnessCurve, default_counts, faithfulness_curve
 from circuitscope.circuits.graph import CircuitError
+from circuitscope.circuits.intervene import graph_of
 from circuitscope.circuits.reference import Ablation, check_ablation
 from circuitscope.core.hooked_model import HookedModel
+from circuitscope.steering.vector import model_fingerprint
 from circuitscope.tasks.task import Task
 
 __all__ = ["METHODS", "Discovery", "Method", "discover_circuit"]
@@ -53,7 +55,8 @@ def discover_circuit(
     ``eap`` / ``eap-ig`` score every edge, then keep the ``n_edges`` strongest, or (by default) the
     fewest top edges whose normalized faithfulness reaches ``target`` on the curve (all edges if
     none does). ``acdc`` prunes against ``threshold`` (KL criterion). ``progress(stage, done, total)``
-    is called as work completes.
+    is called when each stage starts (``done`` 0) and as its work completes: ``acdc`` counts edges,
+    ``eap`` / ``eap-ig`` prompts x gradient steps, ``faithfulness`` points of the curve.
     """
     if method not in METHODS:
         raise CircuitError(f"unknown circuit discovery method {method!r}; choose one of {', '.join(METHODS)}")
@@ -66,6 +69,7 @@ def discover_circuit(
         if progress is None:
             return None
         done = [0]
+        progress(name, 0, total)
 
         def step(k: int) -> None:
             done[0] += k
@@ -75,7 +79,7 @@ def discover_circuit(
         return step
 
     if method == "acdc":
-        n = int(model.cfg.n_layers * (model.cfg.n_heads + 1) ** 2 * 4)  # rough count of edges, for the bar only
+        n = graph_of(model).n_edges  # each edge is tried or pruned exactly once
         circuit = acdc(
             model, task, threshold, ablation=ablation, batch_size=batch_size, seed=seed, model_name=model_name,
             progress=stage("acdc", n),
@@ -108,6 +112,6 @@ def discover_circuit(
         info["faithfulness"] = runner.faithfulness(scores.top_mask(chosen)).to_dict()
     circuit = Circuit(
         graph=scores.graph, edges=scores.top_mask(chosen), scores=scores.scores, model_name=model_name, task=task_info,
-        method=scores.method, ablation=ablation, steps=scores.steps, info=info,
+        method=scores.method, ablation=ablation, steps=scores.steps, info=info, fingerprint=model_fingerprint(model),
     )  # fmt: skip
     return Discovery(circuit, scores, curve_result)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from circuitscope.cli._paths import Writes, check_output_file
 from circuitscope.cli.output import emit_json, fail
 from circuitscope.errors import CircuitscopeError
 
@@ -60,6 +61,7 @@ def analogies(
     if method not in ("3cosadd", "3cosmul"):
         raise fail(ValueError(f"--method must be 3cosadd or 3cosmul, got {method!r}"), as_json)
     try:
+        check_output_file(out, "--out")
         matrices = _load(embeddings, model, matrix, space)
         questions = load_google_analogies()
         results, seconds = [], []
@@ -92,17 +94,19 @@ def analogies(
             ["section", "accuracy", "correct", "incorrect", "OOV"],
             [[s.name, s.accuracy, s.correct, s.incorrect, s.oov] for s in r.sections],
         )
-    path = report.write(out)
-    payload = {"results": [r.to_dict() for r in results], "seconds": seconds, "report": str(path)}
+    writes = Writes(as_json)
+    path = writes.attempt("the HTML report", out, lambda: report.write(out))
+    payload = {"results": [r.to_dict() for r in results], "seconds": seconds, "report": path}
     if as_json:
-        emit_json(payload)
+        writes.emit_json(payload)
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
     for r in results:
-        table = Table(title=f"{r.embeddings} ({method})")
+        table = Table(title=f"{escape(r.embeddings)} ({method})")
         for col in ("section", "accuracy", "correct/evaluated", "OOV"):
             table.add_column(col)
         for s in r.sections:
@@ -111,7 +115,9 @@ def analogies(
         table.add_row("syntactic", f"{r.syntactic_accuracy:.3f}", "", "")
         table.add_row("overall", f"{r.overall_accuracy:.3f}", f"{r.n_questions - r.n_oov}", str(r.n_oov))
         console.print(table)
-    console.print(f"report: {path}")
+    if path is not None:
+        console.print(f"report: {path}", markup=False)
+    writes.done()
 
 
 def analogy(
@@ -160,17 +166,18 @@ def analogy(
         emit_json(payload)
         return
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console()
     for entry in results:
-        console.print(f"[bold]{entry['embeddings']}[/]: {expression}")
+        console.print(f"[bold]{escape(str(entry['embeddings']))}[/]: {escape(expression)}")
         for key in ("excluding_inputs", "including_inputs"):
             answers = entry[key]
             assert isinstance(answers, list)
             words = ", ".join(f"{a['word']} ({a['score']:.3f})" for a in answers)
-            console.print(f"  {key.replace('_', ' ')}: {words}", highlight=False)
+            console.print(f"  {key.replace('_', ' ')}: {words}", highlight=False, markup=False)
         if "projection" in entry:
-            console.print(f"  projection of {target!r}: {entry['projection']}", highlight=False)
+            console.print(f"  projection of {target!r}: {entry['projection']}", highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,12 +5,14 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from circuitscope.cli._paths import Writes, check_output_file
 from circuitscope.cli.output import emit_json, fail
 from circuitscope.core.loading import DEFAULT_MODEL, load_model
 from circuitscope.errors import CircuitscopeError
@@ -29,6 +31,34 @@ AblationOpt = Annotated[
 ]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Prompts per forward pass.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the results as JSON to stdout.")]
+
+
+def _check_task(task: str) -> None:
+    """Refuse a task that is neither 'ioi' nor an existing file, before the model loads."""
+    from circuitscope.circuits.graph import CircuitError
+    from circuitscope.tasks.task import TaskError
+
+    if task == "ioi" or Path(task).is_file():
+        return
+    if Path(task).suffix == ".jsonl":
+        raise TaskError(f"task file {task!r} does not exist: give the path of a JSONL file of prompt pairs, or 'ioi'")
+    raise CircuitError(f"unknown task {task!r}: use 'ioi' or the path of a JSONL file of prompt pairs")
+
+
+def _check_options(method: str, ablation: str, target: float, threshold: float, task: str) -> None:
+    """Every option that can be checked without the model, checked before it loads."""
+    from circuitscope.circuits.discover import METHODS
+    from circuitscope.circuits.graph import CircuitError
+    from circuitscope.circuits.reference import check_ablation
+
+    if method not in METHODS:
+        raise CircuitError(f"unknown circuit discovery method {method!r}; choose one of {', '.join(METHODS)}")
+    check_ablation(ablation)
+    if not 0 < target <= 1.5:
+        raise CircuitError(f"--target (normalized faithfulness) must be in (0, 1.5], got {target}")
+    if not threshold >= 0 or math.isinf(threshold):
+        raise CircuitError(f"--threshold must be a finite number >= 0, got {threshold}")
+    _check_task(task)
 
 
 def _task(model: HookedModel, task: str, n_prompts: int, seed: int) -> Task:
@@ -71,13 +101,21 @@ def circuit(
 ) -> None:
     """Find the circuit behind a task: score every edge of the model's graph, keep the important ones."""
     from circuitscope.circuits.discover import discover_circuit
+    from circuitscope.circuits.graph import CircuitError, Graph
     from circuitscope.progress import stages
 
     try:
+        _check_options(method, ablation, target, threshold, task)
+        check_output_file(out, "--out", "circuit.json")
+        if html is not None:
+            check_output_file(html, "--html")
         hooked = load_model(model)
+        n_total = Graph.from_config(hooked.cfg).n_edges
+        if edges is not None and method != "acdc" and edges > n_total:
+            raise CircuitError(f"--edges {edges} is more than the model's graph has; give at most {n_total}")
         loaded = _task(hooked, task, n_prompts, seed)
         t0 = time.perf_counter()
-        with stages() as report:
+        with stages("circuit") as report:  # progress on stderr, also under --json
             found = discover_circuit(
                 hooked, loaded, method, steps=steps, ablation=ablation, n_edges=edges, target=target,  # type: ignore[arg-type]
                 threshold=threshold, batch_size=batch_size, seed=seed, model_name=model, curve=curve, progress=report,
@@ -87,17 +125,18 @@ def circuit(
         c = found.circuit
         c.info["forward_seconds"] = forward
         c.info["total_seconds"] = seconds
-        path = c.save(out)
-        html_path = None
-        if html is not None:
-            from circuitscope.report.circuit import circuit_report
-
-            html_path = circuit_report(c, found.curve).write(html)
     except CircuitscopeError as err:
         raise fail(err, as_json) from err
+    writes = Writes(as_json)
+    path = writes.attempt("the circuit", out, lambda: c.save(out))
+    html_path = None
+    if html is not None:
+        from circuitscope.report.circuit import circuit_report
+
+        html_path = writes.attempt("the HTML view", html, lambda: circuit_report(c, found.curve).write(html))
     payload = {
-        "circuit": str(path),
-        "html": str(html_path) if html_path else None,
+        "circuit": path,
+        "html": html_path,
         "model": model,
         "task": c.task,
         "method": c.method,
@@ -110,15 +149,17 @@ def circuit(
         "seconds": {"scoring": c.info.get("seconds"), "total": seconds, "one_forward_pass": forward},
     }
     if as_json:
-        emit_json(payload)
+        writes.emit_json(payload)
         return
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console()
     faith = c.info.get("faithfulness") or {}
     norm = faith.get("normalized")
     console.print(
-        f"[bold]{c.method}[/] circuit for {c.task['name']} on {model}: {c.n_edges} of {c.graph.n_edges} edges, "
+        f"[bold]{c.method}[/] circuit for {escape(str(c.task['name']))} on {escape(model)}: "
+        f"{c.n_edges} of {c.graph.n_edges} edges, "
         f"{len(c.nodes)} nodes" + (f"; faithfulness {norm:.2f}" if isinstance(norm, float) else "")
     )
     if c.method != "acdc":
@@ -126,7 +167,10 @@ def circuit(
         console.print(f"scoring took {c.info['seconds']:.1f} s = {ratio:.1f} x one forward pass ({forward:.2f} s)")
     for s, r, v in c.edge_list()[:10]:
         console.print(f"  {s:>8} -> {r:<14} {v:+.4f}")
-    console.print(f"wrote {path}" + (f" and {html_path}" if html_path else ""))
+    written = [escape(p) for p in (path, html_path) if p]
+    if written:
+        console.print("wrote " + " and ".join(written))
+    writes.done()
 
 
 def _forward_seconds(model: HookedModel, task: Task, batch_size: int) -> float:
@@ -155,8 +199,16 @@ def circuit_eval(
     """Faithfulness of a saved circuit: only its edges kept, every other edge ablated at its receiver."""
     from circuitscope.circuits.circuit import Circuit
     from circuitscope.circuits.faithfulness import faithfulness
+    from circuitscope.circuits.graph import CircuitError
 
     try:
+        if not path.is_file():
+            raise CircuitError(f"no circuit file at {path}: give a circuit JSON file written by `circuitscope circuit`")
+        if ablation is not None:
+            from circuitscope.circuits.reference import check_ablation
+
+            check_ablation(ablation)
+        _check_task(task)
         hooked = load_model(model)
         saved = Circuit.load(path, model=hooked)
         loaded = _task(hooked, task, n_prompts, seed)

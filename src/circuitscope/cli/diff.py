@@ -9,7 +9,8 @@ from typing import Annotated
 import torch
 import typer
 
-from circuitscope.cli.output import emit_json, fail
+from circuitscope.cli._paths import Writes, check_output_file
+from circuitscope.cli.output import fail
 from circuitscope.errors import CircuitscopeError
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
@@ -67,6 +68,8 @@ def diff(
     if not texts:
         raise fail(ValueError(f"{text} has no text"), as_json)
     try:
+        path_alphas = parse_floats(alphas) if alphas.strip() else []
+        check_output_file(out, "--out")
         model_a = load_model(a)
         model_b = load_model(b)
         check_same_tokenizer(model_a, model_b)
@@ -79,7 +82,6 @@ def diff(
         cka = layer_cka(model_a, model_b, texts) if same_shape else None
         att = attention_diff(model_a, model_b, texts) if same_shape else None
         wd = weight_diff(model_a, model_b) if same_shape else None
-        path_alphas = parse_floats(alphas) if alphas.strip() else []
         interp = interpolate(model_a, model_b, texts[:2], path_alphas) if same_shape and path_alphas else None
     except (CircuitscopeError, typer.BadParameter) as err:
         raise fail(err, as_json) from err
@@ -119,7 +121,8 @@ def diff(
         report.add_text("Per-layer comparisons", "Skipped: the models differ in shape (layers, heads or widths).")
     if interp is not None:
         report.add_figure("Weight interpolation", plot_interpolation(interp))
-    path = report.write(out)
+    writes = Writes(as_json)
+    path = writes.attempt("the HTML report", out, lambda: report.write(out))
     payload = {
         "a": a,
         "b": b,
@@ -129,18 +132,20 @@ def diff(
         "attention": att.to_dict() if att else None,
         "weights": wd.to_dict() if wd else None,
         "interpolation": interp.to_dict() if interp else None,
-        "report": str(path),
+        "report": path,
     }
     if as_json:
-        emit_json(payload)
+        writes.emit_json(payload)
         return
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console()
     console.print(f"loss A {ld.mean_a:.4f}, B {ld.mean_b:.4f} (B - A {ld.mean_b - ld.mean_a:+.4f}) nats/token")
     for c in ld.top_contexts(min(top, 5)):
         console.print(
-            f"  {c.diff:+.3f}: ...{''.join(c.tokens[: c.focus])}[bold]{c.tokens[c.focus]}[/]", highlight=False
+            f"  {c.diff:+.3f}: ...{escape(''.join(c.tokens[: c.focus]))}[bold]{escape(c.tokens[c.focus])}[/]",
+            highlight=False,
         )
     if cka is not None:
         console.print("CKA per layer: " + ", ".join(f"{x:.3f}" for x in cka.cka.tolist()))
@@ -150,7 +155,9 @@ def diff(
         console.print(
             f"interpolation loss: {[round(x, 4) for x in interp.loss.tolist()]}, barrier {interp.barrier:+.4f}"
         )
-    console.print(f"report: {path}")
+    if path is not None:
+        console.print(f"report: {path}", markup=False)
+    writes.done()
 
 
 def register(app: typer.Typer) -> None:

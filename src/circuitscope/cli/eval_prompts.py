@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from circuitscope.cli.output import emit_json, fail
+from circuitscope.cli._paths import Writes, check_output_file
+from circuitscope.cli.output import fail
 from circuitscope.core.loading import DEFAULT_MODEL
 from circuitscope.errors import CircuitscopeError
 
@@ -46,6 +47,10 @@ def eval_prompts(
             raise EvalSetError(f"{file} is not a file")
         framings = []
         if framings_file is not None:
+            if not framings_file.is_file():
+                raise EvalSetError(
+                    f"--framings-file {framings_file} is not a file: give a JSON object {{name: template}}"
+                )
             spec = json.loads(framings_file.read_text(encoding="utf-8"))
             if not isinstance(spec, dict):
                 raise EvalSetError(f"{framings_file} must hold a JSON object {{name: template}}")
@@ -56,6 +61,7 @@ def eval_prompts(
             name, template = f.split("=", 1)
             framings.append(Framing(name.strip(), template.replace("\\n", "\n")))
         framings = framings or list(DEFAULT_FRAMINGS)
+        check_output_file(out, "--out")
         hooked = load_model(model)
         with torch.no_grad():
             result = evaluate_prompt_variants(hooked, items, framings, n_boot=n_boot)
@@ -84,12 +90,14 @@ def eval_prompts(
         ],
     )
     report.add_table("Framings", ["name", "template"], [[f.name, f.template] for f in framings])
-    path = report.write(out)
-    payload = {"model": model, **result.to_dict(), "report": str(path)}
+    writes = Writes(as_json)
+    path = writes.attempt("the HTML report", out, lambda: report.write(out))
+    payload = {"model": model, **result.to_dict(), "report": path}
     if as_json:
-        emit_json(payload)
+        writes.emit_json(payload)
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title=f"{len(items)} questions")
@@ -97,13 +105,15 @@ def eval_prompts(
         t.add_column(col)
     for r in table:
         t.add_row(
-            r["framing"],
+            escape(r["framing"]),
             f"{r['accuracy']:.3f}",
             f"{r['p_answer']:.3f} [{r['p_answer_ci95'][0]:.3f}, {r['p_answer_ci95'][1]:.3f}]",
             f"{r['effect_p_answer_vs_baseline']:+.3f} [{r['effect_ci95'][0]:+.3f}, {r['effect_ci95'][1]:+.3f}]",
         )
     Console().print(t)
-    Console().print(f"report: {path}")
+    if path is not None:
+        Console().print(f"report: {path}", markup=False)
+    writes.done()
 
 
 def register(app: typer.Typer) -> None:

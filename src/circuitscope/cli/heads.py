@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import torch
 import typer
 
-from circuitscope.cli.output import emit_json, fail
+from circuitscope.cli._paths import Writes, check_output_file
+from circuitscope.cli.output import fail
 from circuitscope.core.loading import DEFAULT_MODEL
 from circuitscope.errors import CircuitscopeError
 
@@ -70,7 +71,7 @@ def heads(
     from circuitscope.progress import stages as stage_bars
     from circuitscope.progress import status
     from circuitscope.report.heads import HeadsConfig, heads_analysis, heads_report
-    from circuitscope.report.heads_text import TextConfig
+    from circuitscope.report.heads_text import TextConfig, TextSourceError
 
     try:
         if ablation not in ("mean", "zero"):
@@ -90,7 +91,16 @@ def heads(
             seed=seed,
             text=text_config,
         )
-    except ValueError as err:
+        missing = (
+            text_config is not None
+            and not text_config.is_shakespeare
+            and not Path(text_config.source).expanduser().exists()
+        )
+        if missing:
+            raise TextSourceError(f"--text {text}: no such file; give 'shakespeare' or a .txt file")
+        if html is not None:
+            check_output_file(html, "--html")
+    except (ValueError, CircuitscopeError) as err:
         raise fail(err, as_json) from err
     try:
         with status(f"loading {model}"):
@@ -100,32 +110,32 @@ def heads(
         def say(message: str) -> None:
             stages.append(message)
 
-        if text_config is None:
-            with status("scoring heads (attention detectors, OV copying, composition)"):
-                analysis = heads_analysis(hooked, model, config, status=say)
-        else:
-            with stage_bars() as report:
+        with stage_bars("heads") as report:  # progress on stderr, also under --json
 
-                def step(message: str) -> None:  # a stage without counts: a bar that fills when the next starts
-                    if stages:
-                        report(stages[-1], 1, 1)
-                    say(message)
-                    report(message, 0, 1)
+            def step(message: str) -> None:  # a stage without counts: a bar that fills when the next starts
+                if stages:
+                    report(stages[-1], 1, 1)
+                say(message)
+                report(message, 0, 1)
 
-                analysis = heads_analysis(hooked, model, config, status=step, progress=report)
+            analysis = heads_analysis(hooked, model, config, status=step, progress=report)
+            if stages:
+                report(stages[-1], 1, 1)
     except CircuitscopeError as err:
         raise fail(err, as_json) from err
-    path = heads_report(analysis).write(html) if html is not None else None
+    writes = Writes(as_json)
+    path = writes.attempt("the HTML report", html, lambda: heads_report(analysis).write(html)) if html else None
     if as_json:
         payload = analysis.to_dict()
-        payload["report"] = str(path) if path is not None else None
-        emit_json(payload)
+        payload["report"] = path
+        writes.emit_json(payload)
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"Top heads of {model}")
+    table = Table(title=f"Top heads of {escape(model)}")
     table.add_column("detector")
     for rank in range(1, top + 1):
         table.add_column(f"#{rank}", justify="right")
@@ -145,7 +155,8 @@ def heads(
     if analysis.text is not None:
         _print_text(console, analysis)
     if path is not None:
-        console.print(f"report: {path}")
+        console.print(f"report: {escape(path)}")
+    writes.done()
 
 
 _SHORT = {
@@ -159,6 +170,7 @@ _SHORT = {
 
 def _print_text(console: Console, analysis: HeadsAnalysis) -> None:
     """The heads that matter most on the text, with their detector scores, and each top head's best context."""
+    from rich.markup import escape
     from rich.table import Table
 
     from circuitscope.report.heads_text import ablation_rows
@@ -168,7 +180,7 @@ def _print_text(console: Console, analysis: HeadsAnalysis) -> None:
         return
     corpus = text.corpus
     table = Table(
-        title=f"Heads that matter most on {corpus.tokens.numel()} tokens of {text.config.source} "
+        title=f"Heads that matter most on {corpus.tokens.numel()} tokens of {escape(str(text.config.source))} "
         f"({text.ablation.method} ablation, clean loss {text.ablation.clean_loss:.3f})"
     )
     short = {name: _SHORT.get(name, name) for name in analysis.scores}

@@ -10,7 +10,7 @@ import typer
 
 from circuitscope.cli.output import emit_json, fail
 from circuitscope.core.loading import DEFAULT_MODEL, load_model
-from circuitscope.errors import CircuitscopeError
+from circuitscope.errors import CircuitscopeError, OptionError
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
 ModelArg = Annotated[str, typer.Argument(help=f"Hub id, model folder, .gguf file, or {DEFAULT_MODEL!r}.")]
@@ -28,13 +28,14 @@ def info(model: ModelArg = DEFAULT_MODEL, as_json: JsonFlag = False) -> None:
         emit_json({"model": model, "config": cfg, "n_params": n_params, "hook_names": hooked.hook_names})
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"{model} ({cfg['family']}, {n_params / 1e6:.1f}M parameters)", show_header=False)
+    table = Table(title=f"{escape(model)} ({cfg['family']}, {n_params / 1e6:.1f}M parameters)", show_header=False)
     for key, value in cfg.items():
         if key != "layer_types":
-            table.add_row(key, str(value))
+            table.add_row(key, escape(str(value)))
     console.print(table)
     per_block = [n.split(".", 2)[2] for n in hooked.hook_names if n.startswith("blocks.0.")]
     top = [n for n in hooked.hook_names if not n.startswith("blocks.")]
@@ -54,6 +55,11 @@ def run(
     """Run one prompt with a cache: next-token predictions and what was cached."""
     try:
         hooked = load_model(model)
+        if top_k > hooked.cfg.d_vocab:
+            raise OptionError(
+                f"--top-k {top_k} is more than the model's vocabulary of {hooked.cfg.d_vocab} tokens; "
+                f"give at most {hooked.cfg.d_vocab}"
+            )
         tokens = hooked.to_tokens(prompt)
         start = time.perf_counter()
         with torch.no_grad():
@@ -81,15 +87,16 @@ def run(
         emit_json(payload)
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
-    console.print(f"[bold]{len(payload['tokens'])} tokens[/]: {payload['tokens']}")
+    console.print(f"[bold]{len(payload['tokens'])} tokens[/]: {escape(str(payload['tokens']))}")
     table = Table(title="next token")
     table.add_column("token")
     table.add_column("prob", justify="right")
     for row in predictions:
-        table.add_row(repr(row["token"]), f"{row['prob']:.3f}")
+        table.add_row(escape(repr(row["token"])), f"{row['prob']:.3f}")
     console.print(table)
     console.print(f"cached {len(cache)} activations ({n_values / 1e6:.1f}M values) in {seconds:.2f}s")
 

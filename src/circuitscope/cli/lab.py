@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from circuitscope.cli._paths import Writes, check_output_dir
 from circuitscope.cli.output import emit_json, fail
 from circuitscope.errors import CircuitscopeError
 
@@ -41,15 +42,21 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
 
 
 def _finish(out: Path, payload: dict[str, Any], report: Any, as_json: bool, seconds: float) -> None:
-    payload = {**payload, "seconds": round(seconds, 2), "report": str(out / "report.html")}
-    _write_json(out / "results.json", payload)
-    report.write(out / "report.html")
+    html, numbers = out / "report.html", out / "results.json"
+    writes = Writes(as_json)
+    payload = {**payload, "seconds": round(seconds, 2)}
+    payload["report"] = writes.attempt("the HTML report", html, lambda: report.write(html))
+    written = writes.attempt("the numbers", numbers, lambda: _write_json(numbers, payload))
     if as_json:
-        emit_json(payload)
-    else:
+        writes.emit_json(payload)
+        return
+    if written and payload["report"]:
         from rich.console import Console
 
-        Console(stderr=True).print(f"report: {out / 'report.html'}  numbers: {out / 'results.json'}  ({seconds:.0f} s)")
+        Console(stderr=True).print(f"report: {html}  numbers: {numbers}  ({seconds:.0f} s)", markup=False)
+    else:
+        emit_json(payload)  # nothing on disk: the numbers go to the terminal instead
+    writes.done()
 
 
 @lab_app.command("superposition")
@@ -67,23 +74,22 @@ def superposition(
     """Toy Models of Superposition: 5→2 sweep, 20→5 norms, D* geometry (200→20), 2→1 phase diagram."""
     import torch
 
-    from circuitscope.progress import status
+    from circuitscope.progress import stages
     from circuitscope.toy.superposition_lab import geometry_experiment, phase_diagram, sparsity_sweep
     from circuitscope.toy.superposition_report import SuperpositionLab, superposition_json, superposition_report
 
     start = time.perf_counter()
     previous = torch.get_num_threads()
     try:
+        check_output_dir(out, "--out")
         if threads is not None:
             torch.set_num_threads(threads)
-        with status(f"superposition: {n_features} features in {n_hidden} dimensions"):
-            small = sparsity_sweep(n_features, n_hidden, 0.9, steps=steps, lr=lr, batch_size=batch_size, seed=seed)
-        with status("superposition: 20 features in 5 dimensions"):
-            medium = sparsity_sweep(20, 5, 0.7, steps=steps, lr=lr, batch_size=batch_size, seed=seed)
-        with status("superposition: geometry, 200 features in 20 dimensions"):
-            geometry = geometry_experiment(steps=steps, lr=lr, batch_size=batch_size, seed=seed)
-        with status("superposition: phase diagram, 2 features in 1 dimension"):
-            phases = phase_diagram(steps=steps, lr=lr, batch_size=batch_size, seed=seed)
+        with stages("lab superposition") as report:  # training steps on stderr, also under --json
+            common: dict[str, Any] = {"steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed}
+            small = sparsity_sweep(n_features, n_hidden, 0.9, **common, on_progress=report)
+            medium = sparsity_sweep(20, 5, 0.7, **common, on_progress=report)
+            geometry = geometry_experiment(**common, on_progress=report)
+            phases = phase_diagram(**common, on_progress=report)
     except CircuitscopeError as err:
         raise fail(err, as_json) from err
     finally:
@@ -113,6 +119,7 @@ def grokking(
     """Progress measures for grokking: losses, Fourier components, restricted/excluded loss, phases."""
     from dataclasses import replace
 
+    from circuitscope.progress import stages
     from circuitscope.toy.grokking_lab import GrokkingConfig, run_grokking
     from circuitscope.toy.grokking_report import grokking_json, grokking_report
 
@@ -130,7 +137,9 @@ def grokking(
             if value is not None:
                 overrides[name] = value
         cfg = replace(cfg, **overrides)
-        result = run_grokking(cfg, out / "checkpoints", threads=threads)
+        check_output_dir(out, "--out")
+        with stages("lab grokking") as report:  # training steps on stderr, also under --json
+            result = run_grokking(cfg, out / "checkpoints", threads=threads, on_progress=report)
     except CircuitscopeError as err:
         raise fail(err, as_json) from err
     payload = {"config_name": config, **grokking_json(result)}
@@ -156,6 +165,9 @@ def induction(
     as_json: JsonFlag = False,
 ) -> None:
     """Induction heads in 1- to 4-layer attention-only models: formation, composition, ablation."""
+    from dataclasses import replace
+
+    from circuitscope.progress import stages
     from circuitscope.toy.errors import LabConfigError
     from circuitscope.toy.induction import InductionConfig, run_induction
     from circuitscope.toy.induction_report import induction_json, induction_report
@@ -169,7 +181,11 @@ def induction(
         if not depths:
             raise LabConfigError("--layers is empty; give depths like 1,2,3,4")
         base = InductionConfig(steps=steps, seed=seed, data=data)  # type: ignore[arg-type]
-        runs = run_induction(depths, base, out / "checkpoints", threads=threads)
+        for depth in depths:  # every depth checked before the first one trains
+            replace(base, n_layers=depth)
+        check_output_dir(out, "--out")
+        with stages("lab induction") as report:  # training steps on stderr, also under --json
+            runs = run_induction(depths, base, out / "checkpoints", threads=threads, on_progress=report)
     except CircuitscopeError as err:
         raise fail(err, as_json) from err
     _finish(out, induction_json(runs), induction_report(runs), as_json, time.perf_counter() - start)

@@ -36,6 +36,7 @@ def fail(err: CircuitscopeError | Exception, as_json: bool) -> typer.Exit:
         emit_json({"error": type(err).__name__, "message": message})
     else:
         from rich.console import Console
+        from rich.markup import escape
 
-        Console(stderr=True).print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
     return typer.Exit(code=1)

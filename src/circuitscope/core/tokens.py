@@ -36,7 +36,10 @@ class Tokenizer:
 
     def encode(self, text: str, prepend_bos: bool | None = None) -> list[int]:
         if not isinstance(text, str):
-            raise TypeError(f"expected text (str), got {type(text).__name__}")
+            raise TokenizationError(
+                f"expected text (a str), got {type(text).__name__} {text!r:.60}; "
+                "pass a string, or run token ids as a torch tensor"
+            )
         if self.mode == "tokenizer":
             return list(self.hf(text, add_special_tokens=True)["input_ids"])
         ids = list(self.hf(text, add_special_tokens=False)["input_ids"])
@@ -55,15 +58,19 @@ class Tokenizer:
         truncate: bool = False,
     ) -> tuple[Int[torch.Tensor, "batch pos"], Int[torch.Tensor, "batch pos"]]:
         """Tokens and attention mask; a batch of texts is right-padded."""
+        if not isinstance(text, str | Sequence):
+            raise TokenizationError(
+                f"expected text: a string or a list of strings, got {type(text).__name__}; "
+                "token ids go to the model as a torch tensor instead"
+            )
         texts = [text] if isinstance(text, str) else list(text)
         if not texts:
             raise TokenizationError("no text given: pass a string or a non-empty list of strings")
         rows = [self.encode(t, prepend_bos) for t in texts]
         for i, row in enumerate(rows):
             if not row:
-                raise TokenizationError(
-                    f"text {i} ({texts[i]!r}) tokenizes to nothing; pass prepend_bos=True or more text"
-                )
+                fix = "pass more text" if self.mode == "tokenizer" else "pass prepend_bos=True or more text"
+                raise TokenizationError(f"text {i} ({texts[i]!r}) tokenizes to nothing; {fix}")
             if len(row) > self.n_ctx:
                 if not truncate:
                     raise TokenizationError(
@@ -81,25 +88,31 @@ class Tokenizer:
 
     def to_string(self, tokens: torch.Tensor | Sequence[int] | int) -> str | list[str]:
         """Decode one sequence to a string, or a batch to a list of strings."""
-        if isinstance(tokens, int):
-            return self.hf.decode([tokens])
-        t = torch.as_tensor(tokens)
+        t = _token_ids(tokens, "to_string")
         if t.ndim == 0:
             return self.hf.decode([int(t)])
         if t.ndim == 1:
             return self.hf.decode(t.tolist())
+        if t.ndim > 2:
+            raise TokenizationError(f"to_string takes one sequence or a batch [batch, pos], got shape {tuple(t.shape)}")
         return [self.hf.decode(row.tolist()) for row in t]
 
     def to_str_tokens(self, tokens: torch.Tensor | Sequence[int]) -> list[str]:
         """One string per token of a single sequence."""
-        t = torch.as_tensor(tokens)
+        t = _token_ids(tokens, "to_str_tokens")
         if t.ndim == 2:
             if t.shape[0] != 1:
                 raise TokenizationError("to_str_tokens takes one sequence; index the batch first")
             t = t[0]
-        return [self.hf.decode([i]) for i in t.tolist()]
+        if t.ndim > 1:
+            raise TokenizationError(f"to_str_tokens takes one sequence of token ids, got shape {tuple(t.shape)}")
+        return [self.hf.decode([i]) for i in t.reshape(-1).tolist()]
 
     def to_single_token(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TokenizationError(
+                f"expected the text of one token (a str such as ' Mary'), got {type(text).__name__} {text!r:.60}"
+            )
         ids = self.hf(text, add_special_tokens=False)["input_ids"]
         if len(ids) != 1:
             pieces = [self.hf.decode([i]) for i in ids]
@@ -108,3 +121,23 @@ class Tokenizer:
                 "Pick a word that is one token (mind the leading space, e.g. ' Mary')."
             )
         return int(ids[0])
+
+
+def _token_ids(tokens: object, what: str) -> torch.Tensor:
+    """Token ids as an integer tensor, or a clear error (text, floats, negative or absurd ids)."""
+    fix = "pass token ids: an int, a list of ints or an integer tensor"
+    if isinstance(tokens, str):
+        raise TokenizationError(f"{what} decodes token ids, got the text {tokens!r:.40}; {fix}")
+    try:
+        t = torch.as_tensor(tokens)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as err:
+        raise TokenizationError(f"{what} got {type(tokens).__name__} {tokens!r:.40}; {fix}") from err
+    if t.numel() == 0:
+        return t.long()  # nothing to decode ([] is a float tensor to torch)
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TokenizationError(f"{what} got a {t.dtype} tensor; {fix}")
+    if int(t.min()) < 0 or int(t.max()) >= 2**31:
+        raise TokenizationError(
+            f"{what} got token ids {int(t.min())}..{int(t.max())}; ids are 0 or more, below the vocabulary size"
+        )
+    return t

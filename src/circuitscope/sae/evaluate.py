@@ -2,8 +2,10 @@
 
 Over held-out contexts, :func:`evaluate_sae` measures
 
-- L0 (active latents per token), MSE (squared error summed over ``d_in``, per token),
-  explained variance ``1 - Σ||x - x̂||² / Σ||x - x̄||²`` and FVU ``= 1 - EV``;
+- L0 (active latents per token), MSE (squared error summed over ``d_in``, mean over tokens, in
+  the hook's raw activation units; ``to_dict`` also gives it in the units of the trainer's loss,
+  on activations scaled by the SAE's ``activation_scale``), explained variance
+  ``1 - Σ||x - x̂||² / Σ||x - x̄||²`` and FVU ``= 1 - EV``;
 - next-token cross entropy of the clean run, with the SAE spliced in, with the hook
   zero-ablated and mean-ablated (the mean over the evaluation tokens), and the CE loss
   recovered ``(CE_ablated - CE_sae) / (CE_ablated - CE_clean)`` for both ablations;
@@ -44,7 +46,7 @@ class SAEEvalResult:
     l0: float
     """Mean number of active latents per token."""
     mse: float
-    """Mean squared reconstruction error per token (summed over d_in)."""
+    """Squared reconstruction error summed over d_in, mean over tokens, on raw activations (``mse_per_token``)."""
     explained_variance: float
     """1 - residual variance / activation variance."""
     fvu: float
@@ -77,13 +79,24 @@ class SAEEvalResult:
     """Activations the frequencies (and so the dead and dense fractions) were counted on."""
     frequency_source: str = "evaluation tokens"
     """Where those activations came from."""
+    activation_scale: float = 1.0
+    """The SAE's training input scale: ``mse * activation_scale**2`` is the MSE in the trainer's units."""
+
+    @property
+    def mse_normalized(self) -> float:
+        """:attr:`mse` on activations scaled by :attr:`activation_scale` (what ``sae train`` reports)."""
+        return self.mse * self.activation_scale**2
 
     def to_dict(self) -> dict[str, Any]:
-        """The scalar metrics and the histogram (JSON-ready)."""
-        out: dict[str, Any] = {
+        """The scalar metrics and the histogram (JSON-ready); the MSE as ``mse_per_token`` (raw activations)
+        and ``mse_per_token_normalized`` (scaled by ``activation_scale``, the trainer's units)."""
+        out: dict[str, Any] = {"n_tokens": self.n_tokens, "l0": self.l0, "mse_per_token": self.mse,
+                               "mse_per_token_normalized": self.mse_normalized,
+                               "activation_scale": self.activation_scale}  # fmt: skip
+        out |= {
             k: getattr(self, k)
             for k in (
-                "n_tokens", "l0", "mse", "explained_variance", "fvu", "ce_clean", "ce_sae", "ce_zero_ablation",
+                "explained_variance", "fvu", "ce_clean", "ce_sae", "ce_zero_ablation",
                 "ce_mean_ablation", "ce_loss_recovered", "ce_loss_recovered_mean_ablation", "kl_sae",
                 "dead_fraction", "dense_fraction", "frequency_tokens", "frequency_source",
             )
@@ -213,6 +226,7 @@ def evaluate_sae(
         histogram_edges=edges,
         frequency_tokens=frequencies.n_tokens,
         frequency_source=frequencies.source,
+        activation_scale=sae.cfg.activation_scale,
     )
 
 

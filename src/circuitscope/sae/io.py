@@ -26,6 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from circuitscope.errors import CircuitscopeError
 from circuitscope.sae.base import SAE, SAEConfig, create_sae
 from circuitscope.sae.errors import SAEFormatError
 
@@ -201,7 +202,12 @@ def load_sae(folder: str | os.PathLike[str], device: str | torch.device = "cpu")
         raise SAEFormatError(f"{cfg_path} is not valid JSON ({err}); the file is damaged") from err
     if not isinstance(raw, dict):
         raise SAEFormatError(f"{cfg_path} must hold a JSON object")
-    cfg = _config_from_saelens(raw, path)
+    try:
+        cfg = _config_from_saelens(raw, path)
+    except CircuitscopeError:
+        raise
+    except (TypeError, ValueError) as err:  # a value of the wrong type, e.g. "context_size": "long"
+        raise SAEFormatError(f"{cfg_path} has a value of the wrong type ({err}); the file is damaged") from err
     try:
         tensors = load_file(str(weights_path), device=str(device))
     except (SafetensorError, OSError, ValueError) as err:
@@ -223,6 +229,13 @@ def load_sae(folder: str | os.PathLike[str], device: str | torch.device = "cpu")
         if tuple(tensors[name].shape) != shape:
             raise SAEFormatError(
                 f"{weights_path}: {name} has shape {tuple(tensors[name].shape)}, but cfg.json implies {shape}"
+            )
+    for name in [*expected, "scaling_factor"]:
+        if name in tensors and not bool(torch.isfinite(tensors[name]).all()):
+            bad = int((~torch.isfinite(tensors[name])).sum())
+            raise SAEFormatError(
+                f"{weights_path}: tensor {name!r} has {bad} NaN or infinite entries; the SAE is damaged (or its "
+                "training diverged): download it again or retrain it"
             )
     scaling = tensors.get("scaling_factor")
     if scaling is not None and not bool((scaling == 1).all()):

@@ -126,6 +126,28 @@ def _shard_ok(folder: Path, entry: dict[str, Any], d_in: int, full: bool) -> str
     return None
 
 
+_MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {"model": str, "hook": str, "d_in": int, "shards": list}
+_SHARD_FIELDS: dict[str, type | tuple[type, ...]] = {"file": str, "n_tokens": int, "contexts": list}
+
+
+def _check_manifest(manifest: Any, path: Path) -> None:
+    """Refuse a manifest without the fields readers rely on, naming the file and the fields."""
+    if not isinstance(manifest, dict):
+        raise ActivationStoreError(f"{path} is not a circuitscope activation manifest (not a JSON object)")
+    wrong = [k for k, kind in _MANIFEST_FIELDS.items() if not isinstance(manifest.get(k), kind)]
+    shards = manifest.get("shards")
+    for i, entry in enumerate(shards if isinstance(shards, list) else []):
+        if not isinstance(entry, dict):
+            wrong.append(f"shards[{i}]")
+            continue
+        wrong += [f"shards[{i}].{k}" for k, kind in _SHARD_FIELDS.items() if not isinstance(entry.get(k), kind)]
+    if wrong:
+        raise ActivationStoreError(
+            f"{path} is damaged: missing or mistyped {', '.join(wrong[:6])}. Collect the activations again into a "
+            f"new folder, or move {path.name} away and run the same collect command on {path.parent}"
+        )
+
+
 class ActivationStore:
     """A collected activation folder: its manifest, and batches read from its shards."""
 
@@ -146,6 +168,7 @@ class ActivationStore:
             raise ActivationStoreError(
                 f"{path} has format version {manifest.get('version')}, this circuitscope reads version {STORE_VERSION}"
             )
+        _check_manifest(manifest, path)
         self.manifest: dict[str, Any] = manifest
         self.d_in = int(manifest["d_in"])
         for entry in self.shards:
@@ -296,10 +319,11 @@ def collect_activations(
     if manifest_path.is_file():
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ActivationStoreError(
                 f"{manifest_path} is not valid JSON ({err}); move it away to start over"
             ) from err
+        _check_manifest(manifest, manifest_path)
         _check_resume(manifest, expected, folder)
         for entry in manifest.get("shards", []):
             if _shard_ok(folder, entry, int(manifest["d_in"]), full=True) is not None:

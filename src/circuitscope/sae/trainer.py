@@ -17,8 +17,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,9 +29,12 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from circuitscope.errors import DamagedCheckpointWarning
+from circuitscope.progress import OnProgress
 from circuitscope.sae.base import ARCHITECTURES, SAE, SAEConfig, StepContext, TrainOutput, create_sae
 from circuitscope.sae.errors import SAEConfigError, SAEFormatError, UnknownArchitectureError
 from circuitscope.sae.io import atomic_save_tensors, save_sae
@@ -37,6 +43,7 @@ from circuitscope.sae.store import ActivationStore
 __all__ = ["TrainConfig", "TrainResult", "geometric_median", "train_sae"]
 
 CHECKPOINT_VERSION = 1
+_STEP_NAME = re.compile(r"step_(\d{8,})")
 
 
 @dataclass
@@ -239,10 +246,100 @@ def _restore(sae: SAE, optim: torch.optim.Optimizer, tensors: dict[str, torch.Te
     return tensors["trainer.last_fired"]
 
 
-def _latest_checkpoint(folder: Path) -> Path | None:
-    found = sorted(folder.glob("checkpoints/step_*"), key=lambda p: int(p.name.split("_")[1]))
-    good = [p for p in found if (p / "trainer.json").is_file()]
-    return good[-1] if good else None
+def _checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoint folders, newest first (``notes/``, ``step_abc/``, ``*.partial`` are ignored)."""
+    found = []
+    for path in (folder / "checkpoints").glob("step_*"):
+        match = _STEP_NAME.fullmatch(path.name)
+        if match is not None and path.is_dir() and (path / "trainer.json").is_file():
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+class _DamagedCheckpointError(Exception):
+    """A checkpoint file that cannot be read (the message names it)."""
+
+
+def _read_trainer_json(ckpt: Path) -> dict[str, Any]:
+    path = ckpt / "trainer.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise _DamagedCheckpointError(f"{path} is damaged (not valid JSON: {err})") from err
+    if not isinstance(meta, dict):
+        raise _DamagedCheckpointError(f"{path} is damaged (not a JSON object)")
+    kinds = {"step": int, "scale": (int, float), "train_config": dict, "history": list}
+    wrong = [key for key, kind in kinds.items() if not isinstance(meta.get(key), kind)]
+    if wrong:
+        raise _DamagedCheckpointError(f"{path} is damaged (missing or mistyped fields: {', '.join(wrong)})")
+    return meta
+
+
+def _saved_config(ckpt: Path, meta: dict[str, Any]) -> TrainConfig:
+    raw = meta["train_config"]
+    try:
+        return TrainConfig(**{**raw, "betas": tuple(raw["betas"])})
+    except (KeyError, TypeError, ValueError) as err:
+        raise _DamagedCheckpointError(
+            f"{ckpt / 'trainer.json'} is damaged (its train_config does not load: {err})"
+        ) from err
+
+
+def _read_state_tensors(ckpt: Path) -> dict[str, torch.Tensor]:
+    path = ckpt / "state.safetensors"
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise _DamagedCheckpointError(f"{path} is damaged (not a readable safetensors file: {err})") from err
+    if "trainer.last_fired" not in tensors:
+        raise _DamagedCheckpointError(f"{path} is damaged (no 'trainer.last_fired' tensor)")
+    return tensors
+
+
+def _resume(
+    folder: Path, cfg: TrainConfig, sae: SAE, optim: torch.optim.Optimizer
+) -> tuple[int, float, list[dict[str, float]], torch.Tensor] | None:
+    """Restore the newest intact checkpoint in ``folder``: (step, scale, history, last_fired), or None if none.
+
+    Damaged checkpoints are skipped with a :class:`DamagedCheckpointWarning` naming them; if every
+    checkpoint is damaged the run is refused (a fresh start would overwrite them).
+    """
+    damaged: list[str] = []
+    for ckpt in _checkpoints(folder):
+        try:
+            meta = _read_trainer_json(ckpt)
+            if meta.get("version") != CHECKPOINT_VERSION:
+                raise SAEFormatError(
+                    f"{ckpt} has checkpoint version {meta.get('version')}, expected {CHECKPOINT_VERSION}"
+                )
+            saved = _saved_config(ckpt, meta)
+            if asdict(saved) != asdict(cfg):
+                diff = [k for k in asdict(cfg) if asdict(cfg)[k] != asdict(saved)[k]]
+                raise SAEConfigError(
+                    f"{folder} holds a run with different settings ({', '.join(diff)}); pass the same settings to "
+                    "resume, or a new --out folder (nothing was changed)"
+                )
+            tensors = _read_state_tensors(ckpt)
+        except _DamagedCheckpointError as err:
+            damaged.append(str(err))
+            continue
+        last_fired = _restore(sae, optim, tensors)
+        if damaged:
+            warnings.warn(
+                DamagedCheckpointWarning(
+                    f"skipped damaged checkpoints ({'; '.join(damaged)}); resuming from the newest intact one, "
+                    f"{ckpt}; the later steps are trained again"
+                ),
+                stacklevel=4,
+            )
+        return int(meta["step"]), float(meta["scale"]), list(meta["history"]), last_fired
+    if damaged:
+        raise SAEFormatError(
+            f"no intact checkpoint to resume in {folder}: {'; '.join(damaged)}. Nothing was changed. To start over, "
+            "train with resume=False (circuitscope sae train --no-resume), or delete (or move away) "
+            f"{folder / 'checkpoints'}"
+        )
+    return None
 
 
 def _save_checkpoint(
@@ -256,8 +353,11 @@ def _save_checkpoint(
     history: list[dict[str, float]],
 ) -> None:
     target = folder / "checkpoints" / f"step_{step:08d}"
-    target.mkdir(parents=True, exist_ok=True)
-    atomic_save_tensors(_checkpoint_state(sae, optim, last_fired), target / "state.safetensors")
+    partial = target.with_name(target.name + ".partial")  # renamed once complete: a crash leaves no half checkpoint
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    atomic_save_tensors(_checkpoint_state(sae, optim, last_fired), partial / "state.safetensors")
     payload = {
         "format": "circuitscope.sae_checkpoint",
         "version": CHECKPOINT_VERSION,
@@ -267,15 +367,22 @@ def _save_checkpoint(
         "sae_config": sae.cfg.to_dict(),
         "history": history,
     }
-    tmp = target / ".trainer.json.tmp"
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, target / "trainer.json")  # written last: its presence marks a complete checkpoint
+    (partial / "trainer.json").write_text(json.dumps(payload, indent=2))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(partial, target)
 
 
 class _Bar:
-    """A rich progress bar with the current loss, L0 and explained variance (quiet when not a terminal)."""
+    """A rich progress bar with the current loss, L0 and explained variance (quiet when not a terminal).
 
-    def __init__(self, total: int, start: int, enabled: bool) -> None:
+    ``on_progress("training SAE", step, total)`` is also told every step, bar or not.
+    """
+
+    def __init__(self, total: int, start: int, enabled: bool, on_progress: OnProgress | None = None) -> None:
+        self.total, self.on_progress = total, on_progress
+        if on_progress is not None:
+            on_progress("training SAE", start, total)
         self.enabled = enabled and os.environ.get("CIRCUITSCOPE_NO_PROGRESS", "") == "" and sys.stderr.isatty()
         self._progress: Any = None
         if self.enabled:
@@ -295,6 +402,8 @@ class _Bar:
             self._task = self._progress.add_task("train", total=total, completed=start, metrics="")
 
     def update(self, step: int, metrics: dict[str, float] | None) -> None:
+        if self.on_progress is not None:
+            self.on_progress("training SAE", step, self.total)
         if self._progress is None:
             return
         text = None
@@ -321,18 +430,22 @@ def train_sae(
     stop_after_steps: int | None = None,
     progress_bar: bool = True,
     on_log: Callable[[dict[str, float]], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> TrainResult:
     """Train an SAE on ``store``; with ``out``, write checkpoints there and the final SAE (SAELens format).
 
     ``resume`` continues from the latest checkpoint in ``out`` (its config must match).
     ``stop_after_steps`` ends the call early after that many total steps, writing a checkpoint
     (how tests simulate an interruption). Under ``torchrun`` the processes train data-parallel.
+    ``on_progress("training SAE", steps_done, steps)`` is called before the first step and after
+    every step (on rank 0), beside the terminal bar of ``progress_bar``.
     """
     created = _init_distributed()
     try:
         return _train(
-            store, cfg, Path(out) if out is not None else None, resume, stop_after_steps, progress_bar, on_log
-        )
+            store, cfg, Path(out) if out is not None else None, resume, stop_after_steps, progress_bar, on_log,
+            on_progress,
+        )  # fmt: skip
     finally:
         if created:
             dist.destroy_process_group()
@@ -346,6 +459,7 @@ def _train(
     stop_after_steps: int | None,
     progress_bar: bool,
     on_log: Callable[[dict[str, float]], None] | None,
+    on_progress: OnProgress | None = None,
 ) -> TrainResult:
     rank, world = _dist()
     if cfg.batch_size % world:
@@ -382,25 +496,8 @@ def _train(
     last_fired = torch.zeros(sae_cfg.d_sae, dtype=torch.long)  # step at which each latent last fired
     start = 0
     history: list[dict[str, float]] = []
-    if folder is not None and resume and (ckpt := _latest_checkpoint(folder)) is not None:
-        meta = json.loads((ckpt / "trainer.json").read_text())
-        if meta.get("version") != CHECKPOINT_VERSION:
-            raise SAEFormatError(f"{ckpt} has checkpoint version {meta.get('version')}, expected {CHECKPOINT_VERSION}")
-        saved = TrainConfig(**{**meta["train_config"], "betas": tuple(meta["train_config"]["betas"])})
-        if asdict(saved) != asdict(cfg):
-            diff = [k for k in asdict(cfg) if asdict(cfg)[k] != asdict(saved)[k]]
-            raise SAEConfigError(
-                f"{folder} holds a run with different settings ({', '.join(diff)}); pass the same settings to "
-                "resume, or a new --out folder (nothing was changed)"
-            )
-        try:
-            tensors = load_file(str(ckpt / "state.safetensors"))
-        except Exception as err:
-            raise SAEFormatError(f"{ckpt}/state.safetensors cannot be read ({err}); delete that checkpoint") from err
-        last_fired = _restore(sae, optim, tensors)
-        start = int(meta["step"])
-        scale = float(meta["scale"])
-        history = list(meta.get("history", []))
+    if folder is not None and resume and (resumed := _resume(folder, cfg, sae, optim)) is not None:
+        start, scale, history, last_fired = resumed
     model: nn.Module = _Step(sae)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -416,7 +513,7 @@ def _train(
     }
     local = cfg.batch_size // world
     stream = store.batches(cfg.batch_size, seed=cfg.seed, start=start, shards_in_memory=cfg.shards_in_memory)
-    bar = _Bar(steps, start, progress_bar and rank == 0)
+    bar = _Bar(steps, start, progress_bar and rank == 0, on_progress if rank == 0 else None)
     t0 = time.perf_counter()
     done = 0
     try:

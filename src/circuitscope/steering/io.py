@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
+
 from circuitscope.errors import LoadError
 from circuitscope.steering.vector import SteeringVector, SteeringVectorMismatchError
 
@@ -71,23 +73,12 @@ def load_vector(
         raise LoadError(f"{file} is not a readable safetensors steering vector: {err}") from err
     if header.get("format") != FORMAT:
         raise LoadError(f"{file} is not a circuitscope steering vector (format {header.get('format')!r})")
-    version = int(header.get("format_version", "0"))
-    if version > FORMAT_VERSION:
+    version = header.get("format_version", "0")
+    if not version.isdigit():
+        raise LoadError(f"{file} is damaged: its format_version {version!r} is not a number; save the vector again")
+    if int(version) > FORMAT_VERSION:
         raise LoadError(f"{file} has format version {version}; this circuitscope reads up to {FORMAT_VERSION}")
-    meta = json.loads(header["metadata"])
-    if int(meta["d"]) != tensor.shape[0]:
-        raise LoadError(f"{file} is corrupt: metadata says d={meta['d']} but the tensor has {tensor.shape[0]}")
-    vector = SteeringVector(
-        tensor,
-        meta["hook"],
-        coefficient=float(meta["coefficient"]),
-        mode=meta["mode"],
-        start_pos=int(meta["start_pos"]),
-        end_pos=None if meta.get("end_pos") is None else int(meta["end_pos"]),
-        method=meta["method"],
-        model=meta["model"],
-        details=meta.get("details", {}),
-    )
+    vector = _vector_from(file, header.get("metadata", ""), tensor)
     if hook is not None and hook != vector.hook:
         raise SteeringVectorMismatchError(
             f"{file} holds a vector for hook {vector.hook!r}, not {hook!r}; build a new vector at {hook!r}"
@@ -95,3 +86,48 @@ def load_vector(
     if model is not None:
         vector.check(model)
     return vector
+
+
+_META_TYPES: dict[str, type | tuple[type, ...]] = {
+    "hook": str,
+    "d": int,
+    "coefficient": (int, float),
+    "mode": str,
+    "start_pos": int,
+    "end_pos": (int, type(None)),
+    "method": str,
+    "model": str,
+    "details": dict,
+}
+
+
+def _vector_from(file: Path, metadata: str, tensor: torch.Tensor) -> SteeringVector:
+    """The vector described by the JSON ``metadata`` of ``file``; damaged metadata is refused, naming the file."""
+    how = "the file is damaged: save the vector again (save_vector) or rebuild it"
+    try:
+        meta = json.loads(metadata)
+    except json.JSONDecodeError as err:
+        raise LoadError(f"{file} has damaged metadata (not valid JSON: {err}); {how}") from err
+    if not isinstance(meta, dict):
+        raise LoadError(f"{file} has damaged metadata (not a JSON object); {how}")
+    meta.setdefault("end_pos", None)
+    meta.setdefault("details", {})
+    wrong = [k for k, kind in _META_TYPES.items() if not isinstance(meta.get(k), kind) or isinstance(meta[k], bool)]
+    if wrong:
+        raise LoadError(f"{file} has damaged metadata: missing or mistyped {', '.join(wrong)}; {how}")
+    if meta["d"] != tensor.shape[0]:
+        raise LoadError(f"{file} is corrupt: metadata says d={meta['d']} but the tensor has {tensor.shape[0]}")
+    try:
+        return SteeringVector(
+            tensor,
+            meta["hook"],
+            coefficient=float(meta["coefficient"]),
+            mode=meta["mode"],
+            start_pos=meta["start_pos"],
+            end_pos=meta["end_pos"],
+            method=meta["method"],
+            model=meta["model"],
+            details=meta["details"],
+        )
+    except ValueError as err:  # NaN entries, an unknown mode, end_pos <= start_pos, not one direction
+        raise LoadError(f"{file} does not hold a usable steering vector ({err}); {how}") from err

@@ -10,7 +10,7 @@ import torch
 from jaxtyping import Float
 
 from circuitscope.core.hook_points import HookFn
-from circuitscope.progress import progress
+from circuitscope.progress import OnProgress
 from circuitscope.steering.apply import steering_hooks
 from circuitscope.steering.vector import SteeringVector
 
@@ -146,12 +146,15 @@ def steering_sweep(
     coefficients: Sequence[float],
     effect: EffectFn,
     neutral_texts: Sequence[str],
+    *,
+    on_progress: OnProgress | None = None,
 ) -> SteeringSweep:
     """For each layer build the vector with ``make_vector(layer)``; for each coefficient measure effect and damage.
 
     The vector recipe (ActAdd prompts, CAA pairs, ...) stays fixed; only the layer it is read
     and written at and its coefficient change, which answers "at which layers does this
-    intervention stop working, and what does it cost?".
+    intervention stop working, and what does it cost?". ``on_progress("steering sweep", cells_done,
+    cells)`` is called before the baselines and after each layer x coefficient cell.
     """
     if not layers or not coefficients:
         raise ValueError("give at least one layer and one coefficient")
@@ -159,14 +162,16 @@ def steering_sweep(
         model.check_layer_head(layer)
     if not neutral_texts:
         raise ValueError("give neutral texts to measure the damage on")
+    cells = [(li, ci) for li in range(len(layers)) for ci in range(len(coefficients))]
+    report = on_progress or (lambda _stage, _done, _total: None)
+    report("steering sweep", 0, len(cells))
     base_effect = effect(model, [])
     base_loss = mean_loss(model, neutral_texts)
     eff = torch.zeros(len(layers), len(coefficients))
     dmg = torch.zeros(len(layers), len(coefficients))
     hooks_used: list[str] = []
-    cells = [(li, ci) for li in range(len(layers)) for ci in range(len(coefficients))]
     vectors: dict[int, SteeringVector] = {}
-    for li, ci in progress(cells, "steering sweep", total=len(cells)):
+    for done, (li, ci) in enumerate(cells, 1):
         if li not in vectors:
             vectors[li] = make_vector(layers[li])
             hooks_used.append(vectors[li].hook)
@@ -174,6 +179,7 @@ def steering_sweep(
         hooks = steering_hooks(v, model)
         eff[li, ci] = effect(model, hooks)
         dmg[li, ci] = mean_loss(model, neutral_texts, hooks) - base_loss
+        report("steering sweep", done, len(cells))
     return SteeringSweep(
         layers=list(layers),
         coefficients=[float(c) for c in coefficients],

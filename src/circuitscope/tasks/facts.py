@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from circuitscope.tasks.jsonl import read_task_text
 from circuitscope.tasks.task import TaskError
 
 __all__ = ["FACTS_FORMAT", "FACTS_VERSION", "Fact", "load_facts"]
@@ -56,7 +57,8 @@ class Fact:
 
 
 def _parse(text: str, where: str) -> list[Fact]:
-    lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    # JSONL lines end in "\n" only (not splitlines: U+2028 and the like may sit inside a string)
+    lines = [(n, line) for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
     if not lines:
         raise TaskError(f"{where}: empty fact file; it needs a header line {{'format': {FACTS_FORMAT!r}, ...}}")
     records: list[tuple[int, Any]] = []
@@ -89,6 +91,4 @@ def load_facts(path: str | os.PathLike[str] | None = None) -> list[Fact]:
         text = data.read_text(encoding="utf-8")
         return _parse(text, "circuitscope/tasks/data/facts.jsonl")
     file = Path(path)
-    if not file.is_file():
-        raise TaskError(f"fact file {str(file)!r} does not exist")
-    return _parse(file.read_text(encoding="utf-8"), str(file))
+    return _parse(read_task_text(file, "fact file"), str(file))

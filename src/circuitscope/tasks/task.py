@@ -77,9 +77,9 @@ class Task:
         """All prompts have the same length (positions mean the same thing across pairs)."""
         return bool((self.answer_pos == self.answer_pos[0]).all())
 
-    def subset(self, index: Sequence[int] | slice) -> Task:
-        """The pairs selected by ``index`` (a slice or a list of rows)."""
-        rows = list(range(len(self)))[index] if isinstance(index, slice) else list(index)
+    def subset(self, index: Sequence[int] | slice | Int[torch.Tensor, " rows"]) -> Task:
+        """The pairs selected by ``index`` (a slice or a list of rows; negative rows count from the end)."""
+        rows = self._rows(index)
         idx = torch.tensor(rows, dtype=torch.long)
         width = int(self.answer_pos[idx].max()) + 1
         return Task(
@@ -94,6 +94,22 @@ class Task:
             metric=self.metric,
             labels={k: [v[i] for i in rows] for k, v in self.labels.items()},
         )
+
+    def _rows(self, index: object) -> list[int]:
+        """The rows ``index`` selects, each in ``[0, len)``; a clear error for an empty or out-of-range one."""
+        n = len(self)
+        if isinstance(index, slice):
+            rows = list(range(n))[index]
+        elif isinstance(index, Sequence | torch.Tensor) and not isinstance(index, str):
+            rows = list(index.tolist() if isinstance(index, torch.Tensor) else index)
+        else:
+            raise TaskError(f"subset takes a slice or a list of row numbers, got {index!r}; e.g. task.subset([0, 2])")
+        bad = [r for r in rows if isinstance(r, bool) or not isinstance(r, int) or not -n <= r < n]
+        if bad:
+            raise TaskError(f"task {self.name!r} has {n} pairs (rows 0..{n - 1}, or -{n}..-1); subset got {bad[:5]!r}")
+        if not rows:
+            raise TaskError(f"subset {index!r} selects none of the {n} pairs of task {self.name!r}; pick at least one")
+        return [r % n for r in rows]
 
     def with_metric(self, metric: MetricName) -> Task:
         from dataclasses import replace
@@ -127,8 +143,7 @@ class Task:
         rows_clean, rows_corr, correct_ids, incorrect_ids = [], [], [], []
         for i in range(n):
             src = where[i] if where is not None else f"pair {i}"
-            a = model.tok.encode(clean[i])
-            b = model.tok.encode(corrupted[i])
+            a, b = _encode_pair(model, clean[i], corrupted[i], src)
             if len(a) != len(b):
                 raise TaskError(
                     f"{src}: clean and corrupted prompts tokenize to different lengths ({len(a)} vs {len(b)}):\n"
@@ -138,10 +153,12 @@ class Task:
             if len(a) > model.cfg.n_ctx:
                 raise TaskError(f"{src}: {len(a)} tokens exceed the model's context of {model.cfg.n_ctx}")
             for answer, out in ((correct[i], correct_ids), (incorrect[i], incorrect_ids)):
-                try:
-                    out.append(model.to_single_token(answer))
-                except TokenizationError as err:
-                    raise TaskError(f"{src}: answer {err}") from err
+                out.append(_answer_id(model, answer, src))
+            if metric == "logit_diff" and correct_ids[-1] == incorrect_ids[-1]:
+                raise TaskError(
+                    f"{src}: the correct and incorrect answers are the same token ({correct[i]!r}), so their "
+                    "logit difference is always 0; give two different answers"
+                )
             rows_clean.append(a)
             rows_corr.append(b)
         width = max(len(r) for r in rows_clean)
@@ -163,3 +180,24 @@ class Task:
             metric=metric,
             labels=labels or {},
         )
+
+
+def _encode_pair(model: HookedModel, clean: object, corrupted: object, src: str) -> tuple[list[int], list[int]]:
+    """Token ids of one clean/corrupted prompt pair (text, or an error naming the pair)."""
+    try:
+        return model.tok.encode(clean), model.tok.encode(corrupted)  # type: ignore[arg-type]
+    except TokenizationError as err:
+        raise TaskError(f"{src}: prompt {err}") from err
+
+
+def _answer_id(model: HookedModel, answer: object, src: str) -> int:
+    """The token id of an answer, which is text that is one token (with its leading space, e.g. ' Mary')."""
+    if not isinstance(answer, str):
+        raise TaskError(
+            f"{src}: answers are text that is one token (a str such as ' Mary'), got {type(answer).__name__} "
+            f"{answer!r:.40}; for a token id, pass model.to_string(token_id)"
+        )
+    try:
+        return model.to_single_token(answer)
+    except TokenizationError as err:
+        raise TaskError(f"{src}: answer {err}") from err

@@ -5,39 +5,57 @@ A run folder looks like::
     run.json                         {"format": "circuitscope.toy.run", "version": 1, "identity": {...}}
     checkpoints/step_000500/
         model.safetensors            the model's state_dict
-        optimizer.safetensors        AdamW moments (kept for the latest checkpoint only)
+        optimizer.safetensors        AdamW moments (kept for the two latest checkpoints only)
         state.json                   step, loss history, metric history
 
 ``identity`` is everything that defines the run (model config, training config, task); a folder
 whose identity differs from the run being started is refused with :class:`CheckpointError`
-rather than silently mixed. Every file is written to a temporary name, then renamed.
+rather than silently mixed. Every file is written to a temporary name, then renamed, and a
+checkpoint folder is written as ``step_XXXXXXX.partial`` and renamed when complete, so a crash
+leaves the previous checkpoints as they were. :func:`resume_checkpoint` skips a damaged checkpoint
+(a truncated or unreadable file, named in a :class:`~circuitscope.errors.DamagedCheckpointWarning`)
+for the newest intact one, and refuses when every resumable checkpoint is damaged. Folders in
+``checkpoints/`` not named ``step_XXXXXXX`` are ignored.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from circuitscope.errors import DamagedCheckpointWarning
 from circuitscope.toy.errors import CheckpointError
 
 __all__ = [
     "FORMAT_VERSION",
+    "DamagedCheckpointError",
     "check_run_folder",
     "checkpoint_steps_on_disk",
     "load_checkpoint",
     "load_model_weights",
+    "resume_checkpoint",
     "save_checkpoint",
 ]
 
 FORMAT_VERSION = 1
 RUN_FORMAT = "circuitscope.toy.run"
+KEEP_OPTIMIZER = 2
+"""Checkpoints that keep their AdamW state: the latest, and one to fall back on if it is damaged."""
+_STEP_NAME = re.compile(r"step_(\d{7,})")
+
+
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint file that cannot be read: truncated, not JSON, not safetensors, or missing fields."""
 
 
 def _write_json(path: Path, payload: Any) -> None:
@@ -71,6 +89,25 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix.rstrip('.')}: folder has {a!r}, this run has {b!r}"]
 
 
+def _read_run_file(run_file: Path) -> dict[str, Any]:
+    """``run.json`` as written by :func:`check_run_folder`; a damaged one is refused, naming it."""
+    try:
+        payload = json.loads(run_file.read_text(encoding="utf-8"))
+        problem = "" if isinstance(payload, dict) else "not a JSON object"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        payload, problem = {}, f"not valid JSON: {err}"
+    fields_ok = isinstance(payload.get("version"), int) and isinstance(payload.get("identity"), dict)
+    if not problem and payload.get("format") == RUN_FORMAT and not fields_ok:
+        problem = "no integer 'version' or no 'identity' object"
+    if problem:
+        raise DamagedCheckpointError(
+            f"{run_file} is damaged ({problem}). It records which configuration the checkpoints in "
+            f"{run_file.parent} belong to, so they cannot be resumed safely. Restore that file, or delete (or move "
+            f"away) {run_file.parent} to start over, or use another --out folder"
+        )
+    return payload
+
+
 def check_run_folder(folder: Path, identity: dict[str, Any]) -> None:
     """Create ``run.json`` in a new folder, or check that an existing one describes the same run."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -81,15 +118,15 @@ def check_run_folder(folder: Path, identity: dict[str, Any]) -> None:
             raise CheckpointError(f"{folder} has checkpoints but no run.json; it was not written by this trainer")
         _write_json(run_file, {"format": RUN_FORMAT, "version": FORMAT_VERSION, "identity": identity})
         return
-    payload = json.loads(run_file.read_text(encoding="utf-8"))
+    payload = _read_run_file(run_file)
     if payload.get("format") != RUN_FORMAT:
         raise CheckpointError(f"{run_file} is not a circuitscope toy run (format {payload.get('format')!r})")
-    if int(payload.get("version", -1)) > FORMAT_VERSION:
+    if payload["version"] > FORMAT_VERSION:
         raise CheckpointError(
             f"{run_file} has format version {payload['version']}, newer than this circuitscope "
             f"({FORMAT_VERSION}); upgrade circuitscope to resume it"
         )
-    differences = _diff(payload.get("identity"), identity)
+    differences = _diff(payload["identity"], identity)
     if differences:
         raise CheckpointError(
             f"the checkpoint folder {folder} belongs to a run of another configuration: "
@@ -103,15 +140,22 @@ def _step_dir(folder: Path, step: int) -> Path:
 
 
 def checkpoint_steps_on_disk(folder: Path, resumable: bool = False) -> list[int]:
-    """Steps with a complete checkpoint, in order (``resumable``: only those with optimizer state)."""
+    """Steps with a complete checkpoint, in order (``resumable``: only those with optimizer state).
+
+    Only folders named as :func:`save_checkpoint` names them count: ``notes/``, ``step_abc/`` or an
+    unfinished ``step_0000500.partial/`` are ignored.
+    """
     root = folder / "checkpoints"
-    if not root.exists():
+    if not root.is_dir():
         return []
     steps = []
     for child in root.iterdir():
-        complete = (child / "state.json").exists() and (not resumable or (child / "optimizer.safetensors").exists())
-        if child.name.startswith("step_") and not child.name.endswith(".partial") and complete:
-            steps.append(int(child.name.removeprefix("step_")))
+        match = _STEP_NAME.fullmatch(child.name)
+        if match is None or child != _step_dir(folder, int(match.group(1))) or not child.is_dir():
+            continue
+        complete = (child / "state.json").is_file() and (not resumable or (child / "optimizer.safetensors").is_file())
+        if complete:
+            steps.append(int(match.group(1)))
     return sorted(steps)
 
 
@@ -130,7 +174,7 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     state: dict[str, Any],
 ) -> Path:
-    """Write one checkpoint; the optimizer state of older checkpoints is removed (weights are kept)."""
+    """Write one checkpoint; the optimizer state of all but the :data:`KEEP_OPTIMIZER` latest is removed."""
     target = _step_dir(folder, step)
     tmp = target.with_name(target.name + ".partial")
     if tmp.exists():
@@ -143,10 +187,38 @@ def save_checkpoint(
     if target.exists():
         shutil.rmtree(target)
     os.replace(tmp, target)
-    for other in checkpoint_steps_on_disk(folder):
-        if other < step:
-            (_step_dir(folder, other) / "optimizer.safetensors").unlink(missing_ok=True)
+    older = [other for other in checkpoint_steps_on_disk(folder, resumable=True) if other < step]
+    for other in older[: max(0, len(older) - (KEEP_OPTIMIZER - 1))]:
+        (_step_dir(folder, other) / "optimizer.safetensors").unlink(missing_ok=True)
     return target
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise DamagedCheckpointError(f"{path} is damaged (not a readable safetensors file: {err})") from err
+
+
+def _read_state(directory: Path, step: int) -> dict[str, Any]:
+    path = directory / "state.json"
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DamagedCheckpointError(f"{path} is damaged (not valid JSON: {err})") from err
+    if not isinstance(state, dict):
+        raise DamagedCheckpointError(f"{path} is damaged (not a JSON object)")
+    if not isinstance(state.get("version"), int):
+        raise DamagedCheckpointError(f"{path} is damaged (no integer 'version')")
+    if state["version"] > FORMAT_VERSION:
+        raise CheckpointError(f"{directory} has format version {state['version']}; upgrade circuitscope to read it")
+    shapes = {"step": int, "loss": list, "metric_steps": list, "metrics": dict}
+    wrong = [key for key, kind in shapes.items() if not isinstance(state.get(key), kind)]
+    if wrong:
+        raise DamagedCheckpointError(f"{path} is damaged (missing or mistyped fields: {', '.join(wrong)})")
+    if state["step"] != step:
+        raise DamagedCheckpointError(f"{path} is damaged (it says step {state['step']}, its folder says {step})")
+    return state
 
 
 def load_model_weights(folder: Path, step: int) -> dict[str, torch.Tensor]:
@@ -156,30 +228,66 @@ def load_model_weights(folder: Path, step: int) -> dict[str, torch.Tensor]:
         raise CheckpointError(
             f"no model weights for step {step} in {folder}; steps on disk: {checkpoint_steps_on_disk(folder)}"
         )
-    return load_file(str(path))
+    return _read_tensors(path)
 
 
 def load_checkpoint(
     folder: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer
 ) -> dict[str, Any]:
-    """Restore model and optimizer in place from the checkpoint at ``step``; returns its ``state.json``."""
+    """Restore model and optimizer in place from the checkpoint at ``step``; returns its ``state.json``.
+
+    Every file is read and checked before anything is changed: a damaged file raises
+    :class:`DamagedCheckpointError` naming it, and leaves ``model`` and ``optimizer`` as they were.
+    """
     directory = _step_dir(folder, step)
-    state = json.loads((directory / "state.json").read_text(encoding="utf-8"))
-    if int(state.get("version", -1)) > FORMAT_VERSION:
-        raise CheckpointError(f"{directory} has format version {state['version']}; upgrade circuitscope to read it")
+    state = _read_state(directory, step)
     opt_path = directory / "optimizer.safetensors"
     if not opt_path.exists():
-        raise CheckpointError(f"{directory} has no optimizer state (only the latest checkpoint keeps it)")
-    weights = load_file(str(directory / "model.safetensors"))
+        raise CheckpointError(f"{directory} has no optimizer state (only the latest checkpoints keep it)")
+    weights = _read_tensors(directory / "model.safetensors")
     missing = set(model.state_dict()) ^ set(weights)
     if missing:
         raise CheckpointError(f"{directory} does not match the model: parameters {sorted(missing)[:5]} differ")
-    model.load_state_dict(weights)
-    flat = load_file(str(opt_path))
-    reference = optimizer.state_dict()
+    flat = _read_tensors(opt_path)
     states: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in flat.items():
-        index, name = key.split(".", 1)
+        index, _, name = key.partition(".")
+        if not index.isdigit() or not name:
+            raise DamagedCheckpointError(f"{opt_path} is damaged (unexpected tensor {key!r})")
         states.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": states, "param_groups": reference["param_groups"]})
+    model.load_state_dict(weights)
+    optimizer.load_state_dict({"state": states, "param_groups": optimizer.state_dict()["param_groups"]})
     return state
+
+
+def resume_checkpoint(
+    folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, max_step: int
+) -> dict[str, Any] | None:
+    """Restore the newest intact resumable checkpoint at or before ``max_step``; None if there is none.
+
+    Damaged checkpoints are skipped with a :class:`~circuitscope.errors.DamagedCheckpointWarning`
+    naming their files and the checkpoint used instead. If every resumable checkpoint is damaged,
+    :class:`DamagedCheckpointError` names them: starting afresh would silently discard the run.
+    """
+    damaged: list[str] = []
+    for step in reversed([s for s in checkpoint_steps_on_disk(folder, resumable=True) if s <= max_step]):
+        try:
+            state = load_checkpoint(folder, step, model, optimizer)
+        except DamagedCheckpointError as err:
+            damaged.append(str(err))
+            continue
+        if damaged:
+            warnings.warn(
+                DamagedCheckpointWarning(
+                    f"skipped damaged checkpoints ({'; '.join(damaged)}); resuming from the newest intact one, "
+                    f"step {step} ({_step_dir(folder, step)}); the later steps are trained again"
+                ),
+                stacklevel=3,
+            )
+        return state
+    if damaged:
+        raise DamagedCheckpointError(
+            f"no intact checkpoint to resume in {folder}: {'; '.join(damaged)}. Nothing was changed. To start over, "
+            f"delete (or move away) {folder} and run again, or use another --out folder"
+        )
+    return None

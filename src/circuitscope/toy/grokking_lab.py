@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from circuitscope.progress import OnProgress
 from circuitscope.toy.checkpoint import load_model_weights
 from circuitscope.toy.errors import LabConfigError
 from circuitscope.toy.grokking import (
@@ -157,8 +158,14 @@ def _phases(result: GrokkingResult) -> dict[str, list[int | None]]:
     }
 
 
-def run_grokking(config: GrokkingConfig, out: str | Path, threads: int | None = None) -> GrokkingResult:
-    """Train (resuming from ``out`` if it holds a run of this configuration) and measure."""
+def run_grokking(
+    config: GrokkingConfig, out: str | Path, threads: int | None = None, on_progress: OnProgress | None = None
+) -> GrokkingResult:
+    """Train (resuming from ``out`` if it holds a run of this configuration) and measure.
+
+    ``on_progress(stage, done, total)`` is told the training steps (``grokking``) and then the
+    checkpoints measured (``restricted and excluded loss``).
+    """
     folder = Path(out)
     task = ModularAddition(config.p, config.train_fraction, config.seed)
     x, y, mask = task.inputs(), task.labels(), task.train_mask()
@@ -203,6 +210,11 @@ def run_grokking(config: GrokkingConfig, out: str | Path, threads: int | None = 
     )
     identity = {"task": "modular_addition", "p": config.p, "train_fraction": config.train_fraction}
     if config.stop_when_generalised:
+
+        def chunk_progress(stage: str, steps: int, _chunk_end: int) -> None:
+            if on_progress is not None:  # the steps of the whole run, not of the chunk
+                on_progress(stage, steps, config.steps)
+
         # train in chunks of checkpoints, stopping at the first generalised one (same checkpoints as one run)
         done = 0
         while True:
@@ -216,8 +228,11 @@ def run_grokking(config: GrokkingConfig, out: str | Path, threads: int | None = 
                 metrics=metrics,
                 identity=identity,
                 description="grokking",
+                on_progress=chunk_progress,
             )
             if done >= config.steps or any(v < GENERALISED for v in run.metrics["test_loss"]):
+                if on_progress is not None:
+                    on_progress("grokking", done, done)  # stopped early: the run is complete
                 break
     else:
         run = train(
@@ -229,16 +244,21 @@ def run_grokking(config: GrokkingConfig, out: str | Path, threads: int | None = 
             metrics=metrics,
             identity=identity,
             description="grokking",
+            on_progress=on_progress,
         )
     m = run.metrics
     keys = key_frequencies(torch.tensor(m["fourier_norms"][-1]))
     restricted, excluded = [], []
     probe = build_grokking_model(config)
-    for step in run.metric_steps:
+    for i, step in enumerate(run.metric_steps):
+        if on_progress is not None:
+            on_progress("restricted and excluded loss", i, len(run.metric_steps))
         probe.load_state_dict(load_model_weights(folder, step))
         table = logit_table(probe, task)
         restricted.append(restricted_loss(table, keys))
         excluded.append(excluded_loss(table, keys, mask))
+    if on_progress is not None:
+        on_progress("restricted and excluded loss", len(run.metric_steps), len(run.metric_steps))
     result = GrokkingResult(
         config=config,
         steps=run.metric_steps,

@@ -27,6 +27,7 @@ from circuitscope.analysis.heads import (
     repeated_random_tokens,
 )
 from circuitscope.core.hooked_model import HookedModel
+from circuitscope.progress import OnProgress
 from circuitscope.toy.errors import LabConfigError
 from circuitscope.toy.model import ToyTransformer, build_toy
 from circuitscope.toy.trainer import TrainConfig, seeded_batches, train
@@ -219,9 +220,18 @@ def _k_comp_pair(prev: torch.Tensor, ind: torch.Tensor, comp: CompositionScores)
 
 
 def train_induction_model(
-    config: InductionConfig, out: str | Path | None = None, *, measure_ablation: bool = True, threads: int | None = None
+    config: InductionConfig,
+    out: str | Path | None = None,
+    *,
+    measure_ablation: bool = True,
+    threads: int | None = None,
+    on_progress: OnProgress | None = None,
 ) -> InductionRun:
-    """Train one attention-only model and measure it along the way."""
+    """Train one attention-only model and measure it along the way.
+
+    ``on_progress(stage, done, total)`` is told the training steps (stage ``{n}-layer``) and the
+    ablation passes (``{n}-layer: ...``).
+    """
     model: ToyTransformer = build_toy(
         seed=config.seed,
         d_vocab=config.vocab,
@@ -293,6 +303,7 @@ def train_induction_model(
         metrics=metrics,
         identity={"task": "induction", "data": config.data},
         description=f"{config.n_layers}-layer",
+        on_progress=on_progress,
     )
     m = result.metrics
     run = InductionRun(
@@ -310,7 +321,12 @@ def train_induction_model(
     run.final_previous_token = previous_token_scores(hooked, probe)
     run.composition = composition_scores(hooked)
     if measure_ablation:
-        run.ablation = head_ablation_importance(hooked, held_out[:64], "mean")
+
+        def ablation_progress(stage: str, done: int, total: int) -> None:  # silent without on_progress
+            if on_progress is not None:
+                on_progress(f"{config.n_layers}-layer: {stage}", done, total)
+
+        run.ablation = head_ablation_importance(hooked, held_out[:64], "mean", on_progress=ablation_progress)
     return run
 
 
@@ -319,13 +335,14 @@ def run_induction(
     base: InductionConfig | None = None,
     out: str | Path | None = None,
     threads: int | None = None,
+    on_progress: OnProgress | None = None,
 ) -> list[InductionRun]:
-    """Train one model per depth (checkpoints under ``out/L{n}`` when given)."""
+    """Train one model per depth (checkpoints under ``out/L{n}`` when given); see :func:`train_induction_model`."""
     from dataclasses import replace
 
     base = base or InductionConfig()
     runs = []
     for n in layers:
         folder = Path(out) / f"L{n}" if out is not None else None
-        runs.append(train_induction_model(replace(base, n_layers=n), folder, threads=threads))
+        runs.append(train_induction_model(replace(base, n_layers=n), folder, threads=threads, on_progress=on_progress))
     return runs

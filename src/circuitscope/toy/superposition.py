@@ -22,6 +22,7 @@ import torch
 from jaxtyping import Float
 from torch import nn
 
+from circuitscope.progress import OnProgress
 from circuitscope.toy.errors import LabConfigError
 from circuitscope.toy.trainer import TrainConfig, seeded_batches, train
 
@@ -76,8 +77,12 @@ def train_superposition(
     lr: float = 1e-3,
     seed: int = 0,
     description: str = "superposition",
+    on_progress: OnProgress | None = None,
 ) -> tuple[SuperpositionModel, list[float]]:
-    """Train one instance per row of ``importance``/``probability`` (AdamW, constant lr, no weight decay)."""
+    """Train one instance per row of ``importance``/``probability`` (AdamW, constant lr, no weight decay).
+
+    ``on_progress(description, steps_done, steps)`` is told the training steps.
+    """
     if importance.shape != probability.shape or importance.shape[-1] != n_features:
         raise LabConfigError(
             f"importance {tuple(importance.shape)} and probability {tuple(probability.shape)} must both be "
@@ -100,6 +105,7 @@ def train_superposition(
         seeded_batches(lambda g: (sample_features(g, batch_size, probability),), seed),
         config,
         description=description,
+        on_progress=on_progress,
     )
     return model, result.loss
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Float
 
+from circuitscope.progress import OnProgress
 from circuitscope.toy.errors import LabConfigError
 from circuitscope.toy.superposition import (
     Interference,
@@ -75,8 +76,12 @@ def sparsity_sweep(
     batch_size: int = 1024,
     lr: float = 1e-3,
     seed: int = 0,
+    on_progress: OnProgress | None = None,
 ) -> SweepResult:
-    """Train one model per sparsity (in parallel) with importance ``importance_decay ** i``."""
+    """Train one model per sparsity (in parallel) with importance ``importance_decay ** i``.
+
+    ``on_progress(stage, steps_done, steps)`` is told the training steps.
+    """
     if n_hidden >= n_features:
         raise LabConfigError(
             f"this experiment studies compression: n_hidden ({n_hidden}) must be smaller than n_features ({n_features})"
@@ -95,6 +100,7 @@ def sparsity_sweep(
         lr=lr,
         seed=seed,
         description=f"superposition {n_features}->{n_hidden}",
+        on_progress=on_progress,
     )
     W = model.W.detach()
     return SweepResult(
@@ -146,8 +152,12 @@ def geometry_experiment(
     batch_size: int = 1024,
     lr: float = 1e-3,
     seed: int = 0,
+    on_progress: OnProgress | None = None,
 ) -> GeometryResult:
-    """Uniform importance; ``1/(1-S)`` log-spaced from 1 to ``max_inverse_density``."""
+    """Uniform importance; ``1/(1-S)`` log-spaced from 1 to ``max_inverse_density``.
+
+    ``on_progress(stage, steps_done, steps)`` is told the training steps.
+    """
     if n_hidden >= n_features:
         raise LabConfigError(f"n_hidden ({n_hidden}) must be smaller than n_features ({n_features})")
     if max_inverse_density < 1 or n_sparsities < 1:
@@ -164,6 +174,7 @@ def geometry_experiment(
         lr=lr,
         seed=seed,
         description=f"geometry {n_features}->{n_hidden}",
+        on_progress=on_progress,
     )
     W = model.W.detach()
     return GeometryResult(
@@ -197,14 +208,27 @@ def phase_diagram(
     lr: float = 1e-3,
     seed: int = 0,
     threshold: float = 0.5,
+    on_progress: OnProgress | None = None,
 ) -> PhaseDiagram:
-    """Feature 1 has importance 1; feature 2 has importance 0.1..10 and both have density 0.01..1."""
+    """Feature 1 has importance 1; feature 2 has importance 0.1..10 and both have density 0.01..1.
+
+    ``on_progress(stage, steps_done, steps)`` is told the training steps.
+    """
     importance = torch.logspace(-1, 1, n_importance)
     density = torch.logspace(-2, 0, n_density)
     imp = torch.stack([torch.ones(n_importance * n_density), importance.repeat_interleave(n_density)], dim=1)
     prob = density.repeat(n_importance)[:, None].expand(-1, 2).contiguous()
     model, _ = train_superposition(
-        2, 1, imp, prob, steps=steps, batch_size=batch_size, lr=lr, seed=seed, description="phase diagram 2->1"
+        2,
+        1,
+        imp,
+        prob,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        description="phase diagram 2->1",
+        on_progress=on_progress,
     )
     W = model.W.detach()[:, 0]  # [cell, feature]
     w1, w2 = W[:, 0].reshape(n_importance, n_density), W[:, 1].reshape(n_importance, n_density)

@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from circuitscope.progress import progress
-from circuitscope.toy.checkpoint import check_run_folder, checkpoint_steps_on_disk, load_checkpoint, save_checkpoint
+from circuitscope.progress import OnProgress
+from circuitscope.toy.checkpoint import check_run_folder, resume_checkpoint, save_checkpoint
 from circuitscope.toy.errors import LabConfigError
 
 __all__ = [
@@ -175,8 +175,13 @@ def train(
     metrics: Mapping[str, MetricFn] | None = None,
     identity: Mapping[str, Any] | None = None,
     description: str = "training",
+    on_progress: OnProgress | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place; see the module docstring. ``identity`` describes the task for ``out``."""
+    """Train ``model`` in place; see the module docstring. ``identity`` describes the task for ``out``.
+
+    ``on_progress(description, steps_done, config.steps)`` is called before the first step and
+    after every step (a resumed run starts at its checkpoint's step).
+    """
     metrics = dict(metrics or {})
     folder = Path(out) if out is not None else None
     optimizer = torch.optim.AdamW(
@@ -195,9 +200,8 @@ def train(
             "metrics": sorted(metrics),
         }
         check_run_folder(folder, run_id)
-        done = [s for s in checkpoint_steps_on_disk(folder, resumable=True) if s <= config.steps]
-        if done:
-            state = load_checkpoint(folder, done[-1], model, optimizer)
+        state = resume_checkpoint(folder, model, optimizer, config.steps)  # skips damaged checkpoints
+        if state is not None:
             start = int(state["step"])
             result.loss = list(state["loss"])
             result.metric_steps = list(state["metric_steps"])
@@ -219,7 +223,9 @@ def train(
         model.train()
         if start == 0 and not result.metric_steps:
             checkpoint(0)
-        for step in progress(range(start, config.steps), description, total=config.steps - start):
+        if on_progress is not None:
+            on_progress(description, start, config.steps)
+        for step in range(start, config.steps):
             for group in optimizer.param_groups:
                 group["lr"] = config.lr_at(step)
             loss = loss_fn(model, batches(step))
@@ -235,6 +241,8 @@ def train(
             done_steps = step + 1
             if done_steps % config.checkpoint_every == 0 or done_steps == config.steps:
                 checkpoint(done_steps)
+            if on_progress is not None:
+                on_progress(description, done_steps, config.steps)
     finally:
         torch.set_num_threads(previous_threads)
         model.eval()
