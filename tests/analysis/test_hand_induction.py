@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from circuitscope.analysis._heads import duplicate_token_scores, induction_scores, previous_token_scores
 from circuitscope.analysis.composition import composition_scores
 from circuitscope.analysis.copying import copying_scores
-from circuitscope.analysis.heads import duplicate_token_scores, induction_scores, previous_token_scores
 from circuitscope.tasks.task import TaskError
 from tests.hand_models import induction_model, induction_task, repeated_tokens, second_half_accuracy
 

@@ -6,18 +6,18 @@ import pytest
 import torch
 
 import circuitscope as cs
-from circuitscope.analysis.heads import (
+from circuitscope.analysis._heads import (
     detector_scores,
     duplicate_token_pattern,
     duplicate_token_scores,
     induction_pattern,
     induction_scores,
-    plot_head_scores,
     previous_token_pattern,
     previous_token_scores,
     repeated_random_tokens,
 )
 from circuitscope.errors import ShapeError
+from circuitscope.report.heads import plot_head_scores
 from circuitscope.toy.model import build_toy
 
 

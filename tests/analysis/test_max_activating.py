@@ -8,14 +8,13 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 import circuitscope as cs
-from circuitscope.analysis.max_activating import (
+from circuitscope.analysis._max_activating import (
     Unit,
     activations_of,
-    example_html,
     max_activating,
-    max_activating_html,
 )
 from circuitscope.errors import ShapeError
+from circuitscope.report.max_activating import example_html, max_activating_html
 from circuitscope.toy.model import build_toy
 
 VOCAB = 30

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from circuitscope import HookedModel, ShapeError
-from circuitscope.analysis.patching import PATCH_TARGETS, activation_patching, naive_activation_patching, plot
+from circuitscope.analysis.patching import PATCH_TARGETS, activation_patching, naive_activation_patching
 from circuitscope.core.replay import BlockReplay
+from circuitscope.report.patching import plot_patching
 from circuitscope.tasks import Task
 from tests.tiny_models import BY_NAME, TINY, VOCAB
 
@@ -33,6 +34,7 @@ def test_replaying_blocks_equals_the_forward_pass(family: str) -> None:
     expected = model(tokens)[torch.arange(3), positions]
     for start in range(model.cfg.n_layers):
         logits = replay.run(start, replay.resid_pre[start].repeat(2, 1, 1), positions.repeat(2))
+        # the replay runs a doubled batch and unembeds only the chosen rows: another GEMM shape, float32 rounding
         torch.testing.assert_close(logits, expected.repeat(2, 1), atol=1e-5, rtol=1e-5)
 
 
@@ -51,9 +53,10 @@ def test_batched_patching_equals_the_naive_loop(family: str, metric: str, target
     model = HookedModel(BY_NAME[family].build())
     task = _task(n=3, seq=6)
     for target in targets:
-        fast = activation_patching(model, task, target, metric=metric, batch_rows=7)  # type: ignore[arg-type]
+        fast = activation_patching(model, task, target, metric=metric, batch_size=7)  # type: ignore[arg-type]
         slow = naive_activation_patching(model, task, target, metric=metric)  # type: ignore[arg-type]
         assert fast.axes == slow.axes and fast.scores.shape == slow.scores.shape
+        # batched patches (batch_size=7) vs one forward pass each: float32 rounding of metrics ~0.3 (exact here)
         torch.testing.assert_close(fast.raw, slow.raw, atol=1e-5, rtol=1e-4, msg=f"{target}")
         assert fast.clean_value == pytest.approx(slow.clean_value, abs=1e-5)
     assert model.active_hooks() == []
@@ -66,10 +69,11 @@ def test_patching_everything_recovers_the_clean_run() -> None:
     task = _task()
     result = activation_patching(model, task, "resid_pre", layers=[0])
     assert result.scores.shape == (1, task.seq_len)
+    # batched patched runs vs the unbatched clean/corrupted runs they normalise by: float32 rounding only
     torch.testing.assert_close(result.scores[0, 2], torch.tensor(1.0), atol=1e-5, rtol=0)  # the corrupted position
     torch.testing.assert_close(result.scores[0, 3:], torch.zeros(task.seq_len - 3), atol=1e-5, rtol=0)
     assert result.labels["pos"][0].endswith("·0") and len(result.labels["layer"]) == model.cfg.n_layers
-    fig = plot(result)
+    fig = plot_patching(result)
     assert fig is not None
 
 

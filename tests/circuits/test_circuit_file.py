@@ -13,8 +13,7 @@ import torch
 from circuitscope import HookedModel
 from circuitscope.circuits import Circuit, CircuitError, discover_circuit
 from circuitscope.circuits.circuit import VERSION
-from circuitscope.circuits.view import circuit_svg
-from circuitscope.report.circuit import circuit_report
+from circuitscope.report.circuit import circuit_report, circuit_svg
 from circuitscope.tasks import Task
 from tests.browser import open_in_chromium
 from tests.tiny_models import BY_NAME, VOCAB
@@ -39,7 +38,7 @@ def test_round_trip(found, tmp_path: Path) -> None:
     assert oct(path.stat().st_mode)[-3:] == "644" and not list(path.parent.glob(".*tmp"))
     loaded = Circuit.load(path, model=model)
     assert torch.equal(loaded.edges, circuit.edges)
-    torch.testing.assert_close(loaded.scores, circuit.scores, equal_nan=True)
+    torch.testing.assert_close(loaded.scores, circuit.scores, equal_nan=True, atol=0, rtol=0)  # float32 -> JSON: exact
     assert loaded.n_edges == 12 and loaded.method == "eap" and loaded.model_name == "tiny-llama"
     assert loaded.nodes == circuit.nodes and loaded.edge_list() == circuit.edge_list()
     data = json.loads(path.read_text())

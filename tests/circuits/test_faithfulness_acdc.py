@@ -16,7 +16,7 @@ from circuitscope.circuits import (
     faithfulness_curve,
     graph_of,
 )
-from circuitscope.circuits.faithfulness import plot_curve
+from circuitscope.report.circuit import plot_curve
 from circuitscope.tasks import Task, evaluate_metric
 from tests.tiny_models import BY_NAME, VOCAB
 

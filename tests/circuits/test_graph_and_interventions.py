@@ -50,6 +50,7 @@ def test_every_edge_kept_is_the_model_and_none_is_the_ablated_run(family: str) -
         keep_all = EdgeRun(model, graph, 3, 7, coeff=torch.zeros(graph.allowed.shape), ablated=ablated)
         keep_none = EdgeRun(model, graph, 3, 7, coeff=graph.allowed.float(), ablated=ablated)
         assert torch.equal(keep_all.answer_logits(clean, answer_pos), expected_clean)
+        # every receiver input rebuilt as clean + (corrupted - clean) sender sums: float32 rounding (2.4e-7 on ~1)
         torch.testing.assert_close(keep_none.answer_logits(clean, answer_pos), expected_corrupted, atol=1e-5, rtol=1e-5)
 
 
@@ -64,6 +65,7 @@ def test_senders_add_up_to_the_residual_stream(family: str) -> None:
         acts = sender_outputs(model, graph, tokens)
         _, cache = model.run_with_cache(tokens, names=[last])
     bias = model.b_O.sum(0)  # the only constant these families add (attention output biases)
+    # sender outputs summed vs the model's running residual additions: float32 rounding (1.2e-7 on ~0.8)
     torch.testing.assert_close(acts.sum(0) + bias, cache[last], atol=1e-5, rtol=1e-5)
 
 
@@ -88,8 +90,8 @@ def test_one_ablated_edge_equals_a_hand_made_intervention() -> None:
         mlp_in = ln2.forward(x)
         with model.hooks([("blocks.1.ln2.hook_normalized", lambda y, hook: mlp_in)]):
             expected, _ = answer_logits(model, clean, answer_pos)
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
-    assert not torch.allclose(got, answer_logits(model, clean, answer_pos)[0])
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)  # another sum order: 1.2e-7 on ~1
+    assert not torch.allclose(got, answer_logits(model, clean, answer_pos)[0])  # the edit moves logits by ~0.15
 
 
 @pytest.mark.parametrize("ablation", ["corrupted", "mean", "resample", "zero"])
@@ -112,6 +114,7 @@ def test_reference_outputs(ablation: str) -> None:
         assert not bool(ref.any())
     elif ablation == "mean":
         # position 6 only counts the three prompts that reach it
+        # a masked sum / count vs mean(): another reduction order, ~1 ulp (default float32 tolerances)
         torch.testing.assert_close(ref[:, 0, 6], corr[:, [0, 1, 3], 6].mean(1))
         torch.testing.assert_close(ref[:, 2, 3], corr[:, :, 3].mean(1))
     else:  # each prompt gets another prompt of its own length; the lone length-6 prompt keeps its own

@@ -11,8 +11,8 @@ import pytest
 import torch
 from typer.testing import CliRunner, Result
 
+from circuitscope.analysis._max_activating import Unit, activations_of
 from circuitscope.analysis.head_ablation import head_ablation_importance
-from circuitscope.analysis.max_activating import Unit, activations_of
 from circuitscope.cli.main import app
 from circuitscope.core.loading import load_model
 from tests.browser import open_in_chromium

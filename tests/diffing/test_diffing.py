@@ -41,6 +41,7 @@ def test_a_model_against_itself_differs_nowhere(a: cs.HookedModel) -> None:
     same = tiny_text_model(seed=0)
     ld = loss_diff(a, same, TEXTS)
     assert all(bool((d == 0).all()) for d in ld.diff)
+    # CKA(x, x) in float64 is 1 up to rounding of its normalisation (~1e-16; exact here)
     torch.testing.assert_close(layer_cka(a, same, TEXTS).cka, torch.ones(2), rtol=0, atol=1e-9)
     assert float(attention_diff(a, same, TEXTS).distance.abs().max()) == 0.0
     wd = weight_diff(a, same)
@@ -74,6 +75,7 @@ def test_interpolation_endpoints_are_the_models(a: cs.HookedModel, b: cs.HookedM
     path = interpolate(a, b, TEXTS, alphas=[0.0, 0.5, 1.0])
     assert float(path.loss[0]) == pytest.approx(path.loss_a, abs=1e-5)
     assert float(path.loss[2]) == pytest.approx(path.loss_b, abs=1e-5)
+    # at an endpoint the interpolated weights are a model's own up to float32 rounding of (1 - a) w + a v
     torch.testing.assert_close(path.linearity[[0, 2]], torch.ones(2, 2), rtol=0, atol=1e-5)
     assert float(path.linearity[1, 0]) == pytest.approx(1.0, abs=1e-5)  # layer 0 is unchanged
     assert float(path.linearity[1, 1]) <= 1.0 + 1e-6

@@ -49,6 +49,7 @@ def test_3cosadd_matches_a_hand_computation() -> None:
     res = solve_analogy(emb, "king - man + woman", top=3)
     ranked = sorted((w for w in TOY if w not in ("king", "man", "woman")), key=lambda w: -expected[w])
     assert res.words == ranked[:3] and res.words[0] == "queen"
+    # float32 scores vs the float64 hand computation: float32 rounding of cosines <=1
     np.testing.assert_allclose(res.scores.numpy(), [expected[w] for w in ranked[:3]], rtol=1e-5)
     with_inputs = solve_analogy(emb, "king - man + woman", top=6, exclude_inputs=False)
     assert with_inputs.words == sorted(TOY, key=lambda w: -expected[w])
@@ -66,7 +67,7 @@ def test_3cosmul_matches_a_hand_computation() -> None:
     res = solve_analogy(emb, "king - man + woman", method="3cosmul", top=3)
     ranked = sorted((w for w in TOY if w not in ("king", "man", "woman")), key=lambda w: -expected[w])
     assert res.words == ranked[:3]
-    np.testing.assert_allclose(res.scores.numpy(), [expected[w] for w in ranked[:3]], rtol=1e-5)
+    np.testing.assert_allclose(res.scores.numpy(), [expected[w] for w in ranked[:3]], rtol=1e-5)  # as above
 
 
 def test_neighbours_and_projection() -> None:
@@ -77,7 +78,7 @@ def test_neighbours_and_projection() -> None:
     # queen = king - man + woman exactly in raw coordinates (2-d, so the span is everything)
     assert proj.residual_fraction == pytest.approx(0.0, abs=1e-12) and proj.cosine == pytest.approx(1.0)
     recon = sum(float(c) * np.array(TOY[w]) for c, w in zip(proj.coefficients, proj.basis, strict=True))
-    np.testing.assert_allclose(recon, TOY["queen"], atol=1e-5)
+    np.testing.assert_allclose(recon, TOY["queen"], atol=1e-5)  # float32 least-squares coefficients: rounding
     one = project_onto_span(emb, "queen", ["king"])
     assert (
         one.residual_fraction == pytest.approx(1.0, abs=1e-6) and abs(float(one.coefficients[0])) < 1e-6

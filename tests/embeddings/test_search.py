@@ -46,6 +46,7 @@ def test_best_rows_equals_brute_force(method: Literal["3cosadd", "3cosmul"], blo
     expected = _brute(unit, abc, masked, method)
     assert torch.equal(row, expected)
     ref = analogy_scores(unit, abc, expected[:, None], method)[:, 0]
+    # blocked and batched scores vs one GEMM for the reference: float32 rounding (measured 2.9e-6 on ~13)
     torch.testing.assert_close(value, ref, rtol=1e-5, atol=1e-5)
 
 

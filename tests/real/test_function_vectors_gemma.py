@@ -50,7 +50,8 @@ def test_demonstrations_carry_the_task(gemma: cs.HookedModel, task: str) -> None
     tokens = gemma.to_tokens(icl[0])
     with torch.no_grad():
         full = gemma(tokens)[0, -1].float()
-    torch.testing.assert_close(_last_logits(gemma, icl[:1])[0], full, rtol=1e-4, atol=1e-3)
+    # only the last position replayed and unembedded: another GEMM shape, measured 2.1e-5 on logits ~25
+    torch.testing.assert_close(_last_logits(gemma, icl[:1])[0], full, rtol=1e-5, atol=2e-4)
 
 
 # the top-10 heads by average indirect effect for country_capital (function_vector, 16 prompts, seed 0)

@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 import circuitscope as cs
+from circuitscope.analysis._heads import many_detector_scores, repeated_tokens_for_model
 from circuitscope.analysis.copying import CopyingConfig, ov_copying
-from circuitscope.analysis.heads import many_detector_scores, random_repeated_tokens
 from circuitscope.cli.main import app
 
 pytestmark = pytest.mark.real
@@ -21,7 +21,7 @@ def gemma() -> cs.HookedModel:
 
 
 def test_attention_detectors_find_induction_and_previous_token_heads(gemma: cs.HookedModel) -> None:
-    tokens = random_repeated_tokens(gemma, 32, 6, seed=0)
+    tokens = repeated_tokens_for_model(gemma, 32, 6, seed=0)
     assert tokens.shape == (6, 65) and int(tokens[0, 0]) == gemma.tok.bos_token_id
     scores = many_detector_scores(gemma, tokens, batch_size=6)
     for result in scores.values():

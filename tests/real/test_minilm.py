@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import circuitscope as cs
+from tests.tolerances import assert_sum_close
 
 pytestmark = pytest.mark.real
 
@@ -28,7 +29,6 @@ def minilm() -> cs.HookedModel:
 # largest |activation| (4.4e-6 absolute at ~6); 5e-6 of it leaves a 6x margin and still fails on any real
 # bug (a wrong mask, scale or bias moves the output by 1e-2 or more).
 EAGER_VS_SDPA = 5e-6
-EPS = torch.finfo(torch.float32).eps
 
 
 @torch.no_grad()
@@ -52,10 +52,6 @@ def test_minilm_matches_transformers_and_decomposes(minilm: cs.HookedModel) -> N
     kept = mask.bool()  # padding rows left out: nothing reads them, and there the two paths drift up to 7.5e-5
     scale = float(expected[kept].abs().max())
     torch.testing.assert_close(final[kept], expected[kept], atol=EAGER_VS_SDPA * scale, rtol=0)
-    stack = cache.decompose_resid()
-    parts = stack.tensor  # [component, batch, pos, d_model]
-    # the same run summed again: float32 summation of n terms is off by at most n * eps * sum(|term|)
-    bound = len(parts) * EPS * float(parts.abs().sum(0).max())
-    torch.testing.assert_close(stack.total(), final, atol=bound, rtol=0)
+    assert_sum_close(cache.decompose_resid().tensor, final)  # the same run re-added: float32 summation error
     pattern = cache["pattern", 0][1]  # second text: three padding positions are never attended
     assert torch.all(pattern[..., -3:] == 0)

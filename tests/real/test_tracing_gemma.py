@@ -36,7 +36,8 @@ def test_eiffel_tower_trace(gemma: cs.HookedModel) -> None:
     assert base.tokens[1:4] == ["The", " Eiffel", " Tower"] and base.subject_range == (1, 4)
     assert base.target == " Paris" and base.clean_prob > 0.7
     assert base.corrupted_prob < base.clean_prob / 10  # noise on the subject removes the fact
-    assert float(result.restored[-1, -1]) == pytest.approx(base.clean_prob, abs=1e-4)
+    # the last state restored is the clean run, in a batch of noise samples: float32 rounding (measured 8.9e-7)
+    assert float(result.restored[-1, -1]) == pytest.approx(base.clean_prob, abs=1e-5)
     effect = result.indirect_effect
     # what Gemma-3-270M shows (ROME's two sites): the subject at early/mid layers, the last token late
     subject_early = effect[:10, 1:4]

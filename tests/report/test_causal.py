@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from circuitscope import HookedModel
-from circuitscope.report.causal import causal_analysis, causal_report
+from circuitscope.analysis.causal import causal_analysis
+from circuitscope.report.causal import causal_report
 from circuitscope.tasks import Task
 from tests.browser import open_in_chromium
 from tests.tiny_models import BY_NAME, VOCAB

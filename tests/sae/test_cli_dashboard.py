@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 import circuitscope as cs
 from circuitscope import sae as S  # noqa: N812
 from circuitscope.cli.main import app
+from circuitscope.report.sae_dashboard import write_dashboard
 from circuitscope.sae.dashboard import parse_features
 from tests.browser import open_in_chromium
 from tests.sae.conftest import TEXT
@@ -79,7 +80,7 @@ def test_dashboard_data_shows_the_top_activations(tiny_model: cs.HookedModel, tm
         assert best.activation == pytest.approx(float(acts[..., j].max()), rel=1e-5)
         assert float(data.density[j]) == pytest.approx(float((acts[..., j] > 0).float().mean()))
         assert data.top_logits[j][0][1] >= data.top_logits[j][-1][1]
-    path = S.write_dashboard(data, tmp_path / "d.html")
+    path = write_dashboard(data, tmp_path / "d.html")
     assert "Feature 3" in path.read_text()
 
 

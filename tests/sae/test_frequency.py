@@ -30,13 +30,13 @@ def test_store_frequencies_equal_the_definition(tmp_path: Path) -> None:
     sae = _sae(6, 40)
     freq = S.store_frequencies(sae, store, batch_size=256)
     expected = (sae.encode(x) > 0).float().mean(0)
-    torch.testing.assert_close(freq.frequency, expected)
+    torch.testing.assert_close(freq.frequency, expected)  # counts over batches of 256 / n: float32 division
     assert freq.n_tokens == 3000 and freq.source == str(tmp_path / "acts")
     assert freq.dead_fraction == pytest.approx(float((expected == 0).float().mean()))
     assert 0 < freq.dead_fraction < 1  # the planted SAE has both dead and live latents
     # a shorter window counts the first rows only, and can only find more dead latents
     short = S.store_frequencies(sae, store, max_tokens=1000, batch_size=256)
-    torch.testing.assert_close(short.frequency, (sae.encode(x[:1000]) > 0).float().mean(0))
+    torch.testing.assert_close(short.frequency, (sae.encode(x[:1000]) > 0).float().mean(0))  # as above
     assert short.n_tokens == 1000 and short.dead_fraction > freq.dead_fraction >= 0.25
     counts, edges = freq.histogram()
     assert int(counts.sum()) == int((expected > 0).sum()) and edges.shape == (33,)
@@ -54,7 +54,7 @@ def test_evaluation_takes_its_dead_fraction_from_the_given_window(tiny_model: cs
     given = S.evaluate_sae(tiny_model, sae, tokens, frequencies=freq)
     assert given.frequency_tokens == 3 * own.n_tokens and given.dead_fraction == freq.dead_fraction
     # the same rows three times: the same frequencies; everything else is unchanged
-    torch.testing.assert_close(given.feature_frequency, own.feature_frequency)
+    torch.testing.assert_close(given.feature_frequency, own.feature_frequency)  # 3c / 3n vs c / n: <=1 ulp
     assert given.ce_sae == own.ce_sae and given.explained_variance == own.explained_variance
     assert given.to_dict()["frequency_tokens"] == 3 * own.n_tokens
 

@@ -39,6 +39,7 @@ def test_collect_stores_exactly_the_hook_activations(
     assert bool((contexts.tokens[:, 0] == 1).all())
     acts, toks = store.load_shard(0)
     _, cache = tiny_model.run_with_cache(contexts.tokens[:2], HOOK)
+    # collected in the store's own batches vs these two contexts: another GEMM shape, float32 rounding
     torch.testing.assert_close(acts[:30], cache[HOOK][:, 1:].reshape(-1, store.d_in), atol=1e-5, rtol=0)
     assert toks[:15].tolist() == contexts.tokens[0, 1:].tolist()
 

@@ -91,6 +91,7 @@ def test_ddp_on_two_processes_equals_single_process(store: S.ActivationStore, tm
     )
     ddp = S.load_sae(tmp_path)
     for name in ("W_enc", "W_dec", "b_enc", "b_dec"):
+        # gradients all-reduced over ranks vs one process: summed in another order, compounded over the steps
         torch.testing.assert_close(getattr(ddp, name), getattr(single.sae, name), atol=2e-5, rtol=1e-4)
     meta = json.loads((tmp_path / "checkpoints" / "step_00000012" / "trainer.json").read_text())
     assert meta["step"] == 12

@@ -26,14 +26,14 @@ def test_head_vectors_are_mean_z_times_w_o(model: cs.HookedModel, result: Functi
     assert result.head_vectors.shape == (cfg.n_layers, cfg.n_heads, cfg.d_model)
     # the function vector is exactly the sum of its top heads' rows
     expected = sum((result.head_vectors[li, h] for li, h in result.top_heads), torch.zeros(cfg.d_model))
-    torch.testing.assert_close(result.vector.vector, expected)
+    torch.testing.assert_close(result.vector.vector, expected)  # torch's reduction order vs left to right: 1 ulp
     rebuilt = result.vector_for(3, 1)
     assert rebuilt.hook == result.vector.hook
-    torch.testing.assert_close(rebuilt.vector, result.vector.vector)
+    torch.testing.assert_close(rebuilt.vector, result.vector.vector, atol=0, rtol=0)  # the same sum again
     assert rebuilt.details["top_heads"] == [list(t) for t in result.top_heads]
     other = result.vector_for(1, 0)
     assert other.hook == "blocks.0.hook_resid_pre"
-    torch.testing.assert_close(other.vector, result.head_vectors[result.top_heads[0]])
+    torch.testing.assert_close(other.vector, result.head_vectors[result.top_heads[0]], atol=0, rtol=0)  # one term
 
 
 def test_zero_shot_accuracy_matches_a_hand_loop(model: cs.HookedModel, result: FunctionVectorResult) -> None:
@@ -55,4 +55,4 @@ def test_zero_shot_accuracy_matches_a_hand_loop(model: cs.HookedModel, result: F
 def test_vector_for_carries_its_coefficient(result: FunctionVectorResult) -> None:
     v = result.vector_for(2, 1, coefficient=10.0)
     assert v.coefficient == 10.0 and v.mode == "add"
-    torch.testing.assert_close(v.vector, result.vector_for(2, 1).vector)
+    torch.testing.assert_close(v.vector, result.vector_for(2, 1).vector, atol=0, rtol=0)  # the same sum

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import circuitscope as cs
-from circuitscope.probes.activations import collect_activations
+from circuitscope.probes.activations import activations_at_position
 from circuitscope.steering import (
     ICL_TASKS,
     SteeringVector,
@@ -58,7 +58,7 @@ def test_addition_is_exact_from_start_pos(model: cs.HookedModel, vec: SteeringVe
     before = _resid(model, [])
     after = _resid(model, steering_hooks(vec.with_(coefficient=3.0, start_pos=4, end_pos=None), model))
     torch.testing.assert_close(after[:4], before[:4], rtol=0, atol=0)
-    torch.testing.assert_close(after[4:], before[4:] + 3.0 * vec.vector, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(after[4:], before[4:] + 3.0 * vec.vector, rtol=0, atol=0)  # the hook's own two ops
 
 
 @torch.no_grad()
@@ -67,9 +67,10 @@ def test_projection_leaves_no_component(model: cs.HookedModel, vec: SteeringVect
     after = _resid(model, steering_hooks(vec.with_(mode="project", start_pos=2, end_pos=None), model))
     u = vec.unit
     assert float((before[2:] @ u).abs().min()) > 1e-3  # there was a component to remove
+    # x - (x . u) u leaves float32 rounding of |x| ~0.3 along u (measured 1.5e-8)
     torch.testing.assert_close(after[2:] @ u, torch.zeros(after.shape[0] - 2), rtol=0, atol=1e-5)
     torch.testing.assert_close(after[:2], before[:2], rtol=0, atol=0)
-    # what is orthogonal to the direction is untouched
+    # what is orthogonal to the direction is untouched, up to float32 rounding of the projection (default tolerances)
     torch.testing.assert_close(after[2:] - (after[2:] @ u)[:, None] * u, before[2:] - (before[2:] @ u)[:, None] * u)
 
 
@@ -91,8 +92,9 @@ def test_generation_steers_each_new_position_like_a_full_forward(model: cs.Hooke
 def test_a_position_window_steers_only_inside_it(model: cs.HookedModel, vec: SteeringVector) -> None:
     before = _resid(model, [])
     after = _resid(model, steering_hooks(vec.with_(coefficient=2.0, start_pos=1, end_pos=3), model))
-    torch.testing.assert_close(after[1:3], before[1:3] + 2.0 * vec.vector, rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(after[[0, *range(3, after.shape[0])]], before[[0, *range(3, after.shape[0])]])
+    torch.testing.assert_close(after[1:3], before[1:3] + 2.0 * vec.vector, rtol=0, atol=0)  # the hook's own ops
+    rest = [0, *range(3, after.shape[0])]
+    torch.testing.assert_close(after[rest], before[rest], rtol=0, atol=0)  # outside the window: untouched
     assert (vec.start_pos, vec.end_pos) == (1, 2)  # ActAdd injects at the front of the prompt
     # during cached generation, positions past the window are left alone: same tokens as full forwards
     v = vec.with_(coefficient=6.0, start_pos=2, end_pos=4)
@@ -105,17 +107,17 @@ def test_a_position_window_steers_only_inside_it(model: cs.HookedModel, vec: Ste
 
 
 def test_actadd_is_the_activation_difference(model: cs.HookedModel, vec: SteeringVector) -> None:
-    acts = collect_activations(model, ["love", "hate"], HOOK, -1)[HOOK]
-    torch.testing.assert_close(vec.vector, acts[0] - acts[1])
+    acts = activations_at_position(model, ["love", "hate"], HOOK, -1)[HOOK]
+    torch.testing.assert_close(vec.vector, acts[0] - acts[1], atol=0, rtol=0)  # the same subtraction
     assert vec.method == "actadd" and vec.details["positive"] == "love"
 
 
 def test_caa_is_the_mean_difference_and_pca_finds_the_shared_axis(model: cs.HookedModel) -> None:
     pairs = [("good day", "bad day"), ("good cat", "bad cat"), ("good one", "bad one")]
     caa = caa_vector(model, pairs, HOOK)
-    pos = collect_activations(model, [p for p, _ in pairs], HOOK)[HOOK]
-    neg = collect_activations(model, [n for _, n in pairs], HOOK)[HOOK]
-    torch.testing.assert_close(caa.vector, (pos - neg).mean(0))
+    pos = activations_at_position(model, [p for p, _ in pairs], HOOK)[HOOK]
+    neg = activations_at_position(model, [n for _, n in pairs], HOOK)[HOOK]
+    torch.testing.assert_close(caa.vector, (pos - neg).mean(0), atol=0, rtol=0)  # the same mean of differences
     pca = pca_vector(model, pairs, HOOK)
     diffs = pos - neg
     assert float(torch.nn.functional.cosine_similarity(pca.vector, diffs.mean(0), dim=0)) > 0.5
@@ -178,8 +180,9 @@ def test_sweep_zero_coefficient_column_is_the_baseline(model: cs.HookedModel) ->
         neutral_texts=["a quiet walk by the river.", "numbers: 1 2 3 4."],
     )
     assert sweep.effect.shape == (2, 2)
-    torch.testing.assert_close(sweep.damage[:, 0], torch.zeros(2), rtol=0, atol=1e-6)
-    torch.testing.assert_close(sweep.effect_change[:, 0], torch.zeros(2), rtol=0, atol=1e-6)
+    # coefficient 0 adds 0 x v: the baseline run bit for bit (test_coefficient_zero_changes_nothing)
+    torch.testing.assert_close(sweep.damage[:, 0], torch.zeros(2), rtol=0, atol=0)
+    torch.testing.assert_close(sweep.effect_change[:, 0], torch.zeros(2), rtol=0, atol=0)
     assert bool((sweep.damage[:, 1].abs() > 1e-4).all())
     assert sweep.hooks == ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre"]
 

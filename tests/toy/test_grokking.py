@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from circuitscope.report.grokking import grokking_report
 from circuitscope.toy.errors import CheckpointError, LabConfigError
 from circuitscope.toy.grokking import (
     ModularAddition,
@@ -17,7 +18,6 @@ from circuitscope.toy.grokking import (
     restricted_loss,
 )
 from circuitscope.toy.grokking_lab import GrokkingConfig, build_grokking_model, run_grokking
-from circuitscope.toy.grokking_report import grokking_json, grokking_report
 from tests.browser import open_in_chromium
 
 
@@ -26,6 +26,7 @@ def test_fast_forward_equals_the_model() -> None:
     model = build_grokking_model(GrokkingConfig(p=11, d_model=16, d_head=4, d_mlp=32))
     x = task.inputs()
     with torch.no_grad():
+        # per-token key/value tables and OV on the tables vs the full forward: float32 rounding of logits ~1
         torch.testing.assert_close(fast_last_logits(model, x), model(x).logits[:, -1], rtol=0, atol=1e-5)
     assert task.train_mask().sum() == round(0.5 * 121)
     assert torch.equal(task.labels(), (x[:, 0] + x[:, 1]) % 11)
@@ -45,7 +46,7 @@ def _hand_table(p: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def test_restricted_and_excluded_loss_equal_their_definitions() -> None:
     p = 13
     table, key, other = _hand_table(p)
-    torch.testing.assert_close(key_frequency_part(table, [2]), key)
+    torch.testing.assert_close(key_frequency_part(table, [2]), key)  # a Fourier projection vs the closed form
     labels = ((torch.arange(p)[:, None] + torch.arange(p)[None, :]) % p).reshape(-1)
     const = table.mean((0, 1), keepdim=True)
     expected_restricted = torch.nn.functional.cross_entropy((const + key).reshape(p * p, p), labels)
@@ -77,7 +78,7 @@ def test_short_run_report_and_resume_guard(tmp_path) -> None:
     cfg = GrokkingConfig(p=7, train_fraction=0.6, d_model=16, d_head=4, d_mlp=32, steps=20, checkpoint_every=10)
     result = run_grokking(cfg, tmp_path / "ck")
     assert result.steps == [0, 10, 20]
-    payload = grokking_json(result)
+    payload = result.to_json()
     assert isinstance(payload["test_loss"], list) and len(payload["test_loss"]) == 3
     assert len(result.restricted_loss) == len(result.excluded_loss) == 3
     assert result.train_loss[-1] < result.train_loss[0]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from circuitscope.report.induction import induction_report
 from circuitscope.toy.errors import LabConfigError
-from circuitscope.toy.induction import InductionConfig, repeated_segment_batch, run_induction
-from circuitscope.toy.induction_report import induction_json, induction_report
+from circuitscope.toy.induction import InductionConfig, induction_json, repeated_segment_batch, run_induction
 from tests.browser import open_in_chromium
 
 

@@ -19,7 +19,7 @@ import math
 import pytest
 import torch
 
-from circuitscope.analysis.heads import induction_scores, previous_token_scores, repeated_random_tokens
+from circuitscope.analysis._heads import induction_scores, previous_token_scores, repeated_random_tokens
 from circuitscope.toy.errors import LabConfigError
 from circuitscope.toy.induction import InductionConfig, periodic_batch, train_induction_model
 

@@ -20,7 +20,10 @@ def test_dense_keeps_the_two_most_important_and_sparse_packs_more() -> None:
     cos = float((W[:, 0] @ W[:, 1]) / (W[:, 0].norm() * W[:, 1].norm()))
     assert abs(cos) < 0.1  # orthogonal
     assert result.n_represented()[1] > 2  # superposition: more features than dimensions
-    torch.testing.assert_close(torch.tensor(result.dimensions_per_feature), dimensions_per_feature(result.W))
+    # the same function on the same W, stored through .tolist(): float32 -> float -> float32 is exact
+    torch.testing.assert_close(
+        torch.tensor(result.dimensions_per_feature), dimensions_per_feature(result.W), atol=0, rtol=0
+    )
 
 
 def test_dimensions_per_feature_by_definition() -> None:
@@ -28,10 +31,11 @@ def test_dimensions_per_feature_by_definition() -> None:
     angles = torch.arange(5) * 2 * torch.pi / 5
     W = torch.stack([angles.cos(), angles.sin()])
     assert float(dimensions_per_feature(W)) == pytest.approx(2 / 5)
+    # cos / sin of float32 angles: each squared cosine off by ~1e-7, summed over 5 features
     torch.testing.assert_close(feature_dimensionality(W), torch.full((5,), 2 / 5), rtol=1e-5, atol=1e-6)
     # an antipodal pair plus an orthogonal feature: D = 1/2, 1/2, 1; a dropped feature: 0
     W = torch.tensor([[1.0, -1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
-    torch.testing.assert_close(feature_dimensionality(W), torch.tensor([0.5, 0.5, 1.0, 0.0]))
+    torch.testing.assert_close(feature_dimensionality(W), torch.tensor([0.5, 0.5, 1.0, 0.0]), atol=0, rtol=0)  # exact
     assert float(dimensions_per_feature(W)) == pytest.approx(2 / 3)
     inter = interference(W)
     assert inter.n_represented == 3 and inter.max_abs_cos == pytest.approx(1.0)

@@ -1,5 +1,23 @@
-"""Analyses: one module per analysis, each a function returning a typed result, its plot beside it."""
+"""Analyses: one module per analysis, each a function returning a typed result (the report package draws it)."""
 
+from circuitscope.analysis._heads import (
+    DETECTORS,
+    ExpectedPattern,
+    HeadScores,
+    detector_scores,
+    duplicate_token_pattern,
+    duplicate_token_scores,
+    induction_pattern,
+    induction_scores,
+    many_detector_scores,
+    previous_token_pattern,
+    previous_token_scores,
+    repeated_random_tokens,
+    repeated_tokens_for_model,
+)
+from circuitscope.analysis._logit_lens import LogitLensResult, decode_resid, logit_lens
+from circuitscope.analysis._max_activating import ActivatingExample, MaxActivating, Unit, activations_of, max_activating
+from circuitscope.analysis._path_patching import PathPatchingResult, ReceiverInput, naive_path_patching, path_patching
 from circuitscope.analysis.ablation import (
     AblationResult,
     Component,
@@ -21,17 +39,7 @@ from circuitscope.analysis.composition import CompositionScores, composition_sco
 from circuitscope.analysis.copying import CopyingScores, copy_suppression_scores, copying_scores, ov_copying
 from circuitscope.analysis.dla import DLAResult, direct_logit_attribution
 from circuitscope.analysis.head_ablation import HeadAblation, head_ablation_importance
-from circuitscope.analysis.heads import (
-    HeadScores,
-    detector_scores,
-    duplicate_token_scores,
-    induction_scores,
-    previous_token_scores,
-)
-from circuitscope.analysis.logit_lens import LogitLensResult, logit_lens
-from circuitscope.analysis.max_activating import MaxActivating, max_activating
 from circuitscope.analysis.patching import PATCH_TARGETS, PatchingResult, activation_patching, naive_activation_patching
-from circuitscope.analysis.path_patching import PathPatchingResult, path_patching
 from circuitscope.analysis.tracing import (
     HeadTraceResult,
     NeuronTraceResult,
@@ -43,8 +51,10 @@ from circuitscope.analysis.tracing import (
 )
 
 __all__ = [
+    "DETECTORS",
     "PATCH_TARGETS",
     "AblationResult",
+    "ActivatingExample",
     "AttributionCorrelation",
     "AttributionResult",
     "AttributionScores",
@@ -52,6 +62,7 @@ __all__ = [
     "CompositionScores",
     "CopyingScores",
     "DLAResult",
+    "ExpectedPattern",
     "HeadAblation",
     "HeadAblationScan",
     "HeadScores",
@@ -61,31 +72,42 @@ __all__ = [
     "NeuronTraceResult",
     "PatchingResult",
     "PathPatchingResult",
+    "ReceiverInput",
     "TraceConfig",
     "TraceResult",
+    "Unit",
     "ablate",
     "activation_patching",
+    "activations_of",
     "attribution_correlation",
     "attribution_patching",
     "causal_trace",
     "composition_scores",
     "copy_suppression_scores",
     "copying_scores",
+    "decode_resid",
     "detector_scores",
     "direct_logit_attribution",
+    "duplicate_token_pattern",
     "duplicate_token_scores",
     "head_ablation_importance",
     "head_ablation_scan",
     "heads",
     "hook_attribution",
+    "induction_pattern",
     "induction_scores",
     "logit_lens",
+    "many_detector_scores",
     "max_activating",
     "naive_activation_patching",
+    "naive_path_patching",
     "neurons",
     "ov_copying",
     "path_patching",
+    "previous_token_pattern",
     "previous_token_scores",
+    "repeated_random_tokens",
+    "repeated_tokens_for_model",
     "trace_heads",
     "trace_neurons",
 ]

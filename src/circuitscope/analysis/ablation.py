@@ -19,7 +19,8 @@ Methods (all applied at every position of the task's clean prompts):
 
 :func:`ablate` measures the task metric with and without one ablation, per prompt and on average.
 :func:`head_ablation_scan` ablates every head on its own (K heads of a layer per forward pass,
-resuming the clean run at that layer) and reports the metric change as ``[layer, head]``.
+resuming the clean run at that layer: :func:`~circuitscope.engine.head_ablation.ablate_each_head`)
+and reports the metric change as ``[layer, head]``.
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ from typing import Literal
 import torch
 from jaxtyping import Float, Int
 
+from circuitscope.analysis.patching import copies_metric
 from circuitscope.core.hook_points import HookPoint
 from circuitscope.core.hooked_model import HookedModel
-from circuitscope.core.replay import BlockReplay
+from circuitscope.core.replay import BlockReplay, unembed_at
+from circuitscope.engine.grid import MetricGrid, ScoreGrid, component_labels
+from circuitscope.engine.head_ablation import ablate_each_head
 from circuitscope.errors import ShapeError
-from circuitscope.progress import progress
-from circuitscope.tasks.metrics import MetricName, evaluate_metric, normalise
+from circuitscope.tasks.metrics import MetricName, normalise
 from circuitscope.tasks.task import Task
 
 __all__ = [
@@ -50,8 +53,6 @@ __all__ = [
     "head_ablation_scan",
     "heads",
     "neurons",
-    "plot",
-    "plot_scan",
 ]
 
 AblationMethod = Literal["zero", "mean", "resample"]
@@ -241,26 +242,25 @@ def _hooks(
 
 
 # ---------------------------------------------------------------------------------------------- ablate
-@dataclass(frozen=True)
-class AblationResult:
-    """The task metric with and without an ablation."""
+@dataclass(frozen=True, kw_only=True)
+class AblationResult(ScoreGrid):
+    """The task metric with and without an ablation: ``scores`` is the ablated metric per prompt (``("prompt",)``)."""
 
     method: str
     """``zero``, ``mean`` or ``resample``."""
     components: list[str]
     """What was ablated (hook names with indices)."""
-    metric: str
-    """Metric name."""
     clean: Float[torch.Tensor, " batch"]
     """Metric per prompt on the clean prompts, nothing ablated."""
-    ablated: Float[torch.Tensor, " batch"]
-    """Metric per prompt on the clean prompts with the components ablated."""
+    clean_value: float
+    """Mean metric of the clean run (``clean.mean()``)."""
     corrupted_value: float
     """Mean metric of the corrupted run (for the normalised score)."""
 
     @property
-    def clean_value(self) -> float:
-        return float(self.clean.mean())
+    def ablated(self) -> Float[torch.Tensor, " batch"]:
+        """Metric per prompt on the clean prompts with the components ablated: the scores."""
+        return self.scores
 
     @property
     def ablated_value(self) -> float:
@@ -275,15 +275,6 @@ class AblationResult:
     def normalised(self) -> float:
         """Ablated mean metric on the 0 = corrupted run, 1 = clean run scale (fraction of performance kept)."""
         return float(normalise(torch.tensor(self.ablated_value), self.clean_value, self.corrupted_value))
-
-
-def _answer_metric(
-    model: HookedModel, task: Task, metric: MetricName, logits: torch.Tensor, clean_logits: torch.Tensor
-) -> torch.Tensor:
-    copies = logits.shape[0] // len(task)
-    return evaluate_metric(
-        metric, logits, task.correct.repeat(copies), task.incorrect.repeat(copies), clean_logits.repeat(copies, 1)
-    )
 
 
 @torch.no_grad()
@@ -309,36 +300,27 @@ def ablate(
     ablated_logits = model.run_with_hooks(task.clean_tokens, fwd_hooks=_hooks(components, values))[
         rows, task.answer_pos
     ]
+    clean = copies_metric(task, metric, clean_logits, clean_logits)[0].cpu()
     return AblationResult(
         method=method,
         components=[c.label for c in components],
         metric=metric,
-        clean=_answer_metric(model, task, metric, clean_logits, clean_logits).cpu(),
-        ablated=_answer_metric(model, task, metric, ablated_logits, clean_logits).cpu(),
-        corrupted_value=float(_answer_metric(model, task, metric, corrupted_logits, clean_logits).mean()),
+        clean=clean,
+        scores=copies_metric(task, metric, ablated_logits, clean_logits)[0].cpu(),
+        axes=("prompt",),
+        labels={"prompt": [str(i) for i in range(len(task))]},
+        clean_value=float(clean.mean()),
+        corrupted_value=float(copies_metric(task, metric, corrupted_logits, clean_logits)[0].mean()),
     )
 
 
-@dataclass(frozen=True)
-class HeadAblationScan:
-    """The metric change from ablating each head on its own."""
+@dataclass(frozen=True, kw_only=True)
+class HeadAblationScan(MetricGrid):
+    """The metric change from ablating each head on its own: ``scores`` (and ``change``) is the mean metric
+    with the head ablated minus the clean run's, ``raw`` the mean metric with the head ablated, ``[layer, head]``."""
 
     method: str
     """``zero``, ``mean`` or ``resample``."""
-    change: Float[torch.Tensor, "layer head"]
-    """Mean metric with the head ablated minus the clean run's."""
-    raw: Float[torch.Tensor, "layer head"]
-    """Mean metric with the head ablated."""
-    axes: tuple[str, ...]
-    """``("layer", "head")``."""
-    labels: dict[str, list[str]]
-    """Tick labels per axis."""
-    metric: str
-    """Metric name."""
-    clean_value: float
-    """Mean metric of the clean run."""
-    corrupted_value: float
-    """Mean metric of the corrupted run."""
 
 
 @torch.no_grad()
@@ -351,10 +333,13 @@ def head_ablation_scan(
     per_position: bool = True,
     metric: MetricName | None = None,
     seed: int = 0,
-    batch_rows: int = 256,
+    batch_size: int = 256,
 ) -> HeadAblationScan:
-    """Ablate every head alone (its ``attn.hook_z``); ``batch_rows`` bounds prompts x heads per forward pass."""
-    n, n_heads, b = model.cfg.n_layers, model.cfg.n_heads, len(task)
+    """Ablate every head alone (its ``attn.hook_z``).
+
+    ``batch_size`` bounds the rows of one forward pass, a row being one prompt with one head ablated.
+    """
+    n, b = model.cfg.n_layers, len(task)
     metric = metric or task.metric
     components = [Component(f"blocks.{layer}.attn.hook_z") for layer in range(n)]
     values = ablation_values(model, task, components, method, reference=reference, per_position=per_position, seed=seed)
@@ -362,87 +347,22 @@ def head_ablation_scan(
     rows = torch.arange(b)
     clean_logits = replay.logits_at(task.answer_pos)
     corrupted_logits = model(task.corrupted_tokens)[rows, task.answer_pos]
-    clean_value = float(_answer_metric(model, task, metric, clean_logits, clean_logits).mean())
-    corrupted_value = float(_answer_metric(model, task, metric, corrupted_logits, clean_logits).mean())
-    copies = max(1, batch_rows // b)
-    work = [(layer, list(range(s, min(s + copies, n_heads)))) for layer in range(n) for s in range(0, n_heads, copies)]
-    raw = torch.empty(n, n_heads)
-    for layer, chunk in progress(work, f"{method}-ablating heads", total=len(work)):
-        k = len(chunk)
-        name = f"blocks.{layer}.attn.hook_z"
-        value = values.get(name)
+    clean_value = float(copies_metric(task, metric, clean_logits, clean_logits)[0].mean())
+    corrupted_value = float(copies_metric(task, metric, corrupted_logits, clean_logits)[0].mean())
 
-        def fn(
-            x: torch.Tensor, hook: HookPoint, chunk: list[int] = chunk, value: torch.Tensor | None = value
-        ) -> torch.Tensor:
-            x = x.clone()
-            for i, h in enumerate(chunk):
-                block = x[i * b : (i + 1) * b]
-                block[:, :, h] = 0 if value is None else _fit(value.to(x.device, x.dtype), block)[:, :, h]
-            return x
+    def measure(final: torch.Tensor, k: int) -> torch.Tensor:
+        logits = unembed_at(model, final, task.answer_pos.repeat(k))
+        return copies_metric(task, metric, logits, clean_logits).mean(1)
 
-        with model.hooks([(name, fn)]):
-            logits = replay.run(layer, replay.resid_pre[layer].repeat(k, 1, 1), task.answer_pos.repeat(k))
-        raw[layer, chunk] = _answer_metric(model, task, metric, logits, clean_logits).view(k, b).mean(1).cpu()
+    by_layer = {layer: values[c.hook] for layer, c in enumerate(components) if c.hook in values}
+    raw = ablate_each_head(replay, by_layer, measure, batch_size=batch_size, stage=f"{method}-ablating heads")
     return HeadAblationScan(
         method=method,
-        change=raw - clean_value,
+        scores=raw - clean_value,
         raw=raw,
         axes=("layer", "head"),
-        labels={"layer": [str(i) for i in range(n)], "head": [str(h) for h in range(n_heads)]},
+        labels=component_labels(model, ("layer", "head")),
         metric=metric,
         clean_value=clean_value,
         corrupted_value=corrupted_value,
     )
-
-
-# ---------------------------------------------------------------------------------------------- plots
-def plot_scan(scan: HeadAblationScan, title: str | None = None) -> object:
-    """A [layer, head] heatmap of the metric change."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure(
-        go.Heatmap(
-            z=scan.change.tolist(),
-            x=scan.labels["head"],
-            y=scan.labels["layer"],
-            colorscale="RdBu",
-            zmid=0,
-            colorbar={"title": f"{scan.metric}<br>change"},
-            hovertemplate="L%{y}H%{x}<br>change %{z:.3f}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        title=title or f"{scan.method.capitalize()}-ablating each head: change in {scan.metric}",
-        xaxis_title="head",
-        yaxis_title="layer",
-        yaxis={"autorange": "reversed"},
-        height=max(300, 22 * scan.change.shape[0] + 120),
-        margin={"l": 60, "r": 20, "t": 50, "b": 60},
-    )
-    return fig
-
-
-def plot(result: AblationResult, title: str | None = None) -> object:
-    """Per-prompt metric, clean against ablated, with y = x."""
-    import plotly.graph_objects as go
-
-    a, b = result.clean.tolist(), result.ablated.tolist()
-    lo, hi = min(a + b), max(a + b)
-    fig = go.Figure(
-        [
-            go.Scatter(x=a, y=b, mode="markers", name="prompt", marker={"size": 7, "opacity": 0.8}),
-            go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="unchanged", line={"dash": "dash", "color": "grey"}),
-        ]
-    )
-    what = ", ".join(result.components[:4]) + (" ..." if len(result.components) > 4 else "")
-    fig.update_layout(
-        title=title
-        or f"{result.method.capitalize()}-ablating {what}: {result.metric} {result.clean_value:.3f} -> "
-        f"{result.ablated_value:.3f}",
-        xaxis_title=f"{result.metric}, clean",
-        yaxis_title=f"{result.metric}, ablated",
-        height=450,
-        margin={"l": 60, "r": 20, "t": 50, "b": 60},
-    )
-    return fig

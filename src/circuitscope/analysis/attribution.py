@@ -34,6 +34,7 @@ from circuitscope.analysis.patching import PATCH_HOOKS, PatchingResult
 from circuitscope.core.hook_points import HookPoint
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.core.names import resolve_names
+from circuitscope.engine.grid import AxisName, MetricGrid, component_labels
 from circuitscope.errors import ShapeError, UnsupportedModelError
 from circuitscope.tasks.metrics import MetricName, evaluate_metric, normalise
 from circuitscope.tasks.task import Task
@@ -49,8 +50,6 @@ __all__ = [
     "attribution_correlation",
     "attribution_patching",
     "hook_attribution",
-    "plot",
-    "plot_scatter",
 ]
 
 AttributionTarget = Literal[
@@ -101,10 +100,7 @@ def answer_logits(
         _, cache = model.run_with_cache(tokens, names=wanted, stop_early=True, grad=grad, fwd_hooks=hooks)  # type: ignore[arg-type]
         normed = cache[_FINAL]
         rows = torch.arange(normed.shape[0], device=normed.device)
-        logits = model.wiring.unembed(normed[rows, answer_pos.to(normed.device)])
-        cap = getattr(model.hf_model.config.get_text_config(), "final_logit_softcapping", None)
-        if cap is not None:
-            logits = torch.tanh(logits / cap) * cap
+        logits = model.wiring.softcap_logits(model.wiring.unembed(normed[rows, answer_pos.to(normed.device)]))
     return logits, {n: cache[n] for n in names}
 
 
@@ -163,29 +159,19 @@ def hook_attribution(
 
 
 # ---------------------------------------------------------------------------------------------- targets
-@dataclass(frozen=True)
-class AttributionScores:
-    """Attribution estimate for every component of one target, laid out like a :class:`PatchingResult`."""
+@dataclass(frozen=True, kw_only=True)
+class AttributionScores(MetricGrid):
+    """Attribution estimate for every component of one target, laid out like a :class:`PatchingResult`.
+
+    ``scores``: estimated normalised metric, 0 = corrupted run, 1 = clean run (comparable to activation
+    patching). ``[layer, pos]`` for ``resid_pre``/``attn_out``/``mlp_out``, ``[layer, head]`` for ``head_out``/
+    ``q``/``pattern`` (``[layer, kv_head]`` for ``k``/``v``), ``[layer, head, pos]`` for ``head_out_by_pos``,
+    ``[layer, neuron]`` for ``neuron`` (summed over positions). ``raw``: estimated metric after the patch
+    (corrupted value + first-order change). ``labels["pos"]``: the tokens of the first clean prompt.
+    """
 
     target: str
     """What is attributed (one of ``ATTRIBUTION_TARGETS``)."""
-    scores: Float[torch.Tensor, "..."]
-    """Estimated normalised metric: 0 = corrupted run, 1 = clean run (comparable to activation patching).
-    ``[layer, pos]`` for ``resid_pre``/``attn_out``/``mlp_out``, ``[layer, head]`` for ``head_out``/``q``/
-    ``pattern`` (``[layer, kv_head]`` for ``k``/``v``), ``[layer, head, pos]`` for ``head_out_by_pos``,
-    ``[layer, neuron]`` for ``neuron`` (summed over positions)."""
-    raw: Float[torch.Tensor, "..."]
-    """Estimated metric after the patch (corrupted value + first-order change), same shape."""
-    axes: tuple[str, ...]
-    """Axis names of ``scores``."""
-    labels: dict[str, list[str]]
-    """Tick labels per axis (tokens of the first clean prompt for ``pos``)."""
-    metric: str
-    """Metric name."""
-    clean_value: float
-    """Mean metric of the clean run."""
-    corrupted_value: float
-    """Mean metric of the corrupted run."""
 
 
 @dataclass(frozen=True)
@@ -209,7 +195,7 @@ class AttributionResult:
         return self.targets[target]
 
 
-def _reduce(target: str, per_layer: list[torch.Tensor]) -> tuple[torch.Tensor, tuple[str, ...]]:
+def _reduce(target: str, per_layer: list[torch.Tensor]) -> tuple[torch.Tensor, tuple[AxisName, ...]]:
     """Sum the element-wise effects of each layer down to the target's components."""
     x = torch.stack(per_layer)  # [layer, ...activation without batch]
     if target in ("resid_pre", "attn_out", "mlp_out"):  # [layer pos d_model]
@@ -223,18 +209,6 @@ def _reduce(target: str, per_layer: list[torch.Tensor]) -> tuple[torch.Tensor, t
     if target == "pattern":  # [layer head query_pos key_pos]
         return x.sum((2, 3)), ("layer", "head")
     return x.sum(1), ("layer", "neuron")  # neuron: [layer pos d_mlp]
-
-
-def _labels(model: HookedModel, task: Task, d_mlp: int) -> dict[str, list[str]]:
-    seq = task.seq_len
-    tokens = model.to_str_tokens(task.clean_tokens[0]) if model.tokenizer is not None else [str(i) for i in range(seq)]
-    return {
-        "layer": [str(i) for i in range(model.cfg.n_layers)],
-        "pos": [f"{t!r}·{i}" for i, t in enumerate(tokens[:seq])],
-        "head": [str(h) for h in range(model.cfg.n_heads)],
-        "kv_head": [str(h) for h in range(model.cfg.n_kv_heads)],
-        "neuron": [str(i) for i in range(d_mlp)],
-    }
 
 
 def attribution_patching(
@@ -261,8 +235,7 @@ def attribution_patching(
         model.hook_point(name)  # a family without e.g. mlp.hook_post fails here, clearly
     attribution = hook_attribution(model, task, names, metric=metric)
     clean_value, corrupted_value = attribution.clean_value, attribution.corrupted_value
-    d_mlp = attribution.effects[f"blocks.0.{_HOOK['neuron']}"].shape[-1] if "neuron" in targets else 0
-    labels = _labels(model, task, d_mlp)
+    d_mlp = attribution.effects[f"blocks.0.{_HOOK['neuron']}"].shape[-1] if "neuron" in targets else None
     out: dict[str, AttributionScores] = {}
     for target in targets:
         per_layer = [attribution.effects[f"blocks.{layer}.{_HOOK[target]}"].float().cpu() for layer in range(n)]
@@ -273,7 +246,7 @@ def attribution_patching(
             scores=normalise(raw, clean_value, corrupted_value),
             raw=raw,
             axes=axes,
-            labels={a: labels[a] for a in axes},
+            labels=component_labels(model, axes, prompt=task.clean_tokens[0], d_mlp=d_mlp),
             metric=attribution.metric,
             clean_value=clean_value,
             corrupted_value=corrupted_value,
@@ -337,63 +310,3 @@ def attribution_correlation(attribution: AttributionScores, patching: PatchingRe
         attribution=a.float(),
         patching=b.float(),
     )
-
-
-# ---------------------------------------------------------------------------------------------- plots
-def plot(scores: AttributionScores, title: str | None = None) -> object:
-    """A heatmap of the estimated normalised scores (``[layer, head, pos]`` is summed over positions)."""
-    import plotly.graph_objects as go
-
-    z = scores.scores
-    axes = scores.axes
-    if z.ndim == 3:
-        z = z.sum(-1)
-        axes = axes[:2]
-    fig = go.Figure(
-        go.Heatmap(
-            z=z.tolist(),
-            x=scores.labels[axes[1]],
-            y=scores.labels["layer"],
-            colorscale="RdBu",
-            zmid=0,
-            colorbar={"title": "estimated<br>normalised<br>metric"},
-            hovertemplate=f"layer %{{y}}<br>{axes[1]} %{{x}}<br>estimate %{{z:.3f}}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        title=title
-        or f"Attribution patching: {scores.target} ({scores.metric}, 0 = corrupted, 1 = clean, first order)",
-        xaxis_title=axes[1],
-        yaxis_title="layer",
-        yaxis={"autorange": "reversed"},
-        height=max(300, 22 * z.shape[0] + 120),
-        margin={"l": 60, "r": 20, "t": 50, "b": 60},
-    )
-    return fig
-
-
-def plot_scatter(correlation: AttributionCorrelation, title: str | None = None) -> object:
-    """Attribution estimate against activation patching, one point per component, with y = x."""
-    import plotly.graph_objects as go
-
-    a, b = correlation.attribution.tolist(), correlation.patching.tolist()
-    lo = min(a + b) if a else 0.0
-    hi = max(a + b) if a else 1.0
-    fig = go.Figure(
-        [
-            go.Scatter(x=b, y=a, mode="markers", name="component", marker={"size": 6, "opacity": 0.7}),
-            go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x", line={"dash": "dash", "color": "grey"}),
-        ]
-    )
-    fig.update_layout(
-        title=title
-        or (
-            f"{correlation.target}: attribution vs activation patching "
-            f"(Pearson {correlation.pearson:.3f}, Spearman {correlation.spearman:.3f}, n = {correlation.n})"
-        ),
-        xaxis_title="activation patching (normalised)",
-        yaxis_title="attribution patching (normalised)",
-        height=450,
-        margin={"l": 60, "r": 20, "t": 50, "b": 60},
-    )
-    return fig

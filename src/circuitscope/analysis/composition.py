@@ -28,11 +28,9 @@ import torch
 from jaxtyping import Float
 
 if TYPE_CHECKING:
-    from plotly.graph_objects import Figure
-
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = ["CompositionScores", "composition_score", "composition_scores", "plot_composition"]
+__all__ = ["CompositionScores", "composition_score", "composition_scores"]
 
 Mode = Literal["q", "k", "v"]
 
@@ -176,37 +174,3 @@ def composition_scores(model: HookedModel, baseline_samples: int = 16, seed: int
             for m in sums:
                 sums[m] += float(rnd[m][0, 0, 1, 0]) / baseline_samples
     return CompositionScores(q=out["q"], k=out["k"], v=out["v"], baseline=sums, d_model=cfg.d_model)
-
-
-def plot_composition(result: CompositionScores, mode: Mode) -> Figure:
-    """Heatmap of one mode's scores, rows = earlier heads ``La.Ha``, columns = later heads ``Lb.Hb``."""
-    import plotly.graph_objects as go
-
-    s = result.scores(mode)
-    n_layers, n_heads = s.shape[:2]
-    labels = [f"L{la}H{h}" for la in range(n_layers) for h in range(n_heads)]
-    z = s.reshape(n_layers * n_heads, n_layers * n_heads)
-    keep_rows = [i for i in range(z.shape[0]) if not bool(z[i].isnan().all())]
-    keep_cols = [j for j in range(z.shape[1]) if not bool(z[:, j].isnan().all())]
-    grid = z[keep_rows][:, keep_cols]
-    text = [[None if math.isnan(x) else x for x in row] for row in grid.tolist()]
-    fig = go.Figure(
-        go.Heatmap(
-            z=text,
-            x=[labels[j] for j in keep_cols],
-            y=[labels[i] for i in keep_rows],
-            colorscale="Viridis",
-            zmin=0,
-            colorbar={"title": "score"},
-            hovertemplate="%{y} → %{x}: %{z:.3f}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        title=f"{mode.upper()}-composition (random baseline {result.baseline[mode]:.3f}, "
-        f"1/sqrt(d_model) = {result.baseline_theory:.3f})",
-        xaxis_title="later head (reads)",
-        yaxis_title="earlier head (writes)",
-        yaxis={"autorange": "reversed"},
-        height=260 + 22 * len(keep_rows),
-    )
-    return fig

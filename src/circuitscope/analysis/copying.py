@@ -48,8 +48,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from jaxtyping import Float, Int
 
-from circuitscope.analysis.heads import HeadScores
+from circuitscope.analysis._heads import HeadScores
 from circuitscope.core.norms import FrozenNorm, frozen_norm
+from circuitscope.engine.batching import batch_slices
 from circuitscope.errors import ShapeError
 
 if TYPE_CHECKING:
@@ -149,8 +150,8 @@ def effective_embeddings(
     names = ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_post"]
     pre, post = [], []
     with torch.no_grad():
-        for start in range(0, tokens.shape[0], batch_size):
-            chunk = tokens[start : start + batch_size, None]
+        for rows in batch_slices(tokens.shape[0], batch_size):
+            chunk = tokens[rows, None]
             if bos is not None:
                 chunk = torch.cat([torch.full_like(chunk, bos), chunk], dim=1)
             _, cache = model.run_with_cache(chunk, names=names, stop_early=True)
@@ -209,8 +210,8 @@ def _rank_counts(
     own = torch.einsum("hne,en->hn", y, W_U[:, tokens])  # [head, n]
     ge = torch.zeros(own.shape, dtype=torch.long)
     le = torch.zeros(own.shape, dtype=torch.long)
-    for start in range(0, candidates.shape[0], chunk):
-        cand = candidates[start : start + chunk]
+    for part in batch_slices(candidates.shape[0], chunk):
+        cand = candidates[part]
         W_c = W_U[:, cand] if cand.shape[0] < W_U.shape[1] else W_U
         logits = y @ W_c  # [head, n, c]
         other = (cand[None, :] != tokens[:, None])[None]  # [1, n, c]: leave t itself out

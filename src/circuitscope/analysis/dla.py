@@ -22,7 +22,7 @@ from circuitscope.core.norms import FrozenNorm
 from circuitscope.errors import UnsupportedModelError
 from circuitscope.tasks.task import Task
 
-__all__ = ["DLAResult", "direct_logit_attribution", "plot_heads", "plot_layers"]
+__all__ = ["DLAResult", "direct_logit_attribution"]
 
 
 @dataclass(frozen=True)
@@ -58,13 +58,6 @@ class DLAResult:
         idx = flat.abs().topk(min(k, flat.numel())).indices
         d = self.neurons.shape[1]
         return [(int(i) // d, int(i) % d, float(flat[i])) for i in idx]
-
-
-def _down_matrix(model: HookedModel, layer: int) -> torch.Tensor:
-    """MLP output weight as [d_mlp, d_model]."""
-    w = model.wiring.blocks[layer].mlp_down.weight
-    assert isinstance(w, torch.Tensor)
-    return w if model.adapter.conv1d else w.T
 
 
 @torch.no_grad()
@@ -112,10 +105,10 @@ def direct_logit_attribution(model: HookedModel, task: Task) -> DLAResult:
         else:  # Gemma: the output projection has no bias, and the norm after it adds none
             head_bias.append(torch.zeros(()))
         post = cache["post", i][rows, task.answer_pos].float()  # [batch d_mlp]
-        w_down = _down_matrix(model, i).float()  # [d_mlp d_model]
+        mlp_w = model.mlp_weights(i)
+        w_down = mlp_w.W_out.float()  # [d_mlp d_model]
         writes = post[:, :, None] * w_down[None]  # [batch d_mlp d_model]
-        down_bias = getattr(block.mlp_down, "bias", None)
-        b_down = down_bias.float() if isinstance(down_bias, torch.Tensor) else torch.zeros(model.cfg.d_model)
+        b_down = mlp_w.b_out.float()
         if block.mlp_out_norm is not None:
             # a norm after the MLP (Gemma 2/3): push each neuron through it with its frozen scale
             mlp_norm = wiring.frozen(block.mlp_out_norm)
@@ -150,43 +143,3 @@ def direct_logit_attribution(model: HookedModel, task: Task) -> DLAResult:
         total=total,
         pre_softcap_total=pre_softcap,
     )
-
-
-def plot_heads(result: DLAResult) -> object:
-    """Heatmap of each head's direct contribution (layer x head)."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure(
-        go.Heatmap(
-            z=result.heads.tolist(),
-            x=[str(h) for h in range(result.heads.shape[1])],
-            y=[str(i) for i in range(result.heads.shape[0])],
-            colorscale="RdBu",
-            zmid=0,
-            colorbar={"title": "logit diff"},
-            hovertemplate="L%{y}H%{x}: %{z:.3f}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        title="Direct logit attribution by head", xaxis_title="head", yaxis_title="layer",
-        yaxis={"autorange": "reversed"}, height=max(320, 22 * result.heads.shape[0] + 120),
-    )  # fmt: skip
-    return fig
-
-
-def plot_layers(result: DLAResult) -> object:
-    """Bars of each layer's attention and MLP contribution."""
-    import plotly.graph_objects as go
-
-    layers = [str(i) for i in range(result.attn.shape[0])]
-    fig = go.Figure(
-        [
-            go.Bar(x=layers, y=result.attn.tolist(), name="attention"),
-            go.Bar(x=layers, y=result.mlp.tolist(), name="MLP"),
-        ]
-    )
-    fig.update_layout(
-        title=f"Direct logit attribution by layer (total logit diff {result.total:.3f})",
-        xaxis_title="layer", yaxis_title="contribution to logit diff", barmode="group", height=360,
-    )  # fmt: skip
-    return fig

@@ -14,7 +14,7 @@ resumes the forward pass at the patched layer from the cached corrupted residual
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,12 +24,21 @@ from jaxtyping import Float, Int
 from circuitscope.core.hook_points import HookPoint
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.core.replay import BlockReplay, unembed_at
+from circuitscope.engine.batching import batched
+from circuitscope.engine.grid import AxisName, MetricGrid, component_labels
 from circuitscope.errors import ShapeError
 from circuitscope.progress import progress
 from circuitscope.tasks.metrics import MetricName, check_normalisable, evaluate_metric, normalise
 from circuitscope.tasks.task import Task
 
-__all__ = ["PATCH_TARGETS", "PatchTarget", "PatchingResult", "activation_patching", "naive_activation_patching", "plot"]
+__all__ = [
+    "PATCH_TARGETS",
+    "PatchTarget",
+    "PatchingResult",
+    "activation_patching",
+    "copies_metric",
+    "naive_activation_patching",
+]
 
 PatchTarget = Literal["resid_pre", "attn_out", "mlp_out", "head_out", "head_out_by_pos", "q", "k", "v", "pattern"]
 PATCH_TARGETS: tuple[str, ...] = (
@@ -49,33 +58,23 @@ PATCH_HOOKS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class PatchingResult:
-    """Normalised metric for every patched component, on axes named by ``axes``."""
+@dataclass(frozen=True, kw_only=True)
+class PatchingResult(MetricGrid):
+    """Normalised metric for every patched component, on axes named by ``axes``.
+
+    ``scores``: 0 = corrupted run, 1 = clean run. Shape ``[layer, pos]`` for
+    ``resid_pre``/``attn_out``/``mlp_out``, ``[layer, head]`` for ``head_out``/``q``/``v``/``pattern``
+    (``k``/``v`` over key/value heads), ``[layer, head, pos]`` for ``head_out_by_pos``; ``raw`` is the
+    metric itself (mean over prompts); ``labels["pos"]`` the tokens of the first clean prompt.
+    """
 
     target: str
     """What was patched (one of ``PATCH_TARGETS``)."""
-    scores: Float[torch.Tensor, "..."]
-    """Normalised metric: 0 = corrupted run, 1 = clean run. Shape ``[layer, pos]`` for
-    ``resid_pre``/``attn_out``/``mlp_out``, ``[layer, head]`` for ``head_out``/``q``/``v``/``pattern``
-    (``k``/``v`` over key/value heads), ``[layer, head, pos]`` for ``head_out_by_pos``."""
-    raw: Float[torch.Tensor, "..."]
-    """The metric itself (mean over prompts), same shape."""
-    axes: tuple[str, ...]
-    """Axis names of ``scores``."""
-    labels: dict[str, list[str]]
-    """Tick labels per axis (tokens of the first clean prompt for ``pos``)."""
-    metric: str
-    """Metric name."""
-    clean_value: float
-    """Mean metric of the clean run."""
-    corrupted_value: float
-    """Mean metric of the corrupted run."""
     tokens: Int[torch.Tensor, "batch pos"]
     """The clean tokens used, BOS included."""
 
 
-def _items(model: HookedModel, target: str, seq: int) -> tuple[tuple[str, ...], list[tuple[int, ...]], int]:
+def _items(model: HookedModel, target: str, seq: int) -> tuple[tuple[AxisName, ...], list[tuple[int, ...]], int]:
     """Axes and the per-layer component indices of a target."""
     c = model.cfg
     if target in ("resid_pre", "attn_out", "mlp_out"):
@@ -102,19 +101,16 @@ def _patch_rows(target: str, x: torch.Tensor, rows: slice, clean: torch.Tensor, 
         x[rows, :, h] = clean[:, :, h]
 
 
-def _metric(
-    task: Task, metric: MetricName, logits: torch.Tensor, copies: int, clean_logits: torch.Tensor
-) -> torch.Tensor:
-    """Mean metric per copy: [copies]."""
+def copies_metric(
+    task: Task, metric: MetricName, logits: Float[torch.Tensor, "rows d_vocab"], clean_logits: torch.Tensor
+) -> Float[torch.Tensor, "copies batch"]:
+    """The metric of every prompt in each stacked copy of the task's prompts (``logits``: copies x batch rows,
+    copy-major, at the answer positions; ``clean_logits``: the clean run's, one row per prompt)."""
+    copies = logits.shape[0] // len(task)
     values = evaluate_metric(
         metric, logits, task.correct.repeat(copies), task.incorrect.repeat(copies), clean_logits.repeat(copies, 1)
     )
-    return values.view(copies, len(task)).mean(1)
-
-
-def _chunks(items: list[tuple[int, ...]], size: int) -> Iterator[list[tuple[int, ...]]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+    return values.view(copies, len(task))
 
 
 def _check(model: HookedModel, task: Task, target: str, layers: list[int] | None) -> list[int]:
@@ -148,24 +144,24 @@ def activation_patching(
     *,
     metric: MetricName | None = None,
     layers: list[int] | None = None,
-    batch_rows: int = 256,
+    batch_size: int = 256,
 ) -> PatchingResult:
     """Patch every component of ``target`` from the clean into the corrupted run, batched.
 
-    ``batch_rows`` bounds the rows of one forward pass (prompts x patches in flight).
+    ``batch_size`` bounds the rows of one forward pass, a row being one corrupted prompt with one patch.
     """
     chosen = _check(model, task, target, layers)
     metric = metric or task.metric
     clean_cache, clean_logits, _ = _baselines(model, task, target)
     replay = BlockReplay(model, task.corrupted_tokens)
     corrupted_logits = replay.logits_at(task.answer_pos)
-    clean_value = float(_metric(task, metric, clean_logits, 1, clean_logits)[0])
-    corrupted_value = float(_metric(task, metric, corrupted_logits, 1, clean_logits)[0])
+    clean_value = float(copies_metric(task, metric, clean_logits, clean_logits).mean(1)[0])
+    corrupted_value = float(copies_metric(task, metric, corrupted_logits, clean_logits).mean(1)[0])
     check_normalisable(clean_value, corrupted_value, metric)  # refuse before the sweep, not after it
     axes, items, n_items = _items(model, target, task.seq_len)
-    copies = max(1, batch_rows // len(task))
+    copies = max(1, batch_size // len(task))
     raw = torch.empty(len(chosen), n_items)
-    work = [(li, layer, chunk) for li, layer in enumerate(chosen) for chunk in _chunks(items, copies)]
+    work = [(li, layer, chunk) for li, layer in enumerate(chosen) for chunk in batched(items, copies)]
     offset: dict[int, int] = {}
     for li, layer, chunk in progress(work, f"patching {target}", total=len(work)):
         k = len(chunk)
@@ -190,7 +186,7 @@ def activation_patching(
         with model.hooks(hooks):
             logits = replay.run(layer, resid, task.answer_pos.repeat(k))
         start = offset.get(li, 0)
-        raw[li, start : start + k] = _metric(task, metric, logits, k, clean_logits)
+        raw[li, start : start + k] = copies_metric(task, metric, logits, clean_logits).mean(1)
         offset[li] = start + k
     return _result(model, task, target, metric, axes, raw, clean_value, corrupted_value)
 
@@ -200,26 +196,20 @@ def _result(
     task: Task,
     target: str,
     metric: str,
-    axes: tuple[str, ...],
+    axes: tuple[AxisName, ...],
     raw: torch.Tensor,
     clean_value: float,
     corrupted_value: float,
 ) -> PatchingResult:
-    seq = task.seq_len
     if target == "head_out_by_pos":
-        raw = raw.view(raw.shape[0], model.cfg.n_heads, seq)
+        raw = raw.view(raw.shape[0], model.cfg.n_heads, task.seq_len)
     scores = normalise(raw, clean_value, corrupted_value)  # 1 = clean, 0 = corrupted, whichever way the metric points
-    tokens = model.to_str_tokens(task.clean_tokens[0]) if model.tokenizer is not None else [str(i) for i in range(seq)]
-    labels: dict[str, list[str]] = {"layer": [str(i) for i in range(model.cfg.n_layers)]}
-    labels["pos"] = [f"{t!r}·{i}" for i, t in enumerate(tokens[:seq])]
-    labels["head"] = [str(h) for h in range(model.cfg.n_heads)]
-    labels["kv_head"] = [str(h) for h in range(model.cfg.n_kv_heads)]
     return PatchingResult(
         target=target,
         scores=scores,
         raw=raw,
         axes=axes,
-        labels={a: labels[a] for a in axes},
+        labels=component_labels(model, axes, prompt=task.clean_tokens[0]),
         metric=metric,
         clean_value=clean_value,
         corrupted_value=corrupted_value,
@@ -241,8 +231,8 @@ def naive_activation_patching(
     metric = metric or task.metric
     clean_cache, clean_logits, rows = _baselines(model, task, target)
     corrupted_logits = model(task.corrupted_tokens)[rows, task.answer_pos]
-    clean_value = float(_metric(task, metric, clean_logits, 1, clean_logits)[0])
-    corrupted_value = float(_metric(task, metric, corrupted_logits, 1, clean_logits)[0])
+    clean_value = float(copies_metric(task, metric, clean_logits, clean_logits).mean(1)[0])
+    corrupted_value = float(copies_metric(task, metric, corrupted_logits, clean_logits).mean(1)[0])
     axes, items, n_items = _items(model, target, task.seq_len)
     raw = torch.empty(len(chosen), n_items)
     everything = slice(None)
@@ -259,37 +249,5 @@ def naive_activation_patching(
                 return x
 
             logits = model.run_with_hooks(task.corrupted_tokens, fwd_hooks=[(name, patch)])[rows, task.answer_pos]
-            raw[li, j] = _metric(task, metric, logits, 1, clean_logits)[0]
+            raw[li, j] = copies_metric(task, metric, logits, clean_logits).mean(1)[0]
     return _result(model, task, target, metric, axes, raw, clean_value, corrupted_value)
-
-
-def plot(result: PatchingResult, title: str | None = None) -> object:
-    """A heatmap of the normalised scores (``[layer, head, pos]`` is summed over positions)."""
-    import plotly.graph_objects as go
-
-    scores = result.scores
-    axes = result.axes
-    if scores.ndim == 3:
-        scores = scores.sum(-1)
-        axes = axes[:2]
-    x_labels = result.labels[axes[1]]
-    fig = go.Figure(
-        go.Heatmap(
-            z=scores.tolist(),
-            x=x_labels,
-            y=result.labels["layer"],
-            colorscale="RdBu",
-            zmid=0,
-            colorbar={"title": "normalised<br>metric"},
-            hovertemplate=f"layer %{{y}}<br>{axes[1]} %{{x}}<br>score %{{z:.3f}}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        title=title or f"Activation patching: {result.target} ({result.metric}, 0 = corrupted, 1 = clean)",
-        xaxis_title=axes[1],
-        yaxis_title="layer",
-        yaxis={"autorange": "reversed"},
-        height=max(300, 22 * scores.shape[0] + 120),
-        margin={"l": 60, "r": 20, "t": 50, "b": 60},
-    )
-    return fig

@@ -45,6 +45,7 @@ from circuitscope.analysis.tracing_results import (
 from circuitscope.core.hook_points import HookPoint
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.core.replay import BlockReplay
+from circuitscope.engine.batching import batched
 from circuitscope.errors import ShapeError, TokenizationError
 from circuitscope.progress import progress
 
@@ -210,8 +211,7 @@ def _restored_probs(
         return min((r.entry for r in group), default=n_layers)
 
     order = sorted(range(len(groups)), key=lambda i: entry(groups[i]))
-    per_pass = max(1, setup.cfg.batch_rows // samples)
-    chunks = [order[i : i + per_pass] for i in range(0, len(order), per_pass)]
+    chunks = batched(order, max(1, setup.cfg.batch_size // samples))
     steps = chunks if on_progress is not None else progress(chunks, description, total=len(chunks))
     for done, chunk in enumerate(steps):
         if on_progress is not None:
@@ -281,7 +281,7 @@ def causal_trace(
     window: int = 10,
     target: str | int | None = None,
     seed: int = 0,
-    batch_rows: int = 256,
+    batch_size: int = 256,
     on_progress: OnProgress = None,
 ) -> TraceResult:
     """Restore each (layer, token) state of ``kind`` into the subject-corrupted run: ``[layer, pos]`` effects.
@@ -298,7 +298,7 @@ def causal_trace(
     if not (isinstance(window, int) and window >= 1):
         raise ShapeError(f"window must be an integer >= 1 (layers restored together), got {window!r}")
     cfg = TraceConfig(
-        corruption, noise_scale, n_samples, None if subjects is None else tuple(subjects), seed, batch_rows
+        corruption, noise_scale, n_samples, None if subjects is None else tuple(subjects), seed, batch_size
     )
     hook = _KIND_HOOK[kind]
     n_layers = model.cfg.n_layers
@@ -339,7 +339,7 @@ def trace_heads(
     subjects: Sequence[str] | None = None,
     target: str | int | None = None,
     seed: int = 0,
-    batch_rows: int = 256,
+    batch_size: int = 256,
     on_progress: OnProgress = None,
 ) -> HeadTraceResult:
     """Restore one attention head's output (``blocks.L.attn.hook_z``, head h) at a time: ``[layer, head]`` effects.
@@ -348,7 +348,7 @@ def trace_heads(
     ``"all"`` (every token at once) or a position. Layers not in ``layers`` are NaN.
     """
     cfg = TraceConfig(
-        corruption, noise_scale, n_samples, None if subjects is None else tuple(subjects), seed, batch_rows
+        corruption, noise_scale, n_samples, None if subjects is None else tuple(subjects), seed, batch_size
     )
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     chosen = list(range(n_layers)) if layers is None else [int(la) for la in layers]
@@ -383,7 +383,7 @@ def trace_neurons(
     subjects: Sequence[str] | None = None,
     target: str | int | None = None,
     seed: int = 0,
-    batch_rows: int = 256,
+    batch_size: int = 256,
     on_progress: OnProgress = None,
 ) -> NeuronTraceResult:
     """Restore one MLP neuron (``blocks.{layer}.mlp.hook_post``) at a time; the top neurons by indirect effect.
@@ -395,7 +395,7 @@ def trace_neurons(
     keeps the large effects at a fraction of the cost on wide MLPs.
     """
     cfg = TraceConfig(
-        corruption, noise_scale, n_samples, None if subjects is None else tuple(subjects), seed, batch_rows
+        corruption, noise_scale, n_samples, None if subjects is None else tuple(subjects), seed, batch_size
     )
     model.check_layer_head(layer)
     layer %= model.cfg.n_layers
@@ -410,9 +410,7 @@ def trace_neurons(
     positions = _positions(setup, at)
     if candidates is not None and candidates < len(pool):
         change = (setup.clean[name][:, positions] - setup.corrupted[name][:, positions]).abs().sum(1).mean(0)
-        w = model.wiring.blocks[layer].mlp_down.weight
-        assert isinstance(w, torch.Tensor)
-        w_out = w if model.adapter.conv1d else w.T  # [d_mlp, d_model]
+        w_out = model.mlp_weights(layer).W_out  # [d_mlp, d_model]
         score = (change * w_out.norm(dim=-1))[pool]
         pool = [pool[int(i)] for i in score.topk(candidates).indices]
     groups = [[_Restore(layer, "mlp.hook_post", tuple(positions), n)] for n in pool]

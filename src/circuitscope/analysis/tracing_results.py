@@ -15,7 +15,15 @@ from jaxtyping import Float
 
 from circuitscope.errors import ShapeError
 
-__all__ = ["CORRUPTIONS", "HeadTraceResult", "NeuronTraceResult", "TraceBaseline", "TraceConfig", "TraceResult"]
+__all__ = [
+    "CORRUPTIONS",
+    "HeadTraceResult",
+    "NeuronTraceResult",
+    "TraceBaseline",
+    "TraceConfig",
+    "TraceResult",
+    "strongest_cells",
+]
 
 CORRUPTIONS: tuple[str, ...] = ("noise", "resample")
 
@@ -34,8 +42,8 @@ class TraceConfig:
     """Replacement subjects for ``"resample"`` (default: the shipped facts' subjects whose object is not the target)."""
     seed: int = 0
     """Seeds the noise and the choice of replacement subjects."""
-    batch_rows: int = 256
-    """Rows (restorations x samples) per forward pass."""
+    batch_size: int = 256
+    """Rows of one forward pass, a row being one noise sample (or replacement subject) with one restoration."""
 
     def __post_init__(self) -> None:
         if self.corruption not in CORRUPTIONS:
@@ -44,8 +52,8 @@ class TraceConfig:
             raise ShapeError(f"n_samples must be an integer >= 1, got {self.n_samples!r}")
         if not (math.isfinite(self.noise_scale) and self.noise_scale >= 0):
             raise ShapeError(f"noise_scale must be a finite number >= 0, got {self.noise_scale!r}")
-        if not (isinstance(self.batch_rows, int) and self.batch_rows >= 1):
-            raise ShapeError(f"batch_rows must be an integer >= 1, got {self.batch_rows!r}")
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise ShapeError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
         if self.subjects is not None and not all(isinstance(s, str) and s.strip() for s in self.subjects):
             raise ShapeError("subjects must be non-empty strings")
 
@@ -188,3 +196,11 @@ class NeuronTraceResult:
             "indirect_effect": self.indirect_effect.tolist(),
             "top": [{"neuron": n, "effect": e} for n, e in self.top],
         }
+
+
+def strongest_cells(result: TraceResult, k: int = 5) -> list[tuple[int, int, float]]:
+    """``(layer, position, effect)`` of the k (layer, token) restorations with the largest indirect effect."""
+    flat = result.indirect_effect.flatten()
+    seq = result.indirect_effect.shape[1]
+    idx = flat.topk(min(k, flat.numel())).indices
+    return [(int(i) // seq, int(i) % seq, float(flat[i])) for i in idx]

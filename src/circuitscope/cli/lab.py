@@ -1,6 +1,6 @@
 """``circuitscope lab superposition|grokking|induction``: train toy models, measure them, write a report.
 
-Each command writes ``report.html`` and ``results.json`` into ``--out`` (and, for grokking and
+Each command writes ``report.html`` and ``results.json`` into ``--out-dir`` (and, for grokking and
 induction, the training checkpoints, so an interrupted run resumes where it stopped), and prints
 the numbers as JSON with ``--json``.
 """
@@ -16,14 +16,12 @@ from typing import Annotated, Any
 
 import typer
 
+from circuitscope.cli._options import JsonFlag, OutDirOpt, SeedOpt, TrainBatchOpt
 from circuitscope.cli._paths import Writes, check_output_dir
-from circuitscope.cli.output import emit_json, fail
-from circuitscope.errors import CircuitscopeError
+from circuitscope.cli.output import emit_json, reporting_errors
 
 lab_app = typer.Typer(help="Toy-model labs: superposition, grokking, induction heads.", no_args_is_help=True)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
-SeedOpt = Annotated[int, typer.Option(help="Random seed (data, initialisation).")]
 ThreadsOpt = Annotated[
     int | None, typer.Option(help="torch CPU threads while training (1 is often fastest on a busy machine).", min=1)
 ]
@@ -63,8 +61,8 @@ def _finish(out: Path, payload: dict[str, Any], report: Any, as_json: bool, seco
 def superposition(
     steps: Annotated[int, typer.Option(help="Training steps per experiment (the paper: 10,000).", min=1)] = 10_000,
     seed: SeedOpt = 0,
-    out: Annotated[Path, typer.Option(help="Folder for report.html and results.json.")] = Path("lab-superposition"),
-    batch_size: Annotated[int, typer.Option(help="Batch size (the paper: 1024).", min=1)] = 1024,
+    out: OutDirOpt = Path("lab-superposition"),
+    batch_size: TrainBatchOpt = 1024,
     lr: Annotated[float, typer.Option(help="AdamW learning rate (the paper: 1e-3).", min=0.0)] = 1e-3,
     n_features: Annotated[int, typer.Option(help="Features of the first sweep (paper: 5).", min=2)] = 5,
     n_hidden: Annotated[int, typer.Option(help="Hidden dimensions of the first sweep (paper: 2).", min=1)] = 2,
@@ -75,27 +73,26 @@ def superposition(
     import torch
 
     from circuitscope.progress import stages
-    from circuitscope.toy.superposition_lab import geometry_experiment, phase_diagram, sparsity_sweep
-    from circuitscope.toy.superposition_report import SuperpositionLab, superposition_json, superposition_report
+    from circuitscope.report.superposition import superposition_report
+    from circuitscope.toy.superposition_lab import SuperpositionLab, geometry_experiment, phase_diagram, sparsity_sweep
 
     start = time.perf_counter()
     previous = torch.get_num_threads()
-    try:
-        check_output_dir(out, "--out")
-        if threads is not None:
-            torch.set_num_threads(threads)
-        with stages("lab superposition") as report:  # training steps on stderr, also under --json
-            common: dict[str, Any] = {"steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed}
-            small = sparsity_sweep(n_features, n_hidden, 0.9, **common, on_progress=report)
-            medium = sparsity_sweep(20, 5, 0.7, **common, on_progress=report)
-            geometry = geometry_experiment(**common, on_progress=report)
-            phases = phase_diagram(**common, on_progress=report)
-    except CircuitscopeError as err:
-        raise fail(err, as_json) from err
-    finally:
-        torch.set_num_threads(previous)
+    with reporting_errors(as_json):
+        check_output_dir(out, "--out-dir")
+        try:
+            if threads is not None:
+                torch.set_num_threads(threads)
+            with stages("lab superposition") as report:  # training steps on stderr, also under --json
+                common: dict[str, Any] = {"steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed}
+                small = sparsity_sweep(n_features, n_hidden, 0.9, **common, on_progress=report)
+                medium = sparsity_sweep(20, 5, 0.7, **common, on_progress=report)
+                geometry = geometry_experiment(**common, on_progress=report)
+                phases = phase_diagram(**common, on_progress=report)
+        finally:
+            torch.set_num_threads(previous)
     lab = SuperpositionLab(small, medium, geometry, phases, steps, seed)
-    _finish(out, superposition_json(lab), superposition_report(lab), as_json, time.perf_counter() - start)
+    _finish(out, lab.to_json(), superposition_report(lab), as_json, time.perf_counter() - start)
 
 
 @lab_app.command("grokking")
@@ -105,9 +102,7 @@ def grokking(
     ] = "default",
     steps: Annotated[int | None, typer.Option(help="Training steps (default: the config's).", min=1)] = None,
     seed: SeedOpt = 0,
-    out: Annotated[Path, typer.Option(help="Folder for checkpoints, report.html and results.json.")] = Path(
-        "lab-grokking"
-    ),
+    out: OutDirOpt = Path("lab-grokking"),
     p: Annotated[int | None, typer.Option(help="Override the modulus (a prime).")] = None,
     train_fraction: Annotated[float | None, typer.Option(help="Override the training fraction, in (0, 1).")] = None,
     lr: Annotated[float | None, typer.Option(help="Override the learning rate.")] = None,
@@ -120,11 +115,11 @@ def grokking(
     from dataclasses import replace
 
     from circuitscope.progress import stages
+    from circuitscope.report.grokking import grokking_report
     from circuitscope.toy.grokking_lab import GrokkingConfig, run_grokking
-    from circuitscope.toy.grokking_report import grokking_json, grokking_report
 
     start = time.perf_counter()
-    try:
+    with reporting_errors(as_json):
         cfg = GrokkingConfig.preset(config)
         overrides: dict[str, Any] = {"seed": seed, "stop_when_generalised": stop_when_generalised}
         for name, value in (
@@ -137,12 +132,10 @@ def grokking(
             if value is not None:
                 overrides[name] = value
         cfg = replace(cfg, **overrides)
-        check_output_dir(out, "--out")
+        check_output_dir(out, "--out-dir")
         with stages("lab grokking") as report:  # training steps on stderr, also under --json
             result = run_grokking(cfg, out / "checkpoints", threads=threads, on_progress=report)
-    except CircuitscopeError as err:
-        raise fail(err, as_json) from err
-    payload = {"config_name": config, **grokking_json(result)}
+    payload = {"config_name": config, **result.to_json()}
     _finish(out, payload, grokking_report(result), as_json, time.perf_counter() - start)
 
 
@@ -150,9 +143,7 @@ def grokking(
 def induction(
     steps: Annotated[int, typer.Option(help="Training steps per model.", min=1)] = 2000,
     seed: SeedOpt = 0,
-    out: Annotated[Path, typer.Option(help="Folder for checkpoints, report.html and results.json.")] = Path(
-        "lab-induction"
-    ),
+    out: OutDirOpt = Path("lab-induction"),
     layers: Annotated[str, typer.Option(help="Comma-separated depths to train.")] = "1,2,3,4",
     data: Annotated[
         str,
@@ -168,12 +159,12 @@ def induction(
     from dataclasses import replace
 
     from circuitscope.progress import stages
+    from circuitscope.report.induction import induction_report
     from circuitscope.toy.errors import LabConfigError
-    from circuitscope.toy.induction import InductionConfig, run_induction
-    from circuitscope.toy.induction_report import induction_json, induction_report
+    from circuitscope.toy.induction import InductionConfig, induction_json, run_induction
 
     start = time.perf_counter()
-    try:
+    with reporting_errors(as_json):
         try:
             depths = tuple(int(x) for x in layers.split(",") if x.strip())
         except ValueError as err:
@@ -183,11 +174,9 @@ def induction(
         base = InductionConfig(steps=steps, seed=seed, data=data)  # type: ignore[arg-type]
         for depth in depths:  # every depth checked before the first one trains
             replace(base, n_layers=depth)
-        check_output_dir(out, "--out")
+        check_output_dir(out, "--out-dir")
         with stages("lab induction") as report:  # training steps on stderr, also under --json
             runs = run_induction(depths, base, out / "checkpoints", threads=threads, on_progress=report)
-    except CircuitscopeError as err:
-        raise fail(err, as_json) from err
     _finish(out, induction_json(runs), induction_report(runs), as_json, time.perf_counter() - start)
 
 

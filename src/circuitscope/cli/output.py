@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import math
 import sys
+from types import TracebackType
 from typing import Any
 
 import typer
 
 from circuitscope.errors import CircuitscopeError
 
-__all__ = ["emit_json", "fail"]
+__all__ = ["emit_json", "fail", "reporting_errors"]
 
 
 def _finite(value: Any) -> Any:
@@ -40,3 +41,23 @@ def fail(err: CircuitscopeError | Exception, as_json: bool) -> typer.Exit:
 
         Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
     return typer.Exit(code=1)
+
+
+class reporting_errors:  # noqa: N801 (used as a statement: ``with reporting_errors(as_json):``)
+    """Inside it, a :class:`~circuitscope.errors.CircuitscopeError` (or one of ``also``) is reported, then exit 1.
+
+    The one ``try: ... except CircuitscopeError as err: raise fail(err, as_json)`` of every command.
+    """
+
+    def __init__(self, as_json: bool, *also: type[Exception]) -> None:
+        self.as_json = as_json
+        self.caught: tuple[type[Exception], ...] = (CircuitscopeError, *also)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if isinstance(err, self.caught):
+            raise fail(err, self.as_json) from err

@@ -7,23 +7,28 @@ from typing import Annotated
 
 import typer
 
+from circuitscope.cli._options import (
+    BatchOpt,
+    BatchRowsOpt,
+    JsonFlag,
+    ModelOpt,
+    OutOpt,
+    SeedOpt,
+    batch_size_of,
+    check_choice,
+)
 from circuitscope.cli._paths import Writes, check_output_file
-from circuitscope.cli.output import fail
+from circuitscope.cli.output import reporting_errors
 from circuitscope.core.loading import DEFAULT_MODEL, load_model
-from circuitscope.errors import CircuitscopeError
 
 report_app = typer.Typer(
     help="Write a causal-analysis report (self-contained HTML; --json for the numbers).", no_args_is_help=True
 )
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print the report's numbers as JSON to stdout.")]
-ModelOpt = Annotated[str, typer.Option("--model", help=f"Hub id, model folder, .gguf file, or {DEFAULT_MODEL!r}.")]
-OutOpt = Annotated[Path, typer.Option("--out", help="Where to write the HTML report.")]
-BatchOpt = Annotated[int, typer.Option("--batch-rows", min=1, help="Rows (prompts x patches) per forward pass.")]
-
 
 def _finish(analysis: object, out: Path, as_json: bool) -> None:
-    from circuitscope.report.causal import CausalAnalysis, causal_report
+    from circuitscope.analysis.causal import CausalAnalysis
+    from circuitscope.report.causal import causal_report
 
     assert isinstance(analysis, CausalAnalysis)
     writes = Writes(as_json)
@@ -52,23 +57,23 @@ def _finish(analysis: object, out: Path, as_json: bool) -> None:
 def ioi(
     model: ModelOpt = DEFAULT_MODEL,
     n_prompts: Annotated[int, typer.Option("--n-prompts", min=2, help="IOI prompt pairs.")] = 32,
-    seed: Annotated[int, typer.Option(help="Seed of the prompt generator.")] = 0,
+    seed: SeedOpt = 0,
     corruption: Annotated[str, typer.Option(help="abc (three new names) or swap (S2 -> IO).")] = "abc",
     positional: Annotated[
         int,
         typer.Option("--positional-prompts", min=2, help="Prompts (of one template) for layer x position patching."),
     ] = 8,
     out: OutOpt = Path("reports/ioi.html"),
-    batch_rows: BatchOpt = 256,
+    batch_size: BatchOpt = 256,
+    batch_rows: BatchRowsOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Indirect-object identification (Wang et al. 2022): which components make the model say the IO."""
-    from circuitscope.report.causal import causal_analysis
-    from circuitscope.tasks.ioi import IOIConfig, ioi_task
+    from circuitscope.analysis.causal import causal_analysis
+    from circuitscope.tasks.ioi import Corruption, IOIConfig, ioi_task
 
-    try:
-        if corruption not in ("abc", "swap"):
-            raise typer.BadParameter(f"--corruption must be 'abc' or 'swap', got {corruption!r}")
+    with reporting_errors(as_json):
+        check_choice(corruption, Corruption, "--corruption")
         check_output_file(out, "--out")
         hooked = load_model(model)
         task = ioi_task(hooked, IOIConfig(n_prompts=n_prompts, seed=seed, corruption=corruption))  # type: ignore[arg-type]
@@ -77,10 +82,9 @@ def ioi(
             IOIConfig(n_prompts=min(n_prompts, positional), seed=seed, corruption=corruption, templates="one"),  # type: ignore[arg-type]
         )
         analysis = causal_analysis(
-            hooked, task, model_name=model, positional_task=positional_task, batch_rows=batch_rows
-        )
-    except CircuitscopeError as err:
-        raise fail(err, as_json) from err
+            hooked, task, model_name=model, positional_task=positional_task,
+            batch_size=batch_size_of(batch_size, batch_rows),
+        )  # fmt: skip
     _finish(analysis, out, as_json)
 
 
@@ -91,15 +95,16 @@ def task(
     ],
     model: ModelOpt = DEFAULT_MODEL,
     out: OutOpt = Path("reports/task.html"),
-    batch_rows: BatchOpt = 256,
+    batch_size: BatchOpt = 256,
+    batch_rows: BatchRowsOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
     """The same report for your own prompt pairs."""
-    from circuitscope.report.causal import causal_analysis
+    from circuitscope.analysis.causal import causal_analysis
     from circuitscope.tasks.jsonl import load_jsonl_task
     from circuitscope.tasks.task import TaskError
 
-    try:
+    with reporting_errors(as_json):
         if not pairs.is_file():
             raise TaskError(
                 f"--pairs {pairs} is not a file: give a JSONL file with one "
@@ -108,9 +113,7 @@ def task(
         check_output_file(out, "--out")
         hooked = load_model(model)
         loaded = load_jsonl_task(hooked, pairs)
-        analysis = causal_analysis(hooked, loaded, model_name=model, batch_rows=batch_rows)
-    except CircuitscopeError as err:
-        raise fail(err, as_json) from err
+        analysis = causal_analysis(hooked, loaded, model_name=model, batch_size=batch_size_of(batch_size, batch_rows))
     _finish(analysis, out, as_json)
 
 

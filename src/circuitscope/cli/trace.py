@@ -3,18 +3,58 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from circuitscope.cli._options import (
+    BatchOpt,
+    BatchRowsOpt,
+    JsonFlag,
+    ModelOpt,
+    OutOpt,
+    SeedOpt,
+    batch_size_of,
+    check_choice,
+    choice_names,
+)
 from circuitscope.cli._paths import Writes, check_output_file
-from circuitscope.cli.output import emit_json, fail
+from circuitscope.cli.output import emit_json, reporting_errors
 from circuitscope.core.loading import DEFAULT_MODEL
-from circuitscope.errors import CircuitscopeError, OptionError
+from circuitscope.errors import OptionError
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print every number as JSON to stdout.")]
-KINDS = ("resid", "mlp", "attn", "all")
+if TYPE_CHECKING:
+    from circuitscope.analysis.tracing import HeadTraceResult, NeuronTraceResult, TraceResult
+
+PromptOpt = Annotated[str, typer.Option(help="A factual prompt: 'The Eiffel Tower is located in the city of'.")]
+SubjectOpt = Annotated[str, typer.Option(help="The subject as written in the prompt, e.g. 'The Eiffel Tower'.")]
+FactOpt = Annotated[
+    int | None, typer.Option("--fact", help="Trace fact N of the shipped set instead of --prompt/--subject.")
+]
+ListFactsOpt = Annotated[bool, typer.Option("--list-facts", help="List the shipped facts and exit.")]
+CorruptionOpt = Annotated[str, typer.Option(help="noise (Gaussian, on the subject's embeddings) or resample.")]
+SamplesOpt = Annotated[int, typer.Option("--samples", min=1, help="Noise samples / replacement subjects.")]
+TargetOpt = Annotated[str, typer.Option(help="Target token (one token); default: the clean top-1 token.")]
+HeadsFlag = Annotated[bool, typer.Option("--heads", help="Also restore single heads at the subject's last token.")]
+HeadsAtOpt = Annotated[
+    str, typer.Option("--heads-at", help="Where heads are restored: subject_last, last, all, or a position.")
+]
+NeuronsOpt = Annotated[
+    int | None,
+    typer.Option("--neurons", help="Also restore single MLP neurons of this layer (at the subject's last token)."),
+]
+CandidatesOpt = Annotated[int, typer.Option(min=1, help="Neurons restored with --neurons (the largest writes).")]
+
+
+@dataclass(frozen=True)
+class _Traces:
+    """The traces of one run: one per kind, and the single heads and neurons if asked for."""
+
+    traces: list[TraceResult]
+    heads: HeadTraceResult | None
+    neurons: NeuronTraceResult | None
 
 
 def _list_facts(as_json: bool) -> None:
@@ -32,67 +72,38 @@ def _list_facts(as_json: bool) -> None:
 
 
 def trace(
-    model: Annotated[str, typer.Option("--model", help=f"Hub id, model folder, .gguf, or {DEFAULT_MODEL!r}.")] = (
-        DEFAULT_MODEL
-    ),
-    prompt: Annotated[str, typer.Option(help="A factual prompt: 'The Eiffel Tower is located in the city of'.")] = "",
-    subject: Annotated[str, typer.Option(help="The subject as written in the prompt, e.g. 'The Eiffel Tower'.")] = "",
-    fact: Annotated[
-        int | None, typer.Option("--fact", help="Trace fact N of the shipped set instead of --prompt/--subject.")
-    ] = None,
-    list_facts: Annotated[bool, typer.Option("--list-facts", help="List the shipped facts and exit.")] = False,
-    corruption: Annotated[str, typer.Option(help="noise (Gaussian, on the subject's embeddings) or resample.")] = (
-        "noise"
-    ),
+    model: ModelOpt = DEFAULT_MODEL,
+    prompt: PromptOpt = "",
+    subject: SubjectOpt = "",
+    fact: FactOpt = None,
+    list_facts: ListFactsOpt = False,
+    corruption: CorruptionOpt = "noise",
     kind: Annotated[str, typer.Option(help="resid, mlp, attn or all.")] = "all",
-    samples: Annotated[int, typer.Option("--samples", min=1, help="Noise samples / replacement subjects.")] = 10,
+    samples: SamplesOpt = 10,
     window: Annotated[int, typer.Option(min=1, help="Layers restored together for mlp and attn.")] = 10,
     noise_scale: Annotated[float, typer.Option(min=0.0, help="Noise std in embedding stds.")] = 3.0,
-    target: Annotated[str, typer.Option(help="Target token (one token); default: the clean top-1 token.")] = "",
-    seed: Annotated[int, typer.Option(help="Seed of the noise and of the choice of subjects.")] = 0,
-    heads: Annotated[bool, typer.Option("--heads", help="Also restore single heads at the subject's last token.")] = (
-        False
-    ),
-    heads_at: Annotated[
-        str, typer.Option("--heads-at", help="Where heads are restored: subject_last, last, all, or a position.")
-    ] = "subject_last",
-    neurons: Annotated[
-        int | None,
-        typer.Option("--neurons", help="Also restore single MLP neurons of this layer (at the subject's last token)."),
-    ] = None,
-    candidates: Annotated[int, typer.Option(min=1, help="Neurons restored with --neurons (the largest writes).")] = 256,
-    batch_rows: Annotated[int, typer.Option("--batch-rows", min=1, help="Rows per forward pass.")] = 256,
-    out: Annotated[Path, typer.Option(help="Where to write the HTML report.")] = Path("trace.html"),
+    target: TargetOpt = "",
+    seed: SeedOpt = 0,
+    heads: HeadsFlag = False,
+    heads_at: HeadsAtOpt = "subject_last",
+    neurons: NeuronsOpt = None,
+    candidates: CandidatesOpt = 256,
+    batch_size: BatchOpt = 256,
+    batch_rows: BatchRowsOpt = None,
+    out: OutOpt = Path("trace.html"),
     as_json: JsonFlag = False,
 ) -> None:
     """Where is a fact recalled? Corrupt the subject, restore clean states one at a time (Meng et al. 2022)."""
     if list_facts:
         _list_facts(as_json)
         return
-    if kind not in KINDS:
-        raise fail(typer.BadParameter(f"--kind must be one of {KINDS}, got {kind!r}"), as_json)
-    if corruption not in ("noise", "resample"):
-        raise fail(typer.BadParameter(f"--corruption must be 'noise' or 'resample', got {corruption!r}"), as_json)
-    at: Any = int(heads_at) if heads_at.lstrip("-").isdigit() else heads_at
-    if isinstance(at, str) and at not in ("subject_last", "last", "all"):
-        raise fail(
-            OptionError(f"--heads-at must be subject_last, last, all or a token position, got {heads_at!r}"), as_json
-        )
-    from circuitscope.analysis.tracing import causal_trace, trace_heads, trace_neurons
+    at = _check_choices(kind, corruption, heads_at, as_json)
     from circuitscope.core.loading import load_model
-    from circuitscope.progress import stages
-    from circuitscope.report.tracing import strongest_cells, trace_report
-    from circuitscope.tasks.facts import load_facts
+    from circuitscope.report.tracing import trace_report
 
     started = time.perf_counter()
-    try:
-        if fact is not None:
-            facts = load_facts()
-            if not 0 <= fact < len(facts):
-                raise typer.BadParameter(f"--fact must be in 0..{len(facts) - 1} (see --list-facts), got {fact}")
-            prompt, subject = facts[fact].prompt, facts[fact].subject
-        if not prompt or not subject:
-            raise typer.BadParameter("give --prompt and --subject (or --fact N; --list-facts shows the shipped set)")
+    with reporting_errors(as_json, typer.BadParameter):
+        prompt, subject = _prompt_and_subject(prompt, subject, fact)
         check_output_file(out, "--out")
         hooked = load_model(model)
         _check_after_load(hooked, prompt, at if heads else None, neurons)
@@ -102,72 +113,125 @@ def trace(
             "n_samples": samples,
             "target": target or None,
             "seed": seed,
-            "batch_rows": batch_rows,
+            "batch_size": batch_size_of(batch_size, batch_rows),
         }
-        kinds = ("resid", "mlp", "attn") if kind == "all" else (kind,)
-        with stages("trace") as report:  # bars on a terminal, periodic lines otherwise (stderr, also under --json)
-            common["on_progress"] = report
-            traces = [causal_trace(hooked, prompt, subject, kind=k, window=window, **common) for k in kinds]  # type: ignore[arg-type]
-            head_trace = trace_heads(hooked, prompt, subject, at=at, **common) if heads else None
-            neuron_trace = (
-                trace_neurons(hooked, prompt, subject, layer=neurons, candidates=candidates, **common)
-                if neurons is not None
-                else None
-            )
-    except typer.BadParameter as err:
-        raise fail(err, as_json) from err
-    except CircuitscopeError as err:
-        raise fail(err, as_json) from err
+        found = _trace(hooked, prompt, subject, kind, window, at if heads else None, neurons, candidates, common)
     seconds = time.perf_counter() - started
     writes = Writes(as_json)
     path = writes.attempt(
-        "the HTML report", out, lambda: trace_report(model, traces, head_trace, neuron_trace, seconds).write(out)
+        "the HTML report",
+        out,
+        lambda: trace_report(model, found.traces, found.heads, found.neurons, seconds).write(out),
     )
-    base = traces[0].baseline
     if as_json:
-        writes.emit_json(
-            {
-                "model": model,
-                "prompt": prompt,
-                **base.to_dict(),
-                "window": window,
-                "traces": {
-                    t.kind: {
-                        "window": t.window,
-                        "restored": t.restored.tolist(),
-                        "indirect_effect": t.indirect_effect.tolist(),
-                    }
-                    for t in traces
-                },
-                "heads": head_trace.to_dict() if head_trace is not None else None,
-                "neurons": neuron_trace.to_dict() if neuron_trace is not None else None,
-                "report": path,
-                "seconds": round(seconds, 1),
-            }
-        )
+        writes.emit_json(_payload(found, model, prompt, window, path, seconds))
         return
+    _print(found, prompt, corruption, path, seconds)
+    writes.done()
+
+
+def _check_choices(kind: str, corruption: str, heads_at: str, as_json: bool) -> Any:
+    """``--kind``, ``--corruption`` and ``--heads-at`` checked; the heads' place (a name or a token position)."""
+    from circuitscope.analysis.tracing import At, Corruption, TraceKind
+
+    kinds = (*choice_names(TraceKind), "all")
+    at: Any = int(heads_at) if heads_at.lstrip("-").isdigit() else heads_at
+    with reporting_errors(as_json, typer.BadParameter):
+        check_choice(kind, kinds, "--kind", expected=f"one of {kinds}")
+        check_choice(corruption, Corruption, "--corruption")
+        if isinstance(at, str):
+            check_choice(
+                at, At, "--heads-at", error=OptionError, expected="subject_last, last, all or a token position"
+            )
+    return at
+
+
+def _prompt_and_subject(prompt: str, subject: str, fact: int | None) -> tuple[str, str]:
+    """``--prompt`` and ``--subject``, or those of ``--fact N``."""
+    from circuitscope.tasks.facts import load_facts
+
+    if fact is not None:
+        facts = load_facts()
+        if not 0 <= fact < len(facts):
+            raise typer.BadParameter(f"--fact must be in 0..{len(facts) - 1} (see --list-facts), got {fact}")
+        prompt, subject = facts[fact].prompt, facts[fact].subject
+    if not prompt or not subject:
+        raise typer.BadParameter("give --prompt and --subject (or --fact N; --list-facts shows the shipped set)")
+    return prompt, subject
+
+
+def _trace(
+    hooked: Any,
+    prompt: str,
+    subject: str,
+    kind: str,
+    window: int,
+    at: Any,
+    neurons: int | None,
+    candidates: int,
+    common: dict[str, Any],
+) -> _Traces:
+    """Trace each kind (all three for ``all``), then single heads at ``at`` (unless None) and ``neurons``' layer."""
+    from circuitscope.analysis.tracing import causal_trace, trace_heads, trace_neurons
+    from circuitscope.progress import stages
+
+    kinds = ("resid", "mlp", "attn") if kind == "all" else (kind,)
+    with stages("trace") as report:  # bars on a terminal, periodic lines otherwise (stderr, also under --json)
+        common = {**common, "on_progress": report}
+        traces = [causal_trace(hooked, prompt, subject, kind=k, window=window, **common) for k in kinds]  # type: ignore[arg-type]
+        head_trace = trace_heads(hooked, prompt, subject, at=at, **common) if at is not None else None
+        neuron_trace = (
+            trace_neurons(hooked, prompt, subject, layer=neurons, candidates=candidates, **common)
+            if neurons is not None
+            else None
+        )
+    return _Traces(traces, head_trace, neuron_trace)
+
+
+def _payload(found: _Traces, model: str, prompt: str, window: int, path: str | None, seconds: float) -> dict[str, Any]:
+    head_trace, neuron_trace = found.heads, found.neurons
+    return {
+        "model": model,
+        "prompt": prompt,
+        **found.traces[0].baseline.to_dict(),
+        "window": window,
+        "traces": {
+            t.kind: {"window": t.window, "restored": t.restored.tolist(), "indirect_effect": t.indirect_effect.tolist()}
+            for t in found.traces
+        },
+        "heads": head_trace.to_dict() if head_trace is not None else None,
+        "neurons": neuron_trace.to_dict() if neuron_trace is not None else None,
+        "report": path,
+        "seconds": round(seconds, 1),
+    }
+
+
+def _print(found: _Traces, prompt: str, corruption: str, path: str | None, seconds: float) -> None:
+    """The clean and corrupted probabilities, the strongest cells of each trace, the top heads and neurons."""
     from rich.console import Console
     from rich.markup import escape
 
+    from circuitscope.analysis.tracing_results import strongest_cells
+
     console = Console()
+    base = found.traces[0].baseline
     console.print(
         f"[bold]{escape(repr(prompt))}[/] -> {escape(repr(base.target))}: "
         f"p clean {base.clean_prob:.4f}, corrupted {base.corrupted_prob:.4f} "
         f"({corruption}, {base.n_samples} samples)",
         highlight=False,
     )
-    for t in traces:
+    for t in found.traces:
         cells = ", ".join(f"L{la} {base.tokens[p]!r} {e:+.3f}" for la, p, e in strongest_cells(t, 3))
         console.print(f"  {t.kind:5s} strongest: {cells}", highlight=False, markup=False)
-    if head_trace is not None:
-        console.print("  heads: " + ", ".join(f"L{la}H{h} {e:+.3f}" for la, h, e in head_trace.top(5)))
-    if neuron_trace is not None:
+    if found.heads is not None:
+        console.print("  heads: " + ", ".join(f"L{la}H{h} {e:+.3f}" for la, h, e in found.heads.top(5)))
+    if found.neurons is not None:
         console.print(
-            f"  layer {neuron_trace.layer} neurons: " + ", ".join(f"N{n} {e:+.3f}" for n, e in neuron_trace.top)
+            f"  layer {found.neurons.layer} neurons: " + ", ".join(f"N{n} {e:+.3f}" for n, e in found.neurons.top)
         )
     if path is not None:
         console.print(f"wrote {path} in {seconds:.0f} s", markup=False)
-    writes.done()
 
 
 def _check_after_load(hooked: Any, prompt: str, at: Any, neurons: int | None) -> None:

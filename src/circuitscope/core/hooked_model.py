@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -15,9 +15,11 @@ from circuitscope.core.attention import ATTN_IMPLEMENTATION, ensure_registered
 from circuitscope.core.cache import ActivationCache
 from circuitscope.core.config import ModelConfig
 from circuitscope.core.hook_points import Direction, HookFn, HookHandle, HookPoint
+from circuitscope.core.inputs import check_ids, check_mask
+from circuitscope.core.intervention import Intervention, intervention_hooks
 from circuitscope.core.names import NameFilter, act_name, closest_names, resolve_names
 from circuitscope.core.tokens import Tokenizer
-from circuitscope.core.weights import head_in_weights, head_out_weights
+from circuitscope.core.weights import MLPWeights, head_in_weights, head_out_weights, mlp_weights, stacked_mlp
 from circuitscope.core.wiring import Instrumentation
 from circuitscope.errors import HookError, HookNameError, ShapeError, TokenizationError, UnsupportedModelError
 from circuitscope.models import Adapter, adapter_for
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["ActiveHook", "GenerationResult", "HookedModel"]
 
 Hooks = Sequence[tuple[str, HookFn]]
+Interventions = Intervention | Sequence[Intervention]
 TokensLike = str | Sequence[str] | Int[torch.Tensor, "batch pos"] | Int[torch.Tensor, " pos"]
 
 
@@ -50,24 +53,6 @@ class GenerationResult:
     """Prompt and continuation, BOS included."""
     prompt_length: int
     """Number of prompt tokens at the start of ``tokens``."""
-
-
-def _check_mask(mask: object, ids: torch.Tensor) -> torch.Tensor:
-    """``mask`` as a [batch, pos] tensor of zeros and ones matching ``ids``, or a clear error."""
-    if not isinstance(mask, torch.Tensor):
-        raise ShapeError(
-            f"attention_mask must be a tensor of 0s and 1s shaped like the tokens, got {type(mask).__name__}"
-        )
-    if mask.ndim == 1 and ids.shape[0] == 1:
-        mask = mask[None]
-    if mask.shape != ids.shape:
-        raise ShapeError(
-            f"attention_mask has shape {tuple(mask.shape)} but the tokens have shape {tuple(ids.shape)}; "
-            "give one 0/1 entry per token (1 = attend, 0 = padding)"
-        )
-    if mask.is_complex() or not bool(((mask == 0) | (mask == 1)).all()):
-        raise ShapeError("attention_mask must hold only 0s and 1s (1 = attend, 0 = padding)")
-    return mask.to(torch.long)
 
 
 class _StopForward(Exception):  # noqa: N818 (control flow, not an error)
@@ -100,6 +85,7 @@ class HookedModel(nn.Module):
         self._tok = Tokenizer(tokenizer, self.adapter.tokenization, self.cfg.n_ctx) if tokenizer is not None else None
         self.wiring = Instrumentation(hf_model, self.adapter, self.cfg)
         self._handles: list[HookHandle] = []
+        self._pass_tokens: torch.Tensor | None = None
 
     def __repr__(self) -> str:
         c = self.cfg
@@ -168,6 +154,34 @@ class HookedModel(nn.Module):
             for h in reversed(handles):
                 h.remove()
 
+    @overload
+    def apply(self, fn: Callable[[nn.Module], None]) -> HookedModel: ...
+    @overload
+    def apply(self, *interventions: Intervention) -> AbstractContextManager[HookedModel]: ...
+    def apply(
+        self, *interventions: Intervention | Callable[[nn.Module], None], fn: Callable[[nn.Module], None] | None = None
+    ) -> HookedModel | AbstractContextManager[HookedModel]:
+        """Attach interventions (steering vectors, SAE splices, ...) for the duration of a ``with`` block.
+
+        Each is checked against this model first (a wrong-model one is refused before anything is
+        attached); their hooks are removed however the block exits, as with :meth:`hooks`.
+        A single function that is not an intervention keeps ``nn.Module.apply``'s meaning (call it on
+        every submodule), so torch code that walks modules still works.
+        """
+        if fn is None and len(interventions) == 1 and not isinstance(interventions[0], Intervention):
+            fn = interventions[0] if callable(interventions[0]) else None
+        if fn is not None:
+            return super().apply(fn)
+        return self.hooks(intervention_hooks(self, interventions))  # type: ignore[arg-type]
+
+    @property
+    def pass_tokens(self) -> Int[torch.Tensor, "batch pos"] | None:
+        """Token ids of the forward pass (or the prompt of the generation) now running; None between passes.
+
+        For hook functions whose edit depends on the input, e.g. an SAE splice that leaves BOS alone.
+        """
+        return self._pass_tokens
+
     def active_hooks(self) -> list[ActiveHook]:
         """What is attached now (a leak check: empty after every scoped call)."""
         out: list[ActiveHook] = []
@@ -220,66 +234,52 @@ class HookedModel(nn.Module):
         if isinstance(tokens, str) or (isinstance(tokens, Sequence) and all(isinstance(t, str) for t in tokens)):
             ids, mask = self.tok.to_tokens(tokens)  # type: ignore[arg-type]
             if attention_mask is not None:
-                attention_mask = _check_mask(attention_mask, ids).to(self.device)
+                attention_mask = check_mask(attention_mask, ids).to(self.device)
             return ids.to(self.device), (mask.to(self.device) if not bool(mask.all()) else attention_mask)
-        tokens = self._check_ids(tokens)
+        tokens = check_ids(tokens, self.cfg)
         if attention_mask is not None:
-            attention_mask = _check_mask(attention_mask, tokens)
+            attention_mask = check_mask(attention_mask, tokens)
         elif not self.cfg.causal and self._tok is not None:
             # an encoder attends both ways, so padding would leak into real positions: mask it
             pad = tokens != self._tok.pad_token_id
             attention_mask = None if bool(pad.all()) else pad.long()
         return tokens.to(self.device), (attention_mask.to(self.device) if attention_mask is not None else None)
 
-    def _check_ids(self, tokens: object) -> torch.Tensor:
-        """Token ids as a [batch, pos] tensor, or a clear error saying what is wrong with them."""
-        if not isinstance(tokens, torch.Tensor):
-            kind = "a list that is not all strings" if isinstance(tokens, Sequence) else type(tokens).__name__
-            raise TokenizationError(
-                f"expected text (a string or a list of strings) or a tensor of token ids, got {kind}; "
-                "pass token ids as a tensor, e.g. torch.tensor([[1, 2, 3]])"
-            )
-        if tokens.ndim == 1:
-            tokens = tokens[None]
-        if tokens.ndim != 2 or tokens.dtype not in (torch.long, torch.int, torch.int32, torch.int64):
-            raise ShapeError(
-                f"token ids must be an integer tensor [batch, pos], got {tuple(tokens.shape)} {tokens.dtype}"
-            )
-        if tokens.shape[0] == 0 or tokens.shape[1] == 0:
-            raise ShapeError(
-                f"token ids of shape {tuple(tokens.shape)} hold no tokens; pass at least one prompt of at least "
-                "one token (a BOS token, if nothing else)"
-            )
-        if tokens.shape[1] > self.cfg.n_ctx:
-            raise TokenizationError(
-                f"{tokens.shape[1]} tokens exceed the model's context of {self.cfg.n_ctx}; truncate them first"
-            )
-        if int(tokens.min()) < 0 or int(tokens.max()) >= self.cfg.d_vocab:
-            raise ShapeError(
-                f"token ids must lie in [0, {self.cfg.d_vocab}); got {int(tokens.min())}..{int(tokens.max())}"
-            )
-        return tokens
-
     # ------------------------------------------------------------------ running
-    def _run(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    @contextmanager
+    def _passing(self, tokens: torch.Tensor) -> Iterator[None]:
+        """``tokens`` as :attr:`pass_tokens` while a pass runs; the per-pass wiring state cleared after it."""
+        outer, self._pass_tokens = self._pass_tokens, tokens
         try:
-            out = self.hf_model(input_ids=tokens, attention_mask=attention_mask, use_cache=False)
+            yield
         finally:
+            self._pass_tokens = outer
             self.wiring.clear_state()
+
+    def _run(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        with self._passing(tokens):
+            out = self.hf_model(input_ids=tokens, attention_mask=attention_mask, use_cache=False)
         logits = getattr(out, "logits", None)
         return logits if logits is not None else out.last_hidden_state
 
     def forward(
-        self, tokens: TokensLike, attention_mask: Int[torch.Tensor, "batch pos"] | None = None
+        self,
+        tokens: TokensLike,
+        attention_mask: Int[torch.Tensor, "batch pos"] | None = None,
+        *,
+        interventions: Interventions = (),
     ) -> Float[torch.Tensor, "batch pos d_vocab"]:
         """Logits (or the final hidden states of an encoder without an LM head).
 
         Text is tokenized (a batch right-padded, with its padding mask). Token ids run with
         ``attention_mask`` if given; otherwise a decoder attends to every position (right
         padding cannot reach earlier positions) and an encoder masks its pad token.
+        ``interventions`` are attached for this pass only, as with :meth:`apply`.
         """
+        attached = intervention_hooks(self, interventions)
         ids, mask = self._prepare(tokens, attention_mask)
-        return self._run(ids, mask)
+        with self.hooks(attached):
+            return self._run(ids, mask)
 
     def run_with_hooks(
         self,
@@ -287,9 +287,11 @@ class HookedModel(nn.Module):
         fwd_hooks: Hooks = (),
         bwd_hooks: Hooks = (),
         attention_mask: torch.Tensor | None = None,
+        *,
+        interventions: Interventions = (),
     ) -> Float[torch.Tensor, "batch pos d_vocab"]:
-        """One forward pass with hooks attached for its duration only."""
-        with self.hooks(fwd_hooks, bwd_hooks):
+        """One forward pass with hooks attached for its duration only (``interventions`` before them)."""
+        with self.hooks(intervention_hooks(self, interventions)), self.hooks(fwd_hooks, bwd_hooks):
             return self.forward(tokens, attention_mask)
 
     @overload
@@ -303,6 +305,7 @@ class HookedModel(nn.Module):
         fwd_hooks: Hooks = ...,
         attention_mask: torch.Tensor | None = ...,
         device: str | torch.device | None = ...,
+        interventions: Interventions = ...,
     ) -> tuple[torch.Tensor, ActivationCache]: ...
     @overload
     def run_with_cache(
@@ -315,6 +318,7 @@ class HookedModel(nn.Module):
         fwd_hooks: Hooks = ...,
         attention_mask: torch.Tensor | None = ...,
         device: str | torch.device | None = ...,
+        interventions: Interventions = ...,
     ) -> tuple[None, ActivationCache]: ...
     def run_with_cache(
         self,
@@ -326,14 +330,16 @@ class HookedModel(nn.Module):
         fwd_hooks: Hooks = (),
         attention_mask: torch.Tensor | None = None,
         device: str | torch.device | None = None,
+        interventions: Interventions = (),
     ) -> tuple[torch.Tensor | None, ActivationCache]:
         """Run and keep the activations ``names`` selects (a name, glob, list or predicate; None = all).
 
         ``stop_early`` ends the forward pass as soon as the last selected activation exists
         (no later blocks, no unembedding) and returns ``None`` for the logits. ``grad`` keeps
-        the cached tensors in the autograd graph. ``fwd_hooks`` run before caching, so the
-        cache sees their edits.
+        the cached tensors in the autograd graph. ``interventions``, then ``fwd_hooks``, run before
+        caching, so the cache sees their edits.
         """
+        attached = intervention_hooks(self, interventions)
         ids, mask = self._prepare(tokens, attention_mask)
         selected = resolve_names(names, self.hook_names)
         data: dict[str, torch.Tensor] = {}
@@ -347,7 +353,7 @@ class HookedModel(nn.Module):
                 raise _StopForward
 
         logits: torch.Tensor | None = None
-        with self.hooks(list(fwd_hooks) + [(n, save) for n in selected]):
+        with self.hooks(attached + list(fwd_hooks) + [(n, save) for n in selected]):
             try:
                 logits = self._run(ids, mask)
             except _StopForward:
@@ -393,57 +399,27 @@ class HookedModel(nn.Module):
         max_new_tokens: int = 20,
         hooks: Hooks = (),
         do_sample: bool = False,
-        steering: Any = (),
+        interventions: Interventions = (),
         **generate_kwargs: Any,
     ) -> GenerationResult:
         """Generate with hooks active at every step (they see one new position per step).
 
-        ``steering`` takes steering vectors (:class:`circuitscope.steering.SteeringVector`), applied
-        as their own hooks with their position windows respected across cached steps.
+        ``interventions`` (steering vectors, ...) are attached before ``hooks``, once for the whole
+        generation: a steering vector's position window holds across the cached steps.
         """
         ids = self._generation_prompt(prompt, max_new_tokens)
-        if steering:
-            from circuitscope.steering import steering_hooks  # lazy: core does not import analyses
-
-            hooks = [*hooks, *steering_hooks(steering, self)]
-        with self.hooks(hooks):
-            try:
-                out = self.hf_model.generate(  # type: ignore[operator]
-                    input_ids=ids,
-                    attention_mask=torch.ones_like(ids),
-                    max_new_tokens=max_new_tokens,
-                    do_sample=do_sample,
-                    pad_token_id=self.tok.pad_token_id,
-                    **generate_kwargs,
-                )
-            finally:
-                self.wiring.clear_state()
+        with self.hooks(intervention_hooks(self, interventions)), self.hooks(hooks), self._passing(ids):
+            out = self.hf_model.generate(  # type: ignore[operator]
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=max_new_tokens,
+                do_sample=do_sample,
+                pad_token_id=self.tok.pad_token_id,
+                **generate_kwargs,
+            )
         text = self.tok.to_string(out[0, ids.shape[1] :])
         assert isinstance(text, str)
         return GenerationResult(text=text, tokens=out[0].detach(), prompt_length=ids.shape[1])
-
-    # ------------------------------------------------------------------ sparse autoencoders
-    def run_with_sae(self, tokens: TokensLike, sae: Any, keep_error: bool = False, skip_bos: bool | None = None) -> Any:
-        """Logits with the SAE's reconstruction spliced in at its hook (see :func:`circuitscope.sae.run_with_sae`)."""
-        from circuitscope.sae.splice import run_with_sae
-
-        return run_with_sae(self, tokens, sae, keep_error=keep_error, skip_bos=skip_bos)
-
-    def run_with_cache_with_saes(
-        self,
-        tokens: TokensLike,
-        saes: Any,
-        names: NameFilter = None,
-        keep_error: bool = False,
-        skip_bos: bool | None = None,
-        grad: bool = False,
-    ) -> Any:
-        """Like :meth:`run_with_cache` with SAEs spliced in; the cache also holds ``{hook}.sae.hook_acts``."""
-        from circuitscope.sae.splice import run_with_cache_and_saes
-
-        return run_with_cache_and_saes(
-            self, tokens, saes, names=names, keep_error=keep_error, skip_bos=skip_bos, grad=grad
-        )
 
     # ------------------------------------------------------------------ weights
     @property
@@ -517,6 +493,36 @@ class HookedModel(nn.Module):
             w, bias = head_out_weights(b.o, self.cfg, self.adapter.conv1d)
             rows.append(bias if bias is not None else torch.zeros(w.shape[-1], dtype=w.dtype, device=w.device))
         return torch.stack(rows)
+
+    def mlp_weights(self, layer: int) -> MLPWeights:
+        """One layer's MLP weights (``W_in``, ``b_in``, ``W_out``, ``b_out``, ``W_gate``), without stacking."""
+        self.check_layer_head(layer)
+        return mlp_weights(self.wiring.blocks[layer], self.adapter.conv1d)
+
+    @property
+    def W_in(self) -> Float[torch.Tensor, "layer d_model d_mlp"]:
+        """MLP input projection: ``hook_pre = x @ W_in + b_in`` (``hook_pre_linear`` under a gated MLP)."""
+        return stacked_mlp(self.wiring.blocks, self.adapter.conv1d, "W_in", self.cfg.family)
+
+    @property
+    def b_in(self) -> Float[torch.Tensor, "layer d_mlp"]:
+        """MLP input bias (zeros where the family has none)."""
+        return stacked_mlp(self.wiring.blocks, self.adapter.conv1d, "b_in", self.cfg.family)
+
+    @property
+    def W_gate(self) -> Float[torch.Tensor, "layer d_model d_mlp"]:
+        """Gate of a gated MLP: ``hook_pre = x @ W_gate`` (a ShapeError for an ungated MLP)."""
+        return stacked_mlp(self.wiring.blocks, self.adapter.conv1d, "W_gate", self.cfg.family)
+
+    @property
+    def W_out(self) -> Float[torch.Tensor, "layer d_mlp d_model"]:
+        """MLP output projection: ``hook_post @ W_out + b_out``."""
+        return stacked_mlp(self.wiring.blocks, self.adapter.conv1d, "W_out", self.cfg.family)
+
+    @property
+    def b_out(self) -> Float[torch.Tensor, "layer d_model"]:
+        """MLP output bias (zeros where the family has none)."""
+        return stacked_mlp(self.wiring.blocks, self.adapter.conv1d, "b_out", self.cfg.family)
 
     def check_layer_head(self, layer: int, head: int | None = None) -> None:
         """Raise a clear error for a layer or head index outside the model."""

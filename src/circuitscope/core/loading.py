@@ -72,11 +72,11 @@ def _auto_class(config: Any) -> Any:
 
     adapter = adapter_for(config.model_type)
     archs = list(getattr(config, "architectures", None) or [])
-    if adapter.encoder_classes:
-        if any("MaskedLM" in a for a in archs):
-            return transformers.AutoModelForMaskedLM
-        return transformers.AutoModel
-    return transformers.AutoModelForCausalLM
+    if adapter.causal:
+        return transformers.AutoModelForCausalLM
+    if any(a in adapter.masked_lm_classes for a in archs):
+        return transformers.AutoModelForMaskedLM
+    return transformers.AutoModel
 
 
 def _load_tokenizer(source: str, **kwargs: Any) -> Any:
@@ -132,7 +132,8 @@ def _dequantized_copy(model: Any, dtype: torch.dtype) -> Any:
         del config.quantization_config
     fresh = type(model)(config).to(dtype)
     missing, unexpected = fresh.load_state_dict(model.state_dict(), strict=False)
-    real_missing = [k for k in missing if "embed_scale" not in k]
+    computed = adapter_for(config.model_type).embed_scale_buffer  # made from the config, not stored
+    real_missing = [k for k in missing if computed is None or k.rsplit(".", 1)[-1] != computed]
     if real_missing or unexpected:
         raise LoadError(
             f"dequantized weights do not fit the model: missing {real_missing[:5]}, unexpected {unexpected[:5]}"

@@ -40,9 +40,7 @@ def unembed_at(
     if norm is None or unembed is None:
         raise UnsupportedModelError(f"the {model.cfg.family} model has no final norm and unembedding")
     rows = torch.arange(resid.shape[0], device=resid.device)
-    logits = unembed(norm(resid)[rows, positions])
-    cap = getattr(model.hf_model.config.get_text_config(), "final_logit_softcapping", None)
-    return torch.tanh(logits / cap) * cap if cap is not None else logits
+    return model.wiring.softcap_logits(unembed(norm(resid)[rows, positions]))
 
 
 def _expand(value: Any, batch: int, copies: int) -> Any:

@@ -1,20 +1,35 @@
-"""Per-head weight views in TransformerLens's shapes, read from the Hugging Face weights.
+"""Weight views in TransformerLens's shapes, read from the Hugging Face weights.
 
-``W_Q`` is ``[head, d_model, d_head]`` per layer (``q = x @ W_Q[h] + b_Q[h]``),
+Attention, per layer: ``W_Q`` is ``[head, d_model, d_head]`` (``q = x @ W_Q[h] + b_Q[h]``),
 ``W_K``/``W_V`` the same with the model's key/value heads, ``W_O`` is
-``[head, d_head, d_model]`` (``out = sum_h z[h] @ W_O[h] + b_O``). These are views of
-the weights as loaded: no folding or centering is applied.
+``[head, d_head, d_model]`` (``out = sum_h z[h] @ W_O[h] + b_O``). MLP, per layer:
+``W_in`` is ``[d_model, d_mlp]`` (``hook_pre = x @ W_in + b_in``; under a gated MLP that is
+the linear branch ``hook_pre_linear`` and ``hook_pre = x @ W_gate``), ``W_out`` is
+``[d_mlp, d_model]`` (``out = hook_post @ W_out + b_out``). Conv1D storage ([in, out], GPT-2)
+and ``nn.Linear``'s [out, in] give the same shapes. These are views of the weights as
+loaded: no folding or centering is applied.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from jaxtyping import Float
 from torch import nn
 
 from circuitscope.core.config import ModelConfig
+from circuitscope.errors import ShapeError
 
-__all__ = ["head_in_weights", "head_out_weights"]
+if TYPE_CHECKING:
+    from circuitscope.core.wiring import BlockModules
+
+__all__ = ["MLPPart", "MLPWeights", "head_in_weights", "head_out_weights", "mlp_weights", "stacked_mlp"]
+
+MLPPart = Literal["W_in", "b_in", "W_out", "b_out", "W_gate"]
+"""One of the :class:`MLPWeights` fields."""
 
 
 def _matrix(module: nn.Module, conv1d: bool) -> torch.Tensor:
@@ -66,3 +81,47 @@ def head_in_weights(
         ws = w.reshape(d_model, h, 3, d).permute(2, 1, 0, 3)
         bs = None if b is None else b.reshape(h, 3, d).permute(1, 0, 2)
     return [(ws[i], None if bs is None else bs[i]) for i in range(3)]
+
+
+@dataclass(frozen=True)
+class MLPWeights:
+    """One block's MLP weights in TransformerLens's shapes (views of the stored weights)."""
+
+    W_in: Float[torch.Tensor, "d_model d_mlp"]
+    """Input projection: ``hook_pre = x @ W_in + b_in``; under a gated MLP the linear branch, ``hook_pre_linear``."""
+    b_in: Float[torch.Tensor, " d_mlp"]
+    """Its bias (zeros where the family has none)."""
+    W_out: Float[torch.Tensor, "d_mlp d_model"]
+    """Output projection: ``hook_post @ W_out + b_out`` is what the MLP writes (before any norm after it)."""
+    b_out: Float[torch.Tensor, " d_model"]
+    """Its bias (zeros where the family has none)."""
+    W_gate: Float[torch.Tensor, "d_model d_mlp"] | None
+    """Gate projection of a gated MLP: ``hook_pre = x @ W_gate``; None for an ungated MLP."""
+
+
+def _bias_or_zeros(module: nn.Module, weight: torch.Tensor, width: int) -> torch.Tensor:
+    bias = _bias(module)
+    return bias if bias is not None else torch.zeros(width, dtype=weight.dtype, device=weight.device)
+
+
+def mlp_weights(mods: BlockModules, conv1d: bool) -> MLPWeights:
+    """The MLP weights of one block's resolved modules."""
+    gated = mods.mlp_in_linear is not None
+    up = mods.mlp_in_linear if mods.mlp_in_linear is not None else mods.mlp_in
+    w_in = _matrix(up, conv1d)  # [d_model, d_mlp]
+    w_out = _matrix(mods.mlp_down, conv1d)  # [d_mlp, d_model]
+    return MLPWeights(
+        W_in=w_in,
+        b_in=_bias_or_zeros(up, w_in, w_in.shape[-1]),
+        W_out=w_out,
+        b_out=_bias_or_zeros(mods.mlp_down, w_out, w_out.shape[-1]),
+        W_gate=_matrix(mods.mlp_in, conv1d) if gated else None,
+    )
+
+
+def stacked_mlp(blocks: Sequence[BlockModules], conv1d: bool, part: MLPPart, family: str) -> torch.Tensor:
+    """``part`` of every block's MLP stacked along a leading layer axis."""
+    rows = [getattr(mlp_weights(b, conv1d), part) for b in blocks]
+    if any(r is None for r in rows):
+        raise ShapeError(f"the {family} family's MLP is not gated: it has no {part}")
+    return torch.stack(rows)

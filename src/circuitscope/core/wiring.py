@@ -142,6 +142,8 @@ class Instrumentation:
     def __init__(self, hf_model: nn.Module, adapter: Adapter, cfg: ModelConfig) -> None:
         self.adapter = adapter
         self.cfg = cfg
+        config: Any = hf_model.config
+        self._text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
         self.embed = resolve_path(hf_model, adapter.embed, "embed")
         self.pos_embed = try_resolve(hf_model, adapter.pos_embed)
         self.final_norm = try_resolve(hf_model, adapter.final_norm)
@@ -170,6 +172,16 @@ class Instrumentation:
                 site.acquire()
             else:
                 site.release()
+
+    def final_softcap(self) -> float | None:
+        """The final logit softcap the adapter declares, read off the config now (None: no cap)."""
+        attr = self.adapter.final_softcap_attr
+        return None if attr is None else getattr(self._text_config, attr, None)
+
+    def softcap_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """``c * tanh(logits / c)`` under the family's final softcap ``c``; the logits themselves without one."""
+        cap = self.final_softcap()
+        return torch.tanh(logits / cap) * cap if cap is not None else logits
 
     def clear_state(self) -> None:
         """Drop tensors kept between sites (called after every forward)."""

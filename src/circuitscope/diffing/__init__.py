@@ -1,7 +1,7 @@
 """Model diffing: two models (or checkpoints) with one tokenizer, compared on the same text."""
 
-from circuitscope.diffing.interpolation import Interpolation, interpolate, interpolated_model, plot_interpolation
-from circuitscope.diffing.loss import Context, LossDiff, loss_diff, per_token_loss, plot_loss_diff
+from circuitscope.diffing.interpolation import Interpolation, interpolate, interpolated_model
+from circuitscope.diffing.loss import Context, LossDiff, loss_diff, per_token_loss
 from circuitscope.diffing.pairing import (
     ModelMismatchError,
     TokenizerMismatchError,
@@ -14,10 +14,8 @@ from circuitscope.diffing.similarity import (
     attention_diff,
     layer_cka,
     linear_cka,
-    plot_attention_diff,
-    plot_cka,
 )
-from circuitscope.diffing.weights import WeightDiff, component_of, plot_weight_diff, weight_diff
+from circuitscope.diffing.weights import WeightDiff, component_of, weight_diff
 
 __all__ = [
     "AttentionDiff",
@@ -38,10 +36,5 @@ __all__ = [
     "linear_cka",
     "loss_diff",
     "per_token_loss",
-    "plot_attention_diff",
-    "plot_cka",
-    "plot_interpolation",
-    "plot_loss_diff",
-    "plot_weight_diff",
     "weight_diff",
 ]

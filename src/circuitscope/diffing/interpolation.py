@@ -16,13 +16,13 @@ import torch
 from jaxtyping import Float
 
 from circuitscope.diffing.pairing import check_same_architecture, check_same_tokenizer
+from circuitscope.engine.loss import mean_loss
 from circuitscope.progress import progress
-from circuitscope.steering.sweep import mean_loss
 
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = ["Interpolation", "interpolate", "interpolated_model", "plot_interpolation"]
+__all__ = ["Interpolation", "interpolate", "interpolated_model"]
 
 
 @torch.no_grad()
@@ -126,30 +126,3 @@ def interpolate(
         loss_a=mean_loss(a, list(texts)),
         loss_b=mean_loss(b, list(texts)),
     )
-
-
-def plot_interpolation(result: Interpolation):  # -> plotly Figure
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss along the path", "cross-task linearity (cosine)"))
-    fig.add_trace(go.Scatter(x=result.alphas, y=result.loss.tolist(), mode="lines+markers", name="loss"), 1, 1)
-    fig.add_trace(
-        go.Scatter(x=[0, 1], y=[result.loss_a, result.loss_b], mode="lines", name="linear", line=dict(dash="dot")), 1, 1
-    )
-    fig.add_trace(
-        go.Heatmap(
-            z=result.linearity.tolist(),
-            x=[f"L{i}" for i in range(result.linearity.shape[1])],
-            y=[f"{a:g}" for a in result.alphas],
-            colorscale="Viridis",
-            zmax=1,
-            hovertemplate="alpha %{y}, %{x}: cosine %{z:.4f}<extra></extra>",
-        ),
-        1,
-        2,
-    )
-    fig.update_xaxes(title_text="alpha (0 = A, 1 = B)", row=1, col=1)
-    fig.update_yaxes(title_text="alpha", type="category", row=1, col=2)
-    fig.update_layout(height=420)
-    return fig

@@ -10,11 +10,12 @@ import torch
 from jaxtyping import Float
 
 from circuitscope.diffing.pairing import check_same_tokenizer
+from circuitscope.engine.loss import next_token_loss
 
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = ["Context", "LossDiff", "loss_diff", "per_token_loss", "plot_loss_diff"]
+__all__ = ["Context", "LossDiff", "loss_diff", "per_token_loss"]
 
 
 @torch.no_grad()
@@ -23,9 +24,7 @@ def per_token_loss(model: HookedModel, text: str, max_tokens: int | None = None)
     ids = model.to_tokens(text, truncate=True)
     if max_tokens is not None:
         ids = ids[:, :max_tokens]
-    logits = model(ids)
-    logp = logits[0, :-1].float().log_softmax(-1)
-    return -logp.gather(-1, ids[0, 1:, None].to(logp.device))[:, 0].cpu()
+    return next_token_loss(model(ids)[0], ids[0], reduction="none").cpu()
 
 
 @dataclass(frozen=True)
@@ -122,26 +121,3 @@ def loss_diff(a: HookedModel, b: HookedModel, texts: Sequence[str], max_tokens: 
         la.append(per_token_loss(a, text, max_tokens))
         lb.append(per_token_loss(b, text, max_tokens))
     return LossDiff(str_tokens, la, lb)
-
-
-def plot_loss_diff(result: LossDiff, text_index: int = 0):  # -> plotly Figure
-    """Loss of A and B along one text, with their difference."""
-    import plotly.graph_objects as go
-
-    toks = result.str_tokens[text_index][1:]
-    x = list(range(1, len(toks) + 1))
-    hover = [repr(t) for t in toks]
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=x, y=result.loss_a[text_index].tolist(), name="A", hovertext=hover, mode="lines"))
-    fig.add_trace(go.Scatter(x=x, y=result.loss_b[text_index].tolist(), name="B", hovertext=hover, mode="lines"))
-    fig.add_trace(
-        go.Bar(x=x, y=result.diff[text_index].tolist(), name="B - A", hovertext=hover, opacity=0.5, yaxis="y2")
-    )
-    fig.update_layout(
-        title=f"per-token loss, text {text_index}",
-        xaxis_title="token position",
-        yaxis_title="loss (nats)",
-        yaxis2=dict(title="B - A", overlaying="y", side="right"),
-        height=420,
-    )
-    return fig

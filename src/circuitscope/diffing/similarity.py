@@ -15,7 +15,7 @@ from circuitscope.errors import ShapeError
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = ["AttentionDiff", "LayerCKA", "attention_diff", "layer_cka", "linear_cka", "plot_attention_diff", "plot_cka"]
+__all__ = ["AttentionDiff", "LayerCKA", "attention_diff", "layer_cka", "linear_cka"]
 
 
 def linear_cka(x: Float[torch.Tensor, "n d1"], y: Float[torch.Tensor, "n d2"]) -> float:
@@ -102,30 +102,3 @@ def attention_diff(a: HookedModel, b: HookedModel, texts: Sequence[str], max_tok
             total[i] += tv.sum(-1).cpu()
         count += ids.shape[1]
     return AttentionDiff((total / max(count, 1)).float())
-
-
-def plot_cka(result: LayerCKA):  # -> plotly Figure
-    import plotly.graph_objects as go
-
-    fig = go.Figure(go.Scatter(x=result.layers, y=result.cka.tolist(), mode="lines+markers"))
-    fig.update_layout(title="linear CKA of the residual stream, A vs B", xaxis_title="layer", yaxis_title="CKA",
-                      yaxis_range=[0, 1.02], height=380)  # fmt: skip
-    return fig
-
-
-def plot_attention_diff(result: AttentionDiff):  # -> plotly Figure
-    import plotly.graph_objects as go
-
-    d = result.distance
-    fig = go.Figure(
-        go.Heatmap(
-            z=d.tolist(),
-            x=[f"H{h}" for h in range(d.shape[1])],
-            y=[f"L{i}" for i in range(d.shape[0])],
-            colorscale="Reds",
-            zmin=0,
-            hovertemplate="%{y}%{x}: TV distance %{z:.4f}<extra></extra>",
-        )
-    )
-    fig.update_layout(title="attention-pattern difference per head (total variation)", height=480)
-    return fig

@@ -13,7 +13,7 @@ from circuitscope.diffing.pairing import ModelMismatchError
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = ["WeightDiff", "component_of", "plot_weight_diff", "weight_diff"]
+__all__ = ["WeightDiff", "component_of", "weight_diff"]
 
 _LAYER = re.compile(r"(?:^|\.)(?:layers|h|layer|blocks)\.(\d+)\.")
 
@@ -106,21 +106,3 @@ def weight_diff(a: HookedModel, b: HookedModel) -> WeightDiff:
     return WeightDiff(
         comps, [sq_a[c] ** 0.5 for c in comps], [sq_d[c] ** 0.5 for c in comps], [count[c] for c in comps]
     )
-
-
-def plot_weight_diff(result: WeightDiff):  # -> plotly Figure
-    import plotly.graph_objects as go
-
-    fig = go.Figure(
-        go.Bar(
-            x=result.components,
-            y=result.relative,
-            hovertext=[f"|ΔW| {d:.4g}, |W_A| {a:.4g}" for d, a in zip(result.diff_norm, result.norm_a, strict=True)],
-        )
-    )
-    fig.update_layout(
-        title="relative weight difference |W_B - W_A| / |W_A| by component",
-        yaxis_title="relative difference",
-        height=420,
-    )
-    return fig

@@ -18,7 +18,6 @@ from circuitscope.embeddings.benchmark import (
     evaluate_analogies,
     load_google_analogies,
     parse_analogy_file,
-    plot_analogy_benchmark,
 )
 from circuitscope.embeddings.matrix import (
     GLOVE_REQUIREMENT,
@@ -47,7 +46,6 @@ __all__ = [
     "nearest_neighbours",
     "parse_analogy_file",
     "parse_expression",
-    "plot_analogy_benchmark",
     "project_onto_span",
     "solve_analogy",
 ]

@@ -32,7 +32,6 @@ __all__ = [
     "evaluate_analogies",
     "load_google_analogies",
     "parse_analogy_file",
-    "plot_analogy_benchmark",
 ]
 
 GENSIM_REQUIREMENT = "gensim==4.4.0"
@@ -272,26 +271,3 @@ def _variants(canonical: torch.Tensor, abc: torch.Tensor) -> torch.Tensor:
     hit = (pos < heads.shape[0]) & (heads[pos.clamp_max(heads.shape[0] - 1)] == distinct) & (distinct >= 0)
     found = torch.where(hit[:, :, None], table[pos.clamp_max(heads.shape[0] - 1)], -1)  # [q, 3, width]
     return found.reshape(abc.shape[0], -1)
-
-
-def plot_analogy_benchmark(result: AnalogyBenchmarkResult):  # -> plotly Figure
-    """Accuracy per section (bars), with the OOV share in the hover text."""
-    import plotly.graph_objects as go
-
-    names = [s.name for s in result.sections]
-    acc = [s.accuracy if s.correct + s.incorrect else 0.0 for s in result.sections]
-    hover = [
-        f"{s.name}<br>accuracy {s.accuracy:.3f}<br>{s.correct}/{s.correct + s.incorrect} correct<br>{s.oov} OOV skipped"
-        for s in result.sections
-    ]
-    colors = ["#3558d4" if not n.startswith("gram") else "#d48a35" for n in names]
-    fig = go.Figure(go.Bar(x=names, y=acc, marker_color=colors, hovertext=hover, hoverinfo="text"))
-    fig.update_layout(
-        title=f"{result.embeddings}: {result.method}, overall {result.overall_accuracy:.3f} "
-        f"(semantic {result.semantic_accuracy:.3f}, syntactic {result.syntactic_accuracy:.3f})",
-        yaxis_title="accuracy",
-        yaxis_range=[0, 1],
-        height=420,
-        margin=dict(l=50, r=20, t=60, b=140),
-    )
-    return fig

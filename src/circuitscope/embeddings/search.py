@@ -29,6 +29,7 @@ import torch
 from jaxtyping import Float, Int
 
 from circuitscope.embeddings.analogy import COSMUL_EPS
+from circuitscope.engine.batching import batch_slices
 
 __all__ = ["analogy_scores", "best_rows"]
 
@@ -71,9 +72,8 @@ def _block_maxima(
     n_blocks = -(-n_vocab // width)
     d_max = torch.empty(pairs.shape[0], n_blocks, dtype=unit.dtype)
     e_max = torch.empty(cs.shape[0], n_blocks, dtype=unit.dtype)
-    step = width * chunk_blocks
-    for start in range(0, n_vocab, step):
-        stop = min(start + step, n_vocab)
+    for part in batch_slices(n_vocab, width * chunk_blocks):
+        start, stop = part.start, part.stop
         cos = anchors @ unit[start:stop].T  # [distinct words, chunk]
         if method == "3cosmul":
             cos.add_(1).mul_(0.5)
@@ -214,8 +214,8 @@ def best_rows(
 
     n_first = min(first_blocks, n_blocks)
     seen_q, seen_b, seen_v, rest_q, rest_b = [], [], [], [], []
-    for s in range(0, n_q, question_batch):
-        p, c = pair_of[s : s + question_batch], c_of[s : s + question_batch]
+    for rows in batch_slices(n_q, question_batch):
+        s, p, c = rows.start, pair_of[rows], c_of[rows]
         ub = d_max[p].add_(e_max[c]) if method == "3cosadd" else d_max[p].mul_(e_max[c])  # [questions, blocks]
         # 1. each question on its most promising blocks: the bar
         first = ub.topk(n_first, 1).indices

@@ -8,7 +8,6 @@ from circuitscope.evals.harness import (
     PromptVariantResult,
     evaluate_prompt_variants,
     load_eval_items,
-    plot_prompt_variants,
 )
 
 __all__ = [
@@ -19,5 +18,4 @@ __all__ = [
     "PromptVariantResult",
     "evaluate_prompt_variants",
     "load_eval_items",
-    "plot_prompt_variants",
 ]

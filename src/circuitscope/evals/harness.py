@@ -35,7 +35,6 @@ __all__ = [
     "PromptVariantResult",
     "evaluate_prompt_variants",
     "load_eval_items",
-    "plot_prompt_variants",
 ]
 
 
@@ -201,30 +200,3 @@ def evaluate_prompt_variants(
             others = torch.cat([lp[:a], lp[a + 1 :]])
             margin[fi, qi] = float(lp[a] - others.max())
     return PromptVariantResult(names, [it.question for it in items], scores, correct, p_ans, margin, n_boot, seed)
-
-
-def plot_prompt_variants(result: PromptVariantResult):  # -> plotly Figure
-    """Mean p(answer) per framing with 95% bootstrap intervals."""
-    import plotly.graph_objects as go
-
-    rows = result.table()
-    y = [r["p_answer"] for r in rows]
-    fig = go.Figure(
-        go.Bar(
-            x=[r["framing"] for r in rows],
-            y=y,
-            error_y=dict(
-                type="data",
-                symmetric=False,
-                array=[r["p_answer_ci95"][1] - v for r, v in zip(rows, y, strict=True)],
-                arrayminus=[v - r["p_answer_ci95"][0] for r, v in zip(rows, y, strict=True)],
-            ),
-        )
-    )
-    fig.update_layout(
-        title=f"p(answer) by framing, {len(result.questions)} questions (95% bootstrap CI)",
-        yaxis_title="mean p(answer | options)",
-        yaxis_range=[0, 1],
-        height=420,
-    )
-    return fig

@@ -1,7 +1,8 @@
 """One declarative adapter per Hugging Face model family.
 
 Each module in this package defines ``ADAPTER`` (an :class:`Adapter`). Adding a
-family means adding one file here: the registry discovers it.
+family means adding one file here: the registry discovers it. A family transformers
+does not ship keeps its model classes beside its adapter, in a package (``toy/``).
 """
 
 from __future__ import annotations

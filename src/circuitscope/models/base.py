@@ -88,16 +88,27 @@ class Adapter:
     rotary: bool = False
     """Queries and keys are rotated inside attention: adds ``attn.hook_rot_q`` / ``hook_rot_k``."""
     causal: bool = True
-    """Decoder (causal) attention; False for encoders."""
+    """Decoder (causal) attention, loaded with ``AutoModelForCausalLM``; False for encoders (loaded with
+    ``AutoModelForMaskedLM`` or ``AutoModel``, see ``masked_lm_classes``)."""
+    masked_lm_classes: tuple[str, ...] = ()
+    """For an encoder: the architectures (``config.architectures``) that carry a masked-LM head and load
+    with ``AutoModelForMaskedLM``; the family's other architectures load as the bare encoder (``AutoModel``)."""
+    final_softcap_attr: str | None = None
+    """Text-config attribute holding the final logit softcap ``c``: the logits are ``c * tanh(logits / c)``
+    (Gemma 2/3's ``final_logit_softcapping``). None if the family never caps its logits; a config value of
+    None means no cap too. (Attention-score softcapping needs no field: transformers hands the family's own
+    cap to the attention function, which applies it.)"""
+    embed_scale_buffer: str | None = None
+    """Buffer of the token-embedding module holding the factor its forward multiplies embeddings by
+    (Gemma's ``embed_scale``, sqrt(d_model)); None if embeddings are not scaled. ``hook_embed`` sees the
+    scaled embedding, ``W_E`` is the stored matrix. The buffer is computed from the config, so loading
+    does not expect it in the weights."""
     tokenization: Literal["bos", "tokenizer"] = "bos"
     """``bos``: circuitscope prepends BOS itself (``prepend_bos``); ``tokenizer``: the tokenizer's
     own special tokens are used (``[CLS] ... [SEP]`` for BERT)."""
     register: Callable[[], None] | None = None
     """For a family transformers does not ship (circuitscope's toy model): registers its config and
     model classes with transformers' Auto classes. Called before loading, never at import time."""
-    encoder_classes: tuple[str, ...] = ()
-    """Architectures (``config.architectures``) loaded with ``AutoModel``/``AutoModelForMaskedLM``
-    rather than ``AutoModelForCausalLM``."""
 
     def __post_init__(self) -> None:
         if self.qkv is None and not (self.q and self.k and self.v):
@@ -108,6 +119,8 @@ class Adapter:
             raise ValueError(f"adapter {self.family!r}: a post-norm family names its LayerNorm in attn_out_norm")
         if not self.model_types:
             raise ValueError(f"adapter {self.family!r}: list at least one model_type")
+        if self.causal and self.masked_lm_classes:
+            raise ValueError(f"adapter {self.family!r}: masked_lm_classes are for encoders (causal=False)")
 
 
 def try_resolve(root: nn.Module, paths: Paths | None) -> nn.Module | None:

@@ -30,5 +30,5 @@ ADAPTER = Adapter(
     mlp_out="output",
     causal=False,
     tokenization="tokenizer",
-    encoder_classes=("BertModel", "BertForMaskedLM"),
+    masked_lm_classes=("BertForMaskedLM",),
 )

@@ -32,4 +32,6 @@ ADAPTER = Adapter(
     mlp_out="post_feedforward_layernorm",
     mlp_out_norm="post_feedforward_layernorm",
     rotary=True,
+    final_softcap_attr="final_logit_softcapping",
+    embed_scale_buffer="embed_scale",
 )

@@ -22,4 +22,5 @@ ADAPTER = Adapter(
     mlp_down="mlp.down_proj",
     mlp_out="mlp",
     rotary=True,
+    embed_scale_buffer="embed_scale",
 )

@@ -1,10 +1,10 @@
 """Linear probes, CCS and a generated true/false statement data set."""
 
-from circuitscope.probes.activations import Position, collect_activations
+from circuitscope.probes.activations import Position, activations_at_position
 from circuitscope.probes.ccs import CCSProbe, train_ccs
 from circuitscope.probes.logistic import LinearProbe, split_indices, train_probe
 from circuitscope.probes.statements import CAPITALS, Statement, contrast_pairs, true_false_statements
-from circuitscope.probes.sweep import CCSSweep, ProbeSweep, ccs_sweep, plot_probe_sweep, probe_sweep
+from circuitscope.probes.sweep import CCSSweep, ProbeSweep, ccs_sweep, probe_sweep
 
 __all__ = [
     "CAPITALS",
@@ -14,10 +14,9 @@ __all__ = [
     "Position",
     "ProbeSweep",
     "Statement",
+    "activations_at_position",
     "ccs_sweep",
-    "collect_activations",
     "contrast_pairs",
-    "plot_probe_sweep",
     "probe_sweep",
     "split_indices",
     "train_ccs",

@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from jaxtyping import Float
 
+from circuitscope.engine.batching import batch_slices
 from circuitscope.errors import ShapeError
 
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = ["Position", "collect_activations"]
+__all__ = ["Position", "activations_at_position"]
 
 Position = int | Literal["mean"]
 """A token position: an index into each text's own tokens (BOS included; -1 = its last token),
@@ -21,7 +22,7 @@ or ``"mean"``: the mean over its tokens after BOS."""
 
 
 @torch.no_grad()
-def collect_activations(
+def activations_at_position(
     model: HookedModel,
     texts: Sequence[str],
     hooks: str | Sequence[str],
@@ -40,8 +41,8 @@ def collect_activations(
     for name in names:
         model.hook_point(name)
     out: dict[str, list[torch.Tensor]] = {n: [] for n in names}
-    for start in range(0, len(texts), batch_size):
-        batch = list(texts[start : start + batch_size])
+    for rows in batch_slices(len(texts), batch_size):
+        start, batch = rows.start, list(texts[rows])
         ids, mask = model.tok.to_tokens(batch)
         lengths = mask.sum(1)
         if isinstance(position, int):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from jaxtyping import Float
 
-from circuitscope.probes.activations import Position, collect_activations
+from circuitscope.probes.activations import Position, activations_at_position
 from circuitscope.probes.ccs import train_ccs
 from circuitscope.probes.logistic import LinearProbe, split_indices, train_probe
 from circuitscope.progress import status
@@ -17,7 +17,7 @@ from circuitscope.progress import status
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = ["CCSSweep", "ProbeSweep", "ccs_sweep", "plot_probe_sweep", "probe_sweep"]
+__all__ = ["CCSSweep", "ProbeSweep", "ccs_sweep", "probe_sweep"]
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def probe_sweep(
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
     with status(f"caching {len(hooks)} activations of {len(texts)} texts"):
-        acts = collect_activations(model, texts, list(hooks), position)
+        acts = activations_at_position(model, texts, list(hooks), position)
     y = torch.tensor(list(labels))
     probes = [train_probe(acts[h], y, l2=l2, test_fraction=test_fraction, seed=seed, groups=groups) for h in hooks]
     return ProbeSweep(
@@ -103,8 +103,8 @@ def ccs_sweep(
     if not len(positive) == len(negative) == len(labels):
         raise ValueError("positive, negative and labels must have the same length")
     with status(f"caching {len(hooks)} activations of {2 * len(positive)} texts"):
-        pos = collect_activations(model, positive, list(hooks), position)
-        neg = collect_activations(model, negative, list(hooks), position)
+        pos = activations_at_position(model, positive, list(hooks), position)
+        neg = activations_at_position(model, negative, list(hooks), position)
     y = torch.tensor(list(labels))
     train, test = split_indices(len(y), test_fraction, seed, y, groups)
     accs = []
@@ -116,21 +116,3 @@ def ccs_sweep(
             pred = 1 - pred
         accs.append(float((pred == y[test]).float().mean()))
     return CCSSweep(list(hooks), torch.tensor(accs), len(y))
-
-
-def plot_probe_sweep(sweep: ProbeSweep, ccs: CCSSweep | None = None, title: str = "probe accuracy by layer"):
-    """Held-out (and train) accuracy per hook; CCS accuracy beside it when given."""
-    import plotly.graph_objects as go
-
-    x = [h.replace("blocks.", "").replace(".hook_", " ") for h in sweep.hooks]
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=x, y=sweep.test_accuracy.tolist(), mode="lines+markers", name="logistic, held out"))
-    fig.add_trace(
-        go.Scatter(x=x, y=sweep.train_accuracy.tolist(), mode="lines", name="logistic, train", line=dict(dash="dot"))
-    )
-    if ccs is not None:
-        cx = [h.replace("blocks.", "").replace(".hook_", " ") for h in ccs.hooks]
-        fig.add_trace(go.Scatter(x=cx, y=ccs.test_accuracy.tolist(), mode="lines+markers", name="CCS, held out"))
-    fig.add_hline(y=0.5, line=dict(color="#999", dash="dash"))
-    fig.update_layout(title=title, yaxis_title="accuracy", yaxis_range=[0.3, 1.02], height=420)
-    return fig

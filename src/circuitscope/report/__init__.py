@@ -1,4 +1,7 @@
-"""Self-contained HTML reports: plotly embedded, no CDN, opened offline."""
+"""Presentation: every figure and every self-contained HTML page (plotly embedded, no CDN, opened offline).
+
+One module per report, each drawn from result objects; nothing here measures anything.
+"""
 
 from circuitscope.report.html import Report
 

@@ -1,263 +1,118 @@
-"""The heads report: what kind of head each attention head is, and which heads compose.
-
-:func:`heads_analysis` runs the component detectors (previous-token, duplicate-token and
-induction on repeated random tokens, in one forward pass per batch; copying and
-copy-suppression from the OV circuits), optionally the composition scores, and records an
-example attention pattern of each detector's top heads. :func:`heads_report` draws it as a
-self-contained HTML page; :meth:`HeadsAnalysis.to_dict` gives the numbers for ``--json``.
-Given a text (:attr:`HeadsConfig.text`), it also measures each head's ablation importance on
-that text and the max-activating examples of the top heads (:mod:`circuitscope.report.heads_text`).
-"""
+"""The heads report: detector scores, example patterns, composition, and (given a text) ablation importance
+and max-activating examples, as figures and as one self-contained HTML page."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+import html
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import torch
-
-from circuitscope.analysis.composition import CompositionScores, composition_scores, plot_composition
-from circuitscope.analysis.copying import CopyingConfig, ov_copying
-from circuitscope.analysis.heads import HeadScores, many_detector_scores, plot_head_scores, random_repeated_tokens
-from circuitscope.report.heads_text import (
-    ProgressFn,
-    TextAnalysis,
-    TextConfig,
-    add_text_sections,
-    text_analysis,
-    text_corpus,
-    text_to_dict,
-)
+from circuitscope.analysis.heads_text import ABLATION_KIND, TextAnalysis, ablation_rows
 from circuitscope.report.html import Report
+from circuitscope.report.max_activating import example_html
 
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure
 
-    from circuitscope.core.hooked_model import HookedModel
+    from circuitscope.analysis._heads import HeadScores
+    from circuitscope.analysis.composition import CompositionScores, Mode
+    from circuitscope.analysis.head_ablation import HeadAblation
+    from circuitscope.analysis.heads_analysis import HeadExample, HeadsAnalysis
 
 __all__ = [
-    "DETECTOR_NAMES",
-    "HeadExample",
-    "HeadsAnalysis",
-    "HeadsConfig",
-    "heads_analysis",
+    "add_text_sections",
     "heads_report",
+    "plot_composition",
+    "plot_head_ablation",
+    "plot_head_scores",
     "plot_pattern",
 ]
 
-DETECTOR_NAMES = ("previous_token", "duplicate_token", "induction", "copying", "copy_suppression")
-"""The detectors the report runs, in the order it shows them."""
 
-EXAMPLE_SENTENCE = "When Mary and John went to the store, John gave a drink to"
-"""Real-text example for the OV detectors (copying heads attend to the names here)."""
+def plot_head_scores(result: HeadScores, title: str | None = None) -> Figure:
+    """Heatmap [layer, head] of one detector's scores."""
+    import plotly.graph_objects as go
 
-StatusFn = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class HeadsConfig:
-    """Settings of :func:`heads_analysis`."""
-
-    seq_len: int = 32
-    """Length of each half of the repeated random token sequences (cut to fit the context)."""
-    batch: int = 8
-    """Number of repeated random sequences the attention detectors average over."""
-    top: int = 5
-    """Heads listed per detector, and composition pairs per mode."""
-    composition: bool = True
-    """Also compute Q/K/V composition scores."""
-    copying: CopyingConfig = field(default_factory=CopyingConfig)
-    """How the OV copying scores are measured."""
-    seed: int = 0
-    """Seed of the random tokens."""
-    example_len: int = 10
-    """Half length of the repeated random tokens the example patterns are drawn on."""
-    text: TextConfig | None = None
-    """Also measure head-ablation importance and max-activating examples on this text (None: skip)."""
-
-    def __post_init__(self) -> None:
-        for name in ("seq_len", "batch", "top", "example_len"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"HeadsConfig.{name} must be at least 1, got {getattr(self, name)}")
-        if self.seq_len < 2:
-            raise ValueError(f"HeadsConfig.seq_len must be at least 2 (a repeat needs two tokens), got {self.seq_len}")
-
-
-@dataclass(frozen=True)
-class HeadExample:
-    """One head's attention pattern on one example sequence."""
-
-    layer: int
-    head: int
-    detector: str
-    """The detector whose top head this is."""
-    score: float
-    """Its score on that detector."""
-    source: str
-    """What the example is: ``repeated random tokens`` or ``a short sentence``."""
-    tokens: list[str]
-    """The example's tokens (as text)."""
-    pattern: list[list[float]]
-    """Attention pattern, query x key."""
-
-
-@dataclass(frozen=True)
-class HeadsAnalysis:
-    """Everything the heads report shows."""
-
-    model_name: str
-    """As given on the command line."""
-    n_layers: int
-    n_heads: int
-    scores: dict[str, HeadScores]
-    """Per detector name (:data:`DETECTOR_NAMES`), its ``[n_layers, n_heads]`` scores."""
-    composition: CompositionScores | None
-    """Q/K/V composition scores, or None if not asked for."""
-    examples: list[HeadExample]
-    """The top head of each detector on an example sequence."""
-    config: HeadsConfig
-    seconds: dict[str, float]
-    """Wall-clock time of each stage."""
-    text: TextAnalysis | None = None
-    """Ablation importance and max-activating examples on ``config.text``, or None without a text."""
-
-    def top(self, name: str, k: int | None = None) -> list[tuple[int, int, float]]:
-        return self.scores[name].top(k or self.config.top)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: each detector's ``[n_layers][n_heads]`` scores under its name, ``top`` lists, composition."""
-        out: dict[str, Any] = {"model": self.model_name, "n_layers": self.n_layers, "n_heads": self.n_heads}
-        for name, result in self.scores.items():
-            out[name] = result.scores.tolist()
-        out["top"] = {
-            name: [{"layer": la, "head": h, "score": s} for la, h, s in self.top(name)] for name in self.scores
-        }
-        out["details"] = {
-            name: {k: v for k, v in r.to_dict().items() if k != "scores"} for name, r in self.scores.items()
-        }
-        if self.composition is not None:
-            comp = self.composition
-            out["composition"] = {
-                "baseline": comp.baseline,
-                "baseline_theory": comp.baseline_theory,
-                "top": {
-                    mode: [
-                        {"from": [la, ha], "to": [lb, hb], "score": s}
-                        for la, ha, lb, hb, s in comp.top(mode, self.config.top)  # type: ignore[arg-type]
-                    ]
-                    for mode in ("q", "k", "v")
-                },
-            }
-        else:
-            out["composition"] = None
-        out.update(text_to_dict(self.text, self.scores, self.config.top))
-        out["config"] = {
-            "seq_len": self.config.seq_len,
-            "batch": self.config.batch,
-            "top": self.config.top,
-            "seed": self.config.seed,
-            "copying_k": self.config.copying.k,
-            "copying_n_tokens": self.config.copying.n_tokens,
-            "copying_candidates": self.config.copying.candidates,
-        }
-        out["seconds"] = self.seconds
-        return out
-
-
-def _str_tokens(model: HookedModel, tokens: torch.Tensor) -> list[str]:
-    if model.tokenizer is None:
-        return [str(int(t)) for t in tokens]
-    return [str(t) for t in model.to_str_tokens(tokens, prepend_bos=False)]
-
-
-def _examples(model: HookedModel, scores: dict[str, HeadScores], config: HeadsConfig) -> list[HeadExample]:
-    """The top head of each detector, with its pattern on repeated random tokens (real text for OV detectors)."""
-    repeated = random_repeated_tokens(model, config.example_len, 1, config.seed + 1)[0]
-    sentence = None
-    if model.tokenizer is not None:
-        ids = model.tok.encode(EXAMPLE_SENTENCE)
-        if len(ids) <= model.cfg.n_ctx:
-            sentence = torch.tensor(ids, dtype=torch.long)
-    chosen: dict[str, tuple[int, int, float, torch.Tensor]] = {}
-    for name, result in scores.items():
-        layer, head, score = result.top(1)[0]
-        tokens = sentence if name in ("copying", "copy_suppression") and sentence is not None else repeated
-        chosen[name] = (layer, head, score, tokens)
-    out = []
-    for tokens in {id(t): t for *_, t in chosen.values()}.values():
-        layers = sorted({la for la, _, _, t in chosen.values() if t is tokens})
-        with torch.no_grad():
-            _, cache = model.run_with_cache(tokens[None], names=[f"blocks.{la}.attn.hook_pattern" for la in layers])
-        labels = _str_tokens(model, tokens)
-        for name, (la, h, score, t) in chosen.items():
-            if t is tokens:
-                pattern = cache[f"blocks.{la}.attn.hook_pattern"][0, h].float().cpu()
-                source = "repeated random tokens" if tokens is repeated else "a short sentence"
-                rounded = [[round(x, 5) for x in row] for row in pattern.tolist()]
-                out.append(HeadExample(la, h, name, score, source, labels, rounded))
-    order = {name: i for i, name in enumerate(scores)}
-    return sorted(out, key=lambda e: order[e.detector])
-
-
-def heads_analysis(
-    model: HookedModel,
-    model_name: str,
-    config: HeadsConfig | None = None,
-    status: StatusFn | None = None,
-    progress: ProgressFn | None = None,
-) -> HeadsAnalysis:
-    """Run every detector (and composition, and the text measurements) on ``model``.
-
-    ``status(message)`` is told each stage as it starts; ``progress(stage, done, total)`` is
-    told the progress of the text measurements (forward passes, batches).
-    """
-    config = config or HeadsConfig()
-    say = status or (lambda _message: None)
-    seconds: dict[str, float] = {}
-    corpus = None
-    if config.text is not None:  # read the text first: a bad source fails before the long work
-        start = time.perf_counter()
-        say(f"reading the text ({config.text.source})")
-        corpus = text_corpus(model, config.text)
-        seconds["text_read"] = time.perf_counter() - start
-    start = time.perf_counter()
-    say("attention detectors on repeated random tokens")
-    tokens = random_repeated_tokens(model, config.seq_len, config.batch, config.seed)
-    scores: dict[str, HeadScores] = dict(many_detector_scores(model, tokens, batch_size=config.batch))
-    seconds["attention_detectors"] = time.perf_counter() - start
-    start = time.perf_counter()
-    say("copying scores from the OV circuits")
-    copying, suppression = ov_copying(model, config.copying)
-    scores["copying"], scores["copy_suppression"] = copying, suppression
-    seconds["copying"] = time.perf_counter() - start
-    composition = None
-    if config.composition:
-        start = time.perf_counter()
-        say("composition scores")
-        composition = composition_scores(model)
-        seconds["composition"] = time.perf_counter() - start
-    start = time.perf_counter()
-    examples = _examples(model, scores, config)
-    seconds["examples"] = time.perf_counter() - start
-    scores = {name: scores[name] for name in DETECTOR_NAMES}
-    text = None
-    if config.text is not None:
-        say(f"head ablation and max-activating examples on {config.text.source}")
-        text = text_analysis(model, scores, config.text, progress, corpus)
-        seconds.update({f"text_{stage}": s for stage, s in text.seconds.items() if stage != "text"})
-    return HeadsAnalysis(
-        model_name=model_name,
-        n_layers=model.cfg.n_layers,
-        n_heads=model.cfg.n_heads,
-        scores=scores,
-        composition=composition,
-        examples=examples,
-        config=config,
-        seconds=seconds,
-        text=text,
+    z = result.scores.tolist()
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            zmin=0,
+            zmax=1,
+            colorscale="Blues",
+            colorbar={"title": "score"},
+            hovertemplate="layer %{y}, head %{x}: %{z:.3f}<extra></extra>",
+        )
     )
+    fig.update_layout(
+        title=title or f"{result.name.replace('_', '-')} score per head",
+        xaxis_title="head",
+        yaxis_title="layer",
+        yaxis={"autorange": "reversed", "dtick": 1},
+        xaxis={"dtick": 1},
+        height=180 + 40 * len(z),
+        margin={"t": 50, "b": 40},
+    )
+    return fig
+
+
+def plot_composition(result: CompositionScores, mode: Mode) -> Figure:
+    """Heatmap of one mode's scores, rows = earlier heads ``La.Ha``, columns = later heads ``Lb.Hb``."""
+    import plotly.graph_objects as go
+
+    s = result.scores(mode)
+    n_layers, n_heads = s.shape[:2]
+    labels = [f"L{la}H{h}" for la in range(n_layers) for h in range(n_heads)]
+    z = s.reshape(n_layers * n_heads, n_layers * n_heads)
+    keep_rows = [i for i in range(z.shape[0]) if not bool(z[i].isnan().all())]
+    keep_cols = [j for j in range(z.shape[1]) if not bool(z[:, j].isnan().all())]
+    grid = z[keep_rows][:, keep_cols]
+    text = [[None if math.isnan(x) else x for x in row] for row in grid.tolist()]
+    fig = go.Figure(
+        go.Heatmap(
+            z=text,
+            x=[labels[j] for j in keep_cols],
+            y=[labels[i] for i in keep_rows],
+            colorscale="Viridis",
+            zmin=0,
+            colorbar={"title": "score"},
+            hovertemplate="%{y} → %{x}: %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=f"{mode.upper()}-composition (random baseline {result.baseline[mode]:.3f}, "
+        f"1/sqrt(d_model) = {result.baseline_theory:.3f})",
+        xaxis_title="later head (reads)",
+        yaxis_title="earlier head (writes)",
+        yaxis={"autorange": "reversed"},
+        height=260 + 22 * len(keep_rows),
+    )
+    return fig
+
+
+def plot_head_ablation(result: HeadAblation, title: str | None = None) -> Figure:
+    """Heatmap [layer, head] of the loss increase."""
+    import plotly.graph_objects as go
+
+    z = result.loss_increase.tolist()
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            colorscale="Reds",
+            colorbar={"title": "Δ loss"},
+            hovertemplate="layer %{y}, head %{x}: +%{z:.3f} nats<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title or f"loss increase when each head is {result.method}-ablated (clean {result.clean_loss:.3f})",
+        xaxis_title="head",
+        yaxis_title="layer",
+        yaxis={"autorange": "reversed", "dtick": 1},
+        xaxis={"dtick": 1},
+        height=180 + 40 * len(z),
+    )
+    return fig
 
 
 def plot_pattern(example: HeadExample) -> Figure:
@@ -288,6 +143,70 @@ def plot_pattern(example: HeadExample) -> Figure:
         margin={"t": 50},
     )
     return fig
+
+
+def _examples_html(text: TextAnalysis, scores: Mapping[str, HeadScores]) -> str:
+    parts = []
+    increase = text.ablation.loss_increase
+    for kind, (layer, head) in text.heads.items():
+        label = f"L{layer}H{head}"
+        if kind == ABLATION_KIND:
+            what = "head whose ablation hurts most"
+        else:
+            what = f"top {kind.replace('_', '-')} head (score {float(scores[kind].scores[layer, head]):.3f})"
+        rows = "".join(
+            f"<tr><td class='num'>{e.activation:.4g}</td><td class='num'>{e.doc}:{e.pos}</td>"
+            f"<td>{example_html(e)}</td></tr>"
+            for e in text.max_activating[label]
+        )
+        parts.append(
+            f"<h3>{html.escape(label)} · {html.escape(what)} · Δloss {float(increase[layer, head]):+.4f}</h3>"
+            "<table><thead><tr><th>activation</th><th>context:pos</th><th>tokens (position highlighted)</th>"
+            f"</tr></thead><tbody>{rows}</tbody></table>"
+        )
+    return "\n".join(parts)
+
+
+def add_text_sections(report: Report, text: TextAnalysis, scores: Mapping[str, HeadScores], top: int) -> None:
+    """Ablation heatmap, top heads with their detector scores, and max-activating examples."""
+    corpus, ablation = text.corpus, text.ablation
+    where = (
+        f"{corpus.tokens.shape[0]} contexts of {corpus.tokens.shape[1]} tokens "
+        f"({'BOS first, ' if corpus.has_bos else ''}{corpus.tokens.numel()} in all) from {corpus.name}"
+    )
+    report.add_figure(
+        f"Head ablation importance ({ablation.method} ablation)",
+        plot_head_ablation(ablation),
+        f"Rise of the mean next-token loss (nats per token; clean {ablation.clean_loss:.4f}) when each head alone "
+        f"is {ablation.method}-ablated at hook_z, on {where}.",
+    )
+    names = list(scores)
+    rows = []
+    for rank, row in enumerate(ablation_rows(text, scores, top), start=1):
+        rows.append(
+            [
+                rank,
+                f"L{row['layer']}H{row['head']}",
+                row["loss_increase"],
+                *[row["scores"][n] for n in names],
+                ", ".join(n.replace("_", "-") for n in row["top_in"]) or "none",
+            ]
+        )
+    report.add_table(
+        "Heads that matter most on the text",
+        ["rank", "head", "Δ loss", *[n.replace("_", "-") for n in names], f"top-{top} head of"],
+        rows,
+        caption="Heads ordered by the loss increase when ablated, with each detector's score beside it; "
+        f"'none' marks an important head that is not among the top {top} of any detector.",
+    )
+    found = text.max_activating
+    report.add_html(
+        "Max-activating examples of the top heads",
+        _examples_html(text, scores)
+        + f"<p class='caption'>The {found.k} positions of the text (of {found.n_positions}, BOS excluded) where "
+        "each head writes the largest vector to the residual stream (L2 norm of its output); the position is "
+        f"highlighted, {text.config.context[0]} tokens before and {text.config.context[1]} after are shown.</p>",
+    )
 
 
 _DESCRIPTIONS = {

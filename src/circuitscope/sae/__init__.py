@@ -1,4 +1,4 @@
-"""Sparse autoencoders: activation store, architectures, training, evaluation, dashboards, SAELens files.
+"""Sparse autoencoders: activation store, architectures, training, evaluation, dashboard data, SAELens files.
 
 Typical use::
 
@@ -11,13 +11,15 @@ Typical use::
     result = sae.train_sae(store, sae.TrainConfig(architecture="topk", k=32, expansion=16), out="sae/")
     print(sae.evaluate_sae(model, result.sae, eval_tokens).to_dict())
     logits = sae.run_with_sae(model, tokens, result.sae)
+    with model.apply(sae.SAESplice(result.sae)):   # or model(tokens, interventions=[...])
+        logits = model(tokens)
 """
 
 from circuitscope.sae import batchtopk, jumprelu, relu, topk  # noqa: F401  (register the architectures)
 from circuitscope.sae.base import ARCHITECTURES, SAE, SAEConfig, architecture_names, create_sae
 from circuitscope.sae.batchtopk import BatchTopKSAE
 from circuitscope.sae.corpus import Contexts, Corpus, build_contexts, default_corpus, load_corpus
-from circuitscope.sae.dashboard import FeatureDashboardData, feature_dashboard_data, write_dashboard
+from circuitscope.sae.dashboard import FeatureDashboardData, feature_dashboard_data
 from circuitscope.sae.errors import (
     ActivationStoreError,
     SAEConfigError,
@@ -25,12 +27,12 @@ from circuitscope.sae.errors import (
     SAEShapeError,
     UnknownArchitectureError,
 )
-from circuitscope.sae.evaluate import SAEEvalResult, ce_loss_recovered, evaluate_sae, plot_frequency_histogram
+from circuitscope.sae.evaluate import SAEEvalResult, ce_loss_recovered, evaluate_sae
 from circuitscope.sae.frequency import LatentFrequencies, count_firings, store_frequencies
 from circuitscope.sae.io import load_sae, save_sae
 from circuitscope.sae.jumprelu import JumpReLUSAE
 from circuitscope.sae.relu import ReLUSAE
-from circuitscope.sae.splice import run_with_cache_and_saes, run_with_sae, sae_hooks
+from circuitscope.sae.splice import SAESplice, run_with_cache_and_saes, run_with_sae
 from circuitscope.sae.store import ActivationStore, CollectConfig, collect_activations, write_store
 from circuitscope.sae.topk import TopKSAE
 from circuitscope.sae.trainer import TrainConfig, TrainResult, geometric_median, train_sae
@@ -53,6 +55,7 @@ __all__ = [
     "SAEEvalResult",
     "SAEFormatError",
     "SAEShapeError",
+    "SAESplice",
     "TopKSAE",
     "TrainConfig",
     "TrainResult",
@@ -69,13 +72,10 @@ __all__ = [
     "geometric_median",
     "load_corpus",
     "load_sae",
-    "plot_frequency_histogram",
     "run_with_cache_and_saes",
     "run_with_sae",
-    "sae_hooks",
     "save_sae",
     "store_frequencies",
     "train_sae",
-    "write_dashboard",
     "write_store",
 ]

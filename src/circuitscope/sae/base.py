@@ -3,7 +3,10 @@
 Conventions are SAELens's: ``W_enc`` is ``[d_in, d_sae]``, ``W_dec`` is ``[d_sae, d_in]``; the
 encoder sees ``x - b_dec`` when ``apply_b_dec_to_input``; ``encode`` gives the feature
 activations and ``decode`` maps them back, ``f @ W_dec + b_dec``. Every architecture is one
-file that subclasses :class:`SAE` and registers itself with :func:`register_architecture`.
+file that subclasses :class:`SAE` and registers itself with :func:`register_architecture`; what
+training and the SAELens files need to know about it (does it read ``k``, its default sparsity
+coefficient, its SAELens name, its saved tensors, what happens after an optimiser step) is
+declared on the class, so nothing outside that file branches on an architecture's name.
 """
 
 from __future__ import annotations
@@ -64,7 +67,8 @@ class SAEConfig:
     def __post_init__(self) -> None:
         if self.d_in <= 0 or self.d_sae <= 0:
             raise SAEConfigError(f"d_in and d_sae must be positive, got d_in={self.d_in}, d_sae={self.d_sae}")
-        if self.architecture in ("topk", "batchtopk") and (self.k is None or not 0 < self.k <= self.d_sae):
+        arch = ARCHITECTURES.get(self.architecture)
+        if arch is not None and arch.uses_k and (self.k is None or not 0 < self.k <= self.d_sae):
             raise SAEConfigError(
                 f"the {self.architecture} architecture needs 0 < k <= d_sae={self.d_sae}, got k={self.k}"
             )
@@ -114,9 +118,15 @@ ARCHITECTURES: dict[str, type[SAE]] = {}
 
 
 def register_architecture(name: str) -> Callable[[S], S]:
-    """Class decorator: make an :class:`SAE` subclass available under ``name``."""
+    """Class decorator: make an :class:`SAE` subclass available under ``name`` (a name is taken only once)."""
 
     def deco(cls: S) -> S:
+        taken = ARCHITECTURES.get(name)
+        if taken is not None:
+            raise SAEConfigError(
+                f"an SAE architecture named {name!r} is already registered ({taken.__module__}.{taken.__qualname__}); "
+                f"register {cls.__qualname__} under another name"
+            )
         cls.architecture = name
         ARCHITECTURES[name] = cls
         return cls
@@ -142,6 +152,18 @@ class SAE(nn.Module):
     """A sparse autoencoder ``x -> f(x) -> x_hat`` with SAELens's parameter names and shapes."""
 
     architecture: ClassVar[str] = ""
+    """The registered name (set by :func:`register_architecture`)."""
+    uses_k: ClassVar[bool] = False
+    """The architecture reads ``cfg.k`` (TopK, BatchTopK): it must be in ``1..d_sae``; others get ``k=None``."""
+    default_sparsity_coefficient: ClassVar[float] = 0.0
+    """Training's sparsity coefficient when the config gives none (0: no sparsity penalty in the loss)."""
+    decoder_norm_l1: ClassVar[bool] = False
+    """The sparsity penalty can weight each latent by its decoder norm (``l1_weighting="decoder_norm"``),
+    which leaves the decoder unconstrained: training then keeps no unit-norm decoder by default."""
+    saelens_architecture: ClassVar[str] = ""
+    """The ``architecture`` written to SAELens's ``cfg.json`` (what the SAE is at inference)."""
+    reads_saelens: ClassVar[tuple[str, ...]] = ()
+    """SAELens ``architecture`` values read back as this architecture."""
 
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__()
@@ -231,6 +253,17 @@ class SAE(nn.Module):
         unit = self.W_dec / self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8)
         parallel = (self.W_dec.grad * unit).sum(-1, keepdim=True)
         self.W_dec.grad.sub_(parallel * unit)
+
+    def init_learned_threshold(self, value: float) -> None:
+        """Start thresholds trained as parameters at ``value`` (JumpReLU); nothing for other architectures."""
+
+    def after_optimizer_step(self) -> None:
+        """Keep parameters in their domain after an optimiser step (JumpReLU's thresholds stay >= 0)."""
+
+    def saved_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The tensors a saved SAE folder holds for this architecture, with their shapes."""
+        c = self.cfg
+        return {"W_enc": (c.d_in, c.d_sae), "W_dec": (c.d_sae, c.d_in), "b_enc": (c.d_sae,), "b_dec": (c.d_in,)}
 
     def buffers_to_save(self) -> dict[str, torch.Tensor]:
         """Extra tensors (beyond parameters) the architecture needs at inference."""

@@ -23,6 +23,9 @@ __all__ = ["BatchTopKSAE"]
 class BatchTopKSAE(SAE):
     """Top ``k × batch`` activations per batch in training; a learned threshold at inference."""
 
+    uses_k = True
+    saelens_architecture = "jumprelu"  # what it is at inference; read back as a JumpReLU SAE
+
     threshold: torch.Tensor
 
     def __init__(self, cfg: SAEConfig) -> None:

@@ -28,13 +28,15 @@ import torch
 from jaxtyping import Float, Int
 
 from circuitscope.core.hooked_model import HookedModel
+from circuitscope.engine.batching import batch_slices
+from circuitscope.engine.loss import next_token_loss
 from circuitscope.progress import progress
 from circuitscope.sae.base import SAE
 from circuitscope.sae.errors import SAEShapeError
 from circuitscope.sae.frequency import LatentFrequencies
-from circuitscope.sae.splice import _skip_mask, sae_hooks
+from circuitscope.sae.splice import SAESplice, _skip_mask
 
-__all__ = ["SAEEvalResult", "ce_loss_recovered", "evaluate_sae", "plot_frequency_histogram"]
+__all__ = ["SAEEvalResult", "ce_loss_recovered", "evaluate_sae"]
 
 
 @dataclass(frozen=True)
@@ -111,12 +113,6 @@ def ce_loss_recovered(ce_ablated: float, ce_sae: float, ce_clean: float) -> floa
     return float("nan") if denom == 0 else (ce_ablated - ce_sae) / denom
 
 
-def _ce(logits: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    logp = logits[:, :-1].float().log_softmax(-1)
-    nll = -logp.gather(-1, tokens[:, 1:, None]).squeeze(-1)
-    return (nll * valid).sum(), logp
-
-
 @torch.no_grad()
 def evaluate_sae(
     model: HookedModel,
@@ -141,7 +137,7 @@ def evaluate_sae(
     if tokens.ndim != 2 or tokens.shape[1] < 2:
         raise SAEShapeError(f"tokens must be [n_contexts, context >= 2], got {tuple(tokens.shape)}")
     bos = model.tok.bos_token_id if model.tokenizer is not None else None
-    batches = [tokens[i : i + batch_size].to(model.device) for i in range(0, tokens.shape[0], batch_size)]
+    batches = [tokens[rows].to(model.device) for rows in batch_slices(tokens.shape[0], batch_size)]
 
     # pass 1: the hook's activations (the forward stops there) for reconstruction metrics and the mean
     total = torch.zeros(sae.cfg.d_in, dtype=torch.float64)
@@ -179,16 +175,19 @@ def evaluate_sae(
     kl_sum = 0.0
     n_targets = 0.0
     for ids in progress(batches, "SAE: downstream loss"):
-        valid = torch.ones(ids[:, 1:].shape, dtype=torch.float32, device=ids.device)
-        if bos is not None:
-            valid = valid * (ids[:, 1:] != bos).float()
+        scored = None if bos is None else ids != bos  # the tokens scored as targets
+        valid = torch.ones(ids[:, 1:].shape, device=ids.device) if scored is None else scored[:, 1:].float()
         n_targets += float(valid.sum())
         mask = _skip_mask(model, sae, ids, skip_bos)
-        clean_sum, clean_logp = _ce(model(ids), ids, valid)
-        ce["clean"] += float(clean_sum)
-        with model.hooks(sae_hooks(model, ids, sae, skip_bos=skip_bos)):
-            sae_sum, sae_logp = _ce(model(ids), ids, valid)
-        ce["sae"] += float(sae_sum)
+        logits = model(ids)
+        ce["clean"] += float(next_token_loss(logits, ids, mask=scored, reduction="none").sum())
+        clean_logp = logits[:, :-1].float().log_softmax(-1)
+        del logits
+        with model.apply(SAESplice(sae, skip_bos=skip_bos)):
+            logits = model(ids)
+        ce["sae"] += float(next_token_loss(logits, ids, mask=scored, reduction="none").sum())
+        sae_logp = logits[:, :-1].float().log_softmax(-1)
+        del logits
         kl = (clean_logp.exp() * (clean_logp - sae_logp)).sum(-1)
         kl_sum += float((kl * valid).sum())
         del clean_logp, sae_logp
@@ -199,7 +198,7 @@ def evaluate_sae(
                 return out if mask is None else torch.where(mask[..., None], x, out)
 
             with model.hooks([(hook, ablate)]):
-                ce[name] += float(_ce(model(ids), ids, valid)[0])
+                ce[name] += float(next_token_loss(model(ids), ids, mask=scored, reduction="none").sum())
     for key in ce:
         ce[key] /= max(n_targets, 1.0)
     if frequencies is None:
@@ -228,20 +227,3 @@ def evaluate_sae(
         frequency_source=frequencies.source,
         activation_scale=sae.cfg.activation_scale,
     )
-
-
-def plot_frequency_histogram(result: SAEEvalResult) -> Any:
-    """Plotly bar chart of latents per log10 firing frequency."""
-    import plotly.graph_objects as go
-
-    edges = result.histogram_edges
-    centers = ((edges[:-1] + edges[1:]) / 2).tolist()
-    fig = go.Figure(go.Bar(x=centers, y=result.histogram_counts.tolist(), marker_color="#3558d4"))
-    fig.update_layout(
-        title=f"Latent firing frequency ({result.dead_fraction:.1%} dead over {result.frequency_tokens:,} tokens)",
-        xaxis_title="log10 firing frequency",
-        yaxis_title="latents",
-        height=320,
-        margin=dict(l=50, r=20, t=50, b=40),
-    )
-    return fig

@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from circuitscope.errors import CircuitscopeError
-from circuitscope.sae.base import SAE, SAEConfig, create_sae
+from circuitscope.sae.base import ARCHITECTURES, SAE, SAEConfig, create_sae
 from circuitscope.sae.errors import SAEFormatError
 
 __all__ = ["CFG_FILENAME", "FORMAT_VERSION", "WEIGHTS_FILENAME", "load_sae", "save_sae"]
@@ -36,8 +36,10 @@ CFG_FILENAME = "cfg.json"
 WEIGHTS_FILENAME = "sae_weights.safetensors"
 FORMAT_VERSION = 1
 
-_TO_SAELENS = {"relu": "standard", "topk": "topk", "jumprelu": "jumprelu", "batchtopk": "jumprelu"}
-_FROM_SAELENS = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu", "batchtopk": "jumprelu"}
+
+def _from_saelens() -> dict[str, str]:
+    """SAELens architecture name -> ours, as the architecture classes declare it."""
+    return {theirs: name for name, cls in ARCHITECTURES.items() for theirs in cls.reads_saelens}
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -68,7 +70,7 @@ def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: 
 def saelens_config(sae: SAE, extra_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``cfg.json`` dictionary of ``sae`` in SAELens's format."""
     c = sae.cfg
-    arch = _TO_SAELENS[c.architecture]
+    arch = type(sae).saelens_architecture
     layer = None
     parts = c.hook_name.split(".")
     if len(parts) > 1 and parts[0] == "blocks" and parts[1].isdigit():
@@ -152,10 +154,11 @@ def _config_from_saelens(raw: dict[str, Any], folder: Path) -> SAEConfig:
     if arch_raw == "standard" and act_fn == "topk":
         arch_raw = "topk"
         k = (raw.get("activation_fn_kwargs") or {}).get("k", k)
-    if arch_raw not in _FROM_SAELENS:
+    from_saelens = _from_saelens()
+    if arch_raw not in from_saelens:
         raise SAEFormatError(
             f"{folder / CFG_FILENAME}: SAELens architecture {arch_raw!r} is not supported by circuitscope "
-            f"(supported: {', '.join(sorted(_FROM_SAELENS))})"
+            f"(supported: {', '.join(sorted(from_saelens))})"
         )
     norm = raw.get("normalize_activations") or "none"
     if norm not in ("none", "expected_average_only_in"):
@@ -169,12 +172,12 @@ def _config_from_saelens(raw: dict[str, Any], folder: Path) -> SAEConfig:
         if not isinstance(raw.get(key), int):
             raise SAEFormatError(f"{folder / CFG_FILENAME} has no integer {key!r}; is it an SAE config?")
     dtype = str(raw.get("dtype", "float32")).replace("torch.", "")
-    architecture = _FROM_SAELENS[arch_raw]
+    architecture = from_saelens[arch_raw]
     return SAEConfig(
         architecture=architecture,
         d_in=int(raw["d_in"]),
         d_sae=int(raw["d_sae"]),
-        k=int(k) if architecture == "topk" and k is not None else None,
+        k=int(k) if ARCHITECTURES[architecture].uses_k and k is not None else None,
         apply_b_dec_to_input=bool(raw.get("apply_b_dec_to_input", True)),
         model_name=str(get("model_name") or ""),
         hook_name=str(get("hook_name") or ""),
@@ -213,14 +216,7 @@ def load_sae(folder: str | os.PathLike[str], device: str | torch.device = "cpu")
     except (SafetensorError, OSError, ValueError) as err:
         raise SAEFormatError(f"{weights_path} is not a readable safetensors file ({err}); the file is damaged") from err
     sae = create_sae(cfg).to(device)
-    expected = {
-        "W_enc": (cfg.d_in, cfg.d_sae),
-        "W_dec": (cfg.d_sae, cfg.d_in),
-        "b_enc": (cfg.d_sae,),
-        "b_dec": (cfg.d_in,),
-    }
-    if cfg.architecture == "jumprelu":
-        expected["threshold"] = (cfg.d_sae,)
+    expected = sae.saved_shapes()
     if "log_threshold" in tensors and "threshold" not in tensors:
         tensors["threshold"] = tensors.pop("log_threshold").exp()
     for name, shape in expected.items():

@@ -59,6 +59,10 @@ class _Step(torch.autograd.Function):
 class JumpReLUSAE(SAE):
     """A latent fires only above its own learned threshold."""
 
+    default_sparsity_coefficient = 1e-3
+    saelens_architecture = "jumprelu"
+    reads_saelens = ("jumprelu", "batchtopk")
+
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__(cfg)
         self.threshold = nn.Parameter(torch.zeros(cfg.d_sae, dtype=getattr(torch, cfg.dtype)))
@@ -93,3 +97,13 @@ class JumpReLUSAE(SAE):
     @torch.no_grad()
     def clamp_threshold(self) -> None:
         self.threshold.clamp_(min=0.0)
+
+    @torch.no_grad()
+    def init_learned_threshold(self, value: float) -> None:
+        self.threshold.fill_(value)
+
+    def after_optimizer_step(self) -> None:
+        self.clamp_threshold()
+
+    def saved_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {**super().saved_shapes(), "threshold": (self.cfg.d_sae,)}

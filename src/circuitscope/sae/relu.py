@@ -20,6 +20,11 @@ __all__ = ["ReLUSAE"]
 class ReLUSAE(SAE):
     """ReLU encoder, linear decoder, L1 sparsity penalty."""
 
+    default_sparsity_coefficient = 5.0
+    decoder_norm_l1 = True
+    saelens_architecture = "standard"
+    reads_saelens = ("standard",)
+
     def activation(self, pre: Float[torch.Tensor, "... d_sae"]) -> Float[torch.Tensor, "... d_sae"]:
         return torch.relu(pre)
 

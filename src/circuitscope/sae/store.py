@@ -35,6 +35,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from circuitscope.core.hooked_model import HookedModel
+from circuitscope.engine.batching import batch_slices, batched
 from circuitscope.progress import status
 from circuitscope.sae.corpus import Contexts, Corpus, build_contexts
 from circuitscope.sae.errors import ActivationStoreError, SAEConfigError
@@ -226,7 +227,7 @@ class ActivationStore:
     def _groups(self, epoch: int, seed: int, shards_in_memory: int) -> list[list[int]]:
         order = torch.randperm(len(self.shards), generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
         ids = order.tolist()
-        return [ids[i : i + shards_in_memory] for i in range(0, len(ids), shards_in_memory)]
+        return batched(ids, shards_in_memory)
 
     def batches_per_epoch(self, batch_size: int, shards_in_memory: int = 8, seed: int = 0) -> int:
         return sum(
@@ -258,9 +259,9 @@ class ActivationStore:
                 data = torch.cat([self.load_shard(i)[0] for i in group])
                 gen = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 10_007 + g)
                 data = data[torch.randperm(data.shape[0], generator=gen)]
-                for b in range(n_batches):
+                for rows in batch_slices(n_batches * batch_size, batch_size):  # the rows left over are dropped
                     if index >= start:
-                        yield data[b * batch_size : (b + 1) * batch_size]
+                        yield data[rows]
                     index += 1
             if produced == 0:
                 raise SAEConfigError(
@@ -352,11 +353,11 @@ def collect_activations(
     shard_start = next_context
     new_shards = 0
     dtype = _DTYPES[cfg.dtype]
-    batch_starts = range(next_context, needed_contexts, cfg.batch_size)
+    batches = batch_slices(needed_contexts, cfg.batch_size, start=next_context)
     with torch.inference_mode():
-        for start in progress(batch_starts, f"Collecting {cfg.hook}", total=len(batch_starts)):
-            end = min(start + cfg.batch_size, needed_contexts)
-            toks = contexts.tokens[start:end]
+        for part in progress(batches, f"Collecting {cfg.hook}", total=len(batches)):
+            end = part.stop
+            toks = contexts.tokens[part]
             cache = model.cache_activations(toks, cfg.hook)
             acts = cache[cfg.hook]
             if acts.ndim != 3:
@@ -412,11 +413,11 @@ def write_store(
     folder.mkdir(parents=True, exist_ok=True)
     toks = tokens if tokens is not None else torch.zeros(activations.shape[0], dtype=torch.int32)
     shards: list[dict[str, Any]] = []
-    for i, start in enumerate(range(0, activations.shape[0], tokens_per_shard)):
-        rows = activations[start : start + tokens_per_shard]
+    for i, part in enumerate(batch_slices(activations.shape[0], tokens_per_shard)):
+        start, rows = part.start, activations[part]
         name = f"shard_{i:05d}.safetensors"
         atomic_save_tensors(
-            {"activations": rows.float(), "tokens": toks[start : start + tokens_per_shard].to(torch.int32)},
+            {"activations": rows.float(), "tokens": toks[part].to(torch.int32)},
             folder / name,
         )
         shards.append({"file": name, "n_tokens": int(rows.shape[0]), "contexts": [start, start + int(rows.shape[0])],

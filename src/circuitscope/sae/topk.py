@@ -54,6 +54,10 @@ def auxk_loss(
 class TopKSAE(SAE):
     """Exactly ``k`` candidate latents per token (fewer fire if some of them are negative)."""
 
+    uses_k = True
+    saelens_architecture = "topk"
+    reads_saelens = ("topk",)
+
     def activation(self, pre: Float[torch.Tensor, "... d_sae"]) -> Float[torch.Tensor, "... d_sae"]:
         assert self.cfg.k is not None
         vals, idx = pre.topk(self.cfg.k, dim=-1)

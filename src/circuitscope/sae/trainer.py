@@ -147,13 +147,13 @@ class TrainConfig:
     def unit_decoder(self) -> bool:
         if self.decoder_norm is not None:
             return self.decoder_norm == "unit"
-        return not (self.architecture == "relu" and self.l1_weighting == "decoder_norm")
+        return not (ARCHITECTURES[self.architecture].decoder_norm_l1 and self.l1_weighting == "decoder_norm")
 
     @property
     def sparsity(self) -> float:
         if self.sparsity_coefficient is not None:
             return self.sparsity_coefficient
-        return {"relu": 5.0, "jumprelu": 1e-3}.get(self.architecture, 0.0)
+        return ARCHITECTURES[self.architecture].default_sparsity_coefficient
 
     def lr_at(self, step: int) -> float:
         warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
@@ -469,7 +469,7 @@ def _train(
         architecture=cfg.architecture,
         d_in=d_in,
         d_sae=cfg.d_sae or cfg.expansion * d_in,
-        k=cfg.k if cfg.architecture in ("topk", "batchtopk") else None,
+        k=cfg.k if ARCHITECTURES[cfg.architecture].uses_k else None,
         model_name=store.model_name,
         hook_name=store.hook,
         context_size=int(store.manifest.get("context_size", 128)),
@@ -489,9 +489,7 @@ def _train(
         "zeros": lambda: torch.zeros(d_in),
     }[cfg.b_dec_init]()
     sae.initialize(gen, decoder_norm=1.0 if cfg.unit_decoder else 0.1, tied=cfg.tied_init, b_dec=b_dec)
-    if cfg.architecture == "jumprelu":
-        with torch.no_grad():
-            sae.threshold.fill_(cfg.jumprelu_threshold_init)  # type: ignore[union-attr]
+    sae.init_learned_threshold(cfg.jumprelu_threshold_init)
     optim = torch.optim.AdamW(sae.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     last_fired = torch.zeros(sae_cfg.d_sae, dtype=torch.long)  # step at which each latent last fired
     start = 0
@@ -531,8 +529,7 @@ def _train(
             optim.step()
             if cfg.unit_decoder:
                 sae.normalize_decoder()
-            if cfg.architecture == "jumprelu":
-                sae.clamp_threshold()  # type: ignore[operator]
+            sae.after_optimizer_step()
             with torch.no_grad():
                 fired = (out.acts > 0).sum(0)
                 if world > 1:

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from circuitscope.probes.activations import Position, collect_activations
+from circuitscope.core.fingerprint import model_fingerprint
+from circuitscope.probes.activations import Position, activations_at_position
 from circuitscope.probes.logistic import LinearProbe
-from circuitscope.steering.vector import Mode, SteeringVector, model_fingerprint
+from circuitscope.steering.vector import Mode, SteeringVector
 
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
@@ -27,8 +28,8 @@ def _check_pairs(pairs: Sequence[tuple[str, str]]) -> None:
 
 def _differences(model: HookedModel, pairs: Sequence[tuple[str, str]], hook: str, position: Position) -> torch.Tensor:
     _check_pairs(pairs)
-    pos = collect_activations(model, [p for p, _ in pairs], hook, position)[hook]
-    neg = collect_activations(model, [n for _, n in pairs], hook, position)[hook]
+    pos = activations_at_position(model, [p for p, _ in pairs], hook, position)[hook]
+    neg = activations_at_position(model, [n for _, n in pairs], hook, position)[hook]
     return pos - neg
 
 

@@ -22,16 +22,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 from jaxtyping import Float
 
+from circuitscope.core.fingerprint import model_fingerprint
 from circuitscope.core.replay import unembed_at
 from circuitscope.progress import progress
 from circuitscope.steering.apply import steering_hooks
 from circuitscope.steering.tasks import IclTask
-from circuitscope.steering.vector import SteeringVector, model_fingerprint
+from circuitscope.steering.vector import SteeringVector
 
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = ["FunctionVectorResult", "function_vector", "icl_prompt", "plot_function_vector", "zero_shot_accuracy"]
+__all__ = ["FunctionVectorResult", "function_vector", "icl_prompt", "zero_shot_accuracy"]
 
 TEMPLATE = "Q: {x}\nA: {y}\n\n"
 QUERY = "Q: {x}\nA:"
@@ -242,24 +243,3 @@ def zero_shot_accuracy(
         hooks = steering_hooks(vector.with_(start_pos=n_tok - 1), model)
         hits += int(int(_last_logits(model, [q], hooks)[0].argmax()) == a)
     return hits / len(queries)
-
-
-def plot_function_vector(result: FunctionVectorResult):  # -> plotly Figure
-    """Heatmap of each head's average indirect effect (layer x head)."""
-    import plotly.graph_objects as go
-
-    aie = result.aie
-    fig = go.Figure(
-        go.Heatmap(
-            z=aie.tolist(),
-            x=[f"H{h}" for h in range(aie.shape[1])],
-            y=[f"L{layer}" for layer in range(aie.shape[0])],
-            colorscale="RdBu",
-            zmid=0,
-            hovertemplate="%{y}%{x}: AIE %{z:.4f}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        title=f"{result.task}: average indirect effect per head", height=520, xaxis_title="head", yaxis_title="layer"
-    )
-    return fig

@@ -10,6 +10,7 @@ import torch
 from jaxtyping import Float
 
 from circuitscope.core.hook_points import HookFn
+from circuitscope.engine.loss import mean_loss
 from circuitscope.progress import OnProgress
 from circuitscope.steering.apply import steering_hooks
 from circuitscope.steering.vector import SteeringVector
@@ -21,8 +22,6 @@ if TYPE_CHECKING:
 __all__ = [
     "EffectFn",
     "SteeringSweep",
-    "mean_loss",
-    "plot_sweep",
     "probe_score_of_generations",
     "steering_sweep",
     "target_logprob",
@@ -62,33 +61,16 @@ def probe_score_of_generations(
 
     Returns the mean probe probability of class 1 over the prompts, at the last token of prompt + continuation.
     """
-    from circuitscope.probes.activations import collect_activations
+    from circuitscope.probes.activations import activations_at_position
 
     @torch.no_grad()
     def effect(model: HookedModel, hooks: Hooks) -> float:
         texts = [p + model.generate(p, max_new_tokens, hooks=hooks).text for p in prompts]
-        acts = collect_activations(model, texts, hook, -1)[hook]
+        acts = activations_at_position(model, texts, hook, -1)[hook]
         return float(torch.sigmoid(probe.logits(acts)).mean())
 
     effect.__qualname__ = f"probe P(class 1) on generations at {hook}"
     return effect
-
-
-@torch.no_grad()
-def mean_loss(model: HookedModel, texts: Sequence[str], hooks: Sequence[tuple[str, HookFn]] = ()) -> float:
-    """Mean next-token cross-entropy over every predicted token of ``texts`` (padding excluded)."""
-    total, count = 0.0, 0
-    for start in range(0, len(texts), 8):
-        ids, mask = model.tok.to_tokens(list(texts[start : start + 8]), truncate=True)
-        logits = model.run_with_hooks(ids, list(hooks), attention_mask=mask if not bool(mask.all()) else None)
-        logp = logits[:, :-1].float().log_softmax(-1)
-        nll = -logp.gather(-1, ids[:, 1:, None].to(logp.device))[..., 0]
-        keep = mask[:, 1:].to(nll.device).bool()
-        total += float(nll[keep].sum())
-        count += int(keep.sum())
-    if count == 0:
-        raise ValueError("the neutral texts have no token to predict; give longer texts")
-    return total / count
 
 
 @dataclass(frozen=True)
@@ -190,52 +172,3 @@ def steering_sweep(
         effect_name=getattr(effect, "__qualname__", "effect"),
         hooks=hooks_used,
     )
-
-
-def plot_sweep(sweep: SteeringSweep):  # -> plotly Figure
-    """Two heatmaps side by side: effect change and damage, layers x coefficients."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    x = [f"{c:g}" for c in sweep.coefficients]
-    y = [str(layer) for layer in sweep.layers]
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        subplot_titles=(f"effect: Δ {sweep.effect_name}", "damage: Δ loss on neutral text (nats/token)"),
-        horizontal_spacing=0.14,
-    )
-    eff = sweep.effect_change
-    lim = float(eff.abs().max()) or 1.0
-    fig.add_trace(
-        go.Heatmap(
-            z=eff.tolist(),
-            x=x,
-            y=y,
-            colorscale="RdBu",
-            zmid=0,
-            zmin=-lim,
-            zmax=lim,
-            colorbar=dict(x=0.43, len=0.9),
-            hovertemplate="layer %{y}, coeff %{x}<br>Δ effect %{z:.3f}<extra></extra>",
-        ),
-        1,
-        1,
-    )
-    fig.add_trace(
-        go.Heatmap(
-            z=sweep.damage.tolist(),
-            x=x,
-            y=y,
-            colorscale="Reds",
-            zmin=0,
-            hovertemplate="layer %{y}, coeff %{x}<br>Δ loss %{z:.3f}<extra></extra>",
-        ),
-        1,
-        2,
-    )
-    for col in (1, 2):
-        fig.update_xaxes(title_text="coefficient", type="category", row=1, col=col)
-        fig.update_yaxes(title_text="layer", type="category", row=1, col=col)
-    fig.update_layout(height=460, margin=dict(l=60, r=20, t=60, b=50))
-    return fig

@@ -1,36 +1,33 @@
-"""A steering vector: a direction at one hook, how it is applied, and where it came from."""
+"""A steering vector: a direction at one hook, how it is applied, and where it came from.
+
+:class:`SteeringVector` is an :class:`~circuitscope.interventions.Intervention`: ``with model.apply(v):``,
+``model(tokens, interventions=[v])`` and ``model.generate(prompt, interventions=[v])`` steer with it.
+"""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from jaxtyping import Float
 
+from circuitscope.core.fingerprint import model_fingerprint
+from circuitscope.core.hook_points import HookFn
 from circuitscope.errors import CircuitscopeError, ShapeError
+from circuitscope.interventions import PositionCounter
 
 if TYPE_CHECKING:
+    from circuitscope.core.hook_points import HookPoint
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = ["Mode", "SteeringVector", "SteeringVectorMismatchError", "model_fingerprint"]
+__all__ = ["Mode", "SteeringVector", "SteeringVectorMismatchError", "apply_steering", "steering_hook"]
 
 Mode = Literal["add", "project"]
 
 
 class SteeringVectorMismatchError(CircuitscopeError, ValueError):
     """A steering vector used with a model, hook or width it was not made for."""
-
-
-def model_fingerprint(model: HookedModel) -> str:
-    """Family, sizes and a hash of a sample of the embedding matrix: the same for the same weights."""
-    c = model.cfg
-    w = model.W_E.detach()
-    step = max(1, w.shape[0] // 64)
-    sample = w[::step][:64].float().cpu().contiguous()
-    digest = hashlib.sha256(sample.numpy().tobytes()).hexdigest()[:16]
-    return f"{c.family}-{c.n_layers}L-{c.d_model}d-{c.d_vocab}v-{digest}"
 
 
 @dataclass(frozen=True)
@@ -110,3 +107,40 @@ class SteeringVector:
             raise SteeringVectorMismatchError(
                 f"the vector has dimension {self.d} but {self.hook} has d_model {model.cfg.d_model}"
             )
+
+    def hooks(self, model: HookedModel) -> list[tuple[str, HookFn]]:
+        """The one forward hook that applies this vector (fresh, with its own position count)."""
+        return [(self.hook, steering_hook(self))]
+
+
+def apply_steering(x: torch.Tensor, vector: SteeringVector, offset: int = 0) -> torch.Tensor:
+    """``x`` [batch, pos, ..., d] steered at absolute positions in [start_pos, end_pos) (``x[:, 0]`` is ``offset``)."""
+    if x.shape[-1] != vector.d:
+        raise ShapeError(
+            f"steering vector of dimension {vector.d} cannot be applied at {vector.hook}, "
+            f"whose activation has shape {tuple(x.shape)} (last axis {x.shape[-1]})"
+        )
+    first = max(vector.start_pos - offset, 0)
+    last = x.shape[1] if vector.end_pos is None else min(max(vector.end_pos - offset, 0), x.shape[1])
+    if first >= last or vector.coefficient == 0.0:
+        return x
+    v = vector.vector.to(device=x.device, dtype=x.dtype)
+    out = x.clone()
+    part = out[:, first:last]
+    if vector.mode == "add":
+        part.add_(vector.coefficient * v)
+    else:
+        u = v / v.norm().clamp_min(1e-12)
+        part.sub_(vector.coefficient * (part @ u)[..., None] * u)
+    return out
+
+
+def steering_hook(vector: SteeringVector) -> HookFn:
+    """A fresh hook function applying ``vector``; absolute positions hold across cached generation steps."""
+    positions = PositionCounter()
+
+    def steer(x: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+        return apply_steering(x, vector, positions.offset(x))
+
+    steer.__qualname__ = f"steer[{vector.method}:{vector.mode}:{vector.coefficient:g}@{vector.hook}]"
+    return steer

@@ -24,7 +24,7 @@ from circuitscope.tasks.task import Task, TaskError
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = ["ABBA_TEMPLATES", "BABA_TEMPLATES", "NAMES", "OBJECTS", "PLACES", "IOIConfig", "ioi_task"]
+__all__ = ["ABBA_TEMPLATES", "BABA_TEMPLATES", "NAMES", "OBJECTS", "PLACES", "Corruption", "IOIConfig", "ioi_task"]
 
 BABA_TEMPLATES = [
     "Then, [B] and [A] went to the [PLACE]. [B] gave a [OBJECT] to [A]",
@@ -61,6 +61,10 @@ PLACES = ["store", "garden", "restaurant", "school", "hospital", "office", "hous
 OBJECTS = ["ring", "kiss", "bone", "basketball", "computer", "necklace", "drink", "snack"]
 
 
+Corruption = Literal["abc", "swap"]
+"""``abc``: three new names; ``swap``: the repeated subject becomes the IO name."""
+
+
 @dataclass(frozen=True)
 class IOIConfig:
     """How to generate an IOI task."""
@@ -69,7 +73,7 @@ class IOIConfig:
     """Number of prompt pairs."""
     seed: int = 0
     """Seed for names, places, objects and templates (the same seed gives the same task)."""
-    corruption: Literal["abc", "swap"] = "abc"
+    corruption: Corruption = "abc"
     """``abc``: three new names; ``swap``: the repeated subject becomes the IO name."""
     templates: Literal["all", "one"] = "all"
     """``all``: the 30 templates; ``one``: template 0 in both orders (every prompt the same length,

@@ -8,11 +8,12 @@
   :mod:`~circuitscope.toy.induction`, each with a report module beside it.
 """
 
+from circuitscope.models.toy.modeling import ToyConfig, ToyTransformer
 from circuitscope.toy.errors import CheckpointError, LabConfigError
 from circuitscope.toy.grokking import ModularAddition, excluded_loss, restricted_loss
 from circuitscope.toy.grokking_lab import GrokkingConfig, GrokkingResult, run_grokking
 from circuitscope.toy.induction import InductionConfig, InductionRun, run_induction, train_induction_model
-from circuitscope.toy.model import ToyConfig, ToyTransformer, build_toy
+from circuitscope.toy.model import build_toy
 from circuitscope.toy.superposition import (
     SuperpositionModel,
     dimensions_per_feature,

@@ -23,8 +23,9 @@ from typing import cast
 import torch
 from jaxtyping import Bool, Float, Int
 
+from circuitscope.engine.batching import apply_in_batches
+from circuitscope.models.toy.modeling import ToyBlock, ToyTransformer
 from circuitscope.toy.errors import LabConfigError
-from circuitscope.toy.model import ToyBlock, ToyTransformer
 
 __all__ = [
     "ModularAddition",
@@ -126,11 +127,14 @@ def fast_last_logits(model: ToyTransformer, x: Int[torch.Tensor, "batch 3"]) -> 
     return model.unembed(model.ln_final(resid))
 
 
-def logit_table(model: ToyTransformer, task: ModularAddition, batch: int = 4096) -> Float[torch.Tensor, "p p p"]:
-    """``L[a, b, c]``: the logits of answers c (the ``=`` logit dropped) for every pair."""
+def logit_table(model: ToyTransformer, task: ModularAddition, batch_size: int = 4096) -> Float[torch.Tensor, "p p p"]:
+    """``L[a, b, c]``: the logits of answers c (the ``=`` logit dropped) for every pair.
+
+    ``batch_size`` bounds the rows of one forward pass, a row being one ``a + b =`` input.
+    """
     x = task.inputs()
     with torch.no_grad():
-        out = torch.cat([fast_last_logits(model, x[i : i + batch]) for i in range(0, x.shape[0], batch)])
+        out = apply_in_batches(lambda rows: fast_last_logits(model, rows), x, batch_size)
     return out[:, : task.p].reshape(task.p, task.p, task.p)
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from circuitscope.engine.batching import apply_in_batches
+from circuitscope.models.toy.modeling import ToyTransformer
 from circuitscope.progress import OnProgress
 from circuitscope.toy.checkpoint import load_model_weights
 from circuitscope.toy.errors import LabConfigError
@@ -31,7 +33,7 @@ from circuitscope.toy.grokking import (
     logit_table,
     restricted_loss,
 )
-from circuitscope.toy.model import ToyTransformer, build_toy
+from circuitscope.toy.model import build_toy
 from circuitscope.toy.trainer import TrainConfig, full_batch, train
 
 __all__ = ["GrokkingConfig", "GrokkingResult", "build_grokking_model", "run_grokking"]
@@ -126,6 +128,15 @@ class GrokkingResult:
         out["config"] = asdict(self.config)
         return out
 
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` payload: ``test_loss`` is the list over training (one value per checkpoint step)."""
+        out = self.to_dict()
+        out["generalised"] = self.generalised_step is not None
+        out["seconds_to_generalise"] = (
+            self.seconds[self.steps.index(self.generalised_step)] if self.generalised_step is not None else None
+        )
+        return out
+
 
 def build_grokking_model(config: GrokkingConfig) -> ToyTransformer:
     return build_toy(
@@ -175,7 +186,7 @@ def run_grokking(
 
     def measure_all(m: torch.nn.Module) -> float:
         assert isinstance(m, ToyTransformer)
-        logits = torch.cat([fast_last_logits(m, x[i : i + 4096]) for i in range(0, x.shape[0], 4096)])
+        logits = apply_in_batches(lambda rows: fast_last_logits(m, rows), x, 4096)
         losses = torch.nn.functional.cross_entropy(logits, y, reduction="none")
         correct = (logits.argmax(-1) == y).float()
         memo.update(

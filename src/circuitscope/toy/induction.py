@@ -18,23 +18,26 @@ from typing import Any, Literal
 import torch
 from jaxtyping import Int
 
-from circuitscope.analysis.composition import CompositionScores, composition_scores
-from circuitscope.analysis.head_ablation import HeadAblation, head_ablation_importance
-from circuitscope.analysis.heads import (
+from circuitscope.analysis._heads import (
     HeadScores,
     induction_scores,
     previous_token_scores,
     repeated_random_tokens,
 )
+from circuitscope.analysis.composition import CompositionScores, composition_scores
+from circuitscope.analysis.head_ablation import HeadAblation, head_ablation_importance
 from circuitscope.core.hooked_model import HookedModel
+from circuitscope.engine.loss import next_token_loss
+from circuitscope.models.toy.modeling import ToyTransformer
 from circuitscope.progress import OnProgress
 from circuitscope.toy.errors import LabConfigError
-from circuitscope.toy.model import ToyTransformer, build_toy
+from circuitscope.toy.model import build_toy
 from circuitscope.toy.trainer import TrainConfig, seeded_batches, train
 
 __all__ = [
     "InductionConfig",
     "InductionRun",
+    "induction_json",
     "periodic_batch",
     "repeated_segment_batch",
     "run_induction",
@@ -259,10 +262,7 @@ def train_induction_model(
     memo: dict[str, Any] = {}
 
     def held_loss(_m: torch.nn.Module) -> float:
-        logits = hooked(held_out)
-        per_pos = torch.nn.functional.cross_entropy(
-            logits[:, :-1].transpose(1, 2), held_out[:, 1:], reduction="none"
-        ).mean(0)  # [pos]: loss of predicting token pos + 1
+        per_pos = next_token_loss(hooked(held_out), held_out, reduction="none").mean(0)  # [pos]: of token pos + 1
         memo["icl"] = float(per_pos[late].mean() - per_pos[early].mean())
         return float(per_pos.mean())
 
@@ -346,3 +346,8 @@ def run_induction(
         folder = Path(out) / f"L{n}" if out is not None else None
         runs.append(train_induction_model(replace(base, n_layers=n), folder, threads=threads, on_progress=on_progress))
     return runs
+
+
+def induction_json(runs: list[InductionRun]) -> dict[str, Any]:
+    """The ``--json`` payload of the induction lab: each run's numbers under ``models["<n>_layer"]``."""
+    return {"models": {f"{run.config.n_layers}_layer": run.to_dict() for run in runs}}

@@ -13,7 +13,8 @@ Interference (max and mean |cos|) against random directions is measured for ever
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -32,6 +33,7 @@ from circuitscope.toy.superposition import (
 __all__ = [
     "GeometryResult",
     "PhaseDiagram",
+    "SuperpositionLab",
     "SweepResult",
     "geometry_experiment",
     "phase_diagram",
@@ -240,3 +242,54 @@ def phase_diagram(
             row.append("not represented" if b < threshold else ("superposition" if a >= threshold else "dedicated"))
         phase.append(row)
     return PhaseDiagram(importance.tolist(), density.tolist(), phase, w1, w2)
+
+
+def _interference_list(items: list[Any]) -> list[dict[str, float]]:
+    return [asdict(i) for i in items]
+
+
+@dataclass(frozen=True)
+class SuperpositionLab:
+    """Everything the superposition lab measured."""
+
+    small: SweepResult
+    """5 features into 2 dimensions."""
+    medium: SweepResult
+    """20 features into 5 dimensions, importance 0.7^i."""
+    geometry: GeometryResult
+    phases: PhaseDiagram
+    steps: int
+    seed: int
+
+    def to_json(self) -> dict[str, Any]:
+        """``--json`` payload; ``dimensions_per_feature`` is the geometry experiment's D* per sparsity level."""
+        g = self.geometry
+        return {
+            "steps": self.steps,
+            "seed": self.seed,
+            "dimensions_per_feature": g.dimensions_per_feature,
+            "inverse_density": g.inverse_density,
+            "sparsity": [1 - 1 / x for x in g.inverse_density],
+            "feature_dimensionality_clusters": g.cluster_fractions(),
+            "geometry_interference": _interference_list(g.interference),
+            "five_in_two": {
+                "sparsities": self.small.sparsities,
+                "n_represented": self.small.n_represented(),
+                "norms": self.small.norms.tolist(),
+                "W": self.small.W.tolist(),
+                "interference": _interference_list(self.small.interference),
+            },
+            "twenty_in_five": {
+                "sparsities": self.medium.sparsities,
+                "n_represented": self.medium.n_represented(),
+                "norms": self.medium.norms.tolist(),
+                "superposition": self.medium.superposition.tolist(),
+                "dimensions_per_feature": self.medium.dimensions_per_feature,
+                "interference": _interference_list(self.medium.interference),
+            },
+            "phase_diagram": {
+                "relative_importance": self.phases.relative_importance,
+                "density": self.phases.density,
+                "phase": self.phases.phase,
+            },
+        }

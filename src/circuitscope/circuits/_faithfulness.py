@@ -27,16 +27,15 @@ from circuitscope.circuits.graph import CircuitError, Graph
 from circuitscope.circuits.intervene import EdgeRun, graph_of
 from circuitscope.circuits.reference import Ablation, reference_outputs
 from circuitscope.core.hooked_model import HookedModel
+from circuitscope.engine.batching import batch_slices
 from circuitscope.tasks.metrics import MetricName, evaluate_metric
 from circuitscope.tasks.task import Task
 
 if TYPE_CHECKING:
-    from plotly.graph_objects import Figure
-
+    from circuitscope.circuits._eap import EdgeScores
     from circuitscope.circuits.circuit import Circuit
-    from circuitscope.circuits.eap import EdgeScores
 
-__all__ = ["CircuitRunner", "Faithfulness", "FaithfulnessCurve", "faithfulness", "faithfulness_curve", "plot_curve"]
+__all__ = ["CircuitRunner", "Faithfulness", "FaithfulnessCurve", "faithfulness", "faithfulness_curve"]
 
 Progress = Callable[[int], None]
 
@@ -105,8 +104,7 @@ class CircuitRunner:
         self.ablated = self.run(torch.zeros_like(self.graph.allowed))
 
     def _batches(self) -> list[slice]:
-        n = len(self.task)
-        return [slice(s, min(s + self.batch_size, n)) for s in range(0, n, self.batch_size)]
+        return batch_slices(len(self.task), self.batch_size)
 
     def _mean(self, logits: list[torch.Tensor]) -> float:
         total = 0.0
@@ -234,30 +232,3 @@ def faithfulness_curve(
         if progress is not None:
             progress(1)
     return FaithfulnessCurve(points=points, method=scores.method)
-
-
-def plot_curve(curve: FaithfulnessCurve, chosen: int | None = None) -> Figure:
-    """Normalized faithfulness against the number of edges kept (log x axis)."""
-    import plotly.graph_objects as go
-
-    xs = [max(n, 0.5) for n in curve.n_edges]  # 0 edges drawn at 0.5 on the log axis
-    fig = go.Figure(
-        go.Scatter(
-            x=xs,
-            y=curve.normalized,
-            mode="lines+markers",
-            name=curve.method,
-            customdata=curve.n_edges,
-            hovertemplate="%{customdata} edges: %{y:.3f}<extra></extra>",
-        )
-    )
-    if chosen is not None:
-        fig.add_vline(x=max(chosen, 0.5), line_dash="dot", annotation_text=f"circuit: {chosen} edges")
-    fig.update_layout(
-        title="Faithfulness of the top-n edges",
-        xaxis={"title": "edges kept", "type": "log"},
-        yaxis={"title": "normalized metric (0 ablated, 1 full model)"},
-        height=380,
-        margin={"t": 50, "b": 40},
-    )
-    return fig

@@ -1,4 +1,8 @@
-"""circuitscope's own small transformer (``circuitscope.toy``): learned positions, optional LayerNorm.
+"""circuitscope's own small transformer (built by ``circuitscope.toy``): learned positions, optional LayerNorm.
+
+The family's model classes live beside this adapter, in :mod:`circuitscope.models.toy.modeling`
+(transformers does not ship them), so that the adapter can register them with transformers'
+Auto classes without reaching up into ``circuitscope.toy``.
 
 The module tree is ``embed``, ``pos_embed``, ``blocks[l].{ln1, attn.{q, k, v, o}, ln2, mlp.{W_in, W_out}}``,
 ``ln_final``, ``unembed``. Without LayerNorm the norms are ``nn.Identity`` (their hooks still fire,
@@ -43,7 +47,7 @@ def register_auto_classes() -> None:
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from circuitscope.toy.model import ToyConfig, ToyTransformer
+    from circuitscope.models.toy.modeling import ToyConfig, ToyTransformer
 
     with contextlib.suppress(ValueError):  # already registered
         AutoConfig.register(ToyConfig.model_type, ToyConfig)

@@ -1,19 +1,18 @@
-"""Figures, JSON and the HTML report of the induction lab."""
+"""The induction lab's figures and HTML report: loss curves with the phase change, the in-context learning
+score, every head's scores over training, final scores, K-composition and ablation importance."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from circuitscope.analysis.composition import plot_composition
-from circuitscope.analysis.head_ablation import plot_head_ablation
-from circuitscope.analysis.heads import plot_head_scores
-from circuitscope.report import Report
+from circuitscope.report.heads import plot_composition, plot_head_ablation, plot_head_scores
+from circuitscope.report.html import Report
 from circuitscope.toy.induction import InductionRun
 
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure
 
-__all__ = ["induction_json", "induction_report", "plot_head_curves", "plot_loss_curves"]
+__all__ = ["induction_report", "plot_head_curves", "plot_loss_curves"]
 
 
 def _smooth(values: list[float], window: int = 20) -> list[float]:
@@ -98,10 +97,6 @@ def plot_head_curves(run: InductionRun) -> Figure:
         height=420,
     )
     return fig
-
-
-def induction_json(runs: list[InductionRun]) -> dict[str, Any]:
-    return {"models": {f"{run.config.n_layers}_layer": run.to_dict() for run in runs}}
 
 
 def _summary_row(run: InductionRun) -> list[Any]:

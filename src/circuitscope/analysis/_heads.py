@@ -26,11 +26,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from jaxtyping import Bool, Float, Int
 
+from circuitscope.engine.batching import batch_slices
 from circuitscope.errors import ShapeError
 
 if TYPE_CHECKING:
-    from plotly.graph_objects import Figure
-
     from circuitscope.core.hooked_model import HookedModel
 
 __all__ = [
@@ -43,11 +42,10 @@ __all__ = [
     "induction_pattern",
     "induction_scores",
     "many_detector_scores",
-    "plot_head_scores",
     "previous_token_pattern",
     "previous_token_scores",
-    "random_repeated_tokens",
     "repeated_random_tokens",
+    "repeated_tokens_for_model",
 ]
 
 ExpectedPattern = Callable[[Int[torch.Tensor, "batch pos"]], Bool[torch.Tensor, "batch query_pos key_pos"]]
@@ -148,8 +146,8 @@ def many_detector_scores(
     cfg = model.cfg
     total = {name: torch.zeros(cfg.n_layers, cfg.n_heads, dtype=torch.float64) for name in detectors}
     n_queries = dict.fromkeys(detectors, 0)
-    for start in range(0, tokens.shape[0], batch_size):
-        chunk = tokens[start : start + batch_size].to(model.device)
+    for rows in batch_slices(tokens.shape[0], batch_size):
+        chunk = tokens[rows].to(model.device)
         weights: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for name, expected in detectors.items():
             mask = expected(chunk)
@@ -204,13 +202,11 @@ def _bos_id(model: HookedModel) -> int | None:
     return getattr(model.tokenizer, "bos_token_id", None)
 
 
-def random_repeated_tokens(model: HookedModel, seq_len: int = 50, batch: int = 16, seed: int = 0) -> torch.Tensor:
+def repeated_tokens_for_model(model: HookedModel, seq_len: int = 50, batch: int = 16, seed: int = 0) -> torch.Tensor:
     """The default detector input for ``model``: ``[BOS] r r`` with ``r`` of ``seq_len`` random ordinary tokens
-    (shortened to fit the context), BOS if the model's tokenizer prepends one."""
-    return _random_tokens(model, seq_len, batch, seed)
+    (shortened to fit the context), BOS if the model's tokenizer prepends one.
 
-
-def _random_tokens(model: HookedModel, seq_len: int, batch: int, seed: int) -> torch.Tensor:
+    :func:`repeated_random_tokens` is the same sequence from a bare vocabulary size and generator."""
     bos = _bos_id(model)
     span = min(model.cfg.n_ctx - (bos is not None), 2 * seq_len) // 2
     if span < 2:
@@ -228,7 +224,7 @@ def previous_token_scores(
     seed: int = 0,
 ) -> HeadScores:
     """Attention to the previous position (on ``tokens``, or on repeated random tokens)."""
-    tokens = _random_tokens(model, seq_len, batch, seed) if tokens is None else tokens
+    tokens = repeated_tokens_for_model(model, seq_len, batch, seed) if tokens is None else tokens
     return detector_scores(model, tokens, previous_token_pattern, "previous_token")
 
 
@@ -241,7 +237,7 @@ def duplicate_token_scores(
     seed: int = 0,
 ) -> HeadScores:
     """Attention to earlier copies of the current token (on ``tokens``, or repeated random tokens)."""
-    tokens = _random_tokens(model, seq_len, batch, seed) if tokens is None else tokens
+    tokens = repeated_tokens_for_model(model, seq_len, batch, seed) if tokens is None else tokens
     return detector_scores(model, tokens, duplicate_token_pattern, "duplicate_token")
 
 
@@ -254,32 +250,5 @@ def induction_scores(
     seed: int = 0,
 ) -> HeadScores:
     """Attention to the token after an earlier copy of the current one (default: repeated random tokens)."""
-    tokens = _random_tokens(model, seq_len, batch, seed) if tokens is None else tokens
+    tokens = repeated_tokens_for_model(model, seq_len, batch, seed) if tokens is None else tokens
     return detector_scores(model, tokens, induction_pattern, "induction")
-
-
-def plot_head_scores(result: HeadScores, title: str | None = None) -> Figure:
-    """Heatmap [layer, head] of one detector's scores."""
-    import plotly.graph_objects as go
-
-    z = result.scores.tolist()
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            zmin=0,
-            zmax=1,
-            colorscale="Blues",
-            colorbar={"title": "score"},
-            hovertemplate="layer %{y}, head %{x}: %{z:.3f}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        title=title or f"{result.name.replace('_', '-')} score per head",
-        xaxis_title="head",
-        yaxis_title="layer",
-        yaxis={"autorange": "reversed", "dtick": 1},
-        xaxis={"dtick": 1},
-        height=180 + 40 * len(z),
-        margin={"t": 50, "b": 40},
-    )
-    return fig

@@ -22,16 +22,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from jaxtyping import Float
 
 from circuitscope.circuits.graph import CircuitError, Graph
 from circuitscope.circuits.intervene import EdgeRun, graph_of
 from circuitscope.circuits.reference import Ablation, reference_outputs
 from circuitscope.core.hooked_model import HookedModel
+from circuitscope.engine.batching import batch_slices
+from circuitscope.engine.grid import ScoreGrid
 from circuitscope.tasks.metrics import MetricName, evaluate_metric
 from circuitscope.tasks.task import Task
 
@@ -40,14 +41,15 @@ __all__ = ["EdgeScores", "eap", "eap_ig", "edge_scores"]
 Progress = Callable[[int], None]
 
 
-@dataclass(frozen=True)
-class EdgeScores:
-    """A score for every edge of the graph."""
+@dataclass(frozen=True, kw_only=True)
+class EdgeScores(ScoreGrid):
+    """A score for every edge of the graph, on axes ``("sender", "receiver")`` labelled with the graph's node names.
 
-    graph: Graph
+    ``scores``: estimated change of the mean metric when the edge alone is ablated; NaN where there is no edge.
+    """
+
+    graph: Graph = field(metadata={"json": False})
     """The graph the scores index (``[sender, receiver]``)."""
-    scores: Float[torch.Tensor, "sender receiver"]
-    """Estimated change of the mean metric when the edge alone is ablated; NaN where there is no edge."""
     method: str
     """``eap``, ``eap-ig`` or ``acdc``."""
     metric: MetricName
@@ -58,6 +60,8 @@ class EdgeScores:
     """Integrated-gradient steps (1 for EAP)."""
     clean_value: float
     """Mean metric of the clean run."""
+    corrupted_value: None = None
+    """EAP runs no corrupted forward pass of its own."""
     seconds: float
     """Wall time of the scoring."""
 
@@ -130,9 +134,7 @@ def edge_scores(
     reference = reference_outputs(model, graph, task, ablation, batch_size=batch_size, seed=seed)
     scores = torch.zeros(graph.n_senders, graph.n_receivers, dtype=torch.float64)
     clean_total = 0.0
-    n = len(task)
-    for start in range(0, n, batch_size):
-        rows = slice(start, min(start + batch_size, n))
+    for rows in batch_slices(len(task), batch_size):
         tokens, answer_pos = task.clean_tokens[rows].to(model.device), task.answer_pos[rows].to(model.device)
         b, p = tokens.shape
         ablated = reference[:, rows]
@@ -172,6 +174,8 @@ def edge_scores(
     return EdgeScores(
         graph=graph,
         scores=scores,
+        axes=("sender", "receiver"),
+        labels={"sender": [s.name for s in graph.senders], "receiver": [r.name for r in graph.receivers]},
         method="eap" if steps == 1 else "eap-ig",
         metric=metric,
         ablation=ablation,

@@ -2,7 +2,7 @@
 
 Start from the full graph. Visit the receivers from the logits backwards (reverse topological
 order); at each receiver try removing each incoming edge, latest sender first: ablate it (see
-:mod:`circuitscope.circuits.faithfulness`) and measure the circuit. The edge stays removed if the
+:mod:`circuitscope.circuits._faithfulness`) and measure the circuit. The edge stays removed if the
 damage is below ``threshold``:
 
 - ``criterion="kl"``: the KL divergence of the circuit's answer distribution from the full
@@ -27,12 +27,12 @@ from typing import Literal
 
 import torch
 
+from circuitscope.circuits._faithfulness import CircuitRunner
 from circuitscope.circuits.circuit import Circuit
-from circuitscope.circuits.faithfulness import CircuitRunner
 from circuitscope.circuits.graph import CircuitError
 from circuitscope.circuits.reference import Ablation
+from circuitscope.core.fingerprint import model_fingerprint
 from circuitscope.core.hooked_model import HookedModel
-from circuitscope.steering.vector import model_fingerprint
 from circuitscope.tasks.metrics import evaluate_metric
 from circuitscope.tasks.task import Task
 

@@ -23,7 +23,6 @@ indices within the document. A token tensor is run row by row as given (each row
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from jaxtyping import Float, Int
 
+from circuitscope.engine.batching import batch_slices, batched
 from circuitscope.errors import ShapeError
 
 if TYPE_CHECKING:
@@ -41,9 +41,7 @@ __all__ = [
     "MaxActivating",
     "Unit",
     "activations_of",
-    "example_html",
     "max_activating",
-    "max_activating_html",
 ]
 
 ProgressFn = Callable[[int, int], None]
@@ -162,8 +160,8 @@ def _windows(
             out.append((d, 0, ids, 0))
             continue
         step = window - (bos is not None)
-        for start in range(0, len(ids), step):
-            piece = ids[start : start + step]
+        for part in batch_slices(len(ids), step):
+            start, piece = part.start, ids[part]
             out.append((d, start, piece, 0) if bos is None else (d, start, [bos, *piece], 1))
     return [w for w in out if len(w[2]) > w[3]]
 
@@ -226,10 +224,9 @@ def max_activating(
     hooks_needed = sorted({u.hook for u in units}, key=lambda name: int(name.split(".")[1]))
     deepest = max(hooks_needed, key=lambda name: (int(name.split(".")[1]), "mlp" in name))
     pad = model.tok.pad_token_id if model.tokenizer is not None else 0
-    n_batches = (len(pieces) + batch_size - 1) // batch_size
     n_positions = 0
-    for b in range(n_batches):
-        batch = pieces[b * batch_size : (b + 1) * batch_size]
+    groups = batched(pieces, batch_size)
+    for b, batch in enumerate(groups):
         width = max(len(ids) for _, _, ids, _ in batch)
         tokens = torch.full((len(batch), width), pad, dtype=torch.long)
         mask = torch.zeros(len(batch), width, dtype=torch.long)
@@ -260,7 +257,7 @@ def max_activating(
                 attention_mask=attention_mask,
             )
         if progress is not None:
-            progress(b + 1, n_batches)
+            progress(b + 1, len(groups))
     before, after = context
     examples: dict[str, list[ActivatingExample]] = {}
     for unit in units:
@@ -286,37 +283,6 @@ def _str_tokens(model: HookedModel, ids: list[int]) -> list[str]:
     if model.tokenizer is None:
         return [str(i) for i in ids]
     return [str(t) for t in model.to_str_tokens(torch.tensor(ids, dtype=torch.long), prepend_bos=False)]
-
-
-# ---------------------------------------------------------------------------- HTML
-def example_html(example: ActivatingExample) -> str:
-    """One example as inline token spans with the position highlighted and its activation as a tooltip."""
-    spans = []
-    for i, tok in enumerate(example.context):
-        text = html.escape(tok)
-        if i == example.highlight:
-            spans.append(
-                f'<span class="tok" style="background:rgba(53,88,212,0.85);color:#fff;font-weight:600" '
-                f'title="{example.activation:.4g}">{text}</span>'
-            )
-        else:
-            spans.append(f'<span class="tok">{text}</span>')
-    return "".join(spans)
-
-
-def max_activating_html(result: MaxActivating, units: Sequence[str] | None = None) -> str:
-    """An HTML snippet: per unit, a table of its examples (activation, document:position, context)."""
-    parts = []
-    for label in units if units is not None else [u.label for u in result.units]:
-        rows = "".join(
-            f"<tr><td>{e.activation:.4g}</td><td>{e.doc}:{e.pos}</td><td>{example_html(e)}</td></tr>"
-            for e in result.examples[label]
-        )
-        parts.append(
-            f"<h3>{html.escape(label)}</h3><table><thead><tr><th>activation</th><th>doc:pos</th>"
-            f"<th>context</th></tr></thead><tbody>{rows}</tbody></table>"
-        )
-    return "\n".join(parts)
 
 
 def activations_of(

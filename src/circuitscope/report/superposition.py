@@ -1,44 +1,28 @@
-"""Figures, JSON and the HTML report of the superposition lab."""
+"""The superposition lab's figures and HTML report: feature directions, WᵀW, norms and superposition,
+feature dimensionality, the phase diagram and interference."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from circuitscope.report import Report
-from circuitscope.toy.superposition_lab import GeometryResult, PhaseDiagram, SweepResult
+from circuitscope.report.html import Report
+from circuitscope.toy.superposition_lab import GeometryResult, PhaseDiagram, SuperpositionLab, SweepResult
 
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure
 
 __all__ = [
-    "SuperpositionLab",
     "plot_directions",
     "plot_feature_dimensionality",
     "plot_gram",
     "plot_interference",
     "plot_norms",
     "plot_phase_diagram",
-    "superposition_json",
     "superposition_report",
 ]
 
 CLUSTERS = (1.0, 0.75, 2 / 3, 0.5, 0.4, 0.375)
-
-
-@dataclass(frozen=True)
-class SuperpositionLab:
-    """Everything the superposition lab measured."""
-
-    small: SweepResult
-    """5 features into 2 dimensions."""
-    medium: SweepResult
-    """20 features into 5 dimensions, importance 0.7^i."""
-    geometry: GeometryResult
-    phases: PhaseDiagram
-    steps: int
-    seed: int
 
 
 def plot_directions(sweep: SweepResult) -> Figure:
@@ -176,44 +160,6 @@ def plot_interference(small: SweepResult, medium: SweepResult, geometry: Geometr
         title="interference between represented features vs. random directions (JL scale)", yaxis_title="|cos|"
     )
     return fig
-
-
-def _interference_list(items: list[Any]) -> list[dict[str, float]]:
-    return [asdict(i) for i in items]
-
-
-def superposition_json(lab: SuperpositionLab) -> dict[str, Any]:
-    """``--json`` payload; ``dimensions_per_feature`` is the geometry experiment's D* per sparsity level."""
-    g = lab.geometry
-    return {
-        "steps": lab.steps,
-        "seed": lab.seed,
-        "dimensions_per_feature": g.dimensions_per_feature,
-        "inverse_density": g.inverse_density,
-        "sparsity": [1 - 1 / x for x in g.inverse_density],
-        "feature_dimensionality_clusters": g.cluster_fractions(),
-        "geometry_interference": _interference_list(g.interference),
-        "five_in_two": {
-            "sparsities": lab.small.sparsities,
-            "n_represented": lab.small.n_represented(),
-            "norms": lab.small.norms.tolist(),
-            "W": lab.small.W.tolist(),
-            "interference": _interference_list(lab.small.interference),
-        },
-        "twenty_in_five": {
-            "sparsities": lab.medium.sparsities,
-            "n_represented": lab.medium.n_represented(),
-            "norms": lab.medium.norms.tolist(),
-            "superposition": lab.medium.superposition.tolist(),
-            "dimensions_per_feature": lab.medium.dimensions_per_feature,
-            "interference": _interference_list(lab.medium.interference),
-        },
-        "phase_diagram": {
-            "relative_importance": lab.phases.relative_importance,
-            "density": lab.phases.density,
-            "phase": lab.phases.phase,
-        },
-    }
 
 
 def _angles(W: Any) -> list[float]:

@@ -29,55 +29,44 @@ after the last receiver's layer cannot reach it and score exactly 0 without a fo
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Int
 
+from circuitscope.analysis.patching import copies_metric
 from circuitscope.core.cache import ActivationCache
 from circuitscope.core.hook_points import HookPoint
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.core.replay import BlockReplay
+from circuitscope.engine.batching import batched
+from circuitscope.engine.grid import MetricGrid, component_labels
 from circuitscope.errors import ShapeError
 from circuitscope.progress import progress
-from circuitscope.tasks.metrics import MetricName, evaluate_metric, normalise
+from circuitscope.tasks.metrics import MetricName, normalise
 from circuitscope.tasks.task import Task
 
-__all__ = ["PathPatchingResult", "ReceiverInput", "naive_path_patching", "path_patching", "plot"]
+__all__ = ["PathPatchingResult", "ReceiverInput", "naive_path_patching", "path_patching"]
 
 ReceiverInput = Literal["q", "k", "v"]
 Hook = tuple[str, Callable[..., torch.Tensor | None]]
 
 
-@dataclass(frozen=True)
-class PathPatchingResult:
-    """Path-patching score of every sender head for one set of receivers."""
+@dataclass(frozen=True, kw_only=True)
+class PathPatchingResult(MetricGrid):
+    """Path-patching score of every sender head for one set of receivers, on axes ``("layer", "head")``
+    (the sender's layer and head).
+
+    ``scores``: fraction of the corrupted-minus-clean change carried by the path, 0 = clean run,
+    1 = corrupted run; ``raw``: the metric after path patching (mean over prompts).
+    """
 
     receivers: str
     """What receives the paths: ``logits``, or e.g. ``q of L9H6, L9H9``."""
-    scores: Float[torch.Tensor, "layer head"]
-    """Fraction of the corrupted-minus-clean change carried by the path: 0 = clean run, 1 = corrupted run."""
-    raw: Float[torch.Tensor, "layer head"]
-    """The metric after path patching (mean over prompts)."""
-    axes: tuple[str, ...]
-    """``("layer", "head")``: the sender's layer and head."""
-    labels: dict[str, list[str]]
-    """Tick labels per axis."""
-    metric: str
-    """Metric name."""
-    clean_value: float
-    """Mean metric of the clean run."""
-    corrupted_value: float
-    """Mean metric of the corrupted run."""
     tokens: Int[torch.Tensor, "batch pos"]
     """The clean tokens used, BOS included."""
-
-    @property
-    def change(self) -> Float[torch.Tensor, "layer head"]:
-        """Metric change from the clean run (negative = a drop, for metrics where higher is better)."""
-        return self.raw - self.clean_value
 
 
 class _Stop(Exception):  # noqa: N818 (control flow)
@@ -121,20 +110,6 @@ def _layer(name: str) -> int:
     return int(name.split(".")[1])
 
 
-def _metric(
-    task: Task, metric: MetricName, logits: torch.Tensor, copies: int, clean_logits: torch.Tensor
-) -> torch.Tensor:
-    values = evaluate_metric(
-        metric, logits, task.correct.repeat(copies), task.incorrect.repeat(copies), clean_logits.repeat(copies, 1)
-    )
-    return values.view(copies, len(task)).mean(1)
-
-
-def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
 def _check(model: HookedModel, task: Task) -> None:
     if task.seq_len > model.cfg.n_ctx:
         raise ShapeError("the task's prompts are longer than the model's context")
@@ -150,10 +125,7 @@ def _result(
         scores=scores,
         raw=raw,
         axes=("layer", "head"),
-        labels={
-            "layer": [str(i) for i in range(model.cfg.n_layers)],
-            "head": [str(h) for h in range(model.cfg.n_heads)],
-        },
+        labels=component_labels(model, ("layer", "head")),
         metric=metric,
         clean_value=clean,
         corrupted_value=corrupted,
@@ -178,11 +150,11 @@ def path_patching(
     *,
     inputs: Sequence[ReceiverInput] = ("q", "k", "v"),
     metric: MetricName | None = None,
-    batch_rows: int = 256,
+    batch_size: int = 256,
 ) -> PathPatchingResult:
     """Path patching from every sender head to ``receivers`` (``(layer, head)`` pairs' ``inputs``, or the logits).
 
-    ``batch_rows`` bounds the rows of one forward pass (prompts x senders in flight).
+    ``batch_size`` bounds the rows of one forward pass, a row being one clean prompt with one sender patched.
     """
     _check(model, task)
     metric = metric or task.metric
@@ -199,12 +171,12 @@ def path_patching(
     clean_logits = replay.logits_at(task.answer_pos)
     corrupted_logits, corrupted_cache = model.run_with_cache(task.corrupted_tokens, names="blocks.*.attn.hook_z")
     corrupted_logits = corrupted_logits[rows, task.answer_pos]
-    clean_value = float(_metric(task, metric, clean_logits, 1, clean_logits)[0])
-    corrupted_value = float(_metric(task, metric, corrupted_logits, 1, clean_logits)[0])
+    clean_value = float(copies_metric(task, metric, clean_logits, clean_logits).mean(1)[0])
+    corrupted_value = float(copies_metric(task, metric, corrupted_logits, clean_logits).mean(1)[0])
     to_logits = label == "logits"
     raw = torch.full((n, n_heads), clean_value)
-    copies = max(1, batch_rows // b)
-    work = [(layer, chunk) for layer in range(bound) for chunk in _chunks(list(range(n_heads)), copies)]
+    copies = max(1, batch_size // b)
+    work = [(layer, chunk) for layer in range(bound) for chunk in batched(range(n_heads), copies)]
     for layer, chunk in progress(work, f"path patching into {label}", total=len(work)):
         k = len(chunk)
         live = {} if to_logits else {name: heads for name, heads in targets.items() if _layer(name) > layer}
@@ -257,7 +229,7 @@ def path_patching(
             with model.hooks([(name, receive) for name in live]):
                 logits = replay.run(start, replay.resid_pre[start].repeat(k, 1, 1), positions)
         assert logits is not None
-        raw[layer, chunk] = _metric(task, metric, logits, k, clean_logits)
+        raw[layer, chunk] = copies_metric(task, metric, logits, clean_logits).mean(1)
     return _result(model, task, label, metric, raw, clean_value, corrupted_value)
 
 
@@ -280,8 +252,8 @@ def naive_path_patching(
     clean_logits, clean_cache = model.run_with_cache(task.clean_tokens, names=z_names)
     corrupted_logits, corrupted_cache = model.run_with_cache(task.corrupted_tokens, names=z_names)
     clean_logits, corrupted_logits = clean_logits[rows, task.answer_pos], corrupted_logits[rows, task.answer_pos]
-    clean_value = float(_metric(task, metric, clean_logits, 1, clean_logits)[0])
-    corrupted_value = float(_metric(task, metric, corrupted_logits, 1, clean_logits)[0])
+    clean_value = float(copies_metric(task, metric, clean_logits, clean_logits).mean(1)[0])
+    corrupted_value = float(copies_metric(task, metric, corrupted_logits, clean_logits).mean(1)[0])
     raw = torch.empty(n, n_heads)
     for layer in range(n):
         for head in range(n_heads):
@@ -298,31 +270,5 @@ def naive_path_patching(
                 return _set_heads(x, targets[hook.name], cache[hook.name])
 
             logits = model.run_with_hooks(task.clean_tokens, fwd_hooks=[(name, step3) for name in targets])
-            raw[layer, head] = _metric(task, metric, logits[rows, task.answer_pos], 1, clean_logits)[0]
+            raw[layer, head] = copies_metric(task, metric, logits[rows, task.answer_pos], clean_logits).mean(1)[0]
     return _result(model, task, label, metric, raw, clean_value, corrupted_value)
-
-
-def plot(result: PathPatchingResult, title: str | None = None) -> object:
-    """A [sender layer, sender head] heatmap of the path-patching scores."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure(
-        go.Heatmap(
-            z=result.scores.tolist(),
-            x=result.labels["head"],
-            y=result.labels["layer"],
-            colorscale="RdBu",
-            zmid=0,
-            colorbar={"title": "fraction of<br>corrupted<br>change"},
-            hovertemplate="sender L%{y}H%{x}<br>score %{z:.3f}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        title=title or f"Path patching into {result.receivers} ({result.metric}, 0 = clean, 1 = corrupted)",
-        xaxis_title="sender head",
-        yaxis_title="sender layer",
-        yaxis={"autorange": "reversed"},
-        height=max(300, 22 * result.scores.shape[0] + 120),
-        margin={"l": 60, "r": 20, "t": 50, "b": 60},
-    )
-    return fig

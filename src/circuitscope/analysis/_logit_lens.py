@@ -15,7 +15,7 @@ from circuitscope.core.hooked_model import HookedModel
 from circuitscope.errors import UnsupportedModelError
 from circuitscope.tasks.task import Task
 
-__all__ = ["LogitLensResult", "decode_resid", "logit_lens", "plot"]
+__all__ = ["LogitLensResult", "decode_resid", "logit_lens"]
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,7 @@ def decode_resid(model: HookedModel, resid: Float[torch.Tensor, "... d_model"]) 
     norm, unembed = model.wiring.final_norm, model.wiring.unembed
     if norm is None or unembed is None:
         raise UnsupportedModelError(f"the {model.cfg.family} model has no final norm and unembedding to decode with")
-    logits = unembed.forward(norm.forward(resid))
-    cap = getattr(model.hf_model.config.get_text_config(), "final_logit_softcapping", None)
-    return torch.tanh(logits / cap) * cap if cap is not None else logits
+    return model.wiring.softcap_logits(unembed.forward(norm.forward(resid)))
 
 
 def _token(model: HookedModel, token: int) -> str:
@@ -85,46 +83,3 @@ def logit_lens(model: HookedModel, task: Task, k: int = 5) -> LogitLensResult:
         top_probs=torch.stack(top_probs),
         str_tokens=[_token(model, int(i)) for i in task.clean_tokens[0, :first_len]],
     )
-
-
-def plot(result: LogitLensResult) -> object:
-    """Logit difference and correct-answer probability by layer."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Scatter(x=result.layers, y=result.logit_diff.tolist(), name="logit diff", mode="lines+markers"))
-    fig.add_trace(
-        go.Scatter(x=result.layers, y=result.correct_prob.tolist(), name="P(correct)", mode="lines+markers"),
-        secondary_y=True,
-    )
-    fig.update_layout(title="Logit lens at the answer position", xaxis_title="residual stream before block", height=380)
-    fig.update_yaxes(title_text="logit difference", secondary_y=False)
-    fig.update_yaxes(title_text="probability", secondary_y=True, range=[0, 1])
-    return fig
-
-
-def plot_top_tokens(result: LogitLensResult) -> object:
-    """Top decoded token per layer and position for the first prompt (colour: its probability)."""
-    import plotly.graph_objects as go
-
-    text = [[row[0] for row in layer] for layer in result.top_tokens]
-    fig = go.Figure(
-        go.Heatmap(
-            z=result.top_probs[..., 0].tolist(),
-            x=[f"{t!r}·{i}" for i, t in enumerate(result.str_tokens)],
-            y=result.layers,
-            text=text,
-            texttemplate="%{text}",
-            colorscale="Blues",
-            zmin=0,
-            zmax=1,
-            colorbar={"title": "top-1<br>prob"},
-        )
-    )
-    fig.update_layout(
-        title="Logit lens: top token at every layer and position (first prompt)",
-        yaxis={"autorange": "reversed"},
-        height=max(320, 24 * len(result.layers) + 120),
-    )
-    return fig

@@ -1,16 +1,17 @@
-"""Figures and the HTML report of the grokking lab."""
+"""The grokking lab's figures and HTML report: losses with the phases shaded, accuracy and weight norm, the
+embedding's Fourier spectrum over training."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from circuitscope.report import Report
+from circuitscope.report.html import Report
 from circuitscope.toy.grokking_lab import GENERALISED, GrokkingResult
 
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure
 
-__all__ = ["grokking_json", "grokking_report", "plot_fourier_norms", "plot_grokking_curves"]
+__all__ = ["grokking_report", "plot_fourier_norms", "plot_grokking_curves"]
 
 _PHASE_COLOURS = {"memorisation": "#f4d35e", "circuit_formation": "#8ecae6", "cleanup": "#95d5b2"}
 
@@ -93,16 +94,6 @@ def plot_final_spectrum(result: GrokkingResult) -> Figure:
         yaxis_title="norm",
     )
     return fig
-
-
-def grokking_json(result: GrokkingResult) -> dict[str, Any]:
-    """The ``--json`` payload: ``test_loss`` is the list over training (one value per checkpoint step)."""
-    out = result.to_dict()
-    out["generalised"] = result.generalised_step is not None
-    out["seconds_to_generalise"] = (
-        result.seconds[result.steps.index(result.generalised_step)] if result.generalised_step is not None else None
-    )
-    return out
 
 
 def _phase_text(result: GrokkingResult) -> str:

@@ -1,0 +1,67 @@
+"""Every attention head ablated alone, on a recorded forward pass.
+
+:func:`ablate_each_head` replaces one head's ``attn.hook_z`` (its output before ``W_O``) by a
+value (zero, a mean, another prompt's activation) and measures the model's output, for every head.
+The blocks before the ablated layer see the same input in every run, so the forward pass
+resumes at that layer from a :class:`~circuitscope.core.replay.BlockReplay`; several heads of a
+layer are ablated in one pass as stacked copies of the batch (copy ``i`` loses head ``i`` of the group).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from circuitscope.core.replay import BlockReplay
+from circuitscope.engine.batching import batched
+from circuitscope.progress import OnProgress, progress
+
+__all__ = ["Measure", "ablate_each_head"]
+
+Measure = Callable[[torch.Tensor, int], torch.Tensor]
+"""``measure(final_resid, copies) -> [copies]``: one number per stacked copy of the batch, from the final
+residual stream (before the final norm) of ``copies`` copies of the replayed batch."""
+
+
+def ablate_each_head(
+    replay: BlockReplay,
+    values: Mapping[int, torch.Tensor],
+    measure: Measure,
+    *,
+    batch_size: int,
+    stage: str,
+    on_progress: OnProgress | None = None,
+) -> Float[torch.Tensor, "layer head"]:
+    """``measure`` of the replayed run with each head's ``hook_z`` ablated alone: ``[layer, head]`` (CPU).
+
+    ``values[layer]`` is what an ablated head of ``layer`` outputs, ``[batch or 1, pos or 1, head, d_head]``
+    (positions beyond the batch's are cut off); a layer missing from ``values`` is zero-ablated.
+    ``batch_size`` bounds the rows of one forward pass (a row: one sequence of the batch with one head
+    ablated). ``on_progress(stage, done, total)`` is called after each pass; without it a progress bar is drawn.
+    """
+    model = replay.model
+    n_layers, n_heads, b = model.cfg.n_layers, model.cfg.n_heads, replay.batch
+    copies = max(1, batch_size // b)
+    work = [(layer, heads) for layer in range(n_layers) for heads in batched(range(n_heads), copies)]
+    out = torch.empty(n_layers, n_heads)
+    steps = work if on_progress is not None else progress(work, stage, total=len(work))
+    for done, (layer, heads) in enumerate(steps, 1):
+        value = values.get(layer)
+
+        def ablate(z: torch.Tensor, hook: Any, heads: list[int] = heads, value: Tensor | None = value) -> Tensor:
+            z = z.clone()
+            cut = None if value is None else value.to(z.device, z.dtype)[:, : z.shape[1]]
+            for i, head in enumerate(heads):  # copy i of the batch loses head heads[i]
+                z[i * b : (i + 1) * b, :, head] = 0 if cut is None else cut[:, :, head]
+            return z
+
+        with model.hooks([(f"blocks.{layer}.attn.hook_z", ablate)]):
+            final = replay.run_resid(layer, replay.resid_pre[layer].repeat(len(heads), 1, 1))
+        out[layer, heads] = measure(final, len(heads)).cpu()
+        if on_progress is not None:
+            on_progress(stage, done, len(work))
+    return out

@@ -1,0 +1,150 @@
+"""MLP weight views against the Hugging Face modules, and the family facts adapters declare for core."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+
+from circuitscope import HookedModel, ShapeError
+from circuitscope.core import loading
+from circuitscope.models import all_adapters
+from circuitscope.toy.model import build_toy
+from tests.tiny_models import TINY, VOCAB
+
+CORE = Path(__file__).resolve().parents[2] / "src" / "circuitscope" / "core"
+
+_TOY = {
+    "toy": lambda: build_toy(seed=0, d_vocab=VOCAB, n_ctx=16, d_model=16, n_layers=2, n_heads=2, bias=True),
+    "toy_attn_only": lambda: build_toy(seed=0, d_vocab=VOCAB, n_ctx=16, d_model=16, n_layers=2, attn_only=True),
+}
+BUILDERS = {**{t.name: t.build for t in TINY}, **_TOY}
+
+
+@pytest.fixture(scope="module", params=sorted(BUILDERS))
+def model(request: pytest.FixtureRequest) -> HookedModel:
+    return HookedModel(BUILDERS[request.param]())
+
+
+@torch.no_grad()
+def test_mlp_views_reproduce_the_modules(model: HookedModel) -> None:
+    """``x @ W_in + b_in``, ``x @ W_gate`` and ``h @ W_out + b_out`` are what the family's own modules compute."""
+    c = model.cfg
+    assert model.W_in.shape == (c.n_layers, c.d_model, c.d_mlp)
+    assert model.b_in.shape == (c.n_layers, c.d_mlp)
+    assert model.W_out.shape == (c.n_layers, c.d_mlp, c.d_model)
+    assert model.b_out.shape == (c.n_layers, c.d_model)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(5, c.d_model, generator=g)
+    h = torch.randn(5, c.d_mlp, generator=g)
+    for layer, mods in enumerate(model.wiring.blocks):
+        up = mods.mlp_in_linear if mods.mlp_in_linear is not None else mods.mlp_in
+        # a matmul plus bias vs the module's fused addmm: float32 rounding of d_model-term sums (~1e-7 of ~1)
+        torch.testing.assert_close(x @ model.W_in[layer] + model.b_in[layer], up(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(h @ model.W_out[layer] + model.b_out[layer], mods.mlp_down(h), atol=1e-5, rtol=1e-5)
+        one = model.mlp_weights(layer)
+        assert torch.equal(one.W_in, model.W_in[layer]) and torch.equal(one.W_out, model.W_out[layer])
+        if c.gated_mlp:
+            assert one.W_gate is not None
+            torch.testing.assert_close(x @ model.W_gate[layer], mods.mlp_in(x), atol=1e-5, rtol=1e-5)
+        else:
+            assert one.W_gate is None
+    if not c.gated_mlp:
+        with pytest.raises(ShapeError, match="not gated"):
+            _ = model.W_gate
+
+
+@torch.no_grad()
+def test_mlp_views_reproduce_mlp_out(model: HookedModel) -> None:
+    """Where nothing follows the output projection, ``hook_post @ W_out + b_out`` is ``hook_mlp_out``."""
+    if model.cfg.residual == "post_norm" or model.wiring.blocks[0].mlp_out_norm is not None:
+        pytest.skip("a norm follows the MLP's output projection")
+    tokens = torch.randint(1, VOCAB, (2, 8), generator=torch.Generator().manual_seed(1))
+    _, cache = model.run_with_cache(tokens, names=lambda n: n.endswith(("mlp.hook_post", "hook_mlp_out")))
+    for layer in range(model.cfg.n_layers):
+        out = cache["post", layer] @ model.W_out[layer] + model.b_out[layer]
+        # the same product as the module's, summed in BLAS's order or ours: float32 rounding (~1e-7 of ~1)
+        torch.testing.assert_close(out, cache["mlp_out", layer], atol=1e-5, rtol=1e-5)
+
+
+def test_final_softcap_comes_from_the_adapter() -> None:
+    by_name = {t.name: t for t in TINY}
+    gemma2 = HookedModel(by_name["gemma2_softcap"].build())
+    assert gemma2.wiring.final_softcap() == 3.0
+    assert HookedModel(by_name["llama_mha"].build()).wiring.final_softcap() is None
+    logits = torch.tensor([-100.0, 0.5, 100.0])
+    assert torch.equal(gemma2.wiring.softcap_logits(logits), torch.tanh(logits / 3.0) * 3.0)
+
+
+def test_encoders_load_with_their_head_and_decoders_as_causal_lms() -> None:
+    bert = transformers.BertConfig(architectures=["BertForMaskedLM"])
+    assert loading._auto_class(bert) is transformers.AutoModelForMaskedLM
+    assert loading._auto_class(transformers.BertConfig(architectures=["BertModel"])) is transformers.AutoModel
+    assert loading._auto_class(transformers.BertConfig()) is transformers.AutoModel
+    llama = transformers.LlamaConfig(architectures=["LlamaForCausalLM"])
+    assert loading._auto_class(llama) is transformers.AutoModelForCausalLM
+
+
+@torch.no_grad()
+def test_dequantized_copy_of_a_scaled_embedding_family() -> None:
+    """Gemma's computed ``embed_scale`` buffer is not a missing weight."""
+    model = next(t for t in TINY if t.name == "gemma3").build()
+    copy = loading._dequantized_copy(model, torch.float32)
+    tokens = torch.randint(1, VOCAB, (1, 6), generator=torch.Generator().manual_seed(2))
+    assert torch.equal(copy(input_ids=tokens).logits, model(input_ids=tokens).logits)
+
+
+def _code_strings(path: Path) -> list[str]:
+    """String constants of a module that are not docstrings."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
+
+
+def test_core_spells_no_family_fact() -> None:
+    """Family names and the config attributes / buffers / classes adapters declare stay in the adapters."""
+    adapters = all_adapters()
+    names = {a.family for a in adapters} | {t for a in adapters for t in a.model_types}
+    facts = (
+        {v for a in adapters for v in (a.final_softcap_attr, a.embed_scale_buffer, a.parallel_residual_attr) if v}
+        | {c for a in adapters for c in a.masked_lm_classes}
+        | {"MaskedLM"}
+    )
+    found = [
+        (path.name, s)
+        for path in sorted(CORE.glob("*.py"))
+        for s in _code_strings(path)
+        if s in names or any(f in s for f in facts)
+    ]
+    assert found == []
+
+
+def test_models_register_the_toy_family_without_circuitscope_toy(tmp_path: Path) -> None:
+    """A saved toy model loads in a fresh process that never imports ``circuitscope.toy``."""
+    build_toy(seed=0, d_vocab=20, n_ctx=8, d_model=16, n_layers=1, n_heads=2).save_pretrained(tmp_path)
+    script = (
+        "import sys\n"
+        "from circuitscope import load_model\n"
+        f"model = load_model({str(tmp_path)!r})\n"
+        "assert not [m for m in sys.modules if m.startswith('circuitscope.toy')], 'circuitscope.toy was imported'\n"
+        "print(model.cfg.family)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "toy"

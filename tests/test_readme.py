@@ -1,0 +1,64 @@
+"""Every ```python block of README.md runs as written, each in a fresh namespace.
+
+A block that loads the embedded ``gemma-3-270m`` runs in the real tier; a block whose first line is
+``# tiny model`` runs in the fast tier; any other block runs in the real tier.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+TINY = "# tiny model"
+REAL_MODEL = "gemma-3-270m"
+
+
+@dataclass(frozen=True)
+class Block:
+    line: int
+    """The line of README.md the code starts on (1-based)."""
+    source: str
+
+
+def readme_blocks(text: str) -> list[Block]:
+    """The ```python blocks of a markdown text, in order."""
+    blocks = []
+    for match in re.finditer(r"^```python[ \t]*\n(.*?)^```[ \t]*$", text, flags=re.MULTILINE | re.DOTALL):
+        line = text.count("\n", 0, match.start(1)) + 1
+        blocks.append(Block(line=line, source=match.group(1)))
+    return blocks
+
+
+def _tier(block: Block) -> list[pytest.MarkDecorator]:
+    is_tiny = block.source.lstrip().startswith(TINY) and REAL_MODEL not in block.source
+    return [] if is_tiny else [pytest.mark.real]
+
+
+BLOCKS = readme_blocks(README.read_text(encoding="utf-8"))
+
+
+def test_readme_has_python_blocks() -> None:
+    assert BLOCKS, "README.md has no ```python blocks"
+
+
+def test_block_extraction() -> None:
+    text = "intro\n```python\nx = 1\n```\n\n```bash\nls\n```\n```python\n# tiny model\ny = 2\n```\n"
+    blocks = readme_blocks(text)
+    assert [b.source for b in blocks] == ["x = 1\n", "# tiny model\ny = 2\n"]
+    assert [b.line for b in blocks] == [3, 10]
+    assert [len(_tier(b)) for b in blocks] == [1, 0]
+
+
+@pytest.mark.parametrize("block", [pytest.param(b, marks=_tier(b), id=f"README.md:{b.line}") for b in BLOCKS])
+def test_readme_block_runs(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a block that writes a file writes it here
+    code = compile(block.source, f"{README}:{block.line}", "exec", dont_inherit=True)  # not this file's __future__
+    module = types.ModuleType("__readme__")  # a real module, as a script's __main__ is (dataclasses look it up)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(code, module.__dict__)
