@@ -215,6 +215,20 @@ def repeated_tokens_for_model(model: HookedModel, seq_len: int = 50, batch: int 
     return repeated_random_tokens(model.cfg.d_vocab, span, batch, torch.Generator().manual_seed(seed), bos, low)
 
 
+def _on_default_tokens(
+    model: HookedModel,
+    tokens: Int[torch.Tensor, "batch pos"] | None,
+    seq_len: int,
+    batch: int,
+    seed: int,
+    pattern: ExpectedPattern,
+    name: str,
+) -> HeadScores:
+    """One detector on ``tokens``, or on repeated random tokens when none are given."""
+    tokens = repeated_tokens_for_model(model, seq_len, batch, seed) if tokens is None else tokens
+    return detector_scores(model, tokens, pattern, name)
+
+
 def previous_token_scores(
     model: HookedModel,
     tokens: Int[torch.Tensor, "batch pos"] | None = None,
@@ -224,8 +238,7 @@ def previous_token_scores(
     seed: int = 0,
 ) -> HeadScores:
     """Attention to the previous position (on ``tokens``, or on repeated random tokens)."""
-    tokens = repeated_tokens_for_model(model, seq_len, batch, seed) if tokens is None else tokens
-    return detector_scores(model, tokens, previous_token_pattern, "previous_token")
+    return _on_default_tokens(model, tokens, seq_len, batch, seed, previous_token_pattern, "previous_token")
 
 
 def duplicate_token_scores(
@@ -237,8 +250,7 @@ def duplicate_token_scores(
     seed: int = 0,
 ) -> HeadScores:
     """Attention to earlier copies of the current token (on ``tokens``, or repeated random tokens)."""
-    tokens = repeated_tokens_for_model(model, seq_len, batch, seed) if tokens is None else tokens
-    return detector_scores(model, tokens, duplicate_token_pattern, "duplicate_token")
+    return _on_default_tokens(model, tokens, seq_len, batch, seed, duplicate_token_pattern, "duplicate_token")
 
 
 def induction_scores(
@@ -250,5 +262,4 @@ def induction_scores(
     seed: int = 0,
 ) -> HeadScores:
     """Attention to the token after an earlier copy of the current one (default: repeated random tokens)."""
-    tokens = repeated_tokens_for_model(model, seq_len, batch, seed) if tokens is None else tokens
-    return detector_scores(model, tokens, induction_pattern, "induction")
+    return _on_default_tokens(model, tokens, seq_len, batch, seed, induction_pattern, "induction")
