@@ -1,4 +1,4 @@
-"""Shared test guards."""
+"""Shared test guards, and the session's tiny models."""
 
 from __future__ import annotations
 
@@ -6,6 +6,30 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+
+import circuitscope as cs
+from tests.tiny_models import TinyModels
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
+    """Every tiny model built once per session; ``tiny.hooked("gpt2")`` etc. hand out fresh copies."""
+    return TinyModels(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="module")
+def gemma() -> cs.HookedModel:
+    """The embedded Gemma-3-270M (real tier only: tests that take it are marked ``real``), once per module."""
+    return cs.load_model(cs.DEFAULT_MODEL)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Small matrices run faster (and far more steadily on a shared CPU) on one torch thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

@@ -56,6 +56,15 @@ class InductionInfo:
     """Residual-stream slices ``[start, stop)`` of ``tok``, ``pos``, ``prev`` and ``out``."""
 
 
+def _write_head(attn: Any, rows: slice, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor) -> None:
+    """One head's query, key, value rows and output columns of a toy attention block."""
+    attn.q.weight[rows] = q
+    attn.k.weight[rows] = k
+    attn.v.weight[rows] = v
+    attn.o.weight[:, rows] = o
+
+
+# the signature and build_toy call look like toy/superposition_lab.py's (duplicates D2): a hand-set model, not the lab's
 def induction_model(
     d_vocab: int = 64,
     n_ctx: int = 64,
@@ -110,10 +119,7 @@ def induction_model(
         v0[t, tok + t] = 1.0
         o0 = torch.zeros(d_model, d_head)
         o0[prev + t, t] = 1.0
-        a0.q.weight[rows] = q0
-        a0.k.weight[rows] = k0
-        a0.v.weight[rows] = v0
-        a0.o.weight[:, rows] = o0
+        _write_head(a0, rows, q0, k0, v0, o0)
 
         a1: Any = hf.blocks[1].attn
         rows = head_rows(induction_head)
@@ -125,10 +131,7 @@ def induction_model(
         v1[t, tok + t] = 1.0
         o1 = torch.zeros(d_model, d_head)
         o1[out + t, t] = 1.0
-        a1.q.weight[rows] = q1
-        a1.k.weight[rows] = k1
-        a1.v.weight[rows] = v1
-        a1.o.weight[:, rows] = o1
+        _write_head(a1, rows, q1, k1, v1, o1)
     model = cs.HookedModel(hf.eval())
     info = InductionInfo(
         prev_head=(0, prev_head),

@@ -1,4 +1,4 @@
-"""Every ```python block of README.md runs as written, each in a fresh namespace.
+"""Every ```python block of README.md and of docs/*.md runs as written, each in a fresh namespace.
 
 A block that loads the embedded ``gemma-3-270m`` runs in the real tier; a block whose first line is
 ``# tiny model`` runs in the fast tier; any other block runs in the real tier.
@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
 TINY = "# tiny model"
 REAL_MODEL = "gemma-3-270m"
 
@@ -22,16 +24,22 @@ REAL_MODEL = "gemma-3-270m"
 @dataclass(frozen=True)
 class Block:
     line: int
-    """The line of README.md the code starts on (1-based)."""
+    """The line of its markdown file the code starts on (1-based)."""
     source: str
+    path: Path = README
+    """The markdown file."""
+
+    @property
+    def id(self) -> str:
+        return f"{self.path.relative_to(ROOT)}:{self.line}"
 
 
-def readme_blocks(text: str) -> list[Block]:
+def readme_blocks(text: str, path: Path = README) -> list[Block]:
     """The ```python blocks of a markdown text, in order."""
     blocks = []
     for match in re.finditer(r"^```python[ \t]*\n(.*?)^```[ \t]*$", text, flags=re.MULTILINE | re.DOTALL):
         line = text.count("\n", 0, match.start(1)) + 1
-        blocks.append(Block(line=line, source=match.group(1)))
+        blocks.append(Block(line=line, source=match.group(1), path=path))
     return blocks
 
 
@@ -41,10 +49,13 @@ def _tier(block: Block) -> list[pytest.MarkDecorator]:
 
 
 BLOCKS = readme_blocks(README.read_text(encoding="utf-8"))
+DOC_BLOCKS = [block for doc in DOCS for block in readme_blocks(doc.read_text(encoding="utf-8"), doc)]
 
 
-def test_readme_has_python_blocks() -> None:
+def test_readme_and_docs_have_python_blocks() -> None:
     assert BLOCKS, "README.md has no ```python blocks"
+    assert DOCS and DOC_BLOCKS, "docs/*.md has no ```python blocks"
+    assert {b.path for b in DOC_BLOCKS} <= set(DOCS)
 
 
 def test_block_extraction() -> None:
@@ -53,12 +64,13 @@ def test_block_extraction() -> None:
     assert [b.source for b in blocks] == ["x = 1\n", "# tiny model\ny = 2\n"]
     assert [b.line for b in blocks] == [3, 10]
     assert [len(_tier(b)) for b in blocks] == [1, 0]
+    assert [b.id for b in readme_blocks(text, ROOT / "docs" / "x.md")] == ["docs/x.md:3", "docs/x.md:10"]
 
 
-@pytest.mark.parametrize("block", [pytest.param(b, marks=_tier(b), id=f"README.md:{b.line}") for b in BLOCKS])
+@pytest.mark.parametrize("block", [pytest.param(b, marks=_tier(b), id=b.id) for b in BLOCKS + DOC_BLOCKS])
 def test_readme_block_runs(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # a block that writes a file writes it here
-    code = compile(block.source, f"{README}:{block.line}", "exec", dont_inherit=True)  # not this file's __future__
+    code = compile(block.source, f"{block.path}:{block.line}", "exec", dont_inherit=True)  # not this file's __future__
     module = types.ModuleType("__readme__")  # a real module, as a script's __main__ is (dataclasses look it up)
     monkeypatch.setitem(sys.modules, module.__name__, module)
     exec(code, module.__dict__)

@@ -11,7 +11,9 @@ and an estimate of the time left, and a last line when it completes::
 output goes there).
 
 Library functions report through an optional ``on_progress(stage, done, total)`` callback
-(:data:`OnProgress`; None means silent); commands pass the callback of :func:`stages`.
+(:data:`OnProgress`); commands pass the callback of :func:`stages`. A library loop over its units
+of work iterates with :func:`track`, which calls the callback after each unit, or draws the default
+display of :func:`progress` when the caller gave no callback (``None``); :data:`SILENT` reports nothing.
 """
 
 from __future__ import annotations
@@ -31,11 +33,13 @@ __all__ = [
     "DEFAULT_EVERY",
     "EVERY_ENV",
     "NO_PROGRESS_ENV",
+    "SILENT",
     "OnProgress",
     "bars_enabled",
     "progress",
     "stages",
     "status",
+    "track",
 ]
 
 T = TypeVar("T")
@@ -43,6 +47,14 @@ T = TypeVar("T")
 OnProgress = Callable[[str, int, int], None]
 """``on_progress(stage, done, total)``: ``done`` of ``total`` units of ``stage`` are complete."""
 Clock = Callable[[], float]
+
+
+def _silent(_stage: str, _done: int, _total: int) -> None:
+    return None
+
+
+SILENT: OnProgress = _silent
+"""An ``on_progress`` that reports nothing (pass it to run a library function quietly)."""
 
 NO_PROGRESS_ENV = "CIRCUITSCOPE_NO_PROGRESS"
 """Set (to anything but the empty string) to silence every progress display."""
@@ -234,3 +246,23 @@ def stages(label: str = "", *, every: float | None = None, clock: Clock | None =
             bar.update(tasks[stage], total=total, completed=min(done, total))
 
         yield update
+
+
+def track(
+    items: Iterable[T], stage: str, on_progress: OnProgress | None = None, total: int | None = None
+) -> Iterator[T]:
+    """Iterate over a library function's units of work, reporting each one done.
+
+    With a callback, ``on_progress(stage, done, total)`` is called once before the first unit
+    (``done=0``) and after each unit; with ``None``, the default display of :func:`progress`.
+    ``total`` defaults to ``len(items)``.
+    """
+    if on_progress is None:
+        yield from progress(items, stage, total)
+        return
+    if total is None:
+        total = len(items) if isinstance(items, Sized) else 0
+    on_progress(stage, 0, total)
+    for done, item in enumerate(items, start=1):
+        yield item
+        on_progress(stage, done, max(total, done))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
-
 import pytest
 import torch
 
@@ -19,27 +17,14 @@ from circuitscope.analysis.ablation import (
 from circuitscope.core.hook_points import HookPoint
 from circuitscope.report.patching import plot_ablation, plot_ablation_scan
 from circuitscope.tasks import Task, evaluate_metric
-from tests.tiny_models import BY_NAME, VOCAB
+from circuitscope.tasks.metrics import MetricName
+from tests.tiny_models import VOCAB, TinyModels, random_task
 
 
-@cache
-def _model(family: str) -> HookedModel:
-    return HookedModel(BY_NAME[family].build())
-
-
-def _task(n: int = 5, seq: int = 8, metric: str = "logit_diff", same: bool = False) -> Task:
-    g = torch.Generator().manual_seed(5)
-    clean = torch.randint(1, VOCAB, (n, seq), generator=g)
-    if same:
-        clean = clean[:1].repeat(n, 1)
-    corrupted = clean.clone()
-    corrupted[:, 2] = torch.randint(1, VOCAB, (n,), generator=g)
-    answer_pos = torch.tensor([seq - 1, seq - 1, seq - 2, seq - 1, seq - 3])[:n]
-    if same:
-        answer_pos = torch.full((n,), seq - 1)
-    correct = torch.randint(0, VOCAB, (n,), generator=g)
-    incorrect = torch.randint(0, VOCAB, (n,), generator=g)
-    return Task("tiny", ["c"] * n, ["x"] * n, clean, corrupted, answer_pos, correct, incorrect, metric=metric)  # type: ignore[arg-type]
+def _task(n: int = 5, seq: int = 8, metric: MetricName = "logit_diff", same: bool = False) -> Task:
+    return random_task(
+        n, seq, seed=5, corrupt=(2, 3), answer_from_end=(1, 1, 2, 1, 3), metric=metric, same_prompts=same
+    )
 
 
 @torch.no_grad()
@@ -51,8 +36,8 @@ def _by_hand(model: HookedModel, task: Task, hooks: list) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("family", ["llama_gqa", "gpt2"])
-def test_zero_ablating_heads_equals_zeroing_their_output_by_hand(family: str) -> None:
-    model = _model(family)
+def test_zero_ablating_heads_equals_zeroing_their_output_by_hand(tiny: TinyModels, family: str) -> None:
+    model = tiny.hooked(family)
     task = _task(metric="kl")
     result = ablate(model, task, heads([(0, 1), (1, 3), (1, 0)]), "zero")
 
@@ -70,8 +55,8 @@ def test_zero_ablating_heads_equals_zeroing_their_output_by_hand(family: str) ->
     assert model.active_hooks() == []
 
 
-def test_zero_ablating_neurons_and_pattern_heads_by_hand() -> None:
-    model = _model("gemma3")
+def test_zero_ablating_neurons_and_pattern_heads_by_hand(tiny: TinyModels) -> None:
+    model = tiny.hooked("gemma3")
     task = _task()
     result = ablate(model, task, [neurons(1, [3, 7]), Component("blocks.0.attn.hook_pattern", (2,))], "zero")
 
@@ -90,8 +75,8 @@ def test_zero_ablating_neurons_and_pattern_heads_by_hand() -> None:
     assert not torch.allclose(result.ablated, result.clean)  # default tolerances: the ablation moves it by ~0.2
 
 
-def test_mean_over_identical_prompts_changes_nothing() -> None:
-    model = _model("llama_gqa")
+def test_mean_over_identical_prompts_changes_nothing(tiny: TinyModels) -> None:
+    model = tiny.hooked("llama_gqa")
     task = _task(same=True)
     components = [*heads([(0, 0), (1, 2)]), neurons(0, range(10)), Component("blocks.1.hook_resid_pre")]
     for reference in (None, task.clean_tokens):
@@ -103,8 +88,8 @@ def test_mean_over_identical_prompts_changes_nothing() -> None:
 
 
 @torch.no_grad()
-def test_mean_values_are_the_reference_means() -> None:
-    model = _model("llama_gqa")
+def test_mean_values_are_the_reference_means(tiny: TinyModels) -> None:
+    model = tiny.hooked("llama_gqa")
     task = _task()
     name = "blocks.0.mlp.hook_post"
     _, ref = model.run_with_cache(task.corrupted_tokens, names=name)
@@ -127,8 +112,8 @@ def test_mean_values_are_the_reference_means() -> None:
 
 
 @torch.no_grad()
-def test_resample_takes_another_prompts_activation_and_is_seeded() -> None:
-    model = _model("llama_gqa")
+def test_resample_takes_another_prompts_activation_and_is_seeded(tiny: TinyModels) -> None:
+    model = tiny.hooked("llama_gqa")
     task = _task(n=2, seq=6, same=False).subset([0, 1])  # both prompts have 6 tokens
     name = "blocks.1.attn.hook_z"
     # two prompts, own reference: prompt 0 must get the corrupted prompt 1's activation and vice versa
@@ -154,14 +139,14 @@ def test_resample_takes_another_prompts_activation_and_is_seeded() -> None:
 
 
 @pytest.mark.parametrize("method", ["zero", "mean", "resample"])
-def test_head_scan_equals_ablating_each_head_alone(method: str) -> None:
-    model = _model("gpt_neox")
+def test_head_scan_equals_ablating_each_head_alone(tiny: TinyModels, method: str) -> None:
+    model = tiny.hooked("gpt_neox")
     task = _task()
-    scan = head_ablation_scan(model, task, method, batch_size=15, seed=3)  # type: ignore[arg-type]
+    scan = head_ablation_scan(model, task, method, batch_size=15, seed=3)  # type: ignore[arg-type]  # a parametrized str for the Literal option
     assert scan.change.shape == (model.cfg.n_layers, model.cfg.n_heads)
     for layer in range(model.cfg.n_layers):
         for head in range(model.cfg.n_heads):
-            one = ablate(model, task, heads([(layer, head)]), method, seed=3)  # type: ignore[arg-type]
+            one = ablate(model, task, heads([(layer, head)]), method, seed=3)  # type: ignore[arg-type]  # a parametrized str for the Literal option
             # the scan stacks prompt x head copies in one batch: a different GEMM shape, float32 rounding
             assert float(scan.raw[layer, head]) == pytest.approx(one.ablated_value, abs=1e-5), (layer, head)
             assert scan.clean_value == pytest.approx(one.clean_value, abs=1e-5)
@@ -170,24 +155,24 @@ def test_head_scan_equals_ablating_each_head_alone(method: str) -> None:
     assert model.active_hooks() == []
 
 
-def test_normalised_score_and_plot() -> None:
-    model = _model("llama_gqa")
+def test_normalised_score_and_plot(tiny: TinyModels) -> None:
+    model = tiny.hooked("llama_gqa")
     task = _task()
     result = ablate(model, task, Component("blocks.0.hook_resid_pre"), "zero")
     expected = (result.ablated_value - result.corrupted_value) / (result.clean_value - result.corrupted_value)
     assert result.normalised == pytest.approx(expected, rel=1e-5)
-    assert "blocks.0.hook_resid_pre" in plot_ablation(result).layout.title.text  # type: ignore[attr-defined]
+    assert "blocks.0.hook_resid_pre" in plot_ablation(result).layout.title.text  # type: ignore[attr-defined]  # plotly's layout attributes are untyped
 
 
-def test_bad_requests_are_refused() -> None:
-    model = _model("llama_gqa")
+def test_bad_requests_are_refused(tiny: TinyModels) -> None:
+    model = tiny.hooked("llama_gqa")
     task = _task()
     with pytest.raises(HookNameError, match="closest valid names"):
         ablate(model, task, [Component("blocks.0.attn.hook_zz", (1,))])
     with pytest.raises(ShapeError, match="out of range"):
         ablate(model, task, heads([(0, 9)]))
     with pytest.raises(ShapeError, match="unknown ablation method"):
-        ablate(model, task, heads([(0, 1)]), "noise")  # type: ignore[arg-type]
+        ablate(model, task, heads([(0, 1)]), "noise")  # type: ignore[arg-type]  # the bad input under test
     with pytest.raises(ShapeError, match="no components"):
         ablate(model, task, [])
     with pytest.raises(ShapeError, match="at least as long"):

@@ -21,18 +21,12 @@ from circuitscope.core.hook_points import HookPoint
 from circuitscope.errors import UnsupportedModelError
 from circuitscope.report.patching import plot_attribution, plot_attribution_scatter
 from circuitscope.tasks import Task, evaluate_metric
-from tests.tiny_models import BY_NAME, VOCAB
+from circuitscope.tasks.metrics import MetricName
+from tests.tiny_models import TinyModels, random_task
 
 
-def _task(n: int = 5, seq: int = 8, metric: str = "logit_diff") -> Task:
-    g = torch.Generator().manual_seed(0)
-    clean = torch.randint(1, VOCAB, (n, seq), generator=g)
-    corrupted = clean.clone()
-    corrupted[:, 2] = torch.randint(1, VOCAB, (n,), generator=g)
-    answer_pos = torch.tensor([seq - 1, seq - 1, seq - 2, seq - 1, seq - 3])[:n]
-    correct = torch.randint(0, VOCAB, (n,), generator=g)
-    incorrect = torch.randint(0, VOCAB, (n,), generator=g)
-    return Task("tiny", ["c"] * n, ["x"] * n, clean, corrupted, answer_pos, correct, incorrect, metric=metric)  # type: ignore[arg-type]
+def _task(n: int = 5, seq: int = 8, metric: MetricName = "logit_diff") -> Task:
+    return random_task(n, seq, seed=0, corrupt=(2, 3), answer_from_end=(1, 1, 2, 1, 3), metric=metric)
 
 
 def _mean_metric(
@@ -45,8 +39,8 @@ def _mean_metric(
 
 @pytest.mark.parametrize("family", ["llama_gqa", "gpt2", "gemma3", "gemma2_softcap"])
 @torch.no_grad()
-def test_answer_logits_equal_the_full_forward_pass(family: str) -> None:
-    model = HookedModel(BY_NAME[family].build())
+def test_answer_logits_equal_the_full_forward_pass(tiny: TinyModels, family: str) -> None:
+    model = tiny.hooked(family)
     task = _task()
     logits, _ = answer_logits(model, task.clean_tokens, task.answer_pos)
     expected = model(task.clean_tokens)[torch.arange(len(task)), task.answer_pos]
@@ -55,10 +49,10 @@ def test_answer_logits_equal_the_full_forward_pass(family: str) -> None:
 
 
 @pytest.mark.parametrize("family", ["llama_gqa", "gpt2"])
-def test_attribution_is_exact_where_the_metric_is_linear(family: str) -> None:
+def test_attribution_is_exact_where_the_metric_is_linear(tiny: TinyModels, family: str) -> None:
     """The logit difference is linear in the final normed residual stream, so the first-order estimate of
     patching it at one position is the patching result itself, at every position (zero where no answer is read)."""
-    model = HookedModel(BY_NAME[family].build())
+    model = tiny.hooked(family)
     task = _task()
     name = "ln_final.hook_normalized"
     attribution = hook_attribution(model, task, [name])
@@ -87,9 +81,9 @@ def test_attribution_is_exact_where_the_metric_is_linear(family: str) -> None:
     assert model.active_hooks() == []
 
 
-def test_the_probability_metric_is_not_linear_there() -> None:
+def test_the_probability_metric_is_not_linear_there(tiny: TinyModels) -> None:
     """The same comparison fails for a non-linear metric: the exactness above is a property, not a tautology."""
-    model = HookedModel(BY_NAME["llama_gqa"].build())
+    model = tiny.hooked("llama_gqa")
     task = _task(metric="prob")
     name = "ln_final.hook_normalized"
     estimate = hook_attribution(model, task, [name]).effects[name].sum(-1)
@@ -147,10 +141,10 @@ _HOOKS = {
 
 
 @pytest.mark.parametrize("family", ["llama_gqa", "gpt2"])
-def test_attribution_is_the_derivative_of_activation_patching(family: str) -> None:
+def test_attribution_is_the_derivative_of_activation_patching(tiny: TinyModels, family: str) -> None:
     """For every target, the estimate is d/d eps of the metric when one component moves eps of the way from its
     corrupted to its clean value (central finite differences in float64): checks gradients and every reduction."""
-    model = HookedModel(BY_NAME[family].build().double())
+    model = HookedModel(tiny.hf(family).double())
     task = _task(metric="kl")
     result = attribution_patching(model, task)
     rows = torch.arange(len(task))
@@ -177,15 +171,15 @@ def test_attribution_is_the_derivative_of_activation_patching(family: str) -> No
 
 
 @pytest.mark.parametrize("family", ["llama_gqa", "gpt_neox"])
-def test_attribution_has_patching_shapes_and_correlates_with_it(family: str) -> None:
-    model = HookedModel(BY_NAME[family].build())
+def test_attribution_has_patching_shapes_and_correlates_with_it(tiny: TinyModels, family: str) -> None:
+    model = tiny.hooked(family)
     task = _task()
     result = attribution_patching(model, task)
     assert set(result.targets) == set(ATTRIBUTION_TARGETS)
     assert result["neuron"].scores.shape == (model.cfg.n_layers, model.cfg.d_mlp)
     assert result["neuron"].axes == ("layer", "neuron")
     for target in PATCH_TARGETS:
-        patching = activation_patching(model, task, target)  # type: ignore[arg-type]
+        patching = activation_patching(model, task, target)  # type: ignore[arg-type]  # a parametrized str for the Literal option
         scores = result[target]
         assert scores.scores.shape == patching.scores.shape and scores.axes == patching.axes, target
         assert scores.labels == patching.labels
@@ -203,8 +197,8 @@ def test_attribution_has_patching_shapes_and_correlates_with_it(family: str) -> 
     assert model.active_hooks() == []
 
 
-def test_a_subset_of_targets_equals_the_same_targets_of_the_full_run() -> None:
-    model = HookedModel(BY_NAME["gemma3"].build())
+def test_a_subset_of_targets_equals_the_same_targets_of_the_full_run(tiny: TinyModels) -> None:
+    model = tiny.hooked("gemma3")
     task = _task()
     full = attribution_patching(model, task)
     part = attribution_patching(model, task, ["head_out", "mlp_out"])
@@ -220,52 +214,52 @@ def _fake(target: str, values: list[float], kind: type) -> object:
     common = dict(target=target, scores=scores, raw=scores, axes=("layer", "head"), labels={}, metric="logit_diff",
                   clean_value=1.0, corrupted_value=0.0)  # fmt: skip
     if kind is PatchingResult:
-        return PatchingResult(**common, tokens=torch.zeros(1, 1, dtype=torch.long))  # type: ignore[arg-type]
-    return AttributionScores(**common)  # type: ignore[arg-type]
+        return PatchingResult(**common, tokens=torch.zeros(1, 1, dtype=torch.long))  # type: ignore[arg-type]  # result fields passed through as a dict of objects
+    return AttributionScores(**common)  # type: ignore[arg-type]  # result fields passed through as a dict of objects
 
 
 def test_correlations_against_hand_computed_values() -> None:
     a = _fake("head_out", [1.0, 2.0, 3.0, 4.0], AttributionScores)
     monotone = _fake("head_out", [1.0, 4.0, 9.0, 100.0], PatchingResult)
-    corr = attribution_correlation(a, monotone)  # type: ignore[arg-type]
+    corr = attribution_correlation(a, monotone)  # type: ignore[arg-type]  # _fake returns object (one helper for both result types)
     assert corr.spearman == pytest.approx(1.0)
     x, y = torch.tensor([1.0, 2, 3, 4]), torch.tensor([1.0, 4, 9, 100])
     expected = float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()).norm() * (y - y.mean()).norm()))
     assert corr.pearson == pytest.approx(expected, rel=1e-6) and corr.pearson < 0.95
-    ties = attribution_correlation(a, _fake("head_out", [0.0, 0.0, 1.0, 1.0], PatchingResult))  # type: ignore[arg-type]
+    ties = attribution_correlation(a, _fake("head_out", [0.0, 0.0, 1.0, 1.0], PatchingResult))  # type: ignore[arg-type]  # _fake returns object (one helper for both result types)
     # ranks (0.5, 0.5, 2.5, 2.5) against (0, 1, 2, 3): Pearson of those = 0.894...
     assert ties.spearman == pytest.approx(2 / math.sqrt(5), rel=1e-6)
-    flat = attribution_correlation(a, _fake("head_out", [2.0] * 4, PatchingResult))  # type: ignore[arg-type]
+    flat = attribution_correlation(a, _fake("head_out", [2.0] * 4, PatchingResult))  # type: ignore[arg-type]  # _fake returns object (one helper for both result types)
     assert math.isnan(flat.pearson)
     with pytest.raises(ShapeError, match="comparing attribution"):
-        attribution_correlation(a, _fake("q", [1.0] * 4, PatchingResult))  # type: ignore[arg-type]
+        attribution_correlation(a, _fake("q", [1.0] * 4, PatchingResult))  # type: ignore[arg-type]  # _fake returns object (one helper for both result types)
     assert plot_attribution_scatter(corr) is not None
 
 
-def test_plots_build() -> None:
-    model = HookedModel(BY_NAME["llama_gqa"].build())
+def test_plots_build(tiny: TinyModels) -> None:
+    model = tiny.hooked("llama_gqa")
     result = attribution_patching(model, _task(), ["head_out_by_pos", "resid_pre"])
     fig = plot_attribution(result["head_out_by_pos"])
-    assert "Attribution patching" in fig.layout.title.text  # type: ignore[attr-defined]
+    assert "Attribution patching" in fig.layout.title.text  # type: ignore[attr-defined]  # plotly's layout attributes are untyped
     assert plot_attribution(result["resid_pre"]) is not None
 
 
-def test_bad_requests_are_refused() -> None:
-    model = HookedModel(BY_NAME["llama_gqa"].build())
+def test_bad_requests_are_refused(tiny: TinyModels) -> None:
+    model = tiny.hooked("llama_gqa")
     task = _task()
     with pytest.raises(HookNameError, match="closest valid names"):
         hook_attribution(model, task, ["blocks.0.attn.hook_zz"])
     with pytest.raises(ShapeError, match="unknown attribution target"):
-        attribution_patching(model, task, ["heads"])  # type: ignore[list-item]
+        attribution_patching(model, task, ["heads"])  # type: ignore[list-item]  # the bad input under test
     with pytest.raises(HookNameError, match="matches no hook"):
         hook_attribution(model, task, ["blocks.*.hook_nothing"])
-    frozen = HookedModel(BY_NAME["gpt2"].build().requires_grad_(False))
+    frozen = HookedModel(tiny.hf("gpt2").requires_grad_(False))
     assert (
         hook_attribution(frozen, task, ["blocks.1.hook_resid_pre"]).effects["blocks.1.hook_resid_pre"].abs().sum() > 0
     )
     with pytest.raises(ShapeError, match="does not reach"):  # a learned position embedding is not on the token path
         hook_attribution(frozen, task, ["hook_pos_embed"])
-    encoder = HookedModel(BY_NAME["bert"].build())
+    encoder = tiny.hooked("bert")
     with pytest.raises(UnsupportedModelError, match="causal LM"):
         attribution_patching(encoder, task)
     assert model.active_hooks() == []

@@ -11,6 +11,7 @@ import circuitscope as cs
 from circuitscope.analysis.composition import composition_score, composition_scores
 from circuitscope.report.heads import plot_composition
 from circuitscope.toy.model import build_toy
+from tests.tiny_models import llama_config
 
 
 def test_scores_equal_the_definition() -> None:
@@ -45,15 +46,7 @@ def test_scores_equal_the_definition() -> None:
 def test_composition_under_grouped_query_attention() -> None:
     import transformers as tf
 
-    config = tf.LlamaConfig(
-        vocab_size=50,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=32,
-    )
+    config = llama_config(vocab_size=50, max_position_embeddings=32)
     torch.manual_seed(0)
     model = cs.HookedModel(tf.LlamaForCausalLM(config))
     result = composition_scores(model, baseline_samples=2)

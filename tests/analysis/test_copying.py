@@ -115,7 +115,7 @@ def test_equals_a_naive_per_token_loop(candidates: str) -> None:
     with torch.no_grad():  # LayerNorm weights and biases away from 1 and 0
         for p in model.hf_model.parameters():
             p.add_(torch.randn(p.shape, generator=gen) * 0.1)
-    config = CopyingConfig(k=3, n_tokens=25, seed=1, candidates=candidates, chunk=7, batch_size=4)  # type: ignore[arg-type]
+    config = CopyingConfig(k=3, n_tokens=25, seed=1, candidates=candidates, chunk=7, batch_size=4)  # type: ignore[arg-type]  # a parametrized str for the Literal option
     copying, suppression = ov_copying(model, config)
     tokens = sample_token_ids(model, 25, seed=1)
     assert tokens.shape == (25,) and len(set(tokens.tolist())) == 25
@@ -133,4 +133,4 @@ def test_bad_config() -> None:
     with pytest.raises(ValueError, match="k must be at least 1"):
         CopyingConfig(k=0)
     with pytest.raises(ValueError, match="candidates"):
-        CopyingConfig(candidates="all")  # type: ignore[arg-type]
+        CopyingConfig(candidates="all")  # type: ignore[arg-type]  # the bad input under test

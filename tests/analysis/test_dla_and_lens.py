@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from circuitscope import HookedModel
 from circuitscope.analysis._logit_lens import logit_lens
 from circuitscope.analysis.dla import direct_logit_attribution
 from circuitscope.report.dla import plot_heads, plot_layers
 from circuitscope.report.logit_lens import plot_logit_lens
 from circuitscope.tasks import Task
-from tests.tiny_models import BY_NAME, VOCAB
+from tests.tiny_models import VOCAB, TinyModels
 
 
 def _task() -> Task:
@@ -23,8 +22,8 @@ def _task() -> Task:
 
 
 @pytest.mark.parametrize("family", ["llama_gqa", "gpt2", "gpt_neox", "gemma", "gemma3", "gemma2_softcap", "qwen2"])
-def test_contributions_sum_to_the_logit_difference(family: str) -> None:
-    model = HookedModel(BY_NAME[family].build())
+def test_contributions_sum_to_the_logit_difference(tiny: TinyModels, family: str) -> None:
+    model = tiny.hooked(family)
     result = direct_logit_attribution(model, _task())
     # the bias is added in float64 there, in float32 here: <=1 ulp apart (default float32 tolerances)
     torch.testing.assert_close(result.components.sum() + result.bias, torch.tensor(result.pre_softcap_total))
@@ -41,8 +40,8 @@ def test_contributions_sum_to_the_logit_difference(family: str) -> None:
 
 
 @pytest.mark.parametrize("family", ["llama_gqa", "gpt2", "gemma2_softcap"])
-def test_logit_lens_ends_at_the_models_logits(family: str) -> None:
-    model = HookedModel(BY_NAME[family].build())
+def test_logit_lens_ends_at_the_models_logits(tiny: TinyModels, family: str) -> None:
+    model = tiny.hooked(family)
     task = _task()
     result = logit_lens(model, task, k=3)
     assert result.layers[-1] == "final" and len(result.layers) == model.cfg.n_layers + 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import pytest
@@ -12,12 +11,7 @@ from circuitscope.analysis.head_ablation import head_ablation_importance
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.engine.loss import next_token_loss
 from circuitscope.errors import ShapeError
-from tests.tiny_models import BY_NAME, VOCAB
-
-
-@cache
-def _model(family: str) -> HookedModel:
-    return HookedModel(BY_NAME[family].build())
+from tests.tiny_models import VOCAB, TinyModels
 
 
 def _naive(model: HookedModel, tokens: torch.Tensor, method: str, start_pos: int) -> tuple[torch.Tensor, float]:
@@ -41,8 +35,8 @@ def _naive(model: HookedModel, tokens: torch.Tensor, method: str, start_pos: int
 
 @pytest.mark.parametrize("family", ["gpt2", "llama_gqa", "gemma2_softcap", "gemma3", "gpt_neox"])
 @pytest.mark.parametrize("method", ["zero", "mean"])
-def test_replayed_batched_ablation_equals_the_naive_loop(family: str, method: str) -> None:
-    model = _model(family)
+def test_replayed_batched_ablation_equals_the_naive_loop(tiny: TinyModels, family: str, method: str) -> None:
+    model = tiny.hooked(family)
     tokens = torch.randint(1, VOCAB, (3, 10), generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         expected, clean = _naive(model, tokens, method, start_pos=2)
@@ -52,7 +46,7 @@ def test_replayed_batched_ablation_equals_the_naive_loop(family: str, method: st
             got = head_ablation_importance(
                 model,
                 tokens,
-                method,  # type: ignore[arg-type]
+                method,  # type: ignore[arg-type]  # a parametrized str for the Literal option
                 start_pos=2,
                 batch_size=budget,
                 on_progress=lambda _stage, done, total, calls=calls: calls.append((done, total)),
@@ -66,11 +60,11 @@ def test_replayed_batched_ablation_equals_the_naive_loop(family: str, method: st
     assert model.active_hooks() == []
 
 
-def test_bad_arguments_are_refused() -> None:
-    model = _model("gpt2")
+def test_bad_arguments_are_refused(tiny: TinyModels) -> None:
+    model = tiny.hooked("gpt2")
     tokens = torch.randint(1, VOCAB, (2, 6))
     with pytest.raises(ValueError, match="method"):
-        head_ablation_importance(model, tokens, "resample")  # type: ignore[arg-type]
+        head_ablation_importance(model, tokens, "resample")  # type: ignore[arg-type]  # the bad input under test
     with pytest.raises(ShapeError):
         head_ablation_importance(model, tokens[:, :1])
     with pytest.raises(ValueError, match="batch_size"):

@@ -40,7 +40,7 @@ def _brute_force(model: cs.HookedModel, tokens: torch.Tensor, unit: Unit, k: int
 def test_equals_brute_force(model: cs.HookedModel) -> None:
     tokens = torch.randint(0, VOCAB, (7, 20), generator=torch.Generator().manual_seed(0))
     neurons, heads = [(0, 3), (1, 11)], [(0, 1), (1, 0)]
-    calls: list[tuple[int, int]] = []
+    calls: list[tuple[str, int, int]] = []
     result = max_activating(
         model,
         tokens,
@@ -49,9 +49,9 @@ def test_equals_brute_force(model: cs.HookedModel) -> None:
         k=6,
         context=(3, 2),
         batch_size=3,
-        progress=lambda done, total: calls.append((done, total)),
+        on_progress=lambda *call: calls.append(call),
     )
-    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert calls == [("max-activating examples", i, 3) for i in range(4)]
     assert result.n_positions == 7 * 20
     assert [u.label for u in result.units] == ["L0N3", "L1N11", "L0H1", "L1H0"]
     for unit in result.units:
@@ -93,7 +93,7 @@ def test_ties_and_k_larger_than_the_corpus(model: cs.HookedModel) -> None:
 def _word_model() -> cs.HookedModel:
     words = ["<pad>", "<bos>", "<unk>"] + [f"w{i}" for i in range(VOCAB - 3)]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()  # type: ignore[assignment]
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", pad_token="<pad>", unk_token="<unk>")
     hf = build_toy(seed=0, d_vocab=VOCAB, n_ctx=24, d_model=16, n_layers=2, n_heads=2, d_mlp=12, initializer_range=0.3)
     return cs.HookedModel(hf, hf_tok)

@@ -5,29 +5,22 @@ from __future__ import annotations
 import pytest
 import torch
 
-from circuitscope import HookedModel, ShapeError
+from circuitscope import ShapeError
 from circuitscope.analysis.patching import PATCH_TARGETS, activation_patching, naive_activation_patching
 from circuitscope.core.replay import BlockReplay
 from circuitscope.report.patching import plot_patching
 from circuitscope.tasks import Task
-from tests.tiny_models import BY_NAME, TINY, VOCAB
+from tests.tiny_models import TINY, VOCAB, TinyModels, random_task
 
 
 def _task(n: int = 5, seq: int = 8) -> Task:
-    g = torch.Generator().manual_seed(0)
-    clean = torch.randint(1, VOCAB, (n, seq), generator=g)
-    corrupted = clean.clone()
-    corrupted[:, 2] = torch.randint(1, VOCAB, (n,), generator=g)
-    answer_pos = torch.tensor([seq - 1, seq - 2, seq - 1, seq - 1, seq - 3])[:n]
-    correct = torch.randint(0, VOCAB, (n,), generator=g)
-    incorrect = torch.randint(0, VOCAB, (n,), generator=g)
-    return Task("tiny", ["c"] * n, ["x"] * n, clean, corrupted, answer_pos, correct, incorrect)
+    return random_task(n, seq, seed=0, corrupt=(2, 3), answer_from_end=(1, 2, 1, 1, 3))
 
 
 @pytest.mark.parametrize("family", [t.name for t in TINY if t.causal])
 @torch.no_grad()
-def test_replaying_blocks_equals_the_forward_pass(family: str) -> None:
-    model = HookedModel(BY_NAME[family].build())
+def test_replaying_blocks_equals_the_forward_pass(tiny: TinyModels, family: str) -> None:
+    model = tiny.hooked(family)
     tokens = torch.randint(0, VOCAB, (3, 9), generator=torch.Generator().manual_seed(1))
     replay = BlockReplay(model, tokens)
     positions = torch.tensor([8, 5, 7])
@@ -49,12 +42,14 @@ def test_replaying_blocks_equals_the_forward_pass(family: str) -> None:
         ("llama_gqa", "kl", ("mlp_out", "head_out")),
     ],
 )
-def test_batched_patching_equals_the_naive_loop(family: str, metric: str, targets: tuple[str, ...]) -> None:
-    model = HookedModel(BY_NAME[family].build())
+def test_batched_patching_equals_the_naive_loop(
+    tiny: TinyModels, family: str, metric: str, targets: tuple[str, ...]
+) -> None:
+    model = tiny.hooked(family)
     task = _task(n=3, seq=6)
     for target in targets:
-        fast = activation_patching(model, task, target, metric=metric, batch_size=7)  # type: ignore[arg-type]
-        slow = naive_activation_patching(model, task, target, metric=metric)  # type: ignore[arg-type]
+        fast = activation_patching(model, task, target, metric=metric, batch_size=7)  # type: ignore[arg-type]  # a parametrized str for the Literal option
+        slow = naive_activation_patching(model, task, target, metric=metric)  # type: ignore[arg-type]  # a parametrized str for the Literal option
         assert fast.axes == slow.axes and fast.scores.shape == slow.scores.shape
         # batched patches (batch_size=7) vs one forward pass each: float32 rounding of metrics ~0.3 (exact here)
         torch.testing.assert_close(fast.raw, slow.raw, atol=1e-5, rtol=1e-4, msg=f"{target}")
@@ -62,10 +57,10 @@ def test_batched_patching_equals_the_naive_loop(family: str, metric: str, target
     assert model.active_hooks() == []
 
 
-def test_patching_everything_recovers_the_clean_run() -> None:
+def test_patching_everything_recovers_the_clean_run(tiny: TinyModels) -> None:
     """Patching the whole residual stream at layer 0 reproduces the clean run: score 1 at every position
     where the prompts differ is not required, but patching resid_pre at the only corrupted position is."""
-    model = HookedModel(BY_NAME["llama_gqa"].build())
+    model = tiny.hooked("llama_gqa")
     task = _task()
     result = activation_patching(model, task, "resid_pre", layers=[0])
     assert result.scores.shape == (1, task.seq_len)
@@ -77,9 +72,9 @@ def test_patching_everything_recovers_the_clean_run() -> None:
     assert fig is not None
 
 
-def test_bad_patching_requests_are_refused() -> None:
-    model = HookedModel(BY_NAME["llama_gqa"].build())
+def test_bad_patching_requests_are_refused(tiny: TinyModels) -> None:
+    model = tiny.hooked("llama_gqa")
     with pytest.raises(ShapeError, match="unknown patching target"):
-        activation_patching(model, _task(), "nonsense")  # type: ignore[arg-type]
+        activation_patching(model, _task(), "nonsense")  # type: ignore[arg-type]  # the bad input under test
     with pytest.raises(ShapeError, match="out of range"):
         activation_patching(model, _task(), "head_out", layers=[7])

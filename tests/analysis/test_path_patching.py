@@ -57,6 +57,48 @@ def test_batched_path_patching_equals_the_naive_loop(family: str, metric: str) -
     assert model.active_hooks() == []
 
 
+AT = torch.tensor([2, 5, 3, 1])  # one receiver position per prompt of _task() (answer positions 6, 5, 6, 4)
+
+
+@pytest.mark.parametrize("family", ["llama_gqa", "gemma3", "gpt2"])
+def test_path_patching_at_positions_equals_the_naive_loop(family: str) -> None:
+    model = _model(family)
+    task = _task()
+    for receivers, inputs in RECEIVERS[1:]:
+        fast = path_patching(model, task, receivers, inputs=inputs, positions=AT, batch_size=12)  # type: ignore[arg-type]
+        slow = naive_path_patching(model, task, receivers, inputs=inputs, positions=AT)  # type: ignore[arg-type]
+        torch.testing.assert_close(fast.raw, slow.raw, atol=2e-5, rtol=1e-4, msg=str(receivers))
+        everywhere = path_patching(model, task, receivers, inputs=inputs)  # type: ignore[arg-type]
+        assert not torch.allclose(fast.raw[0], everywhere.raw[0], atol=1e-4)  # one position is not all of them
+    assert model.active_hooks() == []
+
+
+@pytest.mark.parametrize("family", ["llama_gqa", "gemma3"])
+def test_last_layer_queries_matter_only_at_the_answer_position(family: str) -> None:
+    """Queries of the last layer at earlier positions change only those positions' outputs, which no later
+    layer reads: patching the receivers' queries at the answer position alone equals patching them everywhere."""
+    model = _model(family)
+    task = _task()
+    receivers = [(1, 0), (1, 3)]
+    at_answer = path_patching(model, task, receivers, inputs=("q",), positions=task.answer_pos)
+    everywhere = path_patching(model, task, receivers, inputs=("q",))
+    torch.testing.assert_close(at_answer.raw, everywhere.raw, atol=1e-5, rtol=1e-5)
+    elsewhere = path_patching(model, task, receivers, inputs=("q",), positions=task.answer_pos - 1)
+    torch.testing.assert_close(elsewhere.raw, torch.full_like(elsewhere.raw, elsewhere.clean_value), atol=1e-5, rtol=0)
+
+
+def test_bad_positions_are_refused() -> None:
+    model = _model("llama_gqa")
+    task = _task()
+    with pytest.raises(ShapeError, match="leave positions out"):
+        path_patching(model, task, "logits", positions=AT)
+    with pytest.raises(ShapeError, match="one integer position per prompt"):
+        path_patching(model, task, [(1, 0)], positions=AT[:3])
+    with pytest.raises(ShapeError, match="inside each prompt"):
+        path_patching(model, task, [(1, 0)], positions=task.answer_pos + 1)
+    assert model.active_hooks() == []
+
+
 @pytest.mark.parametrize("family", ["llama_gqa", "gpt_neox"])
 @torch.no_grad()
 def test_a_last_layer_sender_into_the_logits_is_noising_activation_patching(family: str) -> None:

@@ -28,8 +28,7 @@ from circuitscope.errors import ShapeError, TokenizationError
 from circuitscope.report.tracing import plot_heads, plot_neurons, plot_trace
 from circuitscope.tasks.facts import Fact, load_facts
 from circuitscope.tasks.task import TaskError
-from tests.steering.tiny_text import char_tokenizer
-from tests.tiny_models import BY_NAME
+from tests.tiny_models import TinyModels, char_tokenizer, text_llama_config
 
 PROMPT = "the cat sat on the mat"
 SUBJECT = "cat"  # tokens 5..7 (BOS, 't', 'h', 'e', ' ', 'c', 'a', 't', ...)
@@ -41,19 +40,7 @@ def model() -> cs.HookedModel:
     """A 4-layer Llama on characters, initialised large enough that the predictions are peaked."""
     tok = char_tokenizer()
     torch.manual_seed(0)
-    config = tf.LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        initializer_range=0.4,
-        bos_token_id=int(tok.bos_token_id),  # type: ignore[arg-type]
-        eos_token_id=int(tok.eos_token_id),  # type: ignore[arg-type]
-        pad_token_id=int(tok.pad_token_id),  # type: ignore[arg-type]
-    )
+    config = text_llama_config(tok, num_hidden_layers=4, initializer_range=0.4)
     return cs.HookedModel(tf.LlamaForCausalLM(config).eval(), tok)
 
 
@@ -139,17 +126,17 @@ def test_bad_input_is_a_clear_error(model: cs.HookedModel, kwargs: dict, message
 
 def test_bad_head_and_neuron_options(model: cs.HookedModel) -> None:
     with pytest.raises(ShapeError, match="at must be"):
-        trace_heads(model, PROMPT, SUBJECT, at="first", n_samples=1)  # type: ignore[arg-type]
+        trace_heads(model, PROMPT, SUBJECT, at="first", n_samples=1)  # type: ignore[arg-type]  # the bad input under test
     with pytest.raises(ShapeError, match="out of range"):
         trace_heads(model, PROMPT, SUBJECT, layers=[9], n_samples=1)
     with pytest.raises(ShapeError, match="neurons must be"):
         trace_neurons(model, PROMPT, SUBJECT, layer=1, neurons=[48], n_samples=1)
 
 
-def test_embedding_std_is_in_the_units_the_model_sees() -> None:
-    gpt2 = cs.HookedModel(BY_NAME["gpt2"].build())
+def test_embedding_std_is_in_the_units_the_model_sees(tiny: TinyModels) -> None:
+    gpt2 = tiny.hooked("gpt2")
     assert embedding_std(gpt2) == pytest.approx(float(gpt2.W_E.detach().std()), rel=1e-5)
-    gemma3 = cs.HookedModel(BY_NAME["gemma3"].build())  # scales its embeddings by sqrt(d_model) inside the module
+    gemma3 = tiny.hooked("gemma3")  # scales its embeddings by sqrt(d_model) inside the module
     assert embedding_std(gemma3) == pytest.approx(float(gemma3.W_E.detach().std()) * 32**0.5, rel=1e-5)
 
 
@@ -202,10 +189,11 @@ def test_the_trace_shows_clean_at_the_final_state_and_zero_effect_before_the_sub
 # ------------------------------------------------------------------------------------------- batched = naive
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["resid", "mlp", "attn"])
 def test_batched_trace_equals_the_naive_loop(model: cs.HookedModel, kind: str) -> None:
     window = 3
-    result = causal_trace(model, PROMPT, SUBJECT, kind=kind, window=window, n_samples=3, batch_size=7)  # type: ignore[arg-type]
+    result = causal_trace(model, PROMPT, SUBJECT, kind=kind, window=window, n_samples=3, batch_size=7)  # type: ignore[arg-type]  # a parametrized str for the Literal option
     tokens, target = model.to_tokens(PROMPT)[0], result.baseline.target_id
     n = model.cfg.n_layers
     expected = torch.empty(n, len(tokens))
@@ -222,8 +210,8 @@ def test_batched_trace_equals_the_naive_loop(model: cs.HookedModel, kind: str) -
     assert float(result.indirect_effect.abs().max()) > 0.01  # restorations do something
 
 
-def test_batched_trace_equals_the_naive_loop_on_gpt2_with_token_ids() -> None:
-    gpt2 = cs.HookedModel(BY_NAME["gpt2"].build())  # learned positions, Conv1D weights, no tokenizer
+def test_batched_trace_equals_the_naive_loop_on_gpt2_with_token_ids(tiny: TinyModels) -> None:
+    gpt2 = tiny.hooked("gpt2")  # learned positions, Conv1D weights, no tokenizer
     tokens = torch.tensor([5, 17, 42, 9, 33, 61, 2, 70])
     result = causal_trace(gpt2, tokens, (2, 4), n_samples=2, batch_size=5, noise_scale=5.0)
     assert result.baseline.subject_range == (2, 4) and result.baseline.tokens[2] == "42"
@@ -240,7 +228,7 @@ def test_batched_trace_equals_the_naive_loop_on_gpt2_with_token_ids() -> None:
 
 @pytest.mark.parametrize("at", ["subject_last", "all"])
 def test_head_trace_equals_the_naive_loop(model: cs.HookedModel, at: str) -> None:
-    result = trace_heads(model, PROMPT, SUBJECT, at=at, n_samples=3, batch_size=5)  # type: ignore[arg-type]
+    result = trace_heads(model, PROMPT, SUBJECT, at=at, n_samples=3, batch_size=5)  # type: ignore[arg-type]  # a parametrized str for the Literal option
     tokens, target = model.to_tokens(PROMPT)[0], result.baseline.target_id
     positions = [7] if at == "subject_last" else list(range(len(tokens)))
     assert result.positions == positions
@@ -255,6 +243,7 @@ def test_head_trace_equals_the_naive_loop(model: cs.HookedModel, at: str) -> Non
     assert top[0][2] == pytest.approx(float(result.indirect_effect.max()))
 
 
+@pytest.mark.slow
 def test_neuron_trace_equals_the_naive_loop_and_ranks_the_top(model: cs.HookedModel) -> None:
     result = trace_neurons(model, PROMPT, SUBJECT, layer=1, top_k=5, n_samples=3, batch_size=20)
     tokens, target = model.to_tokens(PROMPT)[0], result.baseline.target_id
@@ -324,6 +313,7 @@ def test_the_shipped_facts_load_and_hold_their_subject() -> None:
         assert f.subject in f.prompt and f.object.startswith(" ") and "{}" not in f.prompt
 
 
+# same shape as evals' file checks (write a bad line, expect the error): another loader, another format
 def test_fact_files_are_checked(tmp_path: Path) -> None:
     path = tmp_path / "facts.jsonl"
     path.write_text('{"format": "circuitscope-facts", "version": 1}\n{"subject": "A", "relation": "r", '

@@ -16,12 +16,12 @@ from circuitscope.circuits.circuit import VERSION
 from circuitscope.report.circuit import circuit_report, circuit_svg
 from circuitscope.tasks import Task
 from tests.browser import open_in_chromium
-from tests.tiny_models import BY_NAME, VOCAB
+from tests.tiny_models import VOCAB, TinyModels
 
 
 @pytest.fixture(scope="module")
-def found() -> tuple[HookedModel, object]:
-    model = HookedModel(BY_NAME["llama_gqa"].build())
+def found(tiny: TinyModels) -> tuple[HookedModel, object]:
+    model = tiny.hooked("llama_gqa")
     g = torch.Generator().manual_seed(2)
     clean = torch.randint(1, VOCAB, (4, 6), generator=g)
     corrupted = clean.clone()
@@ -48,14 +48,14 @@ def test_round_trip(found, tmp_path: Path) -> None:
     assert data["info"]["faithfulness"]["n_edges"] == 12
 
 
-def test_bad_files(found, tmp_path: Path) -> None:
+def test_bad_files(tiny: TinyModels, found, tmp_path: Path) -> None:
     _, discovery = found
     data = discovery.circuit.to_dict()
     newer = tmp_path / "newer.json"
     newer.write_text(json.dumps({**data, "version": VERSION + 1}))
     with pytest.raises(CircuitError, match="newer than this circuitscope"):
         Circuit.load(newer)
-    other = HookedModel(BY_NAME["gpt2"].build())
+    other = tiny.hooked("gpt2")
     good = discovery.circuit.save(tmp_path / "good.json")
     with pytest.raises(CircuitError, match="this circuit is for 'tiny-llama'"):
         Circuit.load(good, model=other)

@@ -8,19 +8,13 @@ import torch
 from circuitscope import HookedModel
 from circuitscope.circuits import CircuitError, EdgeRun, eap, eap_ig, edge_scores, graph_of, reference_outputs
 from circuitscope.tasks import Task
-from tests.tiny_models import BY_NAME, VOCAB
+from circuitscope.tasks.metrics import MetricName
+from tests.tiny_models import TinyModels, random_task
 
 
-def _task(n: int = 4, seq: int = 7, metric: str = "logit_diff", same: bool = False) -> Task:
-    g = torch.Generator().manual_seed(0)
-    clean = torch.randint(1, VOCAB, (n, seq), generator=g)
-    corrupted = clean.clone()
-    if not same:
-        corrupted[:, 1:3] = torch.randint(1, VOCAB, (n, 2), generator=g)
-    answer_pos = torch.tensor([seq - 1, seq - 2, seq - 1, seq - 3])[:n]
-    correct = torch.randint(0, VOCAB, (n,), generator=g)
-    incorrect = torch.randint(0, VOCAB, (n,), generator=g)
-    return Task("t", ["c"] * n, ["x"] * n, clean, corrupted, answer_pos, correct, incorrect, metric=metric)  # type: ignore[arg-type]
+def _task(n: int = 4, seq: int = 7, metric: MetricName = "logit_diff", same: bool = False) -> Task:
+    corrupt = None if same else (1, 3)
+    return random_task(n, seq, seed=0, corrupt=corrupt, answer_from_end=(1, 2, 1, 3), metric=metric, name="t")
 
 
 def _metric_with_coeff(
@@ -34,11 +28,11 @@ def _metric_with_coeff(
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama_gqa", "gpt_neox", "gemma3"])
-def test_eap_is_the_derivative_of_ablating_each_edge(family: str) -> None:
+def test_eap_is_the_derivative_of_ablating_each_edge(tiny: TinyModels, family: str) -> None:
     """score(u -> r) = d metric / d c at c = 0, where c scales the ablation of that edge alone. The derivative is
     taken by autograd through the edge-ablation coefficients (not the receiver gradients EAP uses), for every edge
     at once, and checked against central differences on a few edges (float64 model)."""
-    model = HookedModel(BY_NAME[family].build().double())
+    model = HookedModel(tiny.hf(family).double())
     task = _task()
     scores = eap(model, task, batch_size=3)  # two batches: the sums over batches must add up
     graph = graph_of(model)
@@ -64,8 +58,8 @@ def test_eap_is_the_derivative_of_ablating_each_edge(family: str) -> None:
         assert fd == pytest.approx(float(scores.scores[u, r]), rel=2e-2, abs=1e-4)
 
 
-def test_eap_ig_averages_the_gradient_along_the_interpolated_inputs() -> None:
-    model = HookedModel(BY_NAME["llama_gqa"].build().double())
+def test_eap_ig_averages_the_gradient_along_the_interpolated_inputs(tiny: TinyModels) -> None:
+    model = HookedModel(tiny.hf("llama_gqa").double())
     task = _task()
     steps = 3
     ig = eap_ig(model, task, steps=steps)
@@ -94,8 +88,8 @@ def test_eap_ig_averages_the_gradient_along_the_interpolated_inputs() -> None:
     assert not torch.allclose(ig.scores.nan_to_num(), one_step.scores.nan_to_num())  # they differ by ~0.08
 
 
-def test_ranked_and_top_mask() -> None:
-    model = HookedModel(BY_NAME["gpt2"].build())
+def test_ranked_and_top_mask(tiny: TinyModels) -> None:
+    model = tiny.hooked("gpt2")
     scores = eap(model, _task())
     ranked = scores.ranked()
     assert len(ranked) == scores.graph.n_edges
@@ -107,8 +101,8 @@ def test_ranked_and_top_mask() -> None:
     assert int(scores.top_mask(10**6).sum()) == scores.graph.n_edges
 
 
-def test_bad_input() -> None:
-    model = HookedModel(BY_NAME["gpt2"].build())
+def test_bad_input(tiny: TinyModels) -> None:
+    model = tiny.hooked("gpt2")
     with pytest.raises(CircuitError, match="does not depend on the graph"):
         eap(model, _task(same=True))
     with pytest.raises(CircuitError, match="zero gradient"):

@@ -18,18 +18,11 @@ from circuitscope.circuits import (
 )
 from circuitscope.report.circuit import plot_curve
 from circuitscope.tasks import Task, evaluate_metric
-from tests.tiny_models import BY_NAME, VOCAB
+from tests.tiny_models import TinyModels, random_task
 
 
 def _task(n: int = 6, seq: int = 7) -> Task:
-    g = torch.Generator().manual_seed(1)
-    clean = torch.randint(1, VOCAB, (n, seq), generator=g)
-    corrupted = clean.clone()
-    corrupted[:, 1:4] = torch.randint(1, VOCAB, (n, 3), generator=g)
-    answer_pos = torch.full((n,), seq - 1)
-    correct = torch.randint(0, VOCAB, (n,), generator=g)
-    incorrect = torch.randint(0, VOCAB, (n,), generator=g)
-    return Task("t", ["c"] * n, ["x"] * n, clean, corrupted, answer_pos, correct, incorrect)
+    return random_task(n, seq, seed=1, corrupt=(1, 4), name="t")
 
 
 def _metric(model: HookedModel, task: Task, tokens: torch.Tensor) -> float:
@@ -40,21 +33,21 @@ def _metric(model: HookedModel, task: Task, tokens: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("family", ["gpt2", "llama_gqa", "gpt_neox"])
 @pytest.mark.parametrize("ablation", ["corrupted", "mean", "zero"])
-def test_all_edges_are_the_model_and_no_edges_the_ablated_value(family: str, ablation: str) -> None:
-    model = HookedModel(BY_NAME[family].build())
+def test_all_edges_are_the_model_and_no_edges_the_ablated_value(tiny: TinyModels, family: str, ablation: str) -> None:
+    model = tiny.hooked(family)
     task = _task()
     graph = graph_of(model)
-    full = faithfulness(model, task, graph.allowed, ablation=ablation, batch_size=4)  # type: ignore[arg-type]
+    full = faithfulness(model, task, graph.allowed, ablation=ablation, batch_size=4)  # type: ignore[arg-type]  # a parametrized str for the Literal option
     assert full.value == pytest.approx(_metric(model, task, task.clean_tokens), abs=1e-5)
     assert full.fraction == pytest.approx(1.0) and full.normalized == pytest.approx(1.0)
-    none = faithfulness(model, task, torch.zeros_like(graph.allowed), ablation=ablation)  # type: ignore[arg-type]
+    none = faithfulness(model, task, torch.zeros_like(graph.allowed), ablation=ablation)  # type: ignore[arg-type]  # a parametrized str for the Literal option
     assert none.value == pytest.approx(none.ablated, abs=1e-6) and none.normalized == pytest.approx(0.0, abs=1e-5)
     if ablation == "corrupted":
         assert none.value == pytest.approx(_metric(model, task, task.corrupted_tokens), abs=1e-5)
 
 
-def test_curve_runs_from_ablated_to_full_and_picks_the_top_edges() -> None:
-    model = HookedModel(BY_NAME["llama_gqa"].build())
+def test_curve_runs_from_ablated_to_full_and_picks_the_top_edges(tiny: TinyModels) -> None:
+    model = tiny.hooked("llama_gqa")
     task = _task()
     scores = eap(model, task)
     runner = CircuitRunner(model, task)
@@ -68,10 +61,10 @@ def test_curve_runs_from_ablated_to_full_and_picks_the_top_edges() -> None:
         faithfulness_curve(model, task, scores, counts=[-1], runner=runner)
 
 
-def test_acdc_damage_is_bounded_by_threshold_times_removals() -> None:
+def test_acdc_damage_is_bounded_by_threshold_times_removals(tiny: TinyModels) -> None:
     """Each accepted removal raises the KL to the full model by less than the threshold, so the final circuit's KL
     is below threshold x (edges removed after a try)."""
-    model = HookedModel(BY_NAME["llama_mqa"].build())
+    model = tiny.hooked("llama_mqa")
     task = _task(n=4).with_metric("kl")
     tau = 0.002
     circuit = acdc(model, task, tau)
@@ -89,8 +82,8 @@ def test_acdc_damage_is_bounded_by_threshold_times_removals() -> None:
     assert everything.n_edges == 0
 
 
-def test_discover_circuit_methods_and_bad_names() -> None:
-    model = HookedModel(BY_NAME["gpt2"].build())
+def test_discover_circuit_methods_and_bad_names(tiny: TinyModels) -> None:
+    model = tiny.hooked("gpt2")
     task = _task()
     found = discover_circuit(model, task, "eap", target=0.5)
     assert found.curve is not None and found.scores is not None
@@ -102,4 +95,4 @@ def test_discover_circuit_methods_and_bad_names() -> None:
     fixed = discover_circuit(model, task, "eap-ig", steps=2, n_edges=7, curve=False)
     assert fixed.circuit.n_edges == 7 and fixed.circuit.method == "eap-ig"
     with pytest.raises(CircuitError, match="unknown circuit discovery method 'pathfinder'"):
-        discover_circuit(model, task, "pathfinder")
+        discover_circuit(model, task, "pathfinder")  # type: ignore[arg-type]  # the unknown method under test

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from circuitscope import HookedModel
 from circuitscope.analysis.attribution import answer_logits
 from circuitscope.circuits import CircuitError, EdgeRun, Graph, graph_of, reference_outputs, sender_outputs
-from tests.tiny_models import BY_NAME, VOCAB
+from tests.tiny_models import VOCAB, TinyModels
 
 FAMILIES = ["gpt2", "llama_gqa", "llama_mqa", "gpt_neox", "gpt_neox_sequential", "gemma3", "gemma2_softcap", "qwen3"]
 
@@ -38,8 +37,8 @@ def test_graph_counts_by_hand() -> None:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_every_edge_kept_is_the_model_and_none_is_the_ablated_run(family: str) -> None:
-    model = HookedModel(BY_NAME[family].build())
+def test_every_edge_kept_is_the_model_and_none_is_the_ablated_run(tiny: TinyModels, family: str) -> None:
+    model = tiny.hooked(family)
     graph = graph_of(model)
     clean, corrupted = _tokens(0), _tokens(1)
     answer_pos = torch.tensor([6, 4, 6])
@@ -55,9 +54,9 @@ def test_every_edge_kept_is_the_model_and_none_is_the_ablated_run(family: str) -
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama_gqa", "gpt_neox"])
-def test_senders_add_up_to_the_residual_stream(family: str) -> None:
+def test_senders_add_up_to_the_residual_stream(tiny: TinyModels, family: str) -> None:
     """input + every head + every MLP (+ constant biases) is the final residual stream."""
-    model = HookedModel(BY_NAME[family].build())
+    model = tiny.hooked(family)
     graph = graph_of(model)
     tokens = _tokens(2)
     last = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
@@ -69,10 +68,10 @@ def test_senders_add_up_to_the_residual_stream(family: str) -> None:
     torch.testing.assert_close(acts.sum(0) + bias, cache[last], atol=1e-5, rtol=1e-5)
 
 
-def test_one_ablated_edge_equals_a_hand_made_intervention() -> None:
+def test_one_ablated_edge_equals_a_hand_made_intervention(tiny: TinyModels) -> None:
     """Ablating head a0.h1 -> MLP m1 only changes what m1 reads: its norm input loses a0.h1's clean output and
     gains its corrupted one."""
-    model = HookedModel(BY_NAME["llama_gqa"].build())
+    model = tiny.hooked("llama_gqa")
     graph = graph_of(model)
     clean, corrupted = _tokens(3), _tokens(4)
     answer_pos = torch.tensor([6, 6, 6])
@@ -95,16 +94,16 @@ def test_one_ablated_edge_equals_a_hand_made_intervention() -> None:
 
 
 @pytest.mark.parametrize("ablation", ["corrupted", "mean", "resample", "zero"])
-def test_reference_outputs(ablation: str) -> None:
+def test_reference_outputs(tiny: TinyModels, ablation: str) -> None:
     from circuitscope.tasks import Task
 
-    model = HookedModel(BY_NAME["gpt2"].build())
+    model = tiny.hooked("gpt2")
     graph = graph_of(model)
     clean, corrupted = _tokens(5, n=4), _tokens(6, n=4)
     answer_pos = torch.tensor([6, 6, 5, 6])
     task = Task("t", ["c"] * 4, ["x"] * 4, clean, corrupted, answer_pos, torch.zeros(4, dtype=torch.long),
                 torch.ones(4, dtype=torch.long))  # fmt: skip
-    ref = reference_outputs(model, graph, task, ablation)  # type: ignore[arg-type]
+    ref = reference_outputs(model, graph, task, ablation)  # type: ignore[arg-type]  # a parametrized str for the Literal option
     with torch.no_grad():
         corr = sender_outputs(model, graph, corrupted)
     assert ref.shape == corr.shape
@@ -123,10 +122,10 @@ def test_reference_outputs(ablation: str) -> None:
             matches = [j for j in (0, 1, 3) if torch.equal(ref[:, i], corr[:, j])]
             assert matches and matches[0] != i
     with pytest.raises(CircuitError, match="unknown ablation"):
-        reference_outputs(model, graph, task, "noise")  # type: ignore[arg-type]
+        reference_outputs(model, graph, task, "noise")  # type: ignore[arg-type]  # the bad input under test
 
 
-def test_unsupported_models_are_refused() -> None:
-    model = HookedModel(BY_NAME["bert"].build())
+def test_unsupported_models_are_refused(tiny: TinyModels) -> None:
+    model = tiny.hooked("bert")
     with pytest.raises(CircuitError):
         graph_of(model)

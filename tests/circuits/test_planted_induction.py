@@ -52,6 +52,7 @@ def test_eap_and_eap_ig_rank_the_planted_edges_first(planted) -> None:
         assert abs(scores.ranked()[4][1]) < 1e-3 * abs(top[-1][1])  # nothing else matters
 
 
+@pytest.mark.slow
 def test_saturated_attention_hides_the_key_edge_from_eap_but_not_from_acdc() -> None:
     """With very sharp attention (sharpness 30) the gradient through the softmax vanishes: EAP scores the
     K-composition edge ~0 although ablating it costs almost the whole logit difference. ACDC, which runs the
@@ -72,6 +73,7 @@ def test_saturated_attention_hides_the_key_edge_from_eap_but_not_from_acdc() -> 
     assert key_edge in {f"{s}->{r}" for s, r, _ in pruned.edge_list()}
 
 
+@pytest.mark.slow
 def test_the_planted_circuit_is_faithful_and_acdc_finds_it(planted) -> None:
     model, info, task = planted
     found = discover_circuit(model, task, "eap-ig", target=0.9)

@@ -9,16 +9,14 @@ import pytest
 from typer.testing import CliRunner
 
 from circuitscope.cli.main import app
-from tests.tiny_models import BY_NAME
+from tests.tiny_models import TinyModels
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    BY_NAME["llama_gqa"].build().save_pretrained(folder)  # type: ignore[operator]
-    return folder
+def tiny_folder(tiny: TinyModels) -> Path:
+    return tiny.folder("llama_gqa")
 
 
 def test_info_json_lists_config_and_hooks(tiny_folder: Path) -> None:

@@ -16,20 +16,18 @@ from circuitscope.analysis.head_ablation import head_ablation_importance
 from circuitscope.cli.main import app
 from circuitscope.core.loading import load_model
 from tests.browser import open_in_chromium
-from tests.steering.tiny_text import save_tiny_text_model
-from tests.tiny_models import BY_NAME
+from tests.tiny_models import TinyModels
 
 runner = CliRunner()
 DETECTORS = ("previous_token", "duplicate_token", "induction", "copying", "copy_suppression")
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny_gpt2")
-    BY_NAME["gpt2"].build().save_pretrained(folder)  # type: ignore[operator]
-    return folder
+def tiny_folder(tiny: TinyModels) -> Path:
+    return tiny.folder("gpt2")
 
 
+@pytest.mark.slow
 def test_json_has_every_detector_as_a_layer_by_head_array(tiny_folder: Path, tmp_path: Path) -> None:
     page = tmp_path / "heads.html"
     result = runner.invoke(
@@ -81,9 +79,9 @@ TEXT = ("the cat sat on the mat and the dog ran to the cat, then the cat ran to 
 
 
 @pytest.fixture(scope="module")
-def text_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def text_folder(tiny: TinyModels) -> Path:
     """A tiny Llama with a character tokenizer, saved as a model folder."""
-    return save_tiny_text_model(tmp_path_factory.mktemp("tiny_text"), layers=2)
+    return tiny.text_folder(layers=2)
 
 
 def _heads_on_text(folder: Path, text: Path, *extra: str) -> Result:

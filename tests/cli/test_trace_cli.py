@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from circuitscope.cli import trace
 from tests.browser import open_in_chromium
-from tests.steering.tiny_text import save_tiny_text_model
+from tests.tiny_models import TinyModels
 
 runner = CliRunner()
 app = typer.Typer()
@@ -27,10 +27,11 @@ trace.register(app)
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_text_model(tmp_path_factory.mktemp("tiny-text"), layers=3)
+def folder(tiny: TinyModels) -> Path:
+    return tiny.text_folder(layers=3)
 
 
+@pytest.mark.slow
 def test_trace_json_and_report(folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "trace.html"
     args = ["trace", "--model", str(folder), "--prompt", "the cat sat on the mat", "--subject", "cat",

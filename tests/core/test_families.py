@@ -8,17 +8,17 @@ import torch
 from circuitscope import HookedModel
 from circuitscope.core.hook_points import HookPoint
 from circuitscope.core.norms import frozen_norm
-from tests.tiny_models import TINY, VOCAB, Tiny, reference_output
+from tests.tiny_models import TINY, VOCAB, Tiny, TinyModels, reference_output
 
 SEQ = 12
 
 
 @pytest.fixture(scope="module", params=TINY, ids=lambda t: t.name)
-def family(request: pytest.FixtureRequest) -> tuple[Tiny, torch.nn.Module, HookedModel]:
-    tiny: Tiny = request.param
-    reference = tiny.build()  # plain transformers, its default attention
-    model = HookedModel(tiny.build())  # same seed: identical weights
-    return tiny, reference, model
+def family(request: pytest.FixtureRequest, tiny: TinyModels) -> tuple[Tiny, torch.nn.Module, HookedModel]:
+    recipe: Tiny = request.param
+    reference = tiny.hf(recipe.name)  # plain transformers, its default attention
+    model = tiny.hooked(recipe.name)  # a copy of the same build: identical weights
+    return recipe, reference, model
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_shapes_follow_transformerlens(family: tuple[Tiny, torch.nn.Module, Hook
 @torch.no_grad()
 def test_weight_views_reproduce_hooks(family: tuple[Tiny, torch.nn.Module, HookedModel], tokens: torch.Tensor) -> None:
     """hook_v = ln1(x) @ W_V + b_V and the per-head W_O map hook_z onto hook_result."""
-    tiny, _, model = family
+    recipe, _, model = family
     _, cache = model.run_with_cache(tokens)
     layer = 1
     x = cache["ln1", layer] if "blocks.1.ln1.hook_normalized" in cache else cache["resid_pre", layer]
@@ -79,7 +79,7 @@ def test_weight_views_reproduce_hooks(family: tuple[Tiny, torch.nn.Module, Hooke
     if model.adapter.attn_out_norm is None and model.cfg.residual != "post_norm":
         raw = torch.einsum("bphd,hdm->bphm", cache["z", layer], model.W_O[layer])
         torch.testing.assert_close(raw, cache["result", layer], atol=0, rtol=0)  # hook_result is this very einsum
-    del tiny
+    del recipe
 
 
 @torch.no_grad()
@@ -138,7 +138,7 @@ def test_residual_stream_decomposes(family: tuple[Tiny, torch.nn.Module, HookedM
 def test_attention_patterns_respect_masks(
     family: tuple[Tiny, torch.nn.Module, HookedModel], tokens: torch.Tensor
 ) -> None:
-    tiny, _, model = family
+    recipe, _, model = family
     _, cache = model.run_with_cache(tokens, names="*hook_pattern")
     q = torch.arange(SEQ)[:, None]
     k = torch.arange(SEQ)[None, :]
@@ -147,10 +147,10 @@ def test_attention_patterns_respect_masks(
         # a softmax row sums to 1 up to float32 rounding of SEQ terms (12 * eps ~1.4e-6; measured 2.4e-7)
         torch.testing.assert_close(pattern.sum(-1), torch.ones(pattern.shape[:-1]), atol=1e-5, rtol=0)
         allowed = torch.ones(SEQ, SEQ, dtype=torch.bool)
-        if tiny.causal:
+        if recipe.causal:
             allowed &= k <= q
-        if tiny.sliding_window and model.cfg.layer_types[layer] == "sliding_attention":
-            allowed &= (q - k) < tiny.sliding_window
+        if recipe.sliding_window and model.cfg.layer_types[layer] == "sliding_attention":
+            allowed &= (q - k) < recipe.sliding_window
         assert torch.all(pattern[..., ~allowed] == 0)
         assert torch.all(pattern[..., allowed] > 0)
 
@@ -251,4 +251,4 @@ def test_hooks_are_removed_after_an_exception(
         name for name, module in model.hf_model.named_modules() if module._forward_hooks or module._forward_pre_hooks
     ]
     assert leftovers == [], f"PyTorch hooks left on {leftovers}"
-    assert not any(b.attn._circuitscope_core.active for b in model.wiring.blocks)  # type: ignore[union-attr]
+    assert not any(b.attn._circuitscope_core.active for b in model.wiring.blocks)  # type: ignore[union-attr]  # the attention module's attribute set by circuitscope at wrap time

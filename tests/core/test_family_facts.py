@@ -15,7 +15,7 @@ from circuitscope import HookedModel, ShapeError
 from circuitscope.core import loading
 from circuitscope.models import all_adapters
 from circuitscope.toy.model import build_toy
-from tests.tiny_models import TINY, VOCAB
+from tests.tiny_models import TINY, VOCAB, TinyModels
 
 CORE = Path(__file__).resolve().parents[2] / "src" / "circuitscope" / "core"
 
@@ -23,12 +23,13 @@ _TOY = {
     "toy": lambda: build_toy(seed=0, d_vocab=VOCAB, n_ctx=16, d_model=16, n_layers=2, n_heads=2, bias=True),
     "toy_attn_only": lambda: build_toy(seed=0, d_vocab=VOCAB, n_ctx=16, d_model=16, n_layers=2, attn_only=True),
 }
-BUILDERS = {**{t.name: t.build for t in TINY}, **_TOY}
+FAMILIES = sorted([t.name for t in TINY] + list(_TOY))
 
 
-@pytest.fixture(scope="module", params=sorted(BUILDERS))
-def model(request: pytest.FixtureRequest) -> HookedModel:
-    return HookedModel(BUILDERS[request.param]())
+@pytest.fixture(scope="module", params=FAMILIES)
+def model(request: pytest.FixtureRequest, tiny: TinyModels) -> HookedModel:
+    name = request.param
+    return HookedModel(_TOY[name]()) if name in _TOY else tiny.hooked(name)
 
 
 @torch.no_grad()
@@ -72,11 +73,10 @@ def test_mlp_views_reproduce_mlp_out(model: HookedModel) -> None:
         torch.testing.assert_close(out, cache["mlp_out", layer], atol=1e-5, rtol=1e-5)
 
 
-def test_final_softcap_comes_from_the_adapter() -> None:
-    by_name = {t.name: t for t in TINY}
-    gemma2 = HookedModel(by_name["gemma2_softcap"].build())
+def test_final_softcap_comes_from_the_adapter(tiny: TinyModels) -> None:
+    gemma2 = tiny.hooked("gemma2_softcap")
     assert gemma2.wiring.final_softcap() == 3.0
-    assert HookedModel(by_name["llama_mha"].build()).wiring.final_softcap() is None
+    assert tiny.hooked("llama_mha").wiring.final_softcap() is None
     logits = torch.tensor([-100.0, 0.5, 100.0])
     assert torch.equal(gemma2.wiring.softcap_logits(logits), torch.tanh(logits / 3.0) * 3.0)
 
@@ -91,9 +91,9 @@ def test_encoders_load_with_their_head_and_decoders_as_causal_lms() -> None:
 
 
 @torch.no_grad()
-def test_dequantized_copy_of_a_scaled_embedding_family() -> None:
+def test_dequantized_copy_of_a_scaled_embedding_family(tiny: TinyModels) -> None:
     """Gemma's computed ``embed_scale`` buffer is not a missing weight."""
-    model = next(t for t in TINY if t.name == "gemma3").build()
+    model = tiny.hf("gemma3")
     copy = loading._dequantized_copy(model, torch.float32)
     tokens = torch.randint(1, VOCAB, (1, 6), generator=torch.Generator().manual_seed(2))
     assert torch.equal(copy(input_ids=tokens).logits, model(input_ids=tokens).logits)
@@ -135,6 +135,7 @@ def test_core_spells_no_family_fact() -> None:
     assert found == []
 
 
+@pytest.mark.slow
 def test_models_register_the_toy_family_without_circuitscope_toy(tmp_path: Path) -> None:
     """A saved toy model loads in a fresh process that never imports ``circuitscope.toy``."""
     build_toy(seed=0, d_vocab=20, n_ctx=8, d_model=16, n_layers=1, n_heads=2).save_pretrained(tmp_path)

@@ -7,12 +7,12 @@ import torch
 
 from circuitscope import HookedModel, HookNameError, ShapeError, TokenizationError, act_name
 from circuitscope.core.hook_points import HookPoint
-from tests.tiny_models import BY_NAME, VOCAB
+from tests.tiny_models import VOCAB, TinyModels
 
 
 @pytest.fixture(scope="module")
-def model() -> HookedModel:
-    return HookedModel(BY_NAME["llama_gqa"].build())
+def model(tiny: TinyModels) -> HookedModel:
+    return tiny.hooked("llama_gqa")
 
 
 @pytest.fixture(scope="module")
@@ -144,8 +144,8 @@ def test_cache_helpers(model: HookedModel, tokens: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def test_layernorm_stack_sums_to_normed_stream_minus_bias() -> None:
-    model = HookedModel(BY_NAME["gpt2"].build())
+def test_layernorm_stack_sums_to_normed_stream_minus_bias(tiny: TinyModels) -> None:
+    model = tiny.hooked("gpt2")
     tokens = torch.randint(0, VOCAB, (2, 6), generator=torch.Generator().manual_seed(0))
     _, cache = model.run_with_cache(tokens)
     stack = cache.decompose_resid()

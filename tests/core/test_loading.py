@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaForCausalLM
 from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
 
 from circuitscope import HookedModel, LoadError, load_model
 from circuitscope.core import loading
 from circuitscope.core.loading import CACHE_FORMAT_VERSION, DEFAULT_MODEL, cache_home, load_hf_model
 from tests.gguf_writer import llama_cpp_permute, write_llama_gguf
+from tests.tiny_models import llama_config
 
 VOCAB = 64
 SRC_PACKAGE = Path(__file__).resolve().parents[2] / "src" / "circuitscope"
@@ -46,17 +47,7 @@ def _randomize(model: nn.Module, seed: int) -> None:
 
 def tiny_llama(seed: int = 0, *, tie: bool = False) -> LlamaForCausalLM:
     torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        tie_word_embeddings=tie,
-    )
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(llama_config(vocab_size=VOCAB, intermediate_size=64, tie_word_embeddings=tie))
     _randomize(model, seed)
     return model.eval()
 

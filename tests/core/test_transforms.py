@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from circuitscope import HookedModel, UnsupportedModelError
+from circuitscope import UnsupportedModelError
 from circuitscope.core.norms import frozen_norm
 from circuitscope.core.transforms import center_unembed, center_writing_weights, fold_layer_norm
-from tests.tiny_models import BY_NAME, VOCAB
+from tests.tiny_models import VOCAB, TinyModels
 
 FAMILIES = ["gpt2", "gpt_neox", "gpt_neox_sequential", "llama_gqa", "qwen3", "gemma", "gemma3"]
 
@@ -19,8 +19,8 @@ def _tokens() -> torch.Tensor:
 
 @pytest.mark.parametrize("name", FAMILIES)
 @torch.no_grad()
-def test_folding_norms_keeps_logits(name: str) -> None:
-    model = HookedModel(BY_NAME[name].build())
+def test_folding_norms_keeps_logits(tiny: TinyModels, name: str) -> None:
+    model = tiny.hooked(name)
     tokens = _tokens()
     before = model(tokens)
     embed_before = model.W_E.clone()
@@ -36,8 +36,8 @@ def test_folding_norms_keeps_logits(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["gpt2", "gpt_neox"])
 @torch.no_grad()
-def test_centering_writing_weights_keeps_logits_for_layernorm(name: str) -> None:
-    model = HookedModel(BY_NAME[name].build())
+def test_centering_writing_weights_keeps_logits_for_layernorm(tiny: TinyModels, name: str) -> None:
+    model = tiny.hooked(name)
     tokens = _tokens()
     before = model(tokens)
     center_writing_weights(model)
@@ -48,17 +48,17 @@ def test_centering_writing_weights_keeps_logits_for_layernorm(name: str) -> None
         torch.testing.assert_close(act.mean(-1), torch.zeros(act.shape[:-1]), atol=1e-5, rtol=0)
 
 
-def test_centering_is_refused_where_it_would_change_the_model() -> None:
+def test_centering_is_refused_where_it_would_change_the_model(tiny: TinyModels) -> None:
     with pytest.raises(UnsupportedModelError, match="RMSNorm"):
-        center_writing_weights(HookedModel(BY_NAME["llama_gqa"].build()))
+        center_writing_weights(tiny.hooked("llama_gqa"))
     with pytest.raises(UnsupportedModelError, match="post-norm"):
-        fold_layer_norm(HookedModel(BY_NAME["bert"].build()))
+        fold_layer_norm(tiny.hooked("bert"))
 
 
 @pytest.mark.parametrize("name", ["gpt2", "gemma3"])
 @torch.no_grad()
-def test_centering_the_unembedding_keeps_log_probs(name: str) -> None:
-    model = HookedModel(BY_NAME[name].build())
+def test_centering_the_unembedding_keeps_log_probs(tiny: TinyModels, name: str) -> None:
+    model = tiny.hooked(name)
     tokens = _tokens()
     before = model(tokens).log_softmax(-1)
     center_unembed(model)

@@ -17,28 +17,28 @@ from circuitscope.diffing import (
     loss_diff,
     weight_diff,
 )
-from tests.steering.tiny_text import tiny_text_model
+from tests.tiny_models import TinyModels
 
 TEXTS = ["the quick brown fox jumps over the lazy dog.", "one, two, three: four!"]
 
 
 @pytest.fixture(scope="module")
-def a() -> cs.HookedModel:
-    return tiny_text_model(seed=0)
+def a(tiny: TinyModels) -> cs.HookedModel:
+    return tiny.text(seed=0)
 
 
 @pytest.fixture(scope="module")
-def b(a: cs.HookedModel) -> cs.HookedModel:
+def b(tiny: TinyModels, a: cs.HookedModel) -> cs.HookedModel:
     """A with only layer 1's MLP down-projection changed."""
-    model = tiny_text_model(seed=0)
+    model = tiny.text(seed=0)
     with torch.no_grad():
         w = model.hf_model.model.layers[1].mlp.down_proj.weight
         w.add_(torch.randn(w.shape, generator=torch.Generator().manual_seed(5)) * 0.5)
     return model
 
 
-def test_a_model_against_itself_differs_nowhere(a: cs.HookedModel) -> None:
-    same = tiny_text_model(seed=0)
+def test_a_model_against_itself_differs_nowhere(tiny: TinyModels, a: cs.HookedModel) -> None:
+    same = tiny.text(seed=0)
     ld = loss_diff(a, same, TEXTS)
     assert all(bool((d == 0).all()) for d in ld.diff)
     # CKA(x, x) in float64 is 1 up to rounding of its normalisation (~1e-16; exact here)
@@ -81,10 +81,10 @@ def test_interpolation_endpoints_are_the_models(a: cs.HookedModel, b: cs.HookedM
     assert float(path.linearity[1, 1]) <= 1.0 + 1e-6
 
 
-def test_different_tokenizers_are_refused(a: cs.HookedModel) -> None:
+def test_different_tokenizers_are_refused(tiny: TinyModels, a: cs.HookedModel) -> None:
     vocab = {t: i for i, t in enumerate(["<pad>", "<bos>", "<eos>", "<unk>", *"abcdefghij "])}
     core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
     tok = tf.PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", pad_token="<pad>", unk_token="<unk>")
-    other = cs.HookedModel(tiny_text_model(seed=0).hf_model, tok)
+    other = cs.HookedModel(tiny.text(seed=0).hf_model, tok)
     with pytest.raises(TokenizerMismatchError, match="different tokenizers"):
         loss_diff(a, other, TEXTS)

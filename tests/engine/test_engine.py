@@ -7,13 +7,12 @@ import json
 import pytest
 import torch
 
-from circuitscope.core.hooked_model import HookedModel
 from circuitscope.core.replay import BlockReplay
 from circuitscope.engine.batching import apply_in_batches, batch_slices, batched
 from circuitscope.engine.grid import AXIS_NAMES, MetricGrid, ScoreGrid, component_labels
 from circuitscope.engine.loss import next_token_loss, next_token_loss_from_resid, token_loss
 from circuitscope.errors import ShapeError
-from tests.tiny_models import BY_NAME, VOCAB
+from tests.tiny_models import VOCAB, TinyModels
 
 
 def test_batch_slices_cover_the_range_in_order() -> None:
@@ -48,14 +47,14 @@ def test_next_token_loss_is_the_cross_entropy_of_the_next_token() -> None:
         next_token_loss(logits[0], tokens[0], reduction="none"), token_loss(logits[0, :-1], tokens[0, 1:])
     )
     with pytest.raises(ValueError, match="reduction"):
-        token_loss(logits, tokens, reduction="max")  # type: ignore[arg-type]
+        token_loss(logits, tokens, reduction="max")  # type: ignore[arg-type]  # the bad input under test
     with pytest.raises(ShapeError):
         next_token_loss(logits, tokens[:, 1:])
 
 
 @pytest.mark.parametrize("family", ["gpt2", "gemma2_softcap"])
-def test_the_loss_from_the_final_residual_stream_equals_the_loss_of_the_logits(family: str) -> None:
-    model = HookedModel(BY_NAME[family].build())
+def test_the_loss_from_the_final_residual_stream_equals_the_loss_of_the_logits(tiny: TinyModels, family: str) -> None:
+    model = tiny.hooked(family)
     tokens = torch.randint(1, VOCAB, (2, 9), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         replay = BlockReplay(model, tokens)
@@ -77,7 +76,7 @@ def test_a_score_grid_names_its_axes() -> None:
     assert payload["corrupted_value"] is None
     json.dumps(payload, allow_nan=False)
     with pytest.raises(ShapeError, match="unknown axis"):
-        ScoreGrid(scores=scores, axes=("layer", "row"), labels={}, metric="m", clean_value=None, corrupted_value=None)  # type: ignore[arg-type]
+        ScoreGrid(scores=scores, axes=("layer", "row"), labels={}, metric="m", clean_value=None, corrupted_value=None)  # type: ignore[arg-type]  # the bad input under test (an unknown axis name)
     with pytest.raises(ShapeError, match="axis names"):
         ScoreGrid(scores=scores, axes=("layer",), labels={}, metric="m", clean_value=None, corrupted_value=None)
     metric = MetricGrid(scores=scores, raw=scores * 2, axes=("layer", "head"), labels={}, metric="m",
@@ -87,8 +86,8 @@ def test_a_score_grid_names_its_axes() -> None:
     assert set(AXIS_NAMES) >= {"layer", "head", "kv_head", "pos", "neuron", "sender", "receiver", "prompt"}
 
 
-def test_component_labels() -> None:
-    model = HookedModel(BY_NAME["llama_gqa"].build())
+def test_component_labels(tiny: TinyModels) -> None:
+    model = tiny.hooked("llama_gqa")
     labels = component_labels(model, ("layer", "kv_head", "neuron"))
     assert labels["layer"] == [str(i) for i in range(model.cfg.n_layers)]
     assert len(labels["kv_head"]) == model.cfg.n_kv_heads and len(labels["neuron"]) == model.cfg.d_mlp

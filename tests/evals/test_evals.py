@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from circuitscope.evals import EvalSetError, Framing, evaluate_prompt_variants, load_eval_items
-from tests.steering.tiny_text import tiny_text_model
+from tests.tiny_models import TinyModels
 
 
-def test_scores_equal_a_hand_computation_and_effects_are_paired(tmp_path: Path) -> None:
+def test_scores_equal_a_hand_computation_and_effects_are_paired(tiny: TinyModels, tmp_path: Path) -> None:
     path = tmp_path / "q.jsonl"
     rows = [
         {"question": "is 2 > 1", "options": ["yes", "no"], "answer": "yes"},
@@ -22,7 +22,7 @@ def test_scores_equal_a_hand_computation_and_effects_are_paired(tmp_path: Path) 
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     items = load_eval_items(path)
     assert items[1].meta == {"topic": "math"}
-    model = tiny_text_model()
+    model = tiny.text()
     framings = [Framing("plain", "q: {question} a:"), Framing("same", "q: {question} a:"), Framing("x", "! {question}")]
     res = evaluate_prompt_variants(model, items, framings, n_boot=200)
     # hand computation for one option: sum of next-token log-probs over the option's tokens

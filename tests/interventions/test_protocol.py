@@ -14,16 +14,17 @@ from circuitscope import sae as S  # noqa: N812
 from circuitscope.core.hook_points import HookFn, HookPoint
 from circuitscope.interventions import Intervention, PositionCounter
 from circuitscope.steering import SteeringVector, SteeringVectorMismatchError, model_fingerprint, steering_hooks
-from tests.steering.tiny_text import tiny_text_model
+from tests.tiny_models import TinyModels
 
 HOOK = "blocks.0.hook_resid_post"
 LATER = "blocks.1.hook_resid_post"
 TEXT = "the cat sat on the mat"
 
 
+# the module's own copy of the text model (as in test_steering.py): the tests here attach hooks to it
 @pytest.fixture(scope="module")
-def model() -> cs.HookedModel:
-    return tiny_text_model()
+def model(tiny: TinyModels) -> cs.HookedModel:
+    return tiny.text()
 
 
 @pytest.fixture(scope="module")
@@ -141,9 +142,9 @@ def _any_sae(model: cs.HookedModel, hook: str = HOOK) -> S.SAE:
 
 
 def test_a_wrong_model_intervention_is_refused_before_anything_is_attached(
-    model: cs.HookedModel, vector: SteeringVector
+    tiny: TinyModels, model: cs.HookedModel, vector: SteeringVector
 ) -> None:
-    other = tiny_text_model(seed=1)
+    other = tiny.text(seed=1)
     foreign = SteeringVector(vector.vector, HOOK, model=model_fingerprint(other))
     missing = S.SAESplice(_any_sae(model, "blocks.7.hook_resid_post"))
     for bad, error in ((foreign, SteeringVectorMismatchError), (missing, cs.HookNameError)):
@@ -158,8 +159,8 @@ def test_a_wrong_model_intervention_is_refused_before_anything_is_attached(
             model.generate("ab", 2, interventions=[bad])
         assert model.active_hooks() == []
     with pytest.raises(cs.HookError, match="interventions are values"):
-        model(TEXT, interventions=[steering_hooks(vector)])  # type: ignore[list-item]
-    with pytest.raises(cs.HookError, match="interventions are values"), model.apply([vector]):  # type: ignore[arg-type]
+        model(TEXT, interventions=[steering_hooks(vector)])
+    with pytest.raises(cs.HookError, match="interventions are values"), model.apply([vector]):  # type: ignore[arg-type]  # the bad input under test (a vector, not an intervention)
         pass
     assert model.active_hooks() == []
 

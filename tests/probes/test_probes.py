@@ -15,7 +15,7 @@ from circuitscope.probes import (
 )
 from circuitscope.probes.logistic import split_indices
 from circuitscope.report.probes import plot_probe_sweep
-from tests.steering.tiny_text import tiny_text_model
+from tests.tiny_models import TinyModels
 
 
 def _planted(n: int = 400, d: int = 24, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -41,6 +41,7 @@ def test_probe_on_noise_is_at_chance() -> None:
     assert 0.3 < train_probe(x, y).test_accuracy < 0.7
 
 
+@pytest.mark.slow
 def test_ccs_separates_synthetic_contrast_pairs() -> None:
     g = torch.Generator().manual_seed(0)
     n, d = 300, 16
@@ -98,8 +99,8 @@ def test_group_split_keeps_twins_together_and_holds_out_the_asked_fraction() -> 
         split_indices(4, 0.25, 0, None, [0, 1])
 
 
-def test_activations_at_position_matches_single_runs_and_sweep_runs() -> None:
-    model = tiny_text_model()
+def test_activations_at_position_matches_single_runs_and_sweep_runs(tiny: TinyModels) -> None:
+    model = tiny.text()
     texts = ["a", "hello there", "xyz!"]
     hook = "blocks.0.hook_resid_post"
     batched = activations_at_position(model, texts, hook, -1, batch_size=3)[hook]

@@ -13,11 +13,6 @@ from circuitscope.tasks import IOIConfig, ioi_task
 pytestmark = pytest.mark.real
 
 
-@pytest.fixture(scope="module")
-def gemma() -> cs.HookedModel:
-    return cs.load_model(cs.DEFAULT_MODEL)
-
-
 def test_batched_patching_equals_the_naive_loop_on_a_slice(gemma: cs.HookedModel) -> None:
     task = ioi_task(gemma, IOIConfig(n_prompts=4, seed=1))
     for target in ("head_out", "mlp_out"):

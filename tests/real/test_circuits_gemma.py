@@ -19,11 +19,6 @@ from tests.browser import open_in_chromium
 pytestmark = pytest.mark.real
 
 
-@pytest.fixture(scope="module")
-def gemma() -> cs.HookedModel:
-    return cs.load_model(cs.DEFAULT_MODEL)
-
-
 def test_edge_interventions_are_exact_on_gemma(gemma: cs.HookedModel) -> None:
     task = ioi_task(gemma, IOIConfig(n_prompts=4, seed=3))
     runner = CircuitRunner(gemma, task, batch_size=4)

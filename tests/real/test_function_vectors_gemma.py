@@ -1,6 +1,6 @@
 """Real tier: the function-vector experiment (Todd et al. 2023) on the embedded Gemma-3-270M.
 
-Measured (README): with 5 demonstrations Gemma-3-270M does country_capital in context (0.83) and the
+Measured (docs/steering.md): with 5 demonstrations Gemma-3-270M does country_capital in context (0.83) and the
 bare query ``Q: x\nA:`` never (0.0: it answers " The"). The function vector at coefficient 1 (the
 paper's) changes nothing on this model: Gemma normalises the attention output again before adding
 it, so the sum of ``z @ W_O`` is small next to the residual stream. Scaled up it works for
@@ -20,11 +20,6 @@ from circuitscope.steering import ICL_TASKS
 from circuitscope.steering.function_vectors import _answer_token, _last_logits, icl_prompt, zero_shot_accuracy
 
 pytestmark = pytest.mark.real
-
-
-@pytest.fixture(scope="module")
-def gemma() -> cs.HookedModel:
-    return cs.load_model(cs.DEFAULT_MODEL)
 
 
 def _prompts(task: str, n: int, shots: int, seed: int = 0) -> tuple[list[str], list[str], list[str]]:

@@ -21,11 +21,6 @@ EAGER_VS_SDPA = 2e-5
 
 
 @pytest.fixture(scope="module")
-def gemma() -> cs.HookedModel:
-    return cs.load_model(cs.DEFAULT_MODEL)
-
-
-@pytest.fixture(scope="module")
 def plain() -> torch.nn.Module:
     """The same weights through plain transformers, with its default attention."""
     from transformers import AutoModelForCausalLM

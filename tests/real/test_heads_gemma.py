@@ -15,11 +15,6 @@ from circuitscope.cli.main import app
 pytestmark = pytest.mark.real
 
 
-@pytest.fixture(scope="module")
-def gemma() -> cs.HookedModel:
-    return cs.load_model(cs.DEFAULT_MODEL)
-
-
 def test_attention_detectors_find_induction_and_previous_token_heads(gemma: cs.HookedModel) -> None:
     tokens = repeated_tokens_for_model(gemma, 32, 6, seed=0)
     assert tokens.shape == (6, 65) and int(tokens[0, 0]) == gemma.tok.bos_token_id

@@ -1,6 +1,6 @@
 """Real tier: truth probes by layer on the embedded Gemma-3-270M, on the shipped capital statements.
 
-Measured (README): "The capital of X is Y." is linearly decodable as true/false from the residual
+Measured (docs/probes.md): "The capital of X is Y." is linearly decodable as true/false from the residual
 stream at the final "." from layer 4 on (held-out 1.00 on layers 4-11), at chance at layer 0.
 """
 

@@ -13,11 +13,6 @@ from circuitscope.tasks.facts import load_facts
 pytestmark = pytest.mark.real
 
 
-@pytest.fixture(scope="module")
-def gemma() -> cs.HookedModel:
-    return cs.load_model(cs.DEFAULT_MODEL)
-
-
 def test_every_shipped_fact_is_predicted_correctly(gemma: cs.HookedModel) -> None:
     facts = load_facts()
     prompts = [f.prompt for f in facts]

@@ -7,16 +7,15 @@ from pathlib import Path
 
 import torch
 
-from circuitscope import HookedModel
 from circuitscope.analysis.causal import causal_analysis
 from circuitscope.report.causal import causal_report
 from circuitscope.tasks import Task
 from tests.browser import open_in_chromium
-from tests.tiny_models import BY_NAME, VOCAB
+from tests.tiny_models import VOCAB, TinyModels
 
 
-def test_causal_report_on_a_tiny_model(tmp_path: Path) -> None:
-    model = HookedModel(BY_NAME["llama_gqa"].build())
+def test_causal_report_on_a_tiny_model(tiny: TinyModels, tmp_path: Path) -> None:
+    model = tiny.hooked("llama_gqa")
     g = torch.Generator().manual_seed(0)
     clean = torch.randint(1, VOCAB, (4, 6), generator=g)
     corrupted = clean.clone()

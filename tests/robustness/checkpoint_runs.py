@@ -51,7 +51,7 @@ def sae_config() -> S.TrainConfig:
 
 
 def sae_train(store: S.ActivationStore, out: Path | None, **kw: object) -> S.TrainResult:
-    return S.train_sae(store, sae_config(), out=out, progress_bar=False, **kw)  # type: ignore[arg-type]
+    return S.train_sae(store, sae_config(), out=out, progress_bar=False, **kw)  # type: ignore[arg-type]  # keyword options passed through as **kw: object
 
 
 def assert_same_sae(a: S.TrainResult, b: S.TrainResult) -> None:

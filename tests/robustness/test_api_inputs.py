@@ -15,18 +15,17 @@ from circuitscope import HookNameError, ShapeError, TokenizationError, Unsupport
 from circuitscope.analysis import patching
 from circuitscope.tasks import Task, TaskError, load_facts, load_jsonl_task
 from circuitscope.tasks.metrics import check_normalisable, normalise
-from tests.steering.tiny_text import char_tokenizer
-from tests.tiny_models import BY_NAME, VOCAB
+from tests.tiny_models import VOCAB, TinyModels, char_tokenizer
 
 
 @pytest.fixture(scope="module")
-def llama() -> cs.HookedModel:
-    return cs.HookedModel(BY_NAME["llama_gqa"].build(), char_tokenizer())
+def llama(tiny: TinyModels) -> cs.HookedModel:
+    return tiny.hooked("llama_gqa", char_tokenizer())
 
 
 @pytest.fixture(scope="module")
-def bert() -> cs.HookedModel:
-    return cs.HookedModel(BY_NAME["bert"].build(), char_tokenizer())
+def bert(tiny: TinyModels) -> cs.HookedModel:
+    return tiny.hooked("bert", char_tokenizer())
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +35,9 @@ def tokens() -> torch.Tensor:
 
 # ---------------------------------------------------------------------------- generate
 @pytest.mark.parametrize("family", ["gpt2", "llama_gqa", "gemma2_softcap"])
-def test_generating_past_the_context_is_refused_up_front(family: str) -> None:
+def test_generating_past_the_context_is_refused_up_front(tiny: TinyModels, family: str) -> None:
     """GPT-2 used to die with an IndexError mid-generation and Llama to run silently past its context."""
-    model = cs.HookedModel(BY_NAME[family].build(), char_tokenizer())
+    model = tiny.hooked(family, char_tokenizer())
     prompt = "hello world"  # BOS + 11 characters
     n, limit = 12, model.cfg.n_ctx
     assert limit == model.hf_model.config.max_position_embeddings == 64
@@ -63,10 +62,10 @@ def test_generate_takes_one_prompt(llama: cs.HookedModel, prompt: Any) -> None:
         llama.generate(prompt, max_new_tokens=2)
 
 
-def test_generate_needs_a_decoder_and_a_tokenizer(bert: cs.HookedModel) -> None:
+def test_generate_needs_a_decoder_and_a_tokenizer(tiny: TinyModels, bert: cs.HookedModel) -> None:
     with pytest.raises(UnsupportedModelError, match="causal language model"):
         bert.generate("abc", max_new_tokens=2)
-    bare = cs.HookedModel(BY_NAME["llama_gqa"].build())
+    bare = tiny.hooked("llama_gqa")
     with pytest.raises(TokenizationError, match="generate decodes what it generates, so it needs a tokenizer"):
         bare.generate(torch.tensor([1, 2, 3]), max_new_tokens=2)
 
@@ -117,8 +116,8 @@ EMPTY = [torch.zeros(1, 0, dtype=torch.long), torch.zeros(0, 5, dtype=torch.long
 
 @pytest.mark.parametrize("family", ["gpt2", "llama_gqa", "bert"])
 @pytest.mark.parametrize("empty", EMPTY, ids=["no_positions", "no_prompts", "empty_1d"])
-def test_an_empty_token_tensor_is_refused(family: str, empty: torch.Tensor) -> None:
-    model = cs.HookedModel(BY_NAME[family].build(), char_tokenizer())
+def test_an_empty_token_tensor_is_refused(tiny: TinyModels, family: str, empty: torch.Tensor) -> None:
+    model = tiny.hooked(family, char_tokenizer())
     with pytest.raises(ShapeError, match="hold no tokens; pass at least one prompt of at least one token"):
         model(empty)
     with pytest.raises(ShapeError, match="hold no tokens"):
@@ -273,7 +272,7 @@ def test_answers_must_be_text(llama: cs.HookedModel, correct: list[Any], incorre
 
 def test_prompts_must_be_text(llama: cs.HookedModel) -> None:
     with pytest.raises(TaskError, match="pair 1: prompt expected text"):
-        Task.from_pairs(llama, ["the cat", 5], ["the dog", "x"], ["a", "a"], ["b", "b"])  # type: ignore[list-item]
+        Task.from_pairs(llama, ["the cat", 5], ["the dog", "x"], ["a", "a"], ["b", "b"])  # type: ignore[list-item]  # the bad input under test
 
 
 def test_the_same_correct_and_incorrect_answer_is_refused_for_logit_diff(llama: cs.HookedModel) -> None:

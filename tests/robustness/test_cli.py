@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import circuitscope.cli as cli_package
 from circuitscope._version import __version__
 from circuitscope.cli.main import app
-from tests.steering.tiny_text import save_tiny_text_model
+from tests.tiny_models import TinyModels
 
 runner = CliRunner()
 PAIRS = (
@@ -23,8 +23,8 @@ PAIRS = (
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_text_model(tmp_path_factory.mktemp("tiny-text"))
+def folder(tiny: TinyModels) -> Path:
+    return tiny.text_folder()
 
 
 @pytest.fixture(autouse=True)
@@ -337,6 +337,7 @@ def test_version() -> None:
     assert result.stdout == f"circuitscope {__version__}\n"
 
 
+@pytest.mark.slow
 def test_sae_train_and_eval_report_the_same_mse(folder: Path, tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("shall i compare thee to a summer's day? thou art more lovely and more temperate. " * 60)

@@ -24,7 +24,7 @@ import torch
 
 from circuitscope.core.loading import DEFAULT_MODEL
 from tests.gguf_writer import write_llama_gguf
-from tests.tiny_models import BY_NAME, reference_output
+from tests.tiny_models import TinyModels, reference_output
 
 IDS = [[3, 1, 4, 1, 5, 9, 2, 6, 5, 3]]
 WAITING = f"Waiting for another process converting {DEFAULT_MODEL}"
@@ -96,9 +96,9 @@ def _wait_for(condition: Callable[[], bool], what: str, runs: list[Run]) -> None
 
 
 @pytest.fixture
-def tiny(tmp_path: Path) -> tuple[Path, list[float]]:
+def tiny_gguf(tiny: TinyModels, tmp_path: Path) -> tuple[Path, list[float]]:
     """A tiny GGUF to stand in for the packaged Gemma, and the logits its model gives on IDS."""
-    source = BY_NAME["llama_gqa"].build()
+    source = tiny.hf("llama_gqa")
     with torch.no_grad():
         expected = reference_output(source, torch.tensor(IDS)).flatten().tolist()
     return write_llama_gguf(source, tmp_path / "tiny.gguf"), expected
@@ -117,8 +117,11 @@ def assert_close(actual: list[float], expected: list[float]) -> None:
     torch.testing.assert_close(torch.tensor(actual), torch.tensor(expected), atol=1e-5, rtol=0)
 
 
-def test_second_process_waits_for_the_conversion_in_progress(tmp_path: Path, tiny: tuple[Path, list[float]]) -> None:
-    gguf, expected = tiny
+@pytest.mark.slow
+def test_second_process_waits_for_the_conversion_in_progress(
+    tmp_path: Path, tiny_gguf: tuple[Path, list[float]]
+) -> None:
+    gguf, expected = tiny_gguf
     home, release = tmp_path / "home", tmp_path / "release"
     first = Run(tmp_path, "first", home, gguf, release)
     _wait_for(first.calls.exists, "the first driver holds the lock", [first])
@@ -136,8 +139,9 @@ def test_second_process_waits_for_the_conversion_in_progress(tmp_path: Path, tin
     assert_consistent_cache(home)
 
 
-def test_processes_started_together_convert_once(tmp_path: Path, tiny: tuple[Path, list[float]]) -> None:
-    gguf, expected = tiny
+@pytest.mark.slow
+def test_processes_started_together_convert_once(tmp_path: Path, tiny_gguf: tuple[Path, list[float]]) -> None:
+    gguf, expected = tiny_gguf
     home = tmp_path / "home"
     runs = [Run(tmp_path, f"run{i}", home, gguf, None) for i in range(2)]
 
@@ -149,8 +153,9 @@ def test_processes_started_together_convert_once(tmp_path: Path, tiny: tuple[Pat
     assert_consistent_cache(home)
 
 
-def test_killed_converter_neither_blocks_nor_litters(tmp_path: Path, tiny: tuple[Path, list[float]]) -> None:
-    gguf, expected = tiny
+@pytest.mark.slow
+def test_killed_converter_neither_blocks_nor_litters(tmp_path: Path, tiny_gguf: tuple[Path, list[float]]) -> None:
+    gguf, expected = tiny_gguf
     home = tmp_path / "home"
     killed = Run(tmp_path, "killed", home, gguf, tmp_path / "never-released")
     _wait_for(killed.calls.exists, "the driver holds the lock", [killed])

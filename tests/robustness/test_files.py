@@ -34,7 +34,7 @@ from tests.robustness.checkpoint_runs import (
     toy_train,
     truncate,
 )
-from tests.tiny_models import BY_NAME, VOCAB
+from tests.tiny_models import VOCAB, TinyModels
 
 CHECKPOINT_FILES = ["model.safetensors", "optimizer.safetensors", "state.json"]
 
@@ -315,14 +315,14 @@ def _task() -> Task:
 
 
 @pytest.fixture(scope="module")
-def found(tmp_path_factory: pytest.TempPathFactory) -> tuple[HookedModel, Path]:
-    model = HookedModel(BY_NAME["llama_gqa"].build())
+def found(tiny: TinyModels, tmp_path_factory: pytest.TempPathFactory) -> tuple[HookedModel, Path]:
+    model = tiny.hooked("llama_gqa")
     circuit = discover_circuit(model, _task(), "eap", n_edges=6, curve=False, model_name="tiny-llama").circuit
     return model, circuit.save(tmp_path_factory.mktemp("circuit") / "c.json")
 
 
-def _same_shape_other_weights() -> HookedModel:
-    hf = BY_NAME["llama_gqa"].build()
+def _same_shape_other_weights(tiny: TinyModels) -> HookedModel:
+    hf = tiny.hf("llama_gqa")
     embedding = hf.get_input_embeddings()
     assert isinstance(embedding, torch.nn.Embedding)
     with torch.no_grad():
@@ -340,10 +340,10 @@ def test_a_circuit_file_records_the_model_fingerprint(found: tuple[HookedModel, 
 
 @pytest.mark.parametrize("other", ["same shape, other weights", "another family"])
 def test_a_circuit_is_refused_for_another_model_with_both_descriptions(
-    found: tuple[HookedModel, Path], other: str
+    tiny: TinyModels, found: tuple[HookedModel, Path], other: str
 ) -> None:
     model, path = found
-    given = _same_shape_other_weights() if other.startswith("same") else HookedModel(BY_NAME["gpt2"].build())
+    given = _same_shape_other_weights(tiny) if other.startswith("same") else tiny.hooked("gpt2")
     with pytest.raises(CircuitError, match="this circuit is for 'tiny-llama'") as info:
         Circuit.load(path, model=given)
     message = str(info.value)
@@ -357,20 +357,21 @@ def _as_version_1(path: Path, out: Path) -> Path:
     return out
 
 
+@pytest.fixture
+def old(found: tuple[HookedModel, Path], tmp_path: Path) -> Path:
+    """The found circuit's file as version 1 wrote it (no fingerprint)."""
+    return _as_version_1(found[1], tmp_path / "old.json")
+
+
 def test_an_old_circuit_file_loads_for_a_model_of_its_shape_with_a_warning(
-    found: tuple[HookedModel, Path], tmp_path: Path
+    tiny: TinyModels, found: tuple[HookedModel, Path], old: Path
 ) -> None:
     model, path = found
-    old = _as_version_1(path, tmp_path / "old.json")
     with pytest.warns(UnfingerprintedCircuitWarning, match="only its layers and heads were checked"):
-        loaded = Circuit.load(old, model=_same_shape_other_weights())
+        loaded = Circuit.load(old, model=_same_shape_other_weights(tiny))
     assert loaded.fingerprint == "" and torch.equal(loaded.edges, Circuit.load(path, model=model).edges)
 
 
-def test_an_old_circuit_file_is_still_refused_for_another_shape(
-    found: tuple[HookedModel, Path], tmp_path: Path
-) -> None:
-    _, path = found
-    old = _as_version_1(path, tmp_path / "old.json")
+def test_an_old_circuit_file_is_still_refused_for_another_shape(tiny: TinyModels, old: Path) -> None:
     with pytest.raises(CircuitError, match="this circuit is for 'tiny-llama'"):
-        Circuit.load(old, model=HookedModel(BY_NAME["gpt2"].build()))
+        Circuit.load(old, model=tiny.hooked("gpt2"))

@@ -13,15 +13,15 @@ import torch
 
 import circuitscope as cs
 from circuitscope import HookError, HookNameError, ShapeError
-from tests.steering.tiny_text import char_tokenizer
-from tests.tiny_models import BY_NAME, VOCAB
+from tests.tiny_models import VOCAB, TinyModels, char_tokenizer
 
 HOOKS = ["blocks.0.hook_resid_pre", "blocks.0.attn.hook_q", "blocks.1.attn.hook_pattern", "blocks.0.mlp.hook_post"]
 
 
+# the module's own copy (as test_api_inputs.py has): the tests here leave hooks on and take them off
 @pytest.fixture(scope="module")
-def model() -> cs.HookedModel:
-    return cs.HookedModel(BY_NAME["llama_gqa"].build(), char_tokenizer())
+def model(tiny: TinyModels) -> cs.HookedModel:
+    return tiny.hooked("llama_gqa", char_tokenizer())
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_matching_replacements_still_apply(model: cs.HookedModel, tokens: torch.
     same = _run(model, tokens, "blocks.1.hook_resid_post", lambda x: x.clone())
     torch.testing.assert_close(same, clean)
     zeroed = _run(model, tokens, "blocks.1.hook_resid_post", lambda x: x.mul_(0))
-    expected = model.wiring.unembed(model.wiring.final_norm(torch.zeros(2, 6, model.cfg.d_model)))  # type: ignore[misc]
+    expected = model.wiring.unembed(model.wiring.final_norm(torch.zeros(2, 6, model.cfg.d_model)))  # type: ignore[misc]  # the wiring's callables are typed loosely (Module | Callable)
     torch.testing.assert_close(zeroed, expected.detach())
     assert not torch.allclose(zeroed, clean)
 
@@ -137,7 +137,7 @@ def test_a_hook_name_that_is_not_a_string_is_refused(model: cs.HookedModel, toke
 
 def test_an_unknown_direction_is_refused(model: cs.HookedModel) -> None:
     with pytest.raises(HookError, match="'fwd' or 'bwd'"):
-        model.add_hook("blocks.0.hook_resid_pre", _keep, "sideways")  # type: ignore[arg-type]
+        model.add_hook("blocks.0.hook_resid_pre", _keep, "sideways")  # type: ignore[arg-type]  # the bad input under test
     assert model.active_hooks() == []
 
 

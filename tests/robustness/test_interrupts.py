@@ -104,6 +104,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> S.ActivationStore:
     return sae_store(tmp_path_factory.mktemp("acts"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_sae_training_keeps_the_newest_checkpoint_and_resumes_bit_for_bit(
     store: S.ActivationStore, tmp_path: Path
 ) -> None:

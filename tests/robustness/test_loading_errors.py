@@ -18,8 +18,7 @@ from circuitscope import LoadError, load_model
 from circuitscope.core import loading
 from circuitscope.core.loading import DEFAULT_MODEL
 from tests.gguf_writer import write_llama_gguf
-from tests.steering.tiny_text import save_tiny_text_model
-from tests.tiny_models import BY_NAME, reference_output
+from tests.tiny_models import TinyModels, reference_output
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused at once
 FAST = 10.0  # seconds; transformers' retries take ~30 s without network
@@ -42,8 +41,8 @@ DAMAGES = ["model.safetensors", "tokenizer.json", "config.json"]
 
 # ------------------------------------------------------------------------------ model folders
 @pytest.mark.parametrize("file", DAMAGES)
-def test_damaged_model_folder_names_the_file(tmp_path: Path, file: str) -> None:
-    folder = save_tiny_text_model(tmp_path / "model")
+def test_damaged_model_folder_names_the_file(tiny: TinyModels, tmp_path: Path, file: str) -> None:
+    folder = Path(shutil.copytree(tiny.text_folder(), tmp_path / "model"))  # damaged below
     _damage(folder, file)
 
     with pytest.raises(LoadError) as info:
@@ -56,8 +55,8 @@ def test_damaged_model_folder_names_the_file(tmp_path: Path, file: str) -> None:
     assert "again" in message  # what to do: fetch or save it again
 
 
-def test_folder_without_tokenizer_files_loads_token_ids_only(tmp_path: Path) -> None:
-    folder = save_tiny_text_model(tmp_path / "model")
+def test_folder_without_tokenizer_files_loads_token_ids_only(tiny: TinyModels, tmp_path: Path) -> None:
+    folder = Path(shutil.copytree(tiny.text_folder(), tmp_path / "model"))  # damaged below
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (folder / name).unlink()
 
@@ -69,9 +68,9 @@ def test_folder_without_tokenizer_files_loads_token_ids_only(tmp_path: Path) -> 
         assert model(ids).shape == (1, 4, model.cfg.d_vocab)
 
 
-def test_tokenizer_config_without_its_tokenizer_is_a_load_error(tmp_path: Path) -> None:
+def test_tokenizer_config_without_its_tokenizer_is_a_load_error(tiny: TinyModels, tmp_path: Path) -> None:
     """Half a tokenizer (tokenizer.json lost) is refused, not silently dropped."""
-    folder = save_tiny_text_model(tmp_path / "model")
+    folder = Path(shutil.copytree(tiny.text_folder(), tmp_path / "model"))  # damaged below
     (folder / "tokenizer.json").unlink()
 
     with pytest.raises(LoadError, match=r"could not load its tokenizer from tokenizer_config\.json") as info:
@@ -81,11 +80,11 @@ def test_tokenizer_config_without_its_tokenizer_is_a_load_error(tmp_path: Path) 
 
 # -------------------------------------------------------------------- the embedded default's cache
 @pytest.fixture
-def cached_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def cached_default(tiny: TinyModels, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The embedded default's cache entry, converted from a tiny GGUF (with a tokenizer) instead of Gemma."""
     monkeypatch.setenv("CIRCUITSCOPE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CIRCUITSCOPE_NO_PROGRESS", "1")
-    gguf = write_llama_gguf(BY_NAME["llama_gqa"].build(), tmp_path / "tiny.gguf")
+    gguf = write_llama_gguf(tiny.hf("llama_gqa"), tmp_path / "tiny.gguf")
     target = loading.cache_home() / "models" / DEFAULT_MODEL
     loading._ensure_embedded(DEFAULT_MODEL, target, lambda path: Path(shutil.copyfile(gguf, path)))
     assert load_model(DEFAULT_MODEL).tokenizer is not None  # the entry is good before the test damages it
@@ -144,20 +143,22 @@ def test_misspelt_name_is_refused_fast_here(monkeypatch: pytest.MonkeyPatch, tmp
     assert "Did you mean 'gemma-3-270m'?" in _refused_fast("gemma-3-27m")
 
 
-def _fake_hub_cache(cache: Path, repo_id: str) -> torch.nn.Module:
+def _fake_hub_cache(tiny: TinyModels, cache: Path, repo_id: str) -> torch.nn.Module:
     """A tiny model laid out the way huggingface_hub caches a download of ``repo_id``."""
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo = cache / f"models--{repo_id.replace('/', '--')}"
-    model = BY_NAME["llama_gqa"].build()
+    model = tiny.hf("llama_gqa")
     model.save_pretrained(repo / "snapshots" / commit)
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(commit)
     return model
 
 
-def test_model_in_the_local_hub_cache_still_loads_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_model_in_the_local_hub_cache_still_loads_offline(
+    tiny: TinyModels, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     cache = tmp_path / "hub-cache"
-    source = _fake_hub_cache(cache, "tiny-org/tiny-llama")
+    source = _fake_hub_cache(tiny, cache, "tiny-org/tiny-llama")
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(hub_constants, "ENDPOINT", UNREACHABLE)
 

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from circuitscope.cli.main import app
 from circuitscope.progress import EVERY_ENV, NO_PROGRESS_ENV, progress, stages, status
-from tests.steering.tiny_text import save_tiny_text_model
+from tests.tiny_models import TinyModels
 
 runner = CliRunner()
 PERIODIC = re.compile(r"^(?P<stage>.+) (?P<done>\d+)/(?P<total>\d+) \(\d+%\), \d+:\d\d elapsed, ~\d+:\d\d left$")
@@ -44,11 +42,8 @@ def _progress_on(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread: None) -> None:
+    """Every test here on one torch thread (tests/conftest.py's ``one_thread``)."""
 
 
 def _lines(text: str) -> list[str]:
@@ -160,8 +155,8 @@ def test_no_progress_silences_everything(monkeypatch: pytest.MonkeyPatch, capsys
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_text_model(tmp_path_factory.mktemp("tiny-text"), layers=2)
+def folder(tiny: TinyModels) -> Path:
+    return tiny.text_folder(layers=2)
 
 
 @pytest.fixture(scope="module")

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import string
 from collections.abc import Callable
-from functools import cache
 from typing import Any, TypeVar
 
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import circuitscope as cs
 from circuitscope import CircuitscopeError
-from tests.steering.tiny_text import char_tokenizer
-from tests.tiny_models import BY_NAME, VOCAB
+from tests.tiny_models import VOCAB, TinyModels, char_tokenizer
 
 T = TypeVar("T")
+Models = dict[str, cs.HookedModel]
 FAMILIES = ("llama_gqa", "gpt2", "bert")
 SETTINGS = settings(
     max_examples=60,
@@ -31,9 +31,10 @@ SETTINGS = settings(
 )
 
 
-@cache
-def tiny(family: str) -> cs.HookedModel:
-    return cs.HookedModel(BY_NAME[family].build(), char_tokenizer())
+@pytest.fixture(scope="module")
+def models(tiny: TinyModels) -> dict[str, cs.HookedModel]:
+    """One model per family for the whole module: hypothesis runs each test body many times."""
+    return {family: tiny.hooked(family, char_tokenizer()) for family in FAMILIES}
 
 
 def attempt(call: Callable[[], T]) -> T | None:
@@ -135,8 +136,10 @@ def check_logits(logits: torch.Tensor, batch: int, pos: int, model: cs.HookedMod
 # ---------------------------------------------------------------------------- properties
 @SETTINGS
 @given(family=families, text=prompts, prepend_bos=st.sampled_from([None, True, False]))
-def test_text_prompts_tokenize_and_run_or_refuse(family: str, text: Any, prepend_bos: bool | None) -> None:
-    model = tiny(family)
+def test_text_prompts_tokenize_and_run_or_refuse(
+    models: Models, family: str, text: Any, prepend_bos: bool | None
+) -> None:
+    model = models[family]
     tokens = attempt(lambda: model.to_tokens(text, prepend_bos=prepend_bos))
     if tokens is not None:
         assert tokens.ndim == 2 and tokens.shape[1] >= 1 and tokens.dtype == torch.long
@@ -152,8 +155,8 @@ def test_text_prompts_tokenize_and_run_or_refuse(family: str, text: Any, prepend
 
 @SETTINGS
 @given(data=st.data(), family=families, tokens=token_inputs())
-def test_token_tensors_run_or_refuse(data: st.DataObject, family: str, tokens: Any) -> None:
-    model = tiny(family)
+def test_token_tensors_run_or_refuse(models: Models, data: st.DataObject, family: str, tokens: Any) -> None:
+    model = models[family]
     mask = data.draw(masks_for(tokens))
     with torch.no_grad():
         logits = attempt(lambda: model(tokens, attention_mask=mask))
@@ -167,8 +170,10 @@ def test_token_tensors_run_or_refuse(data: st.DataObject, family: str, tokens: A
 
 @SETTINGS
 @given(data=st.data(), family=families, replacement=replacements)
-def test_hooks_with_any_name_and_return_run_or_refuse(data: st.DataObject, family: str, replacement: str) -> None:
-    model = tiny(family)
+def test_hooks_with_any_name_and_return_run_or_refuse(
+    models: Models, data: st.DataObject, family: str, replacement: str
+) -> None:
+    model = models[family]
     name = data.draw(hook_names(model))
     tokens = torch.randint(0, VOCAB, (2, 5), generator=torch.Generator().manual_seed(0))
     fn = REPLACEMENTS[replacement]
@@ -187,9 +192,9 @@ def test_hooks_with_any_name_and_return_run_or_refuse(data: st.DataObject, famil
 @given(data=st.data(), family=families, layer=indices, head=indices, short=st.one_of(texts, st.sampled_from(
     ["resid_post", "pattern", "z", "embed", "ln_final", "q", "k", "v", "result", "mlp_out"])))  # fmt: skip
 def test_indices_and_names_resolve_or_refuse(
-    data: st.DataObject, family: str, layer: Any, head: Any, short: Any
+    models: Models, data: st.DataObject, family: str, layer: Any, head: Any, short: Any
 ) -> None:
-    model = tiny(family)
+    model = models[family]
     refused = attempt(lambda: model.check_layer_head(layer, head) or True) is None
     if isinstance(layer, int) and (head is None or isinstance(head, int)):
         n, h = model.cfg.n_layers, model.cfg.n_heads
@@ -210,8 +215,8 @@ def test_indices_and_names_resolve_or_refuse(
 
 @SETTINGS
 @given(data=st.data(), family=families, layer=indices)
-def test_cache_lookups_return_or_refuse(data: st.DataObject, family: str, layer: Any) -> None:
-    model = tiny(family)
+def test_cache_lookups_return_or_refuse(models: Models, data: st.DataObject, family: str, layer: Any) -> None:
+    model = models[family]
     tokens = torch.randint(0, VOCAB, (1, 4), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         _, cache_ = model.run_with_cache(tokens, names="blocks.*.hook_resid_*")
@@ -242,9 +247,9 @@ def test_cache_lookups_return_or_refuse(data: st.DataObject, family: str, layer:
     replacement=replacements,
 )
 def test_generate_returns_or_refuses(
-    data: st.DataObject, family: str, prompt: Any, max_new: Any, replacement: str
+    models: Models, data: st.DataObject, family: str, prompt: Any, max_new: Any, replacement: str
 ) -> None:
-    model = tiny(family)
+    model = models[family]
     hooked = data.draw(st.booleans())
     hooks = [(data.draw(hook_names(model)), lambda x, hook: REPLACEMENTS[replacement](x))] if hooked else []
     out = attempt(lambda: model.generate(prompt, max_new_tokens=max_new, hooks=hooks))
@@ -257,8 +262,8 @@ def test_generate_returns_or_refuses(
 
 @SETTINGS
 @given(data=st.data(), replacement=replacements)
-def test_backward_hooks_with_any_return_run_or_refuse(data: st.DataObject, replacement: str) -> None:
-    model = tiny("llama_gqa")
+def test_backward_hooks_with_any_return_run_or_refuse(models: Models, data: st.DataObject, replacement: str) -> None:
+    model = models["llama_gqa"]
     name = data.draw(hook_names(model))
     tokens = torch.randint(0, VOCAB, (2, 5), generator=torch.Generator().manual_seed(0))
     fn = REPLACEMENTS[replacement]
@@ -282,8 +287,8 @@ def test_backward_hooks_with_any_return_run_or_refuse(data: st.DataObject, repla
     ),
     text=st.one_of(texts, st.integers(), st.none()),
 )
-def test_decoding_and_single_tokens_return_or_refuse(ids: Any, text: Any) -> None:
-    model = tiny("llama_gqa")
+def test_decoding_and_single_tokens_return_or_refuse(models: Models, ids: Any, text: Any) -> None:
+    model = models["llama_gqa"]
     decoded = attempt(lambda: model.to_string(ids))
     if decoded is not None:
         assert isinstance(decoded, str | list)

@@ -3,33 +3,27 @@
 from __future__ import annotations
 
 import string
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
 
 import circuitscope as cs
-from tests.tiny_models import BY_NAME, VOCAB
+from tests.tiny_models import VOCAB, TinyModels
 
 CHARS = string.ascii_letters + string.digits + " .,;:!?'\"-()\n"
 
 
 @pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Small matrices run faster (and far more steadily on a shared CPU) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread: None) -> None:
+    """Every SAE test on one torch thread (tests/conftest.py's ``one_thread``)."""
 
 
-def char_tokenizer() -> object:
+def char_tokenizer() -> PreTrainedTokenizerFast:
     """A character-level fast tokenizer over the tiny models' 97-token vocabulary, BOS = id 1."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     vocab = {"<pad>": 0, "<bos>": 1, "<unk>": 2}
     for ch in CHARS:
         if len(vocab) < VOCAB:
@@ -48,16 +42,16 @@ TEXT = (
 
 
 @pytest.fixture(scope="session")
-def tiny_model() -> cs.HookedModel:
-    return cs.HookedModel(BY_NAME["llama_gqa"].build(), char_tokenizer())
+def tiny_model(tiny: TinyModels) -> cs.HookedModel:
+    return tiny.hooked("llama_gqa", char_tokenizer())
 
 
 @pytest.fixture(scope="session")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_folder(tiny: TinyModels, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model and its tokenizer saved as a Hugging Face folder (for the CLI)."""
     folder = tmp_path_factory.mktemp("tiny-llama-tok")
-    BY_NAME["llama_gqa"].build().save_pretrained(folder)  # type: ignore[operator]
-    char_tokenizer().save_pretrained(folder)  # type: ignore[attr-defined]
+    tiny.hf("llama_gqa").save_pretrained(folder)
+    char_tokenizer().save_pretrained(folder)
     return folder
 
 

@@ -35,6 +35,7 @@ def test_every_architecture_is_registered() -> None:
 def test_recovers_known_directions(arch: str, synthetic_store: tuple[S.ActivationStore, torch.Tensor]) -> None:
     store, directions = synthetic_store
     torch.set_num_threads(1)
+    # keyword-for-keyword like toy/test_induction_forms.py's ToyTrainConfig: two trainers' settings, not shared
     cfg = S.TrainConfig(
         architecture=arch,
         d_sae=64,

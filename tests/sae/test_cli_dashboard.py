@@ -35,10 +35,10 @@ def test_collect_train_eval_dashboard(tiny_folder: Path, corpus_file: Path, tmp_
     assert collected["n_tokens"] == 2000 and collected["shards"] == 3 and collected["d_in"] == 32
     trained = _json(["sae", "train", "--acts", str(acts), "--arch", "topk", "--k", "4", "--expansion", "2",
                      "--tokens", "8000", "--batch-size", "500", "--out", str(out)])  # fmt: skip
-    assert trained["d_sae"] == 64 and trained["steps"] == 16 and 0 < float(trained["final_l0"]) <= 4  # type: ignore[arg-type]
+    assert trained["d_sae"] == 64 and trained["steps"] == 16 and 0 < float(trained["final_l0"]) <= 4  # type: ignore[arg-type]  # a JSON value: float() of an untyped object
     assert S.load_sae(out).cfg.hook_name == HOOK
     evaluated = _json(["sae", "eval", *model, "--sae", str(out), "--contexts", "4"])
-    assert 0 < float(evaluated["l0"]) <= 4 and "ce_loss_recovered_mean_ablation" in evaluated  # type: ignore[arg-type]
+    assert 0 < float(evaluated["l0"]) <= 4 and "ce_loss_recovered_mean_ablation" in evaluated  # type: ignore[arg-type]  # a JSON value: float() of an untyped object
     assert evaluated["frequency_source"] == "evaluation tokens"
     # dead latents counted over the whole store (2,000 activations) instead of the held-out tokens
     over_store = _json(["sae", "eval", *model, "--sae", str(out), "--contexts", "4", "--acts", str(acts)])

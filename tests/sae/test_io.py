@@ -27,7 +27,7 @@ def _random(arch: str, d_in: int = 8, d_sae: int = 16) -> S.SAE:
         for p in sae.parameters():
             p.copy_(torch.rand(p.shape, generator=gen) * 0.2)
     if arch == "batchtopk":
-        sae.threshold.fill_(0.05)  # type: ignore[union-attr]
+        sae.threshold.fill_(0.05)  # type: ignore[union-attr]  # only the BatchTopK SAE has a threshold buffer
     return sae
 
 

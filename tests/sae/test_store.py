@@ -18,7 +18,7 @@ HOOK = "blocks.1.hook_resid_post"
 def _cfg(**kw: object) -> S.CollectConfig:
     base: dict[str, object] = dict(hook=HOOK, tokens=1500, context_size=16, batch_size=8, tokens_per_shard=300)
     base.update(kw)
-    return S.CollectConfig(**base)  # type: ignore[arg-type]
+    return S.CollectConfig(**base)  # type: ignore[arg-type]  # config fields passed through as a dict of objects
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ def _cfg(arch: str = "topk", **kw: object) -> S.TrainConfig:
         sparsity_warmup_steps=5, log_every=4, dead_after_tokens=256 * 3, shards_in_memory=3,
     )  # fmt: skip
     base.update(kw)
-    return S.TrainConfig(**base)  # type: ignore[arg-type]
+    return S.TrainConfig(**base)  # type: ignore[arg-type]  # config fields passed through as a dict of objects
 
 
 @pytest.mark.parametrize("arch", ["topk", "relu", "jumprelu", "batchtopk"])
@@ -80,10 +80,11 @@ def _ddp_worker(rank: int, world: int, port: int, folder: str, out: str, cfg: S.
     S.train_sae(S.ActivationStore(folder), cfg, out=out, progress_bar=False)
 
 
+@pytest.mark.slow
 def test_ddp_on_two_processes_equals_single_process(store: S.ActivationStore, tmp_path: Path) -> None:
     cfg = _cfg("topk", tokens=256 * 12, dead_after_tokens=10**9)
     single = S.train_sae(store, cfg, progress_bar=False)
-    mp.start_processes(  # type: ignore[no-untyped-call]
+    mp.start_processes(
         _ddp_worker,
         args=(2, _free_port(), str(store.folder), str(tmp_path), cfg),
         nprocs=2,

@@ -8,12 +8,12 @@ import torch
 import circuitscope as cs
 from circuitscope.steering import ICL_TASKS, FunctionVectorResult, function_vector, steering_hooks
 from circuitscope.steering.function_vectors import zero_shot_accuracy
-from tests.steering.tiny_text import tiny_text_model
+from tests.tiny_models import TinyModels
 
 
 @pytest.fixture(scope="module")
-def model() -> cs.HookedModel:
-    return tiny_text_model()
+def model(tiny: TinyModels) -> cs.HookedModel:
+    return tiny.text()
 
 
 @pytest.fixture(scope="module")

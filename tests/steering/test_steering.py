@@ -23,20 +23,29 @@ from circuitscope.steering import (
     steering_sweep,
     target_logprob,
 )
-from tests.steering.tiny_text import tiny_text_model
+from tests.tiny_models import TinyModels
 
 HOOK = "blocks.1.hook_resid_pre"
 TEXT = "the cat sat on the mat"
 
 
 @pytest.fixture(scope="module")
-def model() -> cs.HookedModel:
-    return tiny_text_model()
+def model(tiny: TinyModels) -> cs.HookedModel:
+    return tiny.text()
 
 
 @pytest.fixture(scope="module")
 def vec(model: cs.HookedModel) -> SteeringVector:
     return actadd_vector(model, "love", "hate", HOOK)
+
+
+def _greedy_by_full_forwards(model: cs.HookedModel, prompt: str, n: int, v: SteeringVector) -> list[int]:
+    """Greedy generation the slow way: a full steered forward pass over the whole text for each new token."""
+    tokens = model.to_tokens(prompt)
+    for _ in range(n):
+        logits = model.run_with_hooks(tokens, steering_hooks(v, model))
+        tokens = torch.cat([tokens, logits[:, -1].argmax(-1, keepdim=True)], 1)
+    return tokens[0].tolist()
 
 
 def _resid(model: cs.HookedModel, hooks: list) -> torch.Tensor:
@@ -79,11 +88,7 @@ def test_generation_steers_each_new_position_like_a_full_forward(model: cs.Hooke
     """Cached generation (one position per step) must steer the same positions as full forward passes."""
     v = vec.with_(coefficient=6.0, start_pos=3, end_pos=None)
     got = model.generate("abc", max_new_tokens=6, hooks=steering_hooks(v, model))
-    tokens = model.to_tokens("abc")
-    for _ in range(6):
-        logits = model.run_with_hooks(tokens, steering_hooks(v, model))
-        tokens = torch.cat([tokens, logits[:, -1].argmax(-1, keepdim=True)], 1)
-    assert got.tokens.tolist() == tokens[0].tolist()
+    assert got.tokens.tolist() == _greedy_by_full_forwards(model, "abc", 6, v)
     plain = model.generate("abc", max_new_tokens=6)
     assert plain.tokens.tolist() != got.tokens.tolist()  # the coefficient is large enough to matter
 
@@ -99,11 +104,7 @@ def test_a_position_window_steers_only_inside_it(model: cs.HookedModel, vec: Ste
     # during cached generation, positions past the window are left alone: same tokens as full forwards
     v = vec.with_(coefficient=6.0, start_pos=2, end_pos=4)
     got = model.generate("ab", max_new_tokens=4, hooks=steering_hooks(v, model))
-    tokens = model.to_tokens("ab")
-    for _ in range(4):
-        logits = model.run_with_hooks(tokens, steering_hooks(v, model))
-        tokens = torch.cat([tokens, logits[:, -1].argmax(-1, keepdim=True)], 1)
-    assert got.tokens.tolist() == tokens[0].tolist()
+    assert got.tokens.tolist() == _greedy_by_full_forwards(model, "ab", 4, v)
 
 
 def test_actadd_is_the_activation_difference(model: cs.HookedModel, vec: SteeringVector) -> None:
@@ -126,7 +127,7 @@ def test_caa_is_the_mean_difference_and_pca_finds_the_shared_axis(model: cs.Hook
 
 
 def test_saved_vector_loads_identical_and_is_refused_elsewhere(
-    model: cs.HookedModel, vec: SteeringVector, tmp_path: Path
+    tiny: TinyModels, model: cs.HookedModel, vec: SteeringVector, tmp_path: Path
 ) -> None:
     v = vec.with_(coefficient=2.5, mode="project", start_pos=1)
     path = save_vector(v, tmp_path / "love.safetensors")
@@ -151,7 +152,7 @@ def test_saved_vector_loads_identical_and_is_refused_elsewhere(
         v.model,
         v.details,
     )
-    other = tiny_text_model(seed=1)
+    other = tiny.text(seed=1)
     with pytest.raises(SteeringVectorMismatchError, match="built on model"):
         load_vector(path, model=other)
     with pytest.raises(SteeringVectorMismatchError, match="for hook"):

@@ -31,4 +31,4 @@ def test_bad_config() -> None:
     with pytest.raises(LabConfigError, match="n_layers"):
         InductionConfig(n_layers=0)
     with pytest.raises(LabConfigError, match="data"):
-        InductionConfig(data="wiki")  # type: ignore[arg-type]
+        InductionConfig(data="wiki")  # type: ignore[arg-type]  # the bad input under test

@@ -10,6 +10,7 @@ from circuitscope.toy.superposition import dimensions_per_feature, feature_dimen
 from circuitscope.toy.superposition_lab import sparsity_sweep
 
 
+@pytest.mark.slow
 def test_dense_keeps_the_two_most_important_and_sparse_packs_more() -> None:
     # quick settings (lr 1e-2, batch 256, 800 steps) reach the paper's two regimes
     result = sparsity_sweep(5, 2, 0.9, (0.0, 0.99), steps=800, batch_size=256, lr=1e-2, seed=0)

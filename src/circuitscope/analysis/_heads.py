@@ -20,13 +20,15 @@ attention pattern is ever stored.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Bool, Float, Int
 
+from circuitscope.analysis._top import top_cells
 from circuitscope.engine.batching import batch_slices
+from circuitscope.engine.grid import AxisName, ScoreGrid
 from circuitscope.errors import ShapeError
 
 if TYPE_CHECKING:
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DETECTORS",
+    "Detector",
     "ExpectedPattern",
     "HeadScores",
     "detector_scores",
@@ -52,9 +55,9 @@ ExpectedPattern = Callable[[Int[torch.Tensor, "batch pos"]], Bool[torch.Tensor, 
 """A function of the tokens giving, for each query position, the key positions a head 'should' attend to."""
 
 
-@dataclass(frozen=True)
-class HeadScores:
-    """One detector's score for every head."""
+@dataclass(frozen=True, kw_only=True)
+class HeadScores(ScoreGrid):
+    """One detector's score for every head, on axes ``("layer", "head")``."""
 
     name: str
     """Detector name (``previous_token``, ``duplicate_token``, ``induction``, ``copying``, ... or a user's)."""
@@ -62,13 +65,29 @@ class HeadScores:
     """Each head's score in [0, 1]; for attention detectors the mean attention mass on the expected positions."""
     n_queries: int
     """Number of samples averaged: (sequence, query position) pairs, or sampled tokens for OV scores."""
+    axes: tuple[AxisName, ...] = ("layer", "head")
+    """Always ``("layer", "head")``."""
+    labels: dict[str, list[str]] = field(default_factory=dict)
+    """Layer and head indices as text (filled from the shape of ``scores`` when not given)."""
+    metric: str = ""
+    """What the scores measure: the detector's name unless given."""
+    clean_value: None = None
+    """A detector has no clean run."""
+    corrupted_value: None = None
+    """A detector has no corrupted run."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.labels:
+            n_layers, n_heads = self.scores.shape
+            labels = {"layer": [str(i) for i in range(n_layers)], "head": [str(i) for i in range(n_heads)]}
+            object.__setattr__(self, "labels", labels)  # frozen: the default depends on the scores' shape
+        if not self.metric:
+            object.__setattr__(self, "metric", self.name)
 
     def top(self, k: int = 5) -> list[tuple[int, int, float]]:
         """The ``k`` highest-scoring heads as (layer, head, score)."""
-        flat = self.scores.flatten()
-        values, index = flat.topk(min(k, flat.numel()))
-        n_heads = self.scores.shape[1]
-        return [(int(i) // n_heads, int(i) % n_heads, float(v)) for v, i in zip(values, index, strict=True)]
+        return top_cells(self.scores, k)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``{"name": ..., "scores": [[...] per layer]}``."""
@@ -196,10 +215,17 @@ def repeated_random_tokens(
     return tokens
 
 
-def _bos_id(model: HookedModel) -> int | None:
+def bos_id(model: HookedModel) -> int | None:
+    """The BOS id the model's tokenizer prepends, or None (no tokenizer, or no BOS)."""
     if model.tokenizer is None or model.adapter.tokenization != "bos":
         return None
     return getattr(model.tokenizer, "bos_token_id", None)
+
+
+def first_ordinary_id(model: HookedModel) -> int:
+    """The lowest token id random tokens are drawn from: 0 without a tokenizer, else past the special tokens
+    at the start of real vocabularies (``min(1000, d_vocab // 10)``)."""
+    return 0 if model.tokenizer is None else min(1000, model.cfg.d_vocab // 10)
 
 
 def repeated_tokens_for_model(model: HookedModel, seq_len: int = 50, batch: int = 16, seed: int = 0) -> torch.Tensor:
@@ -207,59 +233,43 @@ def repeated_tokens_for_model(model: HookedModel, seq_len: int = 50, batch: int 
     (shortened to fit the context), BOS if the model's tokenizer prepends one.
 
     :func:`repeated_random_tokens` is the same sequence from a bare vocabulary size and generator."""
-    bos = _bos_id(model)
+    bos = bos_id(model)
     span = min(model.cfg.n_ctx - (bos is not None), 2 * seq_len) // 2
     if span < 2:
         raise ShapeError(f"the model's context ({model.cfg.n_ctx}) is too short for repeated random tokens")
-    low = 0 if model.tokenizer is None else min(1000, model.cfg.d_vocab // 10)  # skip special tokens of real vocabs
-    return repeated_random_tokens(model.cfg.d_vocab, span, batch, torch.Generator().manual_seed(seed), bos, low)
+    generator = torch.Generator().manual_seed(seed)
+    return repeated_random_tokens(model.cfg.d_vocab, span, batch, generator, bos, first_ordinary_id(model))
 
 
-def _on_default_tokens(
-    model: HookedModel,
-    tokens: Int[torch.Tensor, "batch pos"] | None,
-    seq_len: int,
-    batch: int,
-    seed: int,
-    pattern: ExpectedPattern,
-    name: str,
-) -> HeadScores:
-    """One detector on ``tokens``, or on repeated random tokens when none are given."""
-    tokens = repeated_tokens_for_model(model, seq_len, batch, seed) if tokens is None else tokens
-    return detector_scores(model, tokens, pattern, name)
+@dataclass(frozen=True)
+class Detector:
+    """A built-in attention detector, called as ``detector(model, tokens=None, *, seq_len=50, batch=16, seed=0)``:
+    every head's score on ``tokens`` (``[batch, pos]``), or on repeated random tokens
+    (:func:`repeated_tokens_for_model` with ``seq_len``, ``batch`` and ``seed``) when none are given."""
+
+    name: str
+    """Its name, a key of :data:`DETECTORS` (the expected pattern)."""
+    expects: str
+    """Where a head of this kind attends (the first line of its docstring)."""
+
+    def __post_init__(self) -> None:
+        if self.name not in DETECTORS:
+            raise ValueError(f"no built-in detector {self.name!r}; choose one of {list(DETECTORS)}")
+        object.__setattr__(self, "__doc__", f"{self.expects}\n\n{Detector.__doc__}")  # help(detector) says both
+
+    def __call__(
+        self,
+        model: HookedModel,
+        tokens: Int[torch.Tensor, "batch pos"] | None = None,
+        *,
+        seq_len: int = 50,
+        batch: int = 16,
+        seed: int = 0,
+    ) -> HeadScores:
+        tokens = repeated_tokens_for_model(model, seq_len, batch, seed) if tokens is None else tokens
+        return detector_scores(model, tokens, DETECTORS[self.name], self.name)
 
 
-def previous_token_scores(
-    model: HookedModel,
-    tokens: Int[torch.Tensor, "batch pos"] | None = None,
-    *,
-    seq_len: int = 50,
-    batch: int = 16,
-    seed: int = 0,
-) -> HeadScores:
-    """Attention to the previous position (on ``tokens``, or on repeated random tokens)."""
-    return _on_default_tokens(model, tokens, seq_len, batch, seed, previous_token_pattern, "previous_token")
-
-
-def duplicate_token_scores(
-    model: HookedModel,
-    tokens: Int[torch.Tensor, "batch pos"] | None = None,
-    *,
-    seq_len: int = 50,
-    batch: int = 16,
-    seed: int = 0,
-) -> HeadScores:
-    """Attention to earlier copies of the current token (on ``tokens``, or repeated random tokens)."""
-    return _on_default_tokens(model, tokens, seq_len, batch, seed, duplicate_token_pattern, "duplicate_token")
-
-
-def induction_scores(
-    model: HookedModel,
-    tokens: Int[torch.Tensor, "batch pos"] | None = None,
-    *,
-    seq_len: int = 50,
-    batch: int = 16,
-    seed: int = 0,
-) -> HeadScores:
-    """Attention to the token after an earlier copy of the current one (default: repeated random tokens)."""
-    return _on_default_tokens(model, tokens, seq_len, batch, seed, induction_pattern, "induction")
+previous_token_scores = Detector("previous_token", "Attention to the previous position.")
+duplicate_token_scores = Detector("duplicate_token", "Attention to earlier copies of the current token.")
+induction_scores = Detector("induction", "Attention to the token after an earlier copy of the current one.")

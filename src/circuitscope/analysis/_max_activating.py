@@ -23,7 +23,7 @@ indices within the document. A token tensor is run row by row as given (each row
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,6 +32,7 @@ from jaxtyping import Float, Int
 
 from circuitscope.engine.batching import batch_slices, batched
 from circuitscope.errors import ShapeError
+from circuitscope.progress import OnProgress, track
 
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
@@ -43,9 +44,6 @@ __all__ = [
     "activations_of",
     "max_activating",
 ]
-
-ProgressFn = Callable[[int, int], None]
-"""Called as ``progress(batches_done, batches_total)`` after each batch."""
 
 
 @dataclass(frozen=True)
@@ -199,12 +197,13 @@ def max_activating(
     context: tuple[int, int] = (10, 4),
     window: int = 128,
     batch_size: int = 8,
-    progress: ProgressFn | None = None,
+    on_progress: OnProgress | None = None,
 ) -> MaxActivating:
     """The ``k`` top (document, position) of each neuron and head over ``corpus`` (see the module docstring).
 
     ``context`` is the number of tokens shown (before, after) each position; ``window`` the
-    longest piece of a text run at once (capped at the model's context).
+    longest piece of a text run at once (capped at the model's context). ``on_progress(stage, done, total)``
+    is told each batch scanned (stage ``max-activating examples``; default: a progress bar on stderr).
     """
     if k < 1 or batch_size < 1:
         raise ValueError(f"k and batch_size must be at least 1, got k={k}, batch_size={batch_size}")
@@ -221,22 +220,12 @@ def max_activating(
         raise ShapeError("the corpus has no tokens to scan")
     stride = max(len(ids) for ids in docs) + 1  # key = doc * stride + pos orders the corpus
     tops = {u.label: _TopK(k) for u in units}
-    hooks_needed = sorted({u.hook for u in units}, key=lambda name: int(name.split(".")[1]))
-    deepest = max(hooks_needed, key=lambda name: (int(name.split(".")[1]), "mlp" in name))
+    by_depth = sorted(units, key=lambda u: (u.layer, u.kind == "neuron"))  # an MLP comes after its layer's attention
+    hooks_needed = list(dict.fromkeys(u.hook for u in by_depth))
     pad = model.tok.pad_token_id if model.tokenizer is not None else 0
     n_positions = 0
-    groups = batched(pieces, batch_size)
-    for b, batch in enumerate(groups):
-        width = max(len(ids) for _, _, ids, _ in batch)
-        tokens = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros(len(batch), width, dtype=torch.long)
-        keys = torch.zeros(len(batch), width, dtype=torch.long)
-        scored = torch.zeros(len(batch), width, dtype=torch.bool)
-        for row, (d, offset, ids, n_prefix) in enumerate(batch):
-            tokens[row, : len(ids)] = torch.tensor(ids)
-            mask[row, : len(ids)] = 1
-            scored[row, n_prefix : len(ids)] = True
-            keys[row, : len(ids)] = d * stride + offset + torch.arange(len(ids)) - n_prefix
+    for batch in track(batched(pieces, batch_size), "max-activating examples", on_progress):
+        tokens, mask, keys, scored = _batch_tensors(batch, stride, pad)
         n_positions += int(scored.sum())
         flat_keys = keys[scored]
 
@@ -251,32 +240,46 @@ def max_activating(
         with torch.no_grad():
             model.run_with_cache(
                 tokens,
-                names=deepest,
+                names=hooks_needed[-1],  # the deepest: the forward pass stops there
                 stop_early=True,
                 fwd_hooks=[(name, fold) for name in hooks_needed],
                 attention_mask=attention_mask,
             )
-        if progress is not None:
-            progress(b + 1, len(groups))
-    before, after = context
-    examples: dict[str, list[ActivatingExample]] = {}
-    for unit in units:
-        top = tops[unit.label]
-        rows = []
-        for value, key in zip(top.values.tolist(), top.keys.tolist(), strict=True):
-            d, pos = divmod(int(key), stride)
-            lo, hi = max(0, pos - before), min(len(docs[d]), pos + after + 1)
-            rows.append(
-                ActivatingExample(
-                    doc=d,
-                    pos=pos,
-                    activation=float(value),
-                    context=_str_tokens(model, docs[d][lo:hi]),
-                    highlight=pos - lo,
-                )
-            )
-        examples[unit.label] = rows
+    examples = {u.label: _examples_of(model, tops[u.label], docs, stride, context) for u in units}
     return MaxActivating(units=units, examples=examples, k=k, n_positions=n_positions)
+
+
+def _batch_tensors(
+    batch: list[tuple[int, int, list[int], int]], stride: int, pad: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(tokens, attention mask, corpus keys, scored)`` of a batch of pieces, padded on the right."""
+    width = max(len(ids) for _, _, ids, _ in batch)
+    tokens = torch.full((len(batch), width), pad, dtype=torch.long)
+    mask = torch.zeros(len(batch), width, dtype=torch.long)
+    keys = torch.zeros(len(batch), width, dtype=torch.long)
+    scored = torch.zeros(len(batch), width, dtype=torch.bool)
+    for row, (d, offset, ids, n_prefix) in enumerate(batch):
+        tokens[row, : len(ids)] = torch.tensor(ids)
+        mask[row, : len(ids)] = 1
+        scored[row, n_prefix : len(ids)] = True
+        keys[row, : len(ids)] = d * stride + offset + torch.arange(len(ids)) - n_prefix
+    return tokens, mask, keys, scored
+
+
+def _examples_of(
+    model: HookedModel, top: _TopK, docs: list[list[int]], stride: int, context: tuple[int, int]
+) -> list[ActivatingExample]:
+    """A unit's top positions as examples, with ``context`` = (before, after) tokens around each."""
+    before, after = context
+    rows = []
+    for value, key in zip(top.values.tolist(), top.keys.tolist(), strict=True):
+        d, pos = divmod(int(key), stride)
+        lo, hi = max(0, pos - before), min(len(docs[d]), pos + after + 1)
+        context_tokens = _str_tokens(model, docs[d][lo:hi])
+        rows.append(
+            ActivatingExample(doc=d, pos=pos, activation=float(value), context=context_tokens, highlight=pos - lo)
+        )
+    return rows
 
 
 def _str_tokens(model: HookedModel, ids: list[int]) -> list[str]:

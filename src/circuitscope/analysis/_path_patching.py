@@ -11,6 +11,11 @@ logits), with everything else held at its clean value:
 3. run the clean prompts once more, patching only the receivers' inputs with those values,
    and measure the metric.
 
+``positions`` (one per prompt) restricts step 3 to one position per prompt: the receivers' inputs
+take their step-2 values there only and keep their clean values elsewhere, as Wang et al. patch
+the name movers' queries at END only, or the S-inhibition heads' keys at S2 (templates differ in
+length, so the position is per prompt).
+
 This is a "noising" experiment (a corrupted value into the clean run), the opposite direction
 of :mod:`~circuitscope.analysis.patching`. Scores are the fraction of the corrupted-minus-clean
 change that the path carries: 0 = the clean run, 1 = as far as the whole corrupted run.
@@ -35,6 +40,7 @@ from typing import Literal
 
 import torch
 from jaxtyping import Int
+from torch import Tensor
 
 from circuitscope.analysis.patching import copies_metric
 from circuitscope.core.cache import ActivationCache
@@ -44,7 +50,7 @@ from circuitscope.core.replay import BlockReplay
 from circuitscope.engine.batching import batched
 from circuitscope.engine.grid import MetricGrid, component_labels
 from circuitscope.errors import ShapeError
-from circuitscope.progress import progress
+from circuitscope.progress import OnProgress, track
 from circuitscope.tasks.metrics import MetricName, normalise
 from circuitscope.tasks.task import Task
 
@@ -110,9 +116,26 @@ def _layer(name: str) -> int:
     return int(name.split(".")[1])
 
 
-def _check(model: HookedModel, task: Task) -> None:
+def _check(model: HookedModel, task: Task, label: str, positions: Tensor | None) -> Tensor | None:
+    """Refuse prompts longer than the context; the receivers' positions as a ``[batch]`` long tensor."""
     if task.seq_len > model.cfg.n_ctx:
         raise ShapeError("the task's prompts are longer than the model's context")
+    if positions is None:
+        return None
+    if label == "logits":
+        raise ShapeError(
+            "positions apply to receiver heads' inputs; the logits are read at the answer position: "
+            "leave positions out for receivers='logits'"
+        )
+    positions = torch.as_tensor(positions)
+    if positions.shape != (len(task),) or positions.dtype.is_floating_point:
+        raise ShapeError(
+            f"positions must be one integer position per prompt, shape ({len(task)},), got {tuple(positions.shape)} "
+            f"of {positions.dtype}"
+        )
+    if bool((positions < 0).any()) or bool((positions > task.answer_pos).any()):
+        raise ShapeError("positions must lie inside each prompt, between 0 and its answer position")
+    return positions.long()
 
 
 def _result(
@@ -133,12 +156,24 @@ def _result(
     )
 
 
-def _set_heads(x: torch.Tensor, heads: list[int] | None, value: torch.Tensor) -> torch.Tensor:
-    """``x`` with the given heads (axis 2) or everything taken from ``value``."""
-    if heads is None:
-        return value.clone()
+def _set_heads(x: torch.Tensor, heads: list[int] | None, value: torch.Tensor, at: Tensor | None = None) -> torch.Tensor:
+    """``x`` with the given heads (axis 2) or everything taken from ``value``; at one position per row
+    (``at``, ``[rows]``) or at every position (None)."""
+    if at is None:
+        if heads is None:
+            return value.clone()
+        x = x.clone()
+        x[:, :, heads] = value[:, :, heads]
+        return x
     x = x.clone()
-    x[:, :, heads] = value[:, :, heads]
+    rows = torch.arange(x.shape[0], device=x.device)
+    at = at.to(x.device)
+    if heads is None:
+        x[rows, at] = value[rows, at]
+    else:
+        part = x[rows, at]
+        part[:, heads] = value[rows, at][:, heads]
+        x[rows, at] = part
     return x
 
 
@@ -150,15 +185,19 @@ def path_patching(
     *,
     inputs: Sequence[ReceiverInput] = ("q", "k", "v"),
     metric: MetricName | None = None,
+    positions: Int[Tensor, " batch"] | None = None,
     batch_size: int = 256,
+    on_progress: OnProgress | None = None,
 ) -> PathPatchingResult:
     """Path patching from every sender head to ``receivers`` (``(layer, head)`` pairs' ``inputs``, or the logits).
 
-    ``batch_size`` bounds the rows of one forward pass, a row being one clean prompt with one sender patched.
+    ``positions``: the receivers' inputs are patched at ``positions[i]`` of prompt ``i`` only (None: at every
+    position). ``batch_size`` bounds the rows of one forward pass, a row being one clean prompt with one sender
+    patched. ``on_progress(stage, done, total)`` is called after each pass (None: a progress display).
     """
-    _check(model, task)
     metric = metric or task.metric
     targets, label, bound = _receivers(model, receivers, inputs)
+    at = _check(model, task, label, positions)
     n, n_heads, b = model.cfg.n_layers, model.cfg.n_heads, len(task)
     rows = torch.arange(b)
     clean_z: dict[str, torch.Tensor] = {}
@@ -177,7 +216,7 @@ def path_patching(
     raw = torch.full((n, n_heads), clean_value)
     copies = max(1, batch_size // b)
     work = [(layer, chunk) for layer in range(bound) for chunk in batched(range(n_heads), copies)]
-    for layer, chunk in progress(work, f"path patching into {label}", total=len(work)):
+    for layer, chunk in track(work, f"path patching into {label}", on_progress):
         k = len(chunk)
         live = {} if to_logits else {name: heads for name, heads in targets.items() if _layer(name) > layer}
         hooks: list[Hook] = []
@@ -210,24 +249,26 @@ def path_patching(
 
         hooks += [(name, capture) for name in live]
         resid = replay.resid_pre[layer].repeat(k, 1, 1)
-        positions = task.answer_pos.repeat(k)
+        answers = task.answer_pos.repeat(k)
         logits: torch.Tensor | None = None
         # step 2 ends once the receivers' inputs are cached
         with model.hooks(hooks), contextlib.suppress(_Stop):
-            logits = replay.run(layer, resid, positions)
+            logits = replay.run(layer, resid, answers)
         if not to_logits:  # step 3: only the receivers' inputs change
             start = min(_layer(name) for name in live)
+            where = None if at is None else at.repeat(k)
 
             def receive(
                 x: torch.Tensor,
                 hook: HookPoint,
                 live: dict[str, list[int] | None] = live,
                 captured: dict[str, torch.Tensor] = captured,
+                where: Tensor | None = where,
             ) -> torch.Tensor:
-                return _set_heads(x, live[hook.name], captured[hook.name])
+                return _set_heads(x, live[hook.name], captured[hook.name], where)
 
             with model.hooks([(name, receive) for name in live]):
-                logits = replay.run(start, replay.resid_pre[start].repeat(k, 1, 1), positions)
+                logits = replay.run(start, replay.resid_pre[start].repeat(k, 1, 1), answers)
         assert logits is not None
         raw[layer, chunk] = copies_metric(task, metric, logits, clean_logits).mean(1)
     return _result(model, task, label, metric, raw, clean_value, corrupted_value)
@@ -241,11 +282,12 @@ def naive_path_patching(
     *,
     inputs: Sequence[ReceiverInput] = ("q", "k", "v"),
     metric: MetricName | None = None,
+    positions: Int[Tensor, " batch"] | None = None,
 ) -> PathPatchingResult:
     """The reference: for every sender, two full forward passes of the clean prompts (steps 2 and 3)."""
-    _check(model, task)
     metric = metric or task.metric
     targets, label, _ = _receivers(model, receivers, inputs)
+    at = _check(model, task, label, positions)
     n, n_heads = model.cfg.n_layers, model.cfg.n_heads
     rows = torch.arange(len(task))
     z_names = "blocks.*.attn.hook_z"
@@ -267,7 +309,7 @@ def naive_path_patching(
             _, cache = model.run_with_cache(task.clean_tokens, names=list(targets), fwd_hooks=[(z_names, step2)])
 
             def step3(x: torch.Tensor, hook: HookPoint, cache: ActivationCache = cache) -> torch.Tensor:
-                return _set_heads(x, targets[hook.name], cache[hook.name])
+                return _set_heads(x, targets[hook.name], cache[hook.name], at)
 
             logits = model.run_with_hooks(task.clean_tokens, fwd_hooks=[(name, step3) for name in targets])
             raw[layer, head] = copies_metric(task, metric, logits[rows, task.answer_pos], clean_logits).mean(1)[0]

@@ -39,6 +39,7 @@ from circuitscope.core.replay import BlockReplay, unembed_at
 from circuitscope.engine.grid import MetricGrid, ScoreGrid, component_labels
 from circuitscope.engine.head_ablation import ablate_each_head
 from circuitscope.errors import ShapeError
+from circuitscope.progress import OnProgress
 from circuitscope.tasks.metrics import MetricName, normalise
 from circuitscope.tasks.task import Task
 
@@ -257,6 +258,7 @@ class AblationResult(ScoreGrid):
     corrupted_value: float
     """Mean metric of the corrupted run (for the normalised score)."""
 
+    # Same shape as HeadAblation.loss_increase on purpose: each result names its scores in its own words.
     @property
     def ablated(self) -> Float[torch.Tensor, " batch"]:
         """Metric per prompt on the clean prompts with the components ablated: the scores."""
@@ -334,10 +336,12 @@ def head_ablation_scan(
     metric: MetricName | None = None,
     seed: int = 0,
     batch_size: int = 256,
+    on_progress: OnProgress | None = None,
 ) -> HeadAblationScan:
     """Ablate every head alone (its ``attn.hook_z``).
 
     ``batch_size`` bounds the rows of one forward pass, a row being one prompt with one head ablated.
+    ``on_progress(stage, done, total)`` is told each forward pass done (default: a progress bar on stderr).
     """
     n, b = model.cfg.n_layers, len(task)
     metric = metric or task.metric
@@ -355,7 +359,9 @@ def head_ablation_scan(
         return copies_metric(task, metric, logits, clean_logits).mean(1)
 
     by_layer = {layer: values[c.hook] for layer, c in enumerate(components) if c.hook in values}
-    raw = ablate_each_head(replay, by_layer, measure, batch_size=batch_size, stage=f"{method}-ablating heads")
+    raw = ablate_each_head(
+        replay, by_layer, measure, batch_size=batch_size, stage=f"{method}-ablating heads", on_progress=on_progress
+    )
     return HeadAblationScan(
         method=method,
         scores=raw - clean_value,

@@ -20,6 +20,7 @@ from circuitscope.analysis.dla import DLAResult, direct_logit_attribution
 from circuitscope.analysis.patching import PatchingResult, activation_patching
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.progress import status
+from circuitscope.tasks.accuracy import TaskCheck
 from circuitscope.tasks.metrics import evaluate_metric
 from circuitscope.tasks.task import Task
 
@@ -65,6 +66,18 @@ class CausalAnalysis:
     resid_correlation: AttributionCorrelation
     top_heads: list[HeadSummary]
     seconds: float
+
+    @property
+    def check(self) -> TaskCheck:
+        """Whether the model can do the task at all (its :attr:`~TaskCheck.warning` heads the report when not)."""
+        return TaskCheck(
+            task=self.task.name,
+            n_prompts=len(self.task),
+            accuracy=self.clean_accuracy,
+            top1=self.clean_top1,
+            logit_diff=self.clean_logit_diff,
+            corrupted_logit_diff=self.corrupted_logit_diff,
+        )
 
     def to_json(self) -> dict[str, Any]:
         def grid(t: torch.Tensor) -> list[Any]:
@@ -112,6 +125,7 @@ class CausalAnalysis:
                 {"layer": h.layer, "head": h.head, "patching": h.patching, "dla": h.dla, "attends_to": h.attends_to}
                 for h in self.top_heads
             ],
+            "warning": self.check.warning,
             "seconds": round(self.seconds, 1),
         }
 

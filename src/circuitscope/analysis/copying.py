@@ -43,12 +43,12 @@ memory stays at ``n_tokens x chunk`` per head.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import torch
 from jaxtyping import Float, Int
 
-from circuitscope.analysis._heads import HeadScores
+from circuitscope.analysis._heads import HeadScores, bos_id, first_ordinary_id
 from circuitscope.core.norms import FrozenNorm, frozen_norm
 from circuitscope.engine.batching import batch_slices
 from circuitscope.errors import ShapeError
@@ -91,11 +91,11 @@ class CopyingConfig:
         for name in ("k", "n_tokens", "chunk", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"CopyingConfig.{name} must be at least 1, got {getattr(self, name)}")
-        if self.candidates not in ("sample", "full"):
+        if self.candidates not in get_args(Candidates):
             raise ValueError(f"CopyingConfig.candidates must be 'sample' or 'full', got {self.candidates!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CopyingScores(HeadScores):
     """One OV-circuit score (``copying`` or ``copy_suppression``) for every head.
 
@@ -121,7 +121,7 @@ class CopyingScores(HeadScores):
 def sample_token_ids(model: HookedModel, n: int, seed: int = 0) -> Int[torch.Tensor, " n"]:
     """``n`` distinct token ids (sorted) from the non-special range, drawn with ``seed``; all of them if fewer."""
     V = model.cfg.d_vocab
-    low = 0 if model.tokenizer is None else min(1000, V // 10)  # skip the special tokens at the start of real vocabs
+    low = first_ordinary_id(model)
     keep = torch.ones(V, dtype=torch.bool)
     keep[:low] = False
     special = getattr(model.tokenizer, "all_special_ids", None) or []
@@ -136,17 +136,11 @@ def sample_token_ids(model: HookedModel, n: int, seed: int = 0) -> Int[torch.Ten
     return pool[pick].sort().values
 
 
-def _bos(model: HookedModel) -> int | None:
-    if model.tokenizer is None or model.adapter.tokenization != "bos":
-        return None
-    return getattr(model.tokenizer, "bos_token_id", None)
-
-
 def effective_embeddings(
     model: HookedModel, tokens: Int[torch.Tensor, " n"], batch_size: int = 512
 ) -> tuple[Float[torch.Tensor, "n d_model"], Float[torch.Tensor, "n d_model"]]:
     """``(resid_pre of block 0, resid_post of block 0)`` at each token in the prompt ``[BOS, t]`` (or ``[t]``)."""
-    bos = _bos(model)
+    bos = bos_id(model)
     names = ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_post"]
     pre, post = [], []
     with torch.no_grad():

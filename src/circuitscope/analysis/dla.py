@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Float
 
+from circuitscope.analysis._top import top_cells
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.core.norms import FrozenNorm
 from circuitscope.errors import UnsupportedModelError
@@ -54,10 +55,7 @@ class DLAResult:
 
     def top_neurons(self, k: int = 10) -> list[tuple[int, int, float]]:
         """``(layer, neuron, contribution)`` of the k neurons with the largest |contribution|."""
-        flat = self.neurons.flatten()
-        idx = flat.abs().topk(min(k, flat.numel())).indices
-        d = self.neurons.shape[1]
-        return [(int(i) // d, int(i) % d, float(flat[i])) for i in idx]
+        return top_cells(self.neurons, k, by_abs=True)
 
 
 @torch.no_grad()

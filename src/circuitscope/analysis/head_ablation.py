@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from jaxtyping import Float, Int
 
+from circuitscope.analysis._top import top_cells
 from circuitscope.core.replay import BlockReplay
 from circuitscope.engine.grid import ScoreGrid
 from circuitscope.engine.head_ablation import ablate_each_head
@@ -54,10 +55,7 @@ class HeadAblation(ScoreGrid):
 
     def top(self, k: int = 5) -> list[tuple[int, int, float]]:
         """The ``k`` heads whose ablation hurts most, as (layer, head, loss increase)."""
-        flat = self.loss_increase.flatten()
-        values, index = flat.topk(min(k, flat.numel()))
-        n_heads = self.loss_increase.shape[1]
-        return [(int(i) // n_heads, int(i) % n_heads, float(v)) for v, i in zip(values, index, strict=True)]
+        return top_cells(self.loss_increase, k)
 
     def to_dict(self) -> dict[str, Any]:
         return {"loss_increase": self.loss_increase.tolist(), "clean_loss": self.clean_loss, "method": self.method}

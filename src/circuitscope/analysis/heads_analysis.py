@@ -12,7 +12,8 @@ that text and the max-activating examples of the top heads (:mod:`circuitscope.a
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,13 +23,13 @@ from circuitscope.analysis._heads import HeadScores, many_detector_scores, repea
 from circuitscope.analysis.composition import CompositionScores, composition_scores
 from circuitscope.analysis.copying import CopyingConfig, ov_copying
 from circuitscope.analysis.heads_text import (
-    ProgressFn,
     TextAnalysis,
     TextConfig,
     text_analysis,
     text_corpus,
     text_to_dict,
 )
+from circuitscope.progress import OnProgress, stages, track
 
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
@@ -46,8 +47,6 @@ DETECTOR_NAMES = ("previous_token", "duplicate_token", "induction", "copying", "
 
 EXAMPLE_SENTENCE = "When Mary and John went to the store, John gave a drink to"
 """Real-text example for the OV detectors (copying heads attend to the names here)."""
-
-StatusFn = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -195,51 +194,58 @@ def _examples(model: HookedModel, scores: dict[str, HeadScores], config: HeadsCo
     return sorted(out, key=lambda e: order[e.detector])
 
 
+@contextmanager
+def _stage(
+    name: str, on_progress: OnProgress | None, seconds: dict[str, float] | None = None, key: str = ""
+) -> Iterator[None]:
+    """A stage without counts, one unit of work: reported when the block starts and ends (timed in ``seconds[key]``)."""
+    start = time.perf_counter()
+    unit = track(range(1), name, on_progress)
+    next(unit)
+    yield
+    next(unit, None)  # the unit is done: the stage completes
+    if seconds is not None:
+        seconds[key] = time.perf_counter() - start
+
+
 def heads_analysis(
     model: HookedModel,
     model_name: str,
     config: HeadsConfig | None = None,
-    status: StatusFn | None = None,
-    progress: ProgressFn | None = None,
+    on_progress: OnProgress | None = None,
 ) -> HeadsAnalysis:
     """Run every detector (and composition, and the text measurements) on ``model``.
 
-    ``status(message)`` is told each stage as it starts; ``progress(stage, done, total)`` is
-    told the progress of the text measurements (forward passes, batches).
+    ``on_progress(stage, done, total)`` is told each stage as it starts and ends (``0`` then ``1`` of ``1``),
+    and the counts of the text measurements (forward passes, batches) inside their stage (default: a
+    progress bar per stage on stderr).
     """
+    if on_progress is None:  # one display for all the stages: the text's counts run inside a stage of their own
+        with stages() as report:
+            return heads_analysis(model, model_name, config, report)
     config = config or HeadsConfig()
-    say = status or (lambda _message: None)
     seconds: dict[str, float] = {}
     corpus = None
     if config.text is not None:  # read the text first: a bad source fails before the long work
-        start = time.perf_counter()
-        say(f"reading the text ({config.text.source})")
-        corpus = text_corpus(model, config.text)
-        seconds["text_read"] = time.perf_counter() - start
-    start = time.perf_counter()
-    say("attention detectors on repeated random tokens")
-    tokens = repeated_tokens_for_model(model, config.seq_len, config.batch, config.seed)
-    scores: dict[str, HeadScores] = dict(many_detector_scores(model, tokens, batch_size=config.batch))
-    seconds["attention_detectors"] = time.perf_counter() - start
-    start = time.perf_counter()
-    say("copying scores from the OV circuits")
-    copying, suppression = ov_copying(model, config.copying)
-    scores["copying"], scores["copy_suppression"] = copying, suppression
-    seconds["copying"] = time.perf_counter() - start
+        with _stage(f"reading the text ({config.text.source})", on_progress, seconds, "text_read"):
+            corpus = text_corpus(model, config.text)
+    with _stage("attention detectors on repeated random tokens", on_progress, seconds, "attention_detectors"):
+        tokens = repeated_tokens_for_model(model, config.seq_len, config.batch, config.seed)
+        scores: dict[str, HeadScores] = dict(many_detector_scores(model, tokens, batch_size=config.batch))
+    with _stage("copying scores from the OV circuits", on_progress, seconds, "copying"):
+        scores["copying"], scores["copy_suppression"] = ov_copying(model, config.copying)
     composition = None
     if config.composition:
-        start = time.perf_counter()
-        say("composition scores")
-        composition = composition_scores(model)
-        seconds["composition"] = time.perf_counter() - start
+        with _stage("composition scores", on_progress, seconds, "composition"):
+            composition = composition_scores(model)
     start = time.perf_counter()
     examples = _examples(model, scores, config)
     seconds["examples"] = time.perf_counter() - start
     scores = {name: scores[name] for name in DETECTOR_NAMES}
     text = None
     if config.text is not None:
-        say(f"head ablation and max-activating examples on {config.text.source}")
-        text = text_analysis(model, scores, config.text, progress, corpus)
+        with _stage(f"head ablation and max-activating examples on {config.text.source}", on_progress):
+            text = text_analysis(model, scores, config.text, on_progress, corpus)
         seconds.update({f"text_{stage}": s for stage, s in text.seconds.items() if stage != "text"})
     return HeadsAnalysis(
         model_name=model_name,

@@ -20,7 +20,7 @@ see :func:`circuitscope.sae.corpus.build_contexts`), and on those same tokens me
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -31,6 +31,7 @@ from jaxtyping import Int
 from circuitscope.analysis._max_activating import MaxActivating, max_activating
 from circuitscope.analysis.head_ablation import HeadAblation, head_ablation_importance
 from circuitscope.errors import CircuitscopeError
+from circuitscope.progress import OnProgress
 
 if TYPE_CHECKING:
     from circuitscope.analysis._heads import HeadScores
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ABLATION_KIND",
-    "ProgressFn",
     "TextAblation",
     "TextAnalysis",
     "TextConfig",
@@ -52,9 +52,6 @@ __all__ = [
 
 ABLATION_KIND = "ablation"
 """Key of the head whose ablation hurts most among the heads given max-activating examples."""
-
-ProgressFn = Callable[[str, int, int], None]
-"""``progress(stage, done, total)``."""
 
 
 class TextSourceError(CircuitscopeError, ValueError):
@@ -163,21 +160,22 @@ def text_analysis(
     model: HookedModel,
     scores: Mapping[str, HeadScores],
     config: TextConfig,
-    progress: ProgressFn | None = None,
+    on_progress: OnProgress | None = None,
     corpus: TextCorpus | None = None,
 ) -> TextAnalysis:
     """Ablation importance of every head and max-activating examples of the top heads of ``scores``.
 
-    ``corpus`` is the text as :func:`text_corpus` cuts it (read here when not given).
+    ``corpus`` is the text as :func:`text_corpus` cuts it (read here when not given). ``on_progress(stage,
+    done, total)`` is told the forward passes of the ablation and the batches of the max-activating scan
+    (default: a progress bar per stage on stderr).
     """
-    report = progress or (lambda _stage, _done, _total: None)
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     corpus = corpus if corpus is not None else text_corpus(model, config)
     seconds["text"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    ablation = head_ablation_importance(model, corpus.tokens, config.ablation, start_pos=0, on_progress=report)
+    ablation = head_ablation_importance(model, corpus.tokens, config.ablation, start_pos=0, on_progress=on_progress)
     seconds["head_ablation"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -190,7 +188,7 @@ def text_analysis(
         k=config.k + n_bos,
         context=config.context,
         batch_size=config.batch_size,
-        progress=lambda d, t: report("max-activating examples of the top heads", d, t),
+        on_progress=_renamed(on_progress, "max-activating examples of the top heads"),
     )
     examples = {
         label: [e for e in rows if not (corpus.has_bos and e.pos == 0)][: config.k]
@@ -199,6 +197,14 @@ def text_analysis(
     found = MaxActivating(found.units, examples, config.k, found.n_positions - n_bos)
     seconds["max_activating"] = time.perf_counter() - start
     return TextAnalysis(corpus, ablation, 0, found, heads, config, seconds)
+
+
+def _renamed(on_progress: OnProgress | None, stage: str) -> OnProgress | None:
+    """``on_progress`` reporting under ``stage`` whatever stage it is told (None stays None: the default display)."""
+    if on_progress is None:
+        return None
+    report = on_progress
+    return lambda _stage, done, total: report(stage, done, total)
 
 
 def _label(layer: int, head: int) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from jaxtyping import Float, Int
@@ -27,7 +27,7 @@ from circuitscope.core.replay import BlockReplay, unembed_at
 from circuitscope.engine.batching import batched
 from circuitscope.engine.grid import AxisName, MetricGrid, component_labels
 from circuitscope.errors import ShapeError
-from circuitscope.progress import progress
+from circuitscope.progress import OnProgress, track
 from circuitscope.tasks.metrics import MetricName, check_normalisable, evaluate_metric, normalise
 from circuitscope.tasks.task import Task
 
@@ -41,11 +41,9 @@ __all__ = [
 ]
 
 PatchTarget = Literal["resid_pre", "attn_out", "mlp_out", "head_out", "head_out_by_pos", "q", "k", "v", "pattern"]
-PATCH_TARGETS: tuple[str, ...] = (
-    "resid_pre", "attn_out", "mlp_out", "head_out", "head_out_by_pos", "q", "k", "v", "pattern",
-)  # fmt: skip
+PATCH_TARGETS: tuple[str, ...] = get_args(PatchTarget)
 
-PATCH_HOOKS: dict[str, str] = {
+PATCH_HOOKS: dict[PatchTarget, str] = {
     "resid_pre": "hook_resid_pre",
     "attn_out": "hook_attn_out",
     "mlp_out": "hook_mlp_out",
@@ -68,13 +66,15 @@ class PatchingResult(MetricGrid):
     metric itself (mean over prompts); ``labels["pos"]`` the tokens of the first clean prompt.
     """
 
-    target: str
+    target: PatchTarget
     """What was patched (one of ``PATCH_TARGETS``)."""
     tokens: Int[torch.Tensor, "batch pos"]
     """The clean tokens used, BOS included."""
 
 
-def _items(model: HookedModel, target: str, seq: int) -> tuple[tuple[AxisName, ...], list[tuple[int, ...]], int]:
+def _items(
+    model: HookedModel, target: PatchTarget, seq: int
+) -> tuple[tuple[AxisName, ...], list[tuple[int, ...]], int]:
     """Axes and the per-layer component indices of a target."""
     c = model.cfg
     if target in ("resid_pre", "attn_out", "mlp_out"):
@@ -85,7 +85,7 @@ def _items(model: HookedModel, target: str, seq: int) -> tuple[tuple[AxisName, .
     return ("layer", "kv_head" if target in ("k", "v") else "head"), [(h,) for h in range(n)], n
 
 
-def _patch_rows(target: str, x: torch.Tensor, rows: slice, clean: torch.Tensor, item: tuple[int, ...]) -> None:
+def _patch_rows(target: PatchTarget, x: torch.Tensor, rows: slice, clean: torch.Tensor, item: tuple[int, ...]) -> None:
     """In place: rows ``rows`` of ``x`` take the clean value of component ``item``."""
     if target in ("resid_pre", "attn_out", "mlp_out"):
         (p,) = item
@@ -113,7 +113,7 @@ def copies_metric(
     return values.view(copies, len(task))
 
 
-def _check(model: HookedModel, task: Task, target: str, layers: list[int] | None) -> list[int]:
+def _check(model: HookedModel, task: Task, target: PatchTarget, layers: list[int] | None) -> list[int]:
     if target not in PATCH_TARGETS:
         raise ShapeError(f"unknown patching target {target!r}; choose one of {PATCH_TARGETS}")
     chosen = list(range(model.cfg.n_layers)) if layers is None else layers
@@ -125,15 +125,23 @@ def _check(model: HookedModel, task: Task, target: str, layers: list[int] | None
 
 
 def _baselines(
-    model: HookedModel, task: Task, target: str
+    model: HookedModel, task: Task, target: PatchTarget
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     rows = torch.arange(len(task))
     last = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
-    names = [n for n in model.hook_names if n.endswith(PATCH_HOOKS[target])] + [last]
+    names = [f"blocks.{layer}.{PATCH_HOOKS[target]}" for layer in range(model.cfg.n_layers)] + [last]
     with torch.no_grad():  # stops after the last block: logits only at the answer positions
         cache = model.cache_activations(task.clean_tokens, names)
     clean_logits = unembed_at(model, cache[last], task.answer_pos)
     return dict(cache), clean_logits, rows
+
+
+def _run_values(
+    task: Task, metric: MetricName, clean_logits: torch.Tensor, corrupted_logits: torch.Tensor
+) -> tuple[float, float]:
+    """Mean metric of the clean and of the corrupted run."""
+    clean_value = float(copies_metric(task, metric, clean_logits, clean_logits).mean(1)[0])
+    return clean_value, float(copies_metric(task, metric, corrupted_logits, clean_logits).mean(1)[0])
 
 
 @torch.no_grad()
@@ -145,25 +153,26 @@ def activation_patching(
     metric: MetricName | None = None,
     layers: list[int] | None = None,
     batch_size: int = 256,
+    on_progress: OnProgress | None = None,
 ) -> PatchingResult:
     """Patch every component of ``target`` from the clean into the corrupted run, batched.
 
     ``batch_size`` bounds the rows of one forward pass, a row being one corrupted prompt with one patch.
+    ``on_progress(stage, done, total)`` is told each forward pass done (default: a progress bar on stderr).
     """
     chosen = _check(model, task, target, layers)
     metric = metric or task.metric
     clean_cache, clean_logits, _ = _baselines(model, task, target)
     replay = BlockReplay(model, task.corrupted_tokens)
     corrupted_logits = replay.logits_at(task.answer_pos)
-    clean_value = float(copies_metric(task, metric, clean_logits, clean_logits).mean(1)[0])
-    corrupted_value = float(copies_metric(task, metric, corrupted_logits, clean_logits).mean(1)[0])
+    clean_value, corrupted_value = _run_values(task, metric, clean_logits, corrupted_logits)
     check_normalisable(clean_value, corrupted_value, metric)  # refuse before the sweep, not after it
     axes, items, n_items = _items(model, target, task.seq_len)
     copies = max(1, batch_size // len(task))
     raw = torch.empty(len(chosen), n_items)
     work = [(li, layer, chunk) for li, layer in enumerate(chosen) for chunk in batched(items, copies)]
     offset: dict[int, int] = {}
-    for li, layer, chunk in progress(work, f"patching {target}", total=len(work)):
+    for li, layer, chunk in track(work, f"patching {target}", on_progress):
         k = len(chunk)
         clean = clean_cache[f"blocks.{layer}.{PATCH_HOOKS[target]}"]
         resid = replay.resid_pre[layer].repeat(k, 1, 1)
@@ -194,7 +203,7 @@ def activation_patching(
 def _result(
     model: HookedModel,
     task: Task,
-    target: str,
+    target: PatchTarget,
     metric: str,
     axes: tuple[AxisName, ...],
     raw: torch.Tensor,
@@ -226,13 +235,15 @@ def naive_activation_patching(
     metric: MetricName | None = None,
     layers: list[int] | None = None,
 ) -> PatchingResult:
-    """The reference: one full forward pass of the corrupted prompts per patched component."""
+    """The reference: one full forward pass of the corrupted prompts per patched component.
+
+    Its signature is :func:`activation_patching`'s on purpose (the tests call both alike), without the batching.
+    """
     chosen = _check(model, task, target, layers)
     metric = metric or task.metric
     clean_cache, clean_logits, rows = _baselines(model, task, target)
     corrupted_logits = model(task.corrupted_tokens)[rows, task.answer_pos]
-    clean_value = float(copies_metric(task, metric, clean_logits, clean_logits).mean(1)[0])
-    corrupted_value = float(copies_metric(task, metric, corrupted_logits, clean_logits).mean(1)[0])
+    clean_value, corrupted_value = _run_values(task, metric, clean_logits, corrupted_logits)
     axes, items, n_items = _items(model, target, task.seq_len)
     raw = torch.empty(len(chosen), n_items)
     everything = slice(None)

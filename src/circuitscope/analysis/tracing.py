@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from jaxtyping import Float
@@ -36,6 +36,7 @@ from circuitscope.analysis.tracing_inputs import (
 )
 from circuitscope.analysis.tracing_results import (
     CORRUPTIONS,
+    Corruption,
     HeadTraceResult,
     NeuronTraceResult,
     TraceBaseline,
@@ -46,20 +47,20 @@ from circuitscope.core.hook_points import HookPoint
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.core.replay import BlockReplay
 from circuitscope.engine.batching import batched
+from circuitscope.engine.grid import AxisName, component_labels
 from circuitscope.errors import ShapeError, TokenizationError
-from circuitscope.progress import progress
+from circuitscope.progress import OnProgress, track
 
 __all__ = [
-    "CORRUPTIONS", "TRACE_KINDS", "HeadTraceResult", "NeuronTraceResult", "TraceBaseline", "TraceConfig",
+    "CORRUPTIONS", "TRACE_KINDS", "Corruption", "HeadTraceResult", "NeuronTraceResult", "TraceBaseline", "TraceConfig",
     "TraceResult", "causal_trace", "embedding_noise", "embedding_std", "subject_span", "trace_heads", "trace_neurons",
 ]  # fmt: skip
 
 TraceKind = Literal["resid", "mlp", "attn"]
-Corruption = Literal["noise", "resample"]
+"""What a layer x token trace restores: the layer's output, its MLP output or its attention output."""
 At = Literal["subject_last", "last", "all"] | int
-TRACE_KINDS: tuple[str, ...] = ("resid", "mlp", "attn")
-_KIND_HOOK = {"resid": "hook_resid_post", "mlp": "hook_mlp_out", "attn": "hook_attn_out"}
-OnProgress = Callable[[str, int, int], None] | None
+TRACE_KINDS: tuple[str, ...] = get_args(TraceKind)
+_KIND_HOOK: dict[TraceKind, str] = {"resid": "hook_resid_post", "mlp": "hook_mlp_out", "attn": "hook_attn_out"}
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -73,6 +74,10 @@ def _prompt_tokens(model: HookedModel, prompt: Prompt) -> torch.Tensor:
     if not isinstance(prompt, torch.Tensor) or prompt.ndim != 1 or prompt.numel() == 0:
         raise ShapeError("the prompt must be text or a non-empty 1-d tensor of token ids")
     return prompt.to(model.device)
+
+
+def _tuple(subjects: Sequence[str] | None) -> tuple[str, ...] | None:
+    return None if subjects is None else tuple(subjects)
 
 
 def _span(model: HookedModel, tokens: torch.Tensor, subject: Subject) -> tuple[int, int]:
@@ -114,6 +119,17 @@ class _Setup:
     corrupted: dict[str, torch.Tensor]
 
 
+def _target_id(model: HookedModel, target: str | int | None, clean_probs: torch.Tensor) -> int:
+    """The target's token id: the clean top-1 token when ``target`` is None."""
+    if target is None:
+        return int(clean_probs.argmax())
+    if isinstance(target, str):
+        return model.to_single_token(target)
+    if not 0 <= int(target) < model.cfg.d_vocab:
+        raise ShapeError(f"target id {int(target)} is outside the vocabulary of {model.cfg.d_vocab}")
+    return int(target)
+
+
 @torch.no_grad()
 def _prepare(
     model: HookedModel,
@@ -141,14 +157,7 @@ def _prepare(
     with model.hooks([(n, saver(clean)) for n in clean_names]):
         clean_run = BlockReplay(model, tokens[None])
     clean_probs = clean_run.logits_at(torch.tensor([last], device=tokens.device)).float().softmax(-1)[0]
-    if target is None:
-        target_id = int(clean_probs.argmax())
-    elif isinstance(target, str):
-        target_id = model.to_single_token(target)
-    else:
-        target_id = int(target)
-        if not 0 <= target_id < model.cfg.d_vocab:
-            raise ShapeError(f"target id {target_id} is outside the vocabulary of {model.cfg.d_vocab}")
+    target_id = _target_id(model, target, clean_probs)
     noise_std: float | None = None
     replaced: list[str] = []
     hooks: list[tuple[str, Callable[..., Any]]] = [(n, saver(corrupted)) for n in corrupted_names]
@@ -199,7 +208,7 @@ def _edit(x: torch.Tensor, rows: slice, r: _Restore, clean: torch.Tensor) -> Non
 
 @torch.no_grad()
 def _restored_probs(
-    setup: _Setup, groups: list[list[_Restore]], description: str, on_progress: OnProgress = None
+    setup: _Setup, groups: list[list[_Restore]], description: str, on_progress: OnProgress | None = None
 ) -> Float[torch.Tensor, " group"]:
     """Mean target probability over samples with each group's clean activations restored together."""
     model, replay = setup.model, setup.replay
@@ -211,11 +220,7 @@ def _restored_probs(
         return min((r.entry for r in group), default=n_layers)
 
     order = sorted(range(len(groups)), key=lambda i: entry(groups[i]))
-    chunks = batched(order, max(1, setup.cfg.batch_size // samples))
-    steps = chunks if on_progress is not None else progress(chunks, description, total=len(chunks))
-    for done, chunk in enumerate(steps):
-        if on_progress is not None:
-            on_progress(description, done, len(chunks))
+    for chunk in track(batched(order, max(1, setup.cfg.batch_size // samples)), description, on_progress):
         start = min(entry(groups[i]) for i in chunk)
         resid = (replay.resid_pre[start] if start < n_layers else replay.final_resid).repeat(len(chunk), 1, 1)
         resid = resid.clone()
@@ -242,9 +247,23 @@ def _restored_probs(
             logits = replay.run(start, resid, torch.full((resid.shape[0],), last, device=resid.device))
         probs = logits.float().softmax(-1)[:, setup.baseline.target_id].view(len(chunk), samples)
         out[torch.tensor(chunk)] = probs.mean(1).cpu()
-    if on_progress is not None:
-        on_progress(description, len(chunks), len(chunks))
     return out
+
+
+def _grid(
+    setup: _Setup, restored: torch.Tensor, axes: tuple[AxisName, ...], labels: dict[str, list[str]]
+) -> dict[str, Any]:
+    """The score-grid fields every trace shares: the restored probabilities and their indirect effects."""
+    base = setup.baseline
+    return {
+        "baseline": base,
+        "restored": restored,
+        "scores": restored - base.corrupted_prob,
+        "axes": axes,
+        "labels": labels,
+        "clean_value": base.clean_prob,
+        "corrupted_value": base.corrupted_prob,
+    }
 
 
 def _window(layer: int, window: int, n_layers: int) -> range:
@@ -282,7 +301,7 @@ def causal_trace(
     target: str | int | None = None,
     seed: int = 0,
     batch_size: int = 256,
-    on_progress: OnProgress = None,
+    on_progress: OnProgress | None = None,
 ) -> TraceResult:
     """Restore each (layer, token) state of ``kind`` into the subject-corrupted run: ``[layer, pos]`` effects.
 
@@ -297,9 +316,7 @@ def causal_trace(
         raise ShapeError(f"unknown trace kind {kind!r}; choose one of {TRACE_KINDS}")
     if not (isinstance(window, int) and window >= 1):
         raise ShapeError(f"window must be an integer >= 1 (layers restored together), got {window!r}")
-    cfg = TraceConfig(
-        corruption, noise_scale, n_samples, None if subjects is None else tuple(subjects), seed, batch_size
-    )
+    cfg = TraceConfig(corruption, noise_scale, n_samples, _tuple(subjects), seed, batch_size)
     hook = _KIND_HOOK[kind]
     n_layers = model.cfg.n_layers
     setup = _prepare(model, prompt, subject, cfg, target, [f"blocks.{la}.{hook}" for la in range(n_layers)])
@@ -316,15 +333,13 @@ def causal_trace(
     restored = torch.full((n_layers, seq), setup.baseline.corrupted_prob)
     for (la, p), value in zip(cells, probs.tolist(), strict=True):
         restored[la, p] = value
-    return TraceResult(
-        baseline=setup.baseline,
-        kind=kind,
-        window=1 if kind == "resid" else window,
-        restored=restored,
-        indirect_effect=restored - setup.baseline.corrupted_prob,
-    )
+    labels = component_labels(model, ("layer", "pos"), prompt=setup.tokens)
+    grid = _grid(setup, restored, ("layer", "pos"), labels)
+    return TraceResult(**grid, kind=kind, window=1 if kind == "resid" else window)
 
 
+# causal_trace, trace_heads and trace_neurons share their corruption keywords (corruption ... on_progress) on
+# purpose: each is a public entry point whose signature documents every option; TraceConfig holds them inside.
 @torch.no_grad()
 def trace_heads(
     model: HookedModel,
@@ -340,16 +355,14 @@ def trace_heads(
     target: str | int | None = None,
     seed: int = 0,
     batch_size: int = 256,
-    on_progress: OnProgress = None,
+    on_progress: OnProgress | None = None,
 ) -> HeadTraceResult:
     """Restore one attention head's output (``blocks.L.attn.hook_z``, head h) at a time: ``[layer, head]`` effects.
 
     ``at`` picks the tokens where the head is restored: ``"subject_last"`` (default), ``"last"``,
     ``"all"`` (every token at once) or a position. Layers not in ``layers`` are NaN.
     """
-    cfg = TraceConfig(
-        corruption, noise_scale, n_samples, None if subjects is None else tuple(subjects), seed, batch_size
-    )
+    cfg = TraceConfig(corruption, noise_scale, n_samples, _tuple(subjects), seed, batch_size)
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     chosen = list(range(n_layers)) if layers is None else [int(la) for la in layers]
     for la in chosen:
@@ -363,7 +376,8 @@ def trace_heads(
     restored = torch.full((n_layers, n_heads), float("nan"))
     for (la, h), value in zip(cells, probs.tolist(), strict=True):
         restored[la, h] = value
-    return HeadTraceResult(setup.baseline, positions, restored, restored - setup.baseline.corrupted_prob)
+    grid = _grid(setup, restored, ("layer", "head"), component_labels(model, ("layer", "head")))
+    return HeadTraceResult(**grid, positions=positions)
 
 
 @torch.no_grad()
@@ -384,7 +398,7 @@ def trace_neurons(
     target: str | int | None = None,
     seed: int = 0,
     batch_size: int = 256,
-    on_progress: OnProgress = None,
+    on_progress: OnProgress | None = None,
 ) -> NeuronTraceResult:
     """Restore one MLP neuron (``blocks.{layer}.mlp.hook_post``) at a time; the top neurons by indirect effect.
 
@@ -394,9 +408,7 @@ def trace_neurons(
     output weights. A neuron whose activation is unchanged has an effect of exactly 0, so this
     keeps the large effects at a fraction of the cost on wide MLPs.
     """
-    cfg = TraceConfig(
-        corruption, noise_scale, n_samples, None if subjects is None else tuple(subjects), seed, batch_size
-    )
+    cfg = TraceConfig(corruption, noise_scale, n_samples, _tuple(subjects), seed, batch_size)
     model.check_layer_head(layer)
     layer %= model.cfg.n_layers
     if top_k < 1 or (candidates is not None and candidates < 1):
@@ -417,12 +429,6 @@ def trace_neurons(
     restored = _restored_probs(setup, groups, f"tracing layer {layer} neurons", on_progress)
     effect = restored - setup.baseline.corrupted_prob
     best = effect.topk(min(top_k, len(pool))).indices.tolist()
-    return NeuronTraceResult(
-        baseline=setup.baseline,
-        layer=layer,
-        positions=positions,
-        neurons=pool,
-        restored=restored,
-        indirect_effect=effect,
-        top=[(pool[i], float(effect[i])) for i in best],
-    )
+    grid = _grid(setup, restored, ("neuron",), {"neuron": [str(n) for n in pool]})
+    top = [(pool[i], float(effect[i])) for i in best]
+    return NeuronTraceResult(**grid, layer=layer, positions=positions, neurons=pool, top=top)

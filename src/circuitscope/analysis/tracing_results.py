@@ -1,22 +1,27 @@
 """Causal tracing's configuration and results: :class:`TraceConfig`, :class:`TraceBaseline` and the traces.
 
-Plain frozen dataclasses with ``to_dict`` for JSON; the engine that fills them lives in
+The traces are score grids (:class:`~circuitscope.engine.grid.ScoreGrid`) whose scores are the
+indirect effects, with ``to_dict`` (= ``to_json``) for JSON; the engine that fills them lives in
 :mod:`circuitscope.analysis.tracing`, which re-exports every name here.
 """
 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from jaxtyping import Float
 
+from circuitscope.analysis._top import top_cells
+from circuitscope.engine.grid import ScoreGrid
 from circuitscope.errors import ShapeError
 
 __all__ = [
     "CORRUPTIONS",
+    "Corruption",
     "HeadTraceResult",
     "NeuronTraceResult",
     "TraceBaseline",
@@ -25,14 +30,16 @@ __all__ = [
     "strongest_cells",
 ]
 
-CORRUPTIONS: tuple[str, ...] = ("noise", "resample")
+Corruption = Literal["noise", "resample"]
+"""How the subject is corrupted: Gaussian noise on its embeddings, or other subjects put in its place."""
+CORRUPTIONS: tuple[str, ...] = get_args(Corruption)
 
 
 @dataclass(frozen=True)
 class TraceConfig:
     """How the subject is corrupted and how the work is batched."""
 
-    corruption: str = "noise"
+    corruption: Corruption = "noise"
     """``"noise"`` (Gaussian noise on the subject's embeddings) or ``"resample"`` (other subjects)."""
     noise_scale: float = 3.0
     """Noise standard deviation as a multiple of :func:`embedding_std` (ROME uses 3)."""
@@ -112,20 +119,41 @@ class TraceBaseline:
         }
 
 
-@dataclass(frozen=True)
-class TraceResult:
-    """A layer x token causal trace of one kind of state."""
+@dataclass(frozen=True, kw_only=True)
+class _Restorations(ScoreGrid, ABC):
+    """Restorations measured against one baseline: ``scores`` is the indirect effect of each,
+    ``restored - corrupted_prob``; ``clean_value`` / ``corrupted_value`` are the target's clean and
+    corrupted probabilities."""
 
-    baseline: TraceBaseline
+    baseline: TraceBaseline = field(metadata={"json": False})
     """Prompt, target, clean and corrupted probabilities."""
+    restored: Float[torch.Tensor, "..."]
+    """Probability of the target with the state restored (mean over samples), same shape as ``scores``."""
+    metric: str = "prob"
+    """The target's probability."""
+
+    @property
+    def indirect_effect(self) -> Float[torch.Tensor, "..."]:
+        """``restored - corrupted_prob``: the scores."""
+        return self.scores
+
+    @abstractmethod
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the baseline's fields, ``restored`` and ``indirect_effect``, and the trace's own."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The same as :meth:`to_dict`."""
+        return self.to_dict()
+
+
+@dataclass(frozen=True, kw_only=True)
+class TraceResult(_Restorations):
+    """A layer x token causal trace of one kind of state: ``scores`` (the indirect effects) on ``("layer", "pos")``."""
+
     kind: str
     """``"resid"``, ``"mlp"`` or ``"attn"``."""
     window: int
     """Layers restored together (1 for ``"resid"``)."""
-    restored: Float[torch.Tensor, "layer pos"]
-    """Probability of the target with the state at (layer, token) restored (mean over samples)."""
-    indirect_effect: Float[torch.Tensor, "layer pos"]
-    """``restored - corrupted_prob``."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -137,25 +165,16 @@ class TraceResult:
         }
 
 
-@dataclass(frozen=True)
-class HeadTraceResult:
-    """The effect of restoring each attention head's output alone."""
+@dataclass(frozen=True, kw_only=True)
+class HeadTraceResult(_Restorations):
+    """The effect of restoring each attention head's output alone: ``scores`` on ``("layer", "head")``."""
 
-    baseline: TraceBaseline
-    """Prompt, target, clean and corrupted probabilities."""
     positions: list[int]
     """Token positions at which each head's output was restored (together)."""
-    restored: Float[torch.Tensor, "layer head"]
-    """Probability of the target with one head restored (mean over samples)."""
-    indirect_effect: Float[torch.Tensor, "layer head"]
-    """``restored - corrupted_prob``."""
 
     def top(self, k: int = 10) -> list[tuple[int, int, float]]:
         """``(layer, head, effect)`` of the k heads with the largest indirect effect."""
-        flat = self.indirect_effect.flatten()
-        idx = flat.topk(min(k, flat.numel())).indices
-        n_heads = self.indirect_effect.shape[1]
-        return [(int(i) // n_heads, int(i) % n_heads, float(flat[i])) for i in idx]
+        return top_cells(self.indirect_effect, k)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -167,22 +186,16 @@ class HeadTraceResult:
         }
 
 
-@dataclass(frozen=True)
-class NeuronTraceResult:
-    """The effect of restoring single MLP neurons of one layer."""
+@dataclass(frozen=True, kw_only=True)
+class NeuronTraceResult(_Restorations):
+    """The effect of restoring single MLP neurons of one layer: ``scores`` on ``("neuron",)``, one per ``neurons``."""
 
-    baseline: TraceBaseline
-    """Prompt, target, clean and corrupted probabilities."""
     layer: int
     """The layer whose neurons were restored."""
     positions: list[int]
     """Token positions at which each neuron was restored (together)."""
     neurons: list[int]
     """The neurons restored, in the order of ``restored``."""
-    restored: Float[torch.Tensor, " neuron"]
-    """Probability of the target with one neuron restored (mean over samples)."""
-    indirect_effect: Float[torch.Tensor, " neuron"]
-    """``restored - corrupted_prob``."""
     top: list[tuple[int, float]] = field(default_factory=list)
     """``(neuron, effect)`` of the ``top_k`` neurons with the largest indirect effect."""
 
@@ -200,7 +213,4 @@ class NeuronTraceResult:
 
 def strongest_cells(result: TraceResult, k: int = 5) -> list[tuple[int, int, float]]:
     """``(layer, position, effect)`` of the k (layer, token) restorations with the largest indirect effect."""
-    flat = result.indirect_effect.flatten()
-    seq = result.indirect_effect.shape[1]
-    idx = flat.topk(min(k, flat.numel())).indices
-    return [(int(i) // seq, int(i) % seq, float(flat[i])) for i in idx]
+    return top_cells(result.indirect_effect, k)

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
@@ -33,12 +32,14 @@ from circuitscope.circuits.graph import CircuitError
 from circuitscope.circuits.reference import Ablation
 from circuitscope.core.fingerprint import model_fingerprint
 from circuitscope.core.hooked_model import HookedModel
+from circuitscope.progress import OnProgress, track
 from circuitscope.tasks.metrics import evaluate_metric
 from circuitscope.tasks.task import Task
 
 __all__ = ["acdc"]
 
 Criterion = Literal["kl", "metric"]
+"""What an edge's removal is judged by: the KL divergence from the full model, or the task metric."""
 
 
 def acdc(
@@ -51,52 +52,44 @@ def acdc(
     batch_size: int = 32,
     seed: int = 0,
     model_name: str = "model",
-    progress: Callable[[int], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> Circuit:
-    """Prune the graph greedily; the kept edges are the circuit. See the module docstring."""
+    """Prune the graph greedily; the kept edges are the circuit. See the module docstring.
+
+    ``on_progress(stage, done, total)`` is told each edge tried or pruned (stage ``acdc``, ``total`` the graph's
+    edges; default: a progress bar on stderr).
+    """
     if not threshold >= 0 or math.isinf(threshold):
         raise CircuitError(f"threshold must be a finite number >= 0, got {threshold}")
-    if criterion not in ("kl", "metric"):
+    if criterion not in get_args(Criterion):
         raise CircuitError(f"unknown ACDC criterion {criterion!r}; choose 'kl' or 'metric'")
     t0 = time.perf_counter()
     runner = CircuitRunner(model, task, ablation=ablation, batch_size=batch_size, seed=seed)
     graph = runner.graph
 
-    def damage_of(edges: torch.Tensor) -> float:
-        logits = runner.logits(edges)
-        if criterion == "metric":
-            return runner._mean(logits)
-        total = 0.0
-        for lg, clean in zip(logits, runner.clean_logits, strict=True):
-            rows = torch.zeros(lg.shape[0], dtype=torch.long, device=lg.device)
-            kl = evaluate_metric("kl", lg, rows, rows, clean)
-            total += float(kl.double().sum())
-        return total / len(task)
-
     keep = graph.allowed.clone()
     scores = torch.full(keep.shape, math.nan)
-    current = damage_of(keep)
+    current = _damage(runner, criterion, keep)
     tried = 0
-    for r in reversed(range(graph.n_receivers)):
-        rec = graph.receivers[r]
-        senders = keep[:, r].nonzero().flatten().tolist()
-        if rec.kind != "logits" and not _node_used(graph, keep, r):
-            keep[:, r] = False
-            if progress is not None:
-                progress(len(senders))
-            continue
-        for u in reversed(senders):
+    # every edge in visiting order: receivers from the logits backwards, latest sender first
+    senders = [reversed(keep[:, r].nonzero().flatten().tolist()) for r in range(graph.n_receivers)]
+    edges = [(u, r) for r in reversed(range(graph.n_receivers)) for u in senders[r]]
+    visiting, unused = -1, False
+    for u, r in track(edges, "acdc", on_progress):
+        if r != visiting:  # a new receiver: if its node feeds no kept edge, its edges are removed untried
+            visiting, unused = r, graph.receivers[r].kind != "logits" and not _node_used(graph, keep, r)
+        if unused:
             keep[u, r] = False
-            new = damage_of(keep)
-            tried += 1
-            change = (new - current) if criterion == "kl" else abs(new - current)
-            scores[u, r] = change
-            if change < threshold:
-                current = new
-            else:
-                keep[u, r] = True
-            if progress is not None:
-                progress(1)
+            continue
+        keep[u, r] = False
+        new = _damage(runner, criterion, keep)
+        tried += 1
+        change = (new - current) if criterion == "kl" else abs(new - current)
+        scores[u, r] = change
+        if change < threshold:
+            current = new
+        else:
+            keep[u, r] = True
     final = runner.faithfulness(keep)
     return Circuit(
         graph=graph,
@@ -113,6 +106,19 @@ def acdc(
         },
         fingerprint=model_fingerprint(model),
     )  # fmt: skip
+
+
+def _damage(runner: CircuitRunner, criterion: Criterion, edges: torch.Tensor) -> float:
+    """The mean metric (``metric``) or the mean KL divergence from the full model (``kl``) with only ``edges`` kept."""
+    logits = runner.logits(edges)
+    if criterion == "metric":
+        return runner._mean(logits)
+    total = 0.0
+    for lg, clean in zip(logits, runner.clean_logits, strict=True):
+        rows = torch.zeros(lg.shape[0], dtype=torch.long, device=lg.device)
+        kl = evaluate_metric("kl", lg, rows, rows, clean)
+        total += float(kl.double().sum())
+    return total / len(runner.task)
 
 
 def _node_used(graph, keep: torch.Tensor, r: int) -> bool:

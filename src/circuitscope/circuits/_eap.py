@@ -21,7 +21,6 @@ metric is refused (use EAP-IG, whose interpolated runs are not at the minimum).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,12 +32,11 @@ from circuitscope.circuits.reference import Ablation, reference_outputs
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.engine.batching import batch_slices
 from circuitscope.engine.grid import ScoreGrid
+from circuitscope.progress import SILENT, OnProgress, track
 from circuitscope.tasks.metrics import MetricName, evaluate_metric
 from circuitscope.tasks.task import Task
 
 __all__ = ["EdgeScores", "eap", "eap_ig", "edge_scores"]
-
-Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,6 +105,54 @@ def _mean_metric(
     return values.sum() / len(task)
 
 
+class _Batch:
+    """One batch of prompts being scored: its ablated outputs, the clean run and the gradients summed over steps."""
+
+    def __init__(
+        self, model: HookedModel, graph: Graph, task: Task, rows: slice, reference: torch.Tensor, steps: int,
+        metric: MetricName,
+    ) -> None:  # fmt: skip
+        self.model, self.graph, self.task, self.rows, self.steps = model, graph, task, rows, steps
+        self.metric: MetricName = metric
+        self.tokens = task.clean_tokens[rows].to(model.device)
+        self.answer_pos = task.answer_pos[rows].to(model.device)
+        self.ablated = reference[:, rows]
+        self.clean_acts: torch.Tensor | None = None
+        self.clean_logits: torch.Tensor | None = None
+        self.clean_value = 0.0
+        """The batch's share of the clean run's mean metric."""
+        if steps > 1 or metric == "kl":  # EAP-IG interpolates to the clean run; kl compares with it
+            with torch.no_grad():
+                run = EdgeRun(model, graph, *self.tokens.shape)
+                self.clean_logits = run.answer_logits(self.tokens, self.answer_pos)
+                self.clean_acts = run.acts
+            self.clean_value = float(self._mean_metric(self.clean_logits))
+        shape = (graph.n_receivers, *self.tokens.shape, model.cfg.d_model)
+        self.grads = torch.zeros(shape, dtype=self.ablated.dtype, device=model.device)
+
+    def _mean_metric(self, logits: torch.Tensor) -> torch.Tensor:
+        return _mean_metric(self.task, self.metric, logits, self.rows, self.clean_logits)
+
+    def step(self, k: int) -> None:
+        """Integrated-gradient step ``k`` (of ``steps``; the clean run itself for EAP): add its gradients."""
+        override = None
+        if self.steps > 1:
+            assert self.clean_acts is not None
+            override = self.ablated[0] + (k / self.steps) * (self.clean_acts[0] - self.ablated[0])
+        run = EdgeRun(self.model, self.graph, *self.tokens.shape, leaves=True, input_override=override)
+        value = self._mean_metric(run.answer_logits(self.tokens, self.answer_pos, grad=True))
+        self.grads += run.receiver_grads(value)
+        if self.steps == 1:
+            self.clean_acts = run.acts
+            self.clean_value += float(value.detach())
+
+    def scores(self) -> torch.Tensor:
+        """``[sender, receiver]``: the batch's share of every edge's score, once every step is done."""
+        assert self.clean_acts is not None
+        delta = self.ablated - self.clean_acts  # [sender, batch, pos, d_model]
+        return torch.einsum("ubpd,rbpd->ur", delta, self.grads / self.steps).double().cpu()
+
+
 def edge_scores(
     model: HookedModel,
     task: Task,
@@ -116,9 +162,13 @@ def edge_scores(
     ablation: Ablation = "corrupted",
     batch_size: int = 16,
     seed: int = 0,
-    progress: Progress | None = None,
+    on_progress: OnProgress | None = None,
 ) -> EdgeScores:
-    """EAP (``steps=1``) or EAP-IG (``steps > 1``) scores of every edge. See the module docstring."""
+    """EAP (``steps=1``) or EAP-IG (``steps > 1``) scores of every edge. See the module docstring.
+
+    ``on_progress(stage, done, total)`` is told each gradient pass done, a pass being one batch of prompts
+    at one integrated-gradient step (stage ``eap`` or ``eap-ig``; default: a progress bar on stderr).
+    """
     if steps < 1:
         raise CircuitError(f"steps must be at least 1, got {steps}")
     if batch_size < 1:
@@ -131,39 +181,19 @@ def edge_scores(
         )
     graph = graph_of(model)
     t0 = time.perf_counter()
-    reference = reference_outputs(model, graph, task, ablation, batch_size=batch_size, seed=seed)
+    reference = reference_outputs(model, graph, task, ablation, batch_size=batch_size, seed=seed, on_progress=SILENT)
     scores = torch.zeros(graph.n_senders, graph.n_receivers, dtype=torch.float64)
     clean_total = 0.0
-    for rows in batch_slices(len(task), batch_size):
-        tokens, answer_pos = task.clean_tokens[rows].to(model.device), task.answer_pos[rows].to(model.device)
-        b, p = tokens.shape
-        ablated = reference[:, rows]
-        clean_acts: torch.Tensor | None = None
-        clean_logits: torch.Tensor | None = None
-        if steps > 1 or metric == "kl":
-            with torch.no_grad():
-                run = EdgeRun(model, graph, b, p)
-                clean_logits = run.answer_logits(tokens, answer_pos)
-                clean_acts = run.acts
-            clean_total += float(_mean_metric(task, metric, clean_logits, rows, clean_logits))
-        grads = torch.zeros(graph.n_receivers, b, p, model.cfg.d_model, dtype=ablated.dtype, device=model.device)
-        for k in range(1, steps + 1):
-            override = None
-            if steps > 1:
-                assert clean_acts is not None
-                override = ablated[0] + (k / steps) * (clean_acts[0] - ablated[0])
-            run = EdgeRun(model, graph, b, p, leaves=True, input_override=override)
-            logits = run.answer_logits(tokens, answer_pos, grad=True)
-            value = _mean_metric(task, metric, logits, rows, clean_logits)
-            grads += run.receiver_grads(value)
-            if steps == 1:
-                clean_acts = run.acts
-                clean_total += float(value.detach())
-            if progress is not None:
-                progress(b)
-        assert clean_acts is not None
-        delta = ablated - clean_acts  # [sender, batch, pos, d_model]
-        scores += torch.einsum("ubpd,rbpd->ur", delta, grads / steps).double().cpu()
+    passes = [(rows, k) for rows in batch_slices(len(task), batch_size) for k in range(1, steps + 1)]
+    batch: _Batch | None = None
+    for rows, k in track(passes, "eap" if steps == 1 else "eap-ig", on_progress):
+        if k == 1:
+            batch = _Batch(model, graph, task, rows, reference, steps, metric)
+        assert batch is not None
+        batch.step(k)
+        if k == steps:
+            scores += batch.scores()
+            clean_total += batch.clean_value
     scores = scores.float()
     if not bool((scores[graph.allowed] != 0).any()):
         raise CircuitError(

@@ -16,7 +16,7 @@ every receiver reads the ablated run's residual stream, so the metric is the abl
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from circuitscope.circuits.intervene import EdgeRun, graph_of
 from circuitscope.circuits.reference import Ablation, reference_outputs
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.engine.batching import batch_slices
+from circuitscope.progress import SILENT, OnProgress, track
 from circuitscope.tasks.metrics import MetricName, evaluate_metric
 from circuitscope.tasks.task import Task
 
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
     from circuitscope.circuits.circuit import Circuit
 
 __all__ = ["CircuitRunner", "Faithfulness", "FaithfulnessCurve", "faithfulness", "faithfulness_curve"]
-
-Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,9 @@ class CircuitRunner:
         self.model, self.task, self.ablation, self.batch_size = model, task, ablation, batch_size
         self.metric: MetricName = metric or task.metric
         self.graph: Graph = graph_of(model)
-        self.reference = reference_outputs(model, self.graph, task, ablation, batch_size=batch_size, seed=seed)
+        self.reference = reference_outputs(
+            model, self.graph, task, ablation, batch_size=batch_size, seed=seed, on_progress=SILENT
+        )
         self.clean_logits: list[torch.Tensor] = []
         with torch.no_grad():
             for rows in self._batches():
@@ -214,10 +215,13 @@ def faithfulness_curve(
     ablation: Ablation | None = None,
     batch_size: int = 32,
     seed: int = 0,
-    progress: Progress | None = None,
+    on_progress: OnProgress | None = None,
     runner: CircuitRunner | None = None,
 ) -> FaithfulnessCurve:
-    """Faithfulness of the ``n`` top-scoring edges (by ``|score|``) for each ``n`` in ``counts``."""
+    """Faithfulness of the ``n`` top-scoring edges (by ``|score|``) for each ``n`` in ``counts``.
+
+    ``on_progress(stage, done, total)`` is told each point of the curve (stage ``faithfulness``; default: a bar).
+    """
     if runner is None:
         runner = CircuitRunner(
             model, task, ablation=ablation or scores.ablation, metric=scores.metric,  # type: ignore[arg-type]
@@ -226,9 +230,5 @@ def faithfulness_curve(
     counts = default_counts(scores.graph.n_edges) if counts is None else sorted(set(counts))
     if any(c < 0 or c > scores.graph.n_edges for c in counts):
         raise CircuitError(f"edge counts must lie in [0, {scores.graph.n_edges}], got {list(counts)}")
-    points = []
-    for c in counts:
-        points.append(runner.faithfulness(scores.top_mask(c)))
-        if progress is not None:
-            progress(1)
+    points = [runner.faithfulness(scores.top_mask(c)) for c in track(counts, "faithfulness", on_progress)]
     return FaithfulnessCurve(points=points, method=scores.method)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Literal, get_args
 
 from circuitscope.circuits._acdc import acdc
@@ -10,10 +9,10 @@ from circuitscope.circuits._eap import EdgeScores, edge_scores
 from circuitscope.circuits._faithfulness import CircuitRunner, FaithfulnessCurve, default_counts, faithfulness_curve
 from circuitscope.circuits.circuit import Circuit
 from circuitscope.circuits.graph import CircuitError
-from circuitscope.circuits.intervene import graph_of
 from circuitscope.circuits.reference import Ablation, check_ablation
 from circuitscope.core.fingerprint import model_fingerprint
 from circuitscope.core.hooked_model import HookedModel
+from circuitscope.progress import OnProgress
 from circuitscope.tasks.task import Task
 
 __all__ = ["METHODS", "Discovery", "Method", "discover_circuit"]
@@ -37,7 +36,7 @@ class Discovery:
 def discover_circuit(
     model: HookedModel,
     task: Task,
-    method: str = "eap-ig",
+    method: Method = "eap-ig",
     *,
     steps: int = 5,
     ablation: Ablation = "corrupted",
@@ -48,15 +47,16 @@ def discover_circuit(
     seed: int = 0,
     model_name: str = "model",
     curve: bool = True,
-    progress: Callable[[str, int, int], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> Discovery:
     """Find a circuit for ``task``.
 
     ``eap`` / ``eap-ig`` score every edge, then keep the ``n_edges`` strongest, or (by default) the
     fewest top edges whose normalized faithfulness reaches ``target`` on the curve (all edges if
-    none does). ``acdc`` prunes against ``threshold`` (KL criterion). ``progress(stage, done, total)``
+    none does). ``acdc`` prunes against ``threshold`` (KL criterion). ``on_progress(stage, done, total)``
     is called when each stage starts (``done`` 0) and as its work completes: ``acdc`` counts edges,
-    ``eap`` / ``eap-ig`` prompts x gradient steps, ``faithfulness`` points of the curve.
+    ``eap`` / ``eap-ig`` batches of prompts x gradient steps, ``faithfulness`` points of the curve
+    (default: a progress bar per stage on stderr).
     """
     if method not in METHODS:
         raise CircuitError(f"unknown circuit discovery method {method!r}; choose one of {', '.join(METHODS)}")
@@ -65,29 +65,15 @@ def discover_circuit(
         raise CircuitError(f"target faithfulness must be in (0, 1.5], got {target}")
     task_info = {"name": task.name, "n_prompts": len(task), "metric": task.metric}
 
-    def stage(name: str, total: int) -> Callable[[int], None] | None:
-        if progress is None:
-            return None
-        done = [0]
-        progress(name, 0, total)
-
-        def step(k: int) -> None:
-            done[0] += k
-            assert progress is not None
-            progress(name, done[0], total)
-
-        return step
-
     if method == "acdc":
-        n = graph_of(model).n_edges  # each edge is tried or pruned exactly once
         circuit = acdc(
             model, task, threshold, ablation=ablation, batch_size=batch_size, seed=seed, model_name=model_name,
-            progress=stage("acdc", n),
+            on_progress=on_progress,
         )  # fmt: skip
         return Discovery(circuit, None, None)
     k = 1 if method == "eap" else steps
     scores = edge_scores(
-        model, task, steps=k, ablation=ablation, batch_size=batch_size, seed=seed, progress=stage(method, len(task) * k)
+        model, task, steps=k, ablation=ablation, batch_size=batch_size, seed=seed, on_progress=on_progress
     )
     n_total = scores.graph.n_edges
     if n_edges is not None and not 0 <= n_edges <= n_total:
@@ -100,9 +86,7 @@ def discover_circuit(
         counts = default_counts(n_total)
         if n_edges is not None:
             counts = sorted({*counts, n_edges})
-        curve_result = faithfulness_curve(
-            model, task, scores, counts=counts, runner=runner, progress=stage("faithfulness", len(counts))
-        )
+        curve_result = faithfulness_curve(model, task, scores, counts=counts, runner=runner, on_progress=on_progress)
         if chosen is None:
             reached = curve_result.smallest_reaching(target)
             chosen = n_total if reached is None else reached

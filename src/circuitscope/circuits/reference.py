@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Literal, get_args
 
 import torch
@@ -20,6 +19,7 @@ from circuitscope.circuits.graph import CircuitError, Graph
 from circuitscope.circuits.intervene import sender_outputs
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.engine.batching import batch_slices
+from circuitscope.progress import OnProgress, track
 from circuitscope.tasks.task import Task
 
 __all__ = ["ABLATIONS", "Ablation", "reference_outputs"]
@@ -53,9 +53,13 @@ def reference_outputs(
     *,
     batch_size: int = 32,
     seed: int = 0,
-    progress: Callable[[int], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> Float[torch.Tensor, "sender batch pos d_model"]:
-    """Every sender's ablated output for every pair of ``task`` (row i belongs to pair i)."""
+    """Every sender's ablated output for every pair of ``task`` (row i belongs to pair i).
+
+    ``on_progress(stage, done, total)`` is told each batch of prompts run (default: a progress bar on stderr;
+    the circuit methods pass :data:`~circuitscope.progress.SILENT`, their own stages being what they report).
+    """
     check_ablation(ablation)
     n, seq = len(task), task.seq_len
     if ablation == "zero":
@@ -64,12 +68,8 @@ def reference_outputs(
     tokens = task.corrupted_tokens
     if ablation == "resample":
         tokens = tokens[_derangement(task, seed)]
-    parts = []
-    for rows in batch_slices(n, batch_size):
-        parts.append(sender_outputs(model, graph, tokens[rows]))
-        if progress is not None:
-            progress(rows.stop - rows.start)
-    acts = torch.cat(parts, dim=1)
+    batches = track(batch_slices(n, batch_size), "ablated outputs", on_progress)
+    acts = torch.cat([sender_outputs(model, graph, tokens[rows]) for rows in batches], dim=1)
     if ablation != "mean":
         return acts
     valid = (torch.arange(seq)[None, :] <= task.answer_pos[:, None]).to(acts.dtype).to(acts.device)  # [batch, pos]

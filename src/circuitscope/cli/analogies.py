@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -14,7 +14,8 @@ from circuitscope.cli.output import emit_json, fail, reporting_errors
 if TYPE_CHECKING:
     from circuitscope.embeddings import AnalogyBenchmarkResult, Embeddings, Term
 
-EMBEDDINGS = ("glove-6b-50d",)
+StaticEmbeddings = Literal["glove-6b-50d"]
+"""The static word vectors ``--embeddings`` names."""
 
 EmbeddingsOpt = Annotated[str | None, typer.Option(help="Static vectors: glove-6b-50d.")]
 TokenModelOpt = Annotated[str | None, typer.Option(help="A language model whose token embeddings to use.")]
@@ -30,7 +31,7 @@ def _load(embeddings: str | None, model: str | None, matrix: str, space: str) ->
     if (embeddings is None) == (model is None):
         raise typer.BadParameter("give exactly one of --embeddings glove-6b-50d or --model MODEL")
     if embeddings is not None:
-        check_choice(embeddings, EMBEDDINGS, "--embeddings", quote=False)
+        check_choice(embeddings, StaticEmbeddings, "--embeddings", quote=False)
         return [load_glove_6b_50d()]
     from circuitscope.core.loading import load_model
 

@@ -16,6 +16,7 @@ from circuitscope.cli._options import BatchOpt, HtmlOpt, JsonFlag, ModelOpt, See
 from circuitscope.cli._paths import Writes, check_output_file
 from circuitscope.cli.output import emit_json, reporting_errors
 from circuitscope.core.loading import DEFAULT_MODEL, load_model
+from circuitscope.tasks.library import TASK_NAMES
 
 if TYPE_CHECKING:
     from circuitscope.circuits.circuit import Circuit
@@ -24,9 +25,16 @@ if TYPE_CHECKING:
     from circuitscope.tasks.task import Task
 
 TaskOpt = Annotated[
-    str, typer.Option("--task", help='"ioi", or a JSONL file of {"clean", "corrupted", "correct", "incorrect"} lines.')
+    str,
+    typer.Option(
+        "--task",
+        help=f"A built-in task ({', '.join(TASK_NAMES)}; see `circuitscope tasks`), or a JSONL file of "
+        '{"clean", "corrupted", "correct", "incorrect"} lines.',
+    ),
 ]
-PromptsOpt = Annotated[int, typer.Option("--n-prompts", min=1, help="IOI prompt pairs (for --task ioi).")]
+PromptsOpt = Annotated[
+    int, typer.Option("--n-prompts", min=1, help="Prompt pairs of a built-in task (a JSONL file gives its own).")
+]
 AblationOpt = Annotated[
     str, typer.Option("--ablation", help="What ablated edges carry: corrupted, mean, resample or zero.")
 ]
@@ -39,18 +47,6 @@ TargetOpt = Annotated[
 CurveOpt = Annotated[
     bool, typer.Option("--curve/--no-curve", help="Measure faithfulness against the number of edges kept.")
 ]
-
-
-def _check_task(task: str) -> None:
-    """Refuse a task that is neither 'ioi' nor an existing file, before the model loads."""
-    from circuitscope.circuits.graph import CircuitError
-    from circuitscope.tasks.task import TaskError
-
-    if task == "ioi" or Path(task).is_file():
-        return
-    if Path(task).suffix == ".jsonl":
-        raise TaskError(f"task file {task!r} does not exist: give the path of a JSONL file of prompt pairs, or 'ioi'")
-    raise CircuitError(f"unknown task {task!r}: use 'ioi' or the path of a JSONL file of prompt pairs")
 
 
 def _check_options(method: str, ablation: str, target: float, threshold: float, task: str) -> None:
@@ -69,19 +65,15 @@ def _check_options(method: str, ablation: str, target: float, threshold: float, 
     _check_task(task)
 
 
-def _task(model: HookedModel, task: str, n_prompts: int, seed: int) -> Task:
+def _check_task(task: str) -> None:
+    """The task library's check; an unknown name stays a CircuitError here, as it always was for these commands."""
     from circuitscope.circuits.graph import CircuitError
+    from circuitscope.tasks.library import UnknownTaskError, check_task_spec
 
-    if task == "ioi":
-        from circuitscope.tasks.ioi import IOIConfig, ioi_task
-
-        return ioi_task(model, IOIConfig(n_prompts=n_prompts, seed=seed))
-    path = Path(task)
-    if path.suffix != ".jsonl" and not path.exists():
-        raise CircuitError(f"unknown task {task!r}: use 'ioi' or the path of a JSONL file of prompt pairs")
-    from circuitscope.tasks.jsonl import load_jsonl_task
-
-    return load_jsonl_task(model, path)
+    try:
+        check_task_spec(task)
+    except UnknownTaskError as error:
+        raise CircuitError(str(error)) from None
 
 
 def circuit(
@@ -104,6 +96,7 @@ def circuit(
     """Find the circuit behind a task: score every edge of the model's graph, keep the important ones."""
     from circuitscope.circuits.discover import discover_circuit
     from circuitscope.progress import stages
+    from circuitscope.tasks.library import resolve_task
 
     with reporting_errors(as_json):
         _check_options(method, ablation, target, threshold, task)
@@ -112,12 +105,13 @@ def circuit(
             check_output_file(html, "--html")
         hooked = load_model(model)
         _check_edges(hooked, edges, method)
-        loaded = _task(hooked, task, n_prompts, seed)
+        loaded = resolve_task(hooked, task, n_prompts=n_prompts, seed=seed)
         t0 = time.perf_counter()
         with stages("circuit") as report:  # progress on stderr, also under --json
             found = discover_circuit(
                 hooked, loaded, method, steps=steps, ablation=ablation, n_edges=edges, target=target,  # type: ignore[arg-type]
-                threshold=threshold, batch_size=batch_size, seed=seed, model_name=model, curve=curve, progress=report,
+                threshold=threshold, batch_size=batch_size, seed=seed, model_name=model, curve=curve,
+                on_progress=report,
             )  # fmt: skip
         seconds = time.perf_counter() - t0
         forward = _forward_seconds(hooked, loaded, batch_size)
@@ -219,6 +213,7 @@ def circuit_eval(
     from circuitscope.circuits._faithfulness import faithfulness
     from circuitscope.circuits.circuit import Circuit
     from circuitscope.circuits.graph import CircuitError
+    from circuitscope.tasks.library import resolve_task
 
     with reporting_errors(as_json):
         if not path.is_file():
@@ -230,7 +225,7 @@ def circuit_eval(
         _check_task(task)
         hooked = load_model(model)
         saved = Circuit.load(path, model=hooked)
-        loaded = _task(hooked, task, n_prompts, seed)
+        loaded = resolve_task(hooked, task, n_prompts=n_prompts, seed=seed)
         result = faithfulness(hooked, loaded, saved, ablation=ablation, batch_size=batch_size, seed=seed)  # type: ignore[arg-type]
     payload = {"circuit": str(path), "model": model, **result.to_dict()}
     if as_json:

@@ -92,6 +92,7 @@ def _compare(a: str, b: str, texts: list[str], alphas: list[float]) -> _Diff:
         loss_diff,
         weight_diff,
     )
+    from circuitscope.progress import stages
 
     model_a = load_model(a)
     model_b = load_model(b)
@@ -104,7 +105,10 @@ def _compare(a: str, b: str, texts: list[str], alphas: list[float]) -> _Diff:
     cka = layer_cka(model_a, model_b, texts)
     att = attention_diff(model_a, model_b, texts)
     wd = weight_diff(model_a, model_b)
-    interp = interpolate(model_a, model_b, texts[:2], alphas) if alphas else None
+    interp = None
+    if alphas:
+        with stages("diff") as on_progress:  # progress on stderr, also under --json
+            interp = interpolate(model_a, model_b, texts[:2], alphas, on_progress=on_progress)
     return _Diff(ld, cka, att, wd, interp)
 
 

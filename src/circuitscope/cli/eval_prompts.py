@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,7 +14,7 @@ from circuitscope.cli.output import reporting_errors
 from circuitscope.core.loading import DEFAULT_MODEL
 
 if TYPE_CHECKING:
-    from circuitscope.evals import Framing
+    from circuitscope.evals import Framing, FramingScore
 
 
 def eval_prompts(
@@ -34,6 +34,7 @@ def eval_prompts(
 
     from circuitscope.core.loading import load_model
     from circuitscope.evals import EvalSetError, evaluate_prompt_variants, load_eval_items
+    from circuitscope.progress import stages
     from circuitscope.report.evals import prompt_variants_report
 
     with reporting_errors(as_json, json.JSONDecodeError):
@@ -43,15 +44,15 @@ def eval_prompts(
         framings = _framings(framing or [], framings_file)
         check_output_file(out, "--out")
         hooked = load_model(model)
-        with torch.no_grad():
-            result = evaluate_prompt_variants(hooked, items, framings, n_boot=n_boot)
+        with torch.no_grad(), stages("eval-prompts") as on_progress:  # progress on stderr, also under --json
+            result = evaluate_prompt_variants(hooked, items, framings, n_boot=n_boot, on_progress=on_progress)
     report = prompt_variants_report(result, framings, model=model, source=file.name, n_questions=len(items))
     writes = Writes(as_json)
     path = writes.attempt("the HTML report", out, lambda: report.write(out))
     if as_json:
         writes.emit_json({"model": model, **result.to_dict(), "report": path})
         return
-    _print(result.table(), len(items), path)
+    _print(result.scores(), len(items), path)
     writes.done()
 
 
@@ -75,7 +76,7 @@ def _framings(framing: list[str], framings_file: Path | None) -> list[Framing]:
     return framings or list(DEFAULT_FRAMINGS)
 
 
-def _print(table: list[dict[str, Any]], n_questions: int, path: str | None) -> None:
+def _print(scores: list[FramingScore], n_questions: int, path: str | None) -> None:
     """Accuracy, p(answer) and the effect against the baseline per framing, with their intervals."""
     from rich.console import Console
     from rich.markup import escape
@@ -84,12 +85,12 @@ def _print(table: list[dict[str, Any]], n_questions: int, path: str | None) -> N
     t = Table(title=f"{n_questions} questions")
     for col in ("framing", "accuracy", "p(answer) [95% CI]", "effect vs baseline [95% CI]"):
         t.add_column(col)
-    for r in table:
+    for r in scores:
         t.add_row(
-            escape(r["framing"]),
-            f"{r['accuracy']:.3f}",
-            f"{r['p_answer']:.3f} [{r['p_answer_ci95'][0]:.3f}, {r['p_answer_ci95'][1]:.3f}]",
-            f"{r['effect_p_answer_vs_baseline']:+.3f} [{r['effect_ci95'][0]:+.3f}, {r['effect_ci95'][1]:+.3f}]",
+            escape(r.framing),
+            f"{r.accuracy:.3f}",
+            f"{r.p_answer:.3f} [{r.p_answer_ci95[0]:.3f}, {r.p_answer_ci95[1]:.3f}]",
+            f"{r.effect_p_answer_vs_baseline:+.3f} [{r.effect_ci95[0]:+.3f}, {r.effect_ci95[1]:+.3f}]",
         )
     Console().print(t)
     if path is not None:

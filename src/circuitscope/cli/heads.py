@@ -116,24 +116,12 @@ def _analyse(model: str, config: HeadsConfig) -> HeadsAnalysis:
     """Load the model and run every detector, with a progress bar per stage (on stderr, also under --json)."""
     from circuitscope.analysis.heads_analysis import heads_analysis
     from circuitscope.core.loading import load_model
-    from circuitscope.progress import stages as stage_bars
-    from circuitscope.progress import status
+    from circuitscope.progress import stages, status
 
     with status(f"loading {model}"):
         hooked = load_model(model)
-    stages: list[str] = []
-    with stage_bars("heads") as report:
-
-        def step(message: str) -> None:  # a stage without counts: a bar that fills when the next starts
-            if stages:
-                report(stages[-1], 1, 1)
-            stages.append(message)
-            report(message, 0, 1)
-
-        analysis = heads_analysis(hooked, model, config, status=step, progress=report)
-        if stages:
-            report(stages[-1], 1, 1)
-    return analysis
+    with stages("heads") as report:
+        return heads_analysis(hooked, model, config, on_progress=report)
 
 
 def _print(analysis: HeadsAnalysis, model: str, path: str | None) -> None:

@@ -7,9 +7,6 @@ the numbers as JSON with ``--json``.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +16,7 @@ import typer
 from circuitscope.cli._options import JsonFlag, OutDirOpt, SeedOpt, TrainBatchOpt
 from circuitscope.cli._paths import Writes, check_output_dir
 from circuitscope.cli.output import emit_json, reporting_errors
+from circuitscope.core.files import atomic_write_json
 
 lab_app = typer.Typer(help="Toy-model labs: superposition, grokking, induction heads.", no_args_is_help=True)
 
@@ -29,14 +27,7 @@ ThreadsOpt = Annotated[
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=1, default=str)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_json(path, payload, shared=False, indent=1, default=str)
 
 
 def _finish(out: Path, payload: dict[str, Any], report: Any, as_json: bool, seconds: float) -> None:
@@ -171,7 +162,7 @@ def induction(
             raise LabConfigError(f"--layers must be comma-separated integers like 1,2,3,4, got {layers!r}") from err
         if not depths:
             raise LabConfigError("--layers is empty; give depths like 1,2,3,4")
-        base = InductionConfig(steps=steps, seed=seed, data=data)  # type: ignore[arg-type]
+        base = InductionConfig(steps=steps, seed=seed, data=data)  # type: ignore[arg-type]  # str: the config checks it
         for depth in depths:  # every depth checked before the first one trains
             replace(base, n_layers=depth)
         check_output_dir(out, "--out-dir")

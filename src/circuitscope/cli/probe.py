@@ -32,6 +32,7 @@ def probe(
 
     from circuitscope.core.loading import load_model
     from circuitscope.probes import ccs_sweep, contrast_pairs, probe_sweep, true_false_statements
+    from circuitscope.progress import stages
 
     with reporting_errors(as_json, ValueError, typer.BadParameter):
         statements = true_false_statements(n_per_topic, seed)  # bad sizes fail before the model loads
@@ -42,14 +43,15 @@ def probe(
         for h in hooks:
             hooked.hook_point(h)
         groups = [s.pair_id for s in statements]  # a statement and its false twin stay on one side of the split
-        with torch.no_grad():
-            sweep = probe_sweep(
-                hooked, [s.text for s in statements], [s.label for s in statements], hooks, seed=seed, groups=groups
-            )
+        with torch.no_grad(), stages("probe") as on_progress:  # progress on stderr, also under --json
+            texts, labels = [s.text for s in statements], [s.label for s in statements]
+            sweep = probe_sweep(hooked, texts, labels, hooks, seed=seed, groups=groups, on_progress=on_progress)
             ccs_result = None
             if ccs:
                 pos, neg, labels = contrast_pairs(statements)
-                ccs_result = ccs_sweep(hooked, pos, neg, labels, hooks, seed=seed, groups=groups)
+                ccs_result = ccs_sweep(
+                    hooked, pos, neg, labels, hooks, seed=seed, groups=groups, on_progress=on_progress
+                )
     from circuitscope.report.probes import probe_report
 
     report = probe_report(sweep, ccs_result, model=model, n_statements=len(statements), hook=hook)

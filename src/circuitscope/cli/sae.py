@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,7 +13,7 @@ from circuitscope.cli._options import BatchOpt, JsonFlag, ModelOpt, OutDirOpt, O
 from circuitscope.cli._paths import Writes, check_output_dir, check_output_file
 from circuitscope.cli.output import emit_json, fail, reporting_errors
 from circuitscope.core.loading import DEFAULT_MODEL
-from circuitscope.errors import CircuitscopeError, OutputError
+from circuitscope.errors import OutputError
 
 CorpusOpt = Annotated[
     list[str] | None,
@@ -40,11 +42,18 @@ def _check_corpus(paths: list[str] | None) -> None:
             raise SAEConfigError(f"corpus path {path} does not exist; give .txt or .jsonl files or a folder")
 
 
-def _write_failed(err: OSError, what: str, where: Path) -> OutputError:
-    return OutputError(
-        f"could not write {what} in {where} ({err.strerror or err}); free disk space or choose another --out-dir, "
-        "then run the same command again: it resumes from what was written"
-    )
+@contextmanager
+def _reporting(as_json: bool, what: str, where: Path) -> Iterator[None]:
+    """:class:`reporting_errors`, and a failed write (``OSError``) reported as an ``OutputError`` naming ``what``."""
+    try:
+        with reporting_errors(as_json):
+            yield
+    except OSError as err:
+        message = (
+            f"could not write {what} in {where} ({err.strerror or err}); free disk space or choose another --out-dir, "
+            "then run the same command again: it resumes from what was written"
+        )
+        raise fail(OutputError(message), as_json) from err
 
 
 def _corpus(paths: list[str] | None, text_field: str) -> Any:
@@ -90,9 +99,10 @@ def collect(
     import time
 
     from circuitscope.core.loading import load_model
+    from circuitscope.progress import stages
     from circuitscope.sae import CollectConfig, collect_activations
 
-    try:
+    with _reporting(as_json, "the activations", out):
         cfg = CollectConfig(
             hook=hook,
             tokens=tokens,
@@ -109,12 +119,9 @@ def collect(
         hooked.hook_point(hook)
         text = _corpus(corpus, text_field)
         start = time.perf_counter()
-        store = collect_activations(hooked, text, out, cfg, model_name=model)
+        with stages() as report:  # the library's stage names, unprefixed, on stderr (also under --json)
+            store = collect_activations(hooked, text, out, cfg, model_name=model, on_progress=report)
         seconds = time.perf_counter() - start
-    except CircuitscopeError as err:
-        raise fail(err, as_json) from err
-    except OSError as err:
-        raise fail(_write_failed(err, "the activations", out), as_json) from err
     payload = {
         "out": str(out),
         "model": model,
@@ -149,7 +156,8 @@ def train(
     from circuitscope.progress import bars_enabled, stages
     from circuitscope.sae import ActivationStore, TrainConfig, train_sae
 
-    try:
+    with _reporting(as_json, "the SAE or its checkpoints", out):
+        # Same shape as collect's CollectConfig(...) on purpose: each option goes to its config field by name.
         cfg = TrainConfig(
             architecture=arch,
             k=k,
@@ -169,10 +177,6 @@ def train(
             result = train_sae(
                 store, cfg, out=out, resume=not no_resume, progress_bar=bar, on_progress=None if bar else report
             )
-    except CircuitscopeError as err:
-        raise fail(err, as_json) from err
-    except OSError as err:
-        raise fail(_write_failed(err, "the SAE or its checkpoints", out), as_json) from err
     payload = {
         "out": str(out),
         "architecture": arch,
@@ -233,19 +237,22 @@ def evaluate(
     import torch
 
     from circuitscope.core.loading import load_model
+    from circuitscope.progress import stages
     from circuitscope.sae import ActivationStore, evaluate_sae, load_sae, store_frequencies
 
-    with reporting_errors(as_json):
+    with reporting_errors(as_json), stages() as report:
         _check_corpus(corpus)
         loaded = load_sae(sae)
         frequencies = None
         if acts is not None:  # checked before the model loads
             store = ActivationStore(acts)
-            frequencies = store_frequencies(loaded, store, max_tokens=frequency_tokens)
+            frequencies = store_frequencies(loaded, store, max_tokens=frequency_tokens, on_progress=report)
         hooked = load_model(model)
         tokens = _eval_tokens(hooked, loaded.cfg, corpus, text_field, contexts, seed)
         with torch.no_grad():
-            result = evaluate_sae(hooked, loaded, tokens, batch_size=batch_size, frequencies=frequencies)
+            result = evaluate_sae(
+                hooked, loaded, tokens, batch_size=batch_size, frequencies=frequencies, on_progress=report
+            )
     payload = {
         "sae": str(sae),
         "model": model,
@@ -272,9 +279,10 @@ def dashboard(
     import torch
 
     from circuitscope.core.loading import load_model
+    from circuitscope.progress import stages
     from circuitscope.report.sae_dashboard import write_dashboard
     from circuitscope.sae import feature_dashboard_data, load_sae
-    from circuitscope.sae.dashboard import dashboard_summary, parse_features
+    from circuitscope.sae.dashboard import parse_features
 
     with reporting_errors(as_json):
         check_output_file(out, "--out", "dashboard.html")
@@ -283,12 +291,12 @@ def dashboard(
         chosen = parse_features(features, loaded.cfg.d_sae)
         hooked = load_model(model)
         tokens = _eval_tokens(hooked, loaded.cfg, corpus, text_field, contexts, seed)
-        with torch.no_grad():
-            data = feature_dashboard_data(hooked, loaded, tokens, chosen)
+        with torch.no_grad(), stages() as report:
+            data = feature_dashboard_data(hooked, loaded, tokens, chosen, on_progress=report)
     writes = Writes(as_json)
     subtitle = f"{model} · {loaded.cfg.hook_name} · {loaded.cfg.architecture}"
     path = writes.attempt("the dashboard", out, lambda: write_dashboard(data, out, subtitle=subtitle))
-    payload = {"out": path, **dashboard_summary(data)}
+    payload = {"out": path, **data.to_json()}
     if as_json:
         writes.emit_json(payload)
         return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -16,12 +15,13 @@ from circuitscope.cli._ranges import parse_floats, parse_layers
 from circuitscope.cli.output import reporting_errors
 from circuitscope.core.loading import DEFAULT_MODEL
 from circuitscope.errors import OptionError
+from circuitscope.progress import OnProgress
 from circuitscope.steering.vector import Mode
 
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
     from circuitscope.report.html import Report
-    from circuitscope.steering.sweep import SteeringSweep
+    from circuitscope.steering.sweep import SteeringSweep, SweepCell
     from circuitscope.steering.vector import SteeringVector
 
 EFFECT_PROMPTS = ["I think that you are", "My feelings about this are", "Honestly, the whole thing makes me feel"]
@@ -72,7 +72,7 @@ class _Steering:
 
     targets: list[str]
     sweep: SteeringSweep
-    best: dict[str, Any] | None
+    best: SweepCell | None
     layer: int
     vector: SteeringVector
     generations: list[dict[str, Any]]
@@ -116,7 +116,7 @@ def steer(
     if save_vector is not None:
         from circuitscope.steering import save_vector as write_vector
 
-        best_vector = found.vector.with_(coefficient=found.best["coefficient"] if found.best else 1.0)
+        best_vector = found.vector.with_(coefficient=found.best.coefficient if found.best else 1.0)
         saved = writes.attempt("the steering vector", save_vector, lambda: write_vector(best_vector, save_vector))
     report = _report(found, model, recipe, prompt)
     path = writes.attempt("the HTML report", out, lambda: report.write(out))
@@ -171,7 +171,7 @@ def _steer(
         effect = target_logprob([prompt, *EFFECT_PROMPTS], targets)
         sweep = steering_sweep(hooked, make, layers, coefficients, effect, NEUTRAL_TEXTS, on_progress=on_progress)
         best = sweep.best(max_damage)
-        layer = best["layer"] if best else layers[len(layers) // 2]
+        layer = best.layer if best else layers[len(layers) // 2]
         vector = make(layer)
         generations = _generations(hooked, vector, layer, coefficients, prompt, max_new_tokens, on_progress)
     return _Steering(targets, sweep, best, layer, vector, generations)
@@ -184,22 +184,23 @@ def _generations(
     coefficients: list[float],
     prompt: str,
     max_new_tokens: int,
-    on_progress: Callable[[str, int, int], None],
+    on_progress: OnProgress,
 ) -> list[dict[str, Any]]:
     """The unsteered continuation of ``prompt``, then one per coefficient steered at ``layer``."""
+    from circuitscope.progress import track
     from circuitscope.steering import steering_hooks
 
     stage = f"generating {len(coefficients) + 1} x {max_new_tokens} tokens"
-    on_progress(stage, 0, len(coefficients) + 1)
-    generations: list[dict[str, Any]] = [
-        {"coefficient": 0.0, "layer": None, "text": hooked.generate(prompt, max_new_tokens).text}
-    ]
-    for c in coefficients:
-        on_progress(stage, len(generations), len(coefficients) + 1)
+    generations: list[dict[str, Any]] = []
+    for c in track([None, *coefficients], stage, on_progress):  # None: the unsteered baseline
+        if c is None:
+            generations.append(
+                {"coefficient": 0.0, "layer": None, "text": hooked.generate(prompt, max_new_tokens).text}
+            )
+            continue
         hooks = steering_hooks(vector.with_(coefficient=c), hooked)
         text = hooked.generate(prompt, max_new_tokens, hooks=hooks).text
         generations.append({"coefficient": c, "layer": layer, "text": text})
-    on_progress(stage, len(generations), len(coefficients) + 1)
     return generations
 
 
@@ -233,7 +234,7 @@ def _payload(found: _Steering, model: str, recipe: _Recipe, path: str | None, sa
         "start_pos": recipe.start_pos,
         "end_pos": recipe.end_pos or None,
         "sweep": found.sweep.to_dict(),
-        "best": found.best,
+        "best": found.best.to_json() if found.best else None,
         "generations": found.generations,
         "report": path,
         "vector": saved,

@@ -24,6 +24,7 @@ from circuitscope.cli._paths import Writes, check_output_file
 from circuitscope.cli.output import emit_json, reporting_errors
 from circuitscope.core.loading import DEFAULT_MODEL
 from circuitscope.errors import OptionError
+from circuitscope.tasks.library import TASK_NAMES
 
 if TYPE_CHECKING:
     from circuitscope.analysis.tracing import HeadTraceResult, NeuronTraceResult, TraceResult
@@ -34,7 +35,24 @@ FactOpt = Annotated[
     int | None, typer.Option("--fact", help="Trace fact N of the shipped set instead of --prompt/--subject.")
 ]
 ListFactsOpt = Annotated[bool, typer.Option("--list-facts", help="List the shipped facts and exit.")]
-CorruptionOpt = Annotated[str, typer.Option(help="noise (Gaussian, on the subject's embeddings) or resample.")]
+CorruptionOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="noise (Gaussian, on the subject's embeddings) or resample (default: noise; with --task, resample "
+        "from the pair's corrupted prompt).",
+        show_default=False,
+    ),
+]
+TaskOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--task",
+        help=f"Trace a task's pair instead of --prompt/--subject: a built-in task ({', '.join(TASK_NAMES)}) or a "
+        "JSONL file; the span its corruption changes is corrupted, the target is its correct answer.",
+        show_default=False,
+    ),
+]
+PairOpt = Annotated[int, typer.Option("--pair", min=0, help="With --task: the pair to trace (0 is the first).")]
 SamplesOpt = Annotated[int, typer.Option("--samples", min=1, help="Noise samples / replacement subjects.")]
 TargetOpt = Annotated[str, typer.Option(help="Target token (one token); default: the clean top-1 token.")]
 HeadsFlag = Annotated[bool, typer.Option("--heads", help="Also restore single heads at the subject's last token.")]
@@ -46,6 +64,17 @@ NeuronsOpt = Annotated[
     typer.Option("--neurons", help="Also restore single MLP neurons of this layer (at the subject's last token)."),
 ]
 CandidatesOpt = Annotated[int, typer.Option(min=1, help="Neurons restored with --neurons (the largest writes).")]
+
+
+@dataclass(frozen=True)
+class _Input:
+    """What is traced: the prompt, its subject, the corruption's replacement subjects, the target, the task pair."""
+
+    prompt: str
+    subject: str
+    subjects: tuple[str, ...] | None = None
+    target: str | None = None
+    task: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -76,8 +105,10 @@ def trace(
     prompt: PromptOpt = "",
     subject: SubjectOpt = "",
     fact: FactOpt = None,
+    task: TaskOpt = None,
+    pair: PairOpt = 0,
     list_facts: ListFactsOpt = False,
-    corruption: CorruptionOpt = "noise",
+    corruption: CorruptionOpt = None,
     kind: Annotated[str, typer.Option(help="resid, mlp, attn or all.")] = "all",
     samples: SamplesOpt = 10,
     window: Annotated[int, typer.Option(min=1, help="Layers restored together for mlp and attn.")] = 10,
@@ -97,25 +128,29 @@ def trace(
     if list_facts:
         _list_facts(as_json)
         return
+    corruption = corruption or ("resample" if task is not None else "noise")
     at = _check_choices(kind, corruption, heads_at, as_json)
     from circuitscope.core.loading import load_model
     from circuitscope.report.tracing import trace_report
 
     started = time.perf_counter()
     with reporting_errors(as_json, typer.BadParameter):
-        prompt, subject = _prompt_and_subject(prompt, subject, fact)
+        given = _given_input(task, prompt, subject, fact)
         check_output_file(out, "--out")
         hooked = load_model(model)
+        traced = given if given is not None else _task_input(hooked, str(task), pair, seed)
+        prompt = traced.prompt
         _check_after_load(hooked, prompt, at if heads else None, neurons)
         common: dict[str, Any] = {
             "corruption": corruption,
             "noise_scale": noise_scale,
             "n_samples": samples,
-            "target": target or None,
+            "subjects": traced.subjects if corruption == "resample" else None,
+            "target": target or traced.target,
             "seed": seed,
             "batch_size": batch_size_of(batch_size, batch_rows),
         }
-        found = _trace(hooked, prompt, subject, kind, window, at if heads else None, neurons, candidates, common)
+        found = _trace(hooked, prompt, traced.subject, kind, window, at if heads else None, neurons, candidates, common)
     seconds = time.perf_counter() - started
     writes = Writes(as_json)
     path = writes.attempt(
@@ -124,7 +159,7 @@ def trace(
         lambda: trace_report(model, found.traces, found.heads, found.neurons, seconds).write(out),
     )
     if as_json:
-        writes.emit_json(_payload(found, model, prompt, window, path, seconds))
+        writes.emit_json({**_payload(found, model, prompt, window, path, seconds), "task": traced.task})
         return
     _print(found, prompt, corruption, path, seconds)
     writes.done()
@@ -158,6 +193,38 @@ def _prompt_and_subject(prompt: str, subject: str, fact: int | None) -> tuple[st
     if not prompt or not subject:
         raise typer.BadParameter("give --prompt and --subject (or --fact N; --list-facts shows the shipped set)")
     return prompt, subject
+
+
+def _given_input(task: str | None, prompt: str, subject: str, fact: int | None) -> _Input | None:
+    """``--prompt``/``--subject`` or ``--fact`` (None with ``--task``, checked here, read once the model loads)."""
+    from circuitscope.tasks.library import check_task_spec
+
+    if task is None:
+        return _Input(*_prompt_and_subject(prompt, subject, fact))
+    check_task_spec(task)
+    given = [name for name, value in (("--prompt", prompt), ("--subject", subject)) if value]
+    given += ["--fact"] if fact is not None else []
+    if given:
+        raise OptionError(f"--task traces a task's pair: drop {' and '.join(given)}, or drop --task")
+    return None
+
+
+def _task_input(hooked: Any, spec: str, pair: int, seed: int) -> _Input:
+    """Pair ``pair`` of task ``spec``: its clean prompt, the span its corruption changes, its correct answer."""
+    from circuitscope.tasks.library import resolve_task
+    from circuitscope.tasks.spans import corruption_span
+
+    # a built-in task's pairs are drawn in order, so pair N is the same whatever the number of pairs
+    loaded = resolve_task(hooked, spec, n_prompts=pair + 1, seed=seed)
+    if spec not in TASK_NAMES and pair >= len(loaded):
+        raise OptionError(
+            f"--pair {pair}: the task file {spec} has {len(loaded)} pairs; give one in 0..{len(loaded) - 1}"
+        )
+    span = corruption_span(loaded, pair)
+    correct = str(hooked.to_string(int(loaded.correct[pair])))
+    incorrect = str(hooked.to_string(int(loaded.incorrect[pair])))
+    info = {"name": loaded.name, "pair": pair, "corrupted": span.corrupted, "correct": correct, "incorrect": incorrect}
+    return _Input(span.prompt, span.subject, (span.replacement,), correct, info)
 
 
 def _trace(

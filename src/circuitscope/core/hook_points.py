@@ -10,7 +10,7 @@ A backward hook gets the gradient of the activation and may return a replacement
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
@@ -64,7 +64,7 @@ class HookPoint:
     def add(self, fn: HookFn, direction: Direction = "fwd") -> HookHandle:
         if not callable(fn):
             raise HookError(f"hook for {self.name!r} must be callable fn(tensor, hook), got {fn!r}")
-        if direction not in ("fwd", "bwd"):
+        if direction not in get_args(Direction):
             raise HookError(f"direction must be 'fwd' or 'bwd', got {direction!r}")
         was_active = self.active
         (self.fwd if direction == "fwd" else self.bwd).append(fn)

@@ -19,7 +19,7 @@ from circuitscope.core.inputs import check_ids, check_mask
 from circuitscope.core.intervention import Intervention, intervention_hooks
 from circuitscope.core.names import NameFilter, act_name, closest_names, resolve_names
 from circuitscope.core.tokens import Tokenizer
-from circuitscope.core.weights import MLPWeights, head_in_weights, head_out_weights, mlp_weights, stacked_mlp
+from circuitscope.core.weights import WeightViews
 from circuitscope.core.wiring import Instrumentation
 from circuitscope.errors import HookError, HookNameError, ShapeError, TokenizationError, UnsupportedModelError
 from circuitscope.models import Adapter, adapter_for
@@ -59,12 +59,13 @@ class _StopForward(Exception):  # noqa: N818 (control flow, not an error)
     """Raised inside a hook once every requested activation is cached."""
 
 
-class HookedModel(nn.Module):
+class HookedModel(WeightViews, nn.Module):
     """A Hugging Face model with TransformerLens-named hook points on its own modules.
 
     The weights are exactly the Hugging Face ones; nothing is folded or centred. Build one
     with :func:`circuitscope.load_model`, or wrap a model you already have:
-    ``HookedModel(hf_model, tokenizer)``.
+    ``HookedModel(hf_model, tokenizer)``. The weight views (``W_Q``, ``W_in``, ...) come from
+    :class:`~circuitscope.core.weights.WeightViews`.
     """
 
     hf_model: PreTrainedModel
@@ -420,109 +421,6 @@ class HookedModel(nn.Module):
         text = self.tok.to_string(out[0, ids.shape[1] :])
         assert isinstance(text, str)
         return GenerationResult(text=text, tokens=out[0].detach(), prompt_length=ids.shape[1])
-
-    # ------------------------------------------------------------------ weights
-    @property
-    def W_E(self) -> Float[torch.Tensor, "d_vocab d_model"]:
-        """Token embedding matrix as stored (Gemma's sqrt(d_model) scale is applied in its forward, not here)."""
-        weight = self.wiring.embed.weight
-        assert isinstance(weight, torch.Tensor)
-        return weight
-
-    @property
-    def W_pos(self) -> Float[torch.Tensor, "n_ctx d_model"]:
-        if self.wiring.pos_embed is None:
-            raise ShapeError(f"the {self.cfg.family} family has no learned position embedding")
-        weight = self.wiring.pos_embed.weight
-        assert isinstance(weight, torch.Tensor)
-        return weight
-
-    @property
-    def W_U(self) -> Float[torch.Tensor, "d_model d_vocab"]:
-        if self.wiring.unembed is None:
-            raise ShapeError("this model has no unembedding (an encoder without an LM head)")
-        weight = self.wiring.unembed.weight
-        assert isinstance(weight, torch.Tensor)
-        return weight.T
-
-    def _in_weights(self, which: int, bias: bool) -> torch.Tensor:
-        ad = self.adapter
-        rows = []
-        for b in self.wiring.blocks:
-            w, bb = head_in_weights(b.q, b.k, b.v, b.qkv, ad.qkv_layout, self.cfg, ad.conv1d)[which]
-            if bias:
-                n = w.shape[0]
-                rows.append(bb if bb is not None else torch.zeros(n, self.cfg.d_head, dtype=w.dtype, device=w.device))
-            else:
-                rows.append(w)
-        return torch.stack(rows)
-
-    @property
-    def W_Q(self) -> Float[torch.Tensor, "layer head d_model d_head"]:
-        return self._in_weights(0, False)
-
-    @property
-    def W_K(self) -> Float[torch.Tensor, "layer kv_head d_model d_head"]:
-        return self._in_weights(1, False)
-
-    @property
-    def W_V(self) -> Float[torch.Tensor, "layer kv_head d_model d_head"]:
-        return self._in_weights(2, False)
-
-    @property
-    def b_Q(self) -> Float[torch.Tensor, "layer head d_head"]:
-        return self._in_weights(0, True)
-
-    @property
-    def b_K(self) -> Float[torch.Tensor, "layer kv_head d_head"]:
-        return self._in_weights(1, True)
-
-    @property
-    def b_V(self) -> Float[torch.Tensor, "layer kv_head d_head"]:
-        return self._in_weights(2, True)
-
-    @property
-    def W_O(self) -> Float[torch.Tensor, "layer head d_head d_model"]:
-        return torch.stack([head_out_weights(b.o, self.cfg, self.adapter.conv1d)[0] for b in self.wiring.blocks])
-
-    @property
-    def b_O(self) -> Float[torch.Tensor, "layer d_model"]:
-        """Output-projection bias (zeros where the family has none)."""
-        rows = []
-        for b in self.wiring.blocks:
-            w, bias = head_out_weights(b.o, self.cfg, self.adapter.conv1d)
-            rows.append(bias if bias is not None else torch.zeros(w.shape[-1], dtype=w.dtype, device=w.device))
-        return torch.stack(rows)
-
-    def mlp_weights(self, layer: int) -> MLPWeights:
-        """One layer's MLP weights (``W_in``, ``b_in``, ``W_out``, ``b_out``, ``W_gate``), without stacking."""
-        self.check_layer_head(layer)
-        return mlp_weights(self.wiring.blocks[layer], self.adapter.conv1d)
-
-    @property
-    def W_in(self) -> Float[torch.Tensor, "layer d_model d_mlp"]:
-        """MLP input projection: ``hook_pre = x @ W_in + b_in`` (``hook_pre_linear`` under a gated MLP)."""
-        return stacked_mlp(self.wiring.blocks, self.adapter.conv1d, "W_in", self.cfg.family)
-
-    @property
-    def b_in(self) -> Float[torch.Tensor, "layer d_mlp"]:
-        """MLP input bias (zeros where the family has none)."""
-        return stacked_mlp(self.wiring.blocks, self.adapter.conv1d, "b_in", self.cfg.family)
-
-    @property
-    def W_gate(self) -> Float[torch.Tensor, "layer d_model d_mlp"]:
-        """Gate of a gated MLP: ``hook_pre = x @ W_gate`` (a ShapeError for an ungated MLP)."""
-        return stacked_mlp(self.wiring.blocks, self.adapter.conv1d, "W_gate", self.cfg.family)
-
-    @property
-    def W_out(self) -> Float[torch.Tensor, "layer d_mlp d_model"]:
-        """MLP output projection: ``hook_post @ W_out + b_out``."""
-        return stacked_mlp(self.wiring.blocks, self.adapter.conv1d, "W_out", self.cfg.family)
-
-    @property
-    def b_out(self) -> Float[torch.Tensor, "layer d_model"]:
-        """MLP output bias (zeros where the family has none)."""
-        return stacked_mlp(self.wiring.blocks, self.adapter.conv1d, "b_out", self.cfg.family)
 
     def check_layer_head(self, layer: int, head: int | None = None) -> None:
         """Raise a clear error for a layer or head index outside the model."""

@@ -8,12 +8,16 @@ the linear branch ``hook_pre_linear`` and ``hook_pre = x @ W_gate``), ``W_out`` 
 ``[d_mlp, d_model]`` (``out = hook_post @ W_out + b_out``). Conv1D storage ([in, out], GPT-2)
 and ``nn.Linear``'s [out, in] give the same shapes. These are views of the weights as
 loaded: no folding or centering is applied.
+
+:class:`WeightViews` puts them on :class:`~circuitscope.core.hooked_model.HookedModel` as
+``model.W_Q``, ``model.W_in``, ... (stacked over layers).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -24,9 +28,18 @@ from circuitscope.core.config import ModelConfig
 from circuitscope.errors import ShapeError
 
 if TYPE_CHECKING:
-    from circuitscope.core.wiring import BlockModules
+    from circuitscope.core.wiring import BlockModules, Instrumentation
+    from circuitscope.models.base import Adapter
 
-__all__ = ["MLPPart", "MLPWeights", "head_in_weights", "head_out_weights", "mlp_weights", "stacked_mlp"]
+__all__ = [
+    "MLPPart",
+    "MLPWeights",
+    "WeightViews",
+    "head_in_weights",
+    "head_out_weights",
+    "mlp_weights",
+    "stacked_mlp",
+]
 
 MLPPart = Literal["W_in", "b_in", "W_out", "b_out", "W_gate"]
 """One of the :class:`MLPWeights` fields."""
@@ -125,3 +138,87 @@ def stacked_mlp(blocks: Sequence[BlockModules], conv1d: bool, part: MLPPart, fam
     if any(r is None for r in rows):
         raise ShapeError(f"the {family} family's MLP is not gated: it has no {part}")
     return torch.stack(rows)
+
+
+def _stored_weight(module: nn.Module | None, missing: str) -> torch.Tensor:
+    """``module.weight`` as stored; a ShapeError saying ``missing`` when the model has no such module."""
+    if module is None:
+        raise ShapeError(missing)
+    weight = module.weight
+    assert isinstance(weight, torch.Tensor)
+    return weight
+
+
+def _stacked_heads_in(model: WeightViews, which: int, bias: bool) -> torch.Tensor:
+    """Q (0), K (1) or V (2) weights [layer, head, d_model, d_head], or their biases [layer, head, d_head]."""
+    ad, cfg = model.adapter, model.cfg
+    rows = []
+    for b in model.wiring.blocks:
+        w, bb = head_in_weights(b.q, b.k, b.v, b.qkv, ad.qkv_layout, cfg, ad.conv1d)[which]
+        if bias:
+            rows.append(bb if bb is not None else torch.zeros(w.shape[0], cfg.d_head, dtype=w.dtype, device=w.device))
+        else:
+            rows.append(w)
+    return torch.stack(rows)
+
+
+def _stacked_mlp(model: WeightViews, part: MLPPart) -> torch.Tensor:
+    return stacked_mlp(model.wiring.blocks, model.adapter.conv1d, part, model.cfg.family)
+
+
+class WeightViews:
+    """The weight views of a hooked model, in TransformerLens's names and shapes (see the module).
+
+    A mixin of :class:`~circuitscope.core.hooked_model.HookedModel`: it reads the model's resolved
+    modules (``wiring``), its ``cfg`` and its ``adapter``.
+    """
+
+    if TYPE_CHECKING:
+        wiring: Instrumentation
+        cfg: ModelConfig
+        adapter: Adapter
+
+        def check_layer_head(self, layer: int, head: int | None = None) -> None: ...
+
+    @property
+    def W_E(self) -> Float[torch.Tensor, "d_vocab d_model"]:
+        """Token embedding matrix as stored (Gemma's sqrt(d_model) scale is applied in its forward, not here)."""
+        return _stored_weight(self.wiring.embed, "")
+
+    @property
+    def W_pos(self) -> Float[torch.Tensor, "n_ctx d_model"]:
+        return _stored_weight(self.wiring.pos_embed, f"the {self.cfg.family} family has no learned position embedding")
+
+    @property
+    def W_U(self) -> Float[torch.Tensor, "d_model d_vocab"]:
+        return _stored_weight(self.wiring.unembed, "this model has no unembedding (an encoder without an LM head)").T
+
+    W_Q, W_K, W_V = (property(partial(_stacked_heads_in, which=i, bias=False)) for i in range(3))
+    """[layer, head, d_model, d_head] (``W_K``, ``W_V`` over the key/value heads): ``q = x @ W_Q[l, h] + b_Q[l, h]``."""
+    b_Q, b_K, b_V = (property(partial(_stacked_heads_in, which=i, bias=True)) for i in range(3))  # noqa: N815 (TL names)
+    """[layer, head, d_head] (over the key/value heads for K and V); zeros where the family has no bias."""
+
+    @property
+    def W_O(self) -> Float[torch.Tensor, "layer head d_head d_model"]:
+        return torch.stack([head_out_weights(b.o, self.cfg, self.adapter.conv1d)[0] for b in self.wiring.blocks])
+
+    @property
+    def b_O(self) -> Float[torch.Tensor, "layer d_model"]:
+        """Output-projection bias (zeros where the family has none)."""
+        rows = []
+        for b in self.wiring.blocks:
+            w, bias = head_out_weights(b.o, self.cfg, self.adapter.conv1d)
+            rows.append(bias if bias is not None else torch.zeros(w.shape[-1], dtype=w.dtype, device=w.device))
+        return torch.stack(rows)
+
+    def mlp_weights(self, layer: int) -> MLPWeights:
+        """One layer's MLP weights (``W_in``, ``b_in``, ``W_out``, ``b_out``, ``W_gate``), without stacking."""
+        self.check_layer_head(layer)
+        return mlp_weights(self.wiring.blocks[layer], self.adapter.conv1d)
+
+    W_in, b_in, W_gate, W_out, b_out = (
+        property(partial(_stacked_mlp, part=part)) for part in ("W_in", "b_in", "W_gate", "W_out", "b_out")
+    )
+    """Every layer's :class:`MLPWeights` stacked: ``W_in`` [layer, d_model, d_mlp] (``hook_pre = x @ W_in + b_in``,
+    ``hook_pre_linear`` under a gated MLP), ``W_gate`` (``hook_pre = x @ W_gate``; a ShapeError for an ungated MLP),
+    ``W_out`` [layer, d_mlp, d_model] (``hook_post @ W_out + b_out``); biases are zeros where the family has none."""

@@ -1,7 +1,7 @@
 """Model diffing: two models (or checkpoints) with one tokenizer, compared on the same text."""
 
 from circuitscope.diffing.interpolation import Interpolation, interpolate, interpolated_model
-from circuitscope.diffing.loss import Context, LossDiff, loss_diff, per_token_loss
+from circuitscope.diffing.loss import Context, ContextOrder, LossDiff, loss_diff, per_token_loss
 from circuitscope.diffing.pairing import (
     ModelMismatchError,
     TokenizerMismatchError,
@@ -20,6 +20,7 @@ from circuitscope.diffing.weights import WeightDiff, component_of, weight_diff
 __all__ = [
     "AttentionDiff",
     "Context",
+    "ContextOrder",
     "Interpolation",
     "LayerCKA",
     "LossDiff",

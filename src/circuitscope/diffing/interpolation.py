@@ -8,7 +8,7 @@ similarity between the two sides over every token (1 = perfectly linear).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,7 @@ from jaxtyping import Float
 
 from circuitscope.diffing.pairing import check_same_architecture, check_same_tokenizer
 from circuitscope.engine.loss import mean_loss
-from circuitscope.progress import progress
+from circuitscope.progress import OnProgress, track
 
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
@@ -26,7 +26,7 @@ __all__ = ["Interpolation", "interpolate", "interpolated_model"]
 
 
 @torch.no_grad()
-def interpolated_model(a: HookedModel, b: HookedModel) -> tuple[HookedModel, Any]:
+def interpolated_model(a: HookedModel, b: HookedModel) -> tuple[HookedModel, Callable[[float], None]]:
     """A fresh copy of A's architecture and a setter ``set_alpha(a)`` loading ``(1 - a) theta_A + a theta_B``."""
     from circuitscope.core.hooked_model import HookedModel
 
@@ -99,8 +99,12 @@ def interpolate(
     alphas: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
     hook: str = "hook_resid_post",
     max_tokens: int = 256,
+    on_progress: OnProgress | None = None,
 ) -> Interpolation:
-    """Loss and cross-task linearity of ``blocks.L.{hook}`` at each ``alpha`` (0 = A, 1 = B)."""
+    """Loss and cross-task linearity of ``blocks.L.{hook}`` at each ``alpha`` (0 = A, 1 = B).
+
+    Progress: stage ``"interpolating"``, one unit an ``alpha``.
+    """
     check_same_tokenizer(a, b)
     if not texts:
         raise ValueError("give at least one text")
@@ -110,7 +114,7 @@ def interpolate(
     fb = _layer_features(b, ids_list, names)
     model, set_alpha = interpolated_model(a, b)
     losses, lin = [], []
-    for alpha in progress(list(alphas), "interpolating", total=len(alphas)):
+    for alpha in track(list(alphas), "interpolating", on_progress):
         set_alpha(float(alpha))
         losses.append(mean_loss(model, list(texts)))
         fc = _layer_features(model, ids_list, names)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import torch
 from jaxtyping import Float
@@ -15,7 +15,10 @@ from circuitscope.engine.loss import next_token_loss
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = ["Context", "LossDiff", "loss_diff", "per_token_loss"]
+__all__ = ["Context", "ContextOrder", "LossDiff", "loss_diff", "per_token_loss"]
+
+ContextOrder = Literal["abs", "b_worse", "a_worse"]
+"""Which differences come first: the largest in size, where B's loss is higher, where A's is."""
 
 
 @torch.no_grad()
@@ -67,8 +70,10 @@ class LossDiff:
     def mean_b(self) -> float:
         return float(torch.cat(self.loss_b).mean())
 
-    def top_contexts(self, k: int = 10, window: int = 12, by: str = "abs") -> list[Context]:
+    def top_contexts(self, k: int = 10, window: int = 12, by: ContextOrder = "abs") -> list[Context]:
         """The ``k`` predicted tokens with the largest difference (``abs``, ``b_worse`` or ``a_worse``)."""
+        if by not in get_args(ContextOrder):
+            raise ValueError(f"by must be one of {', '.join(get_args(ContextOrder))}, got {by!r}")
         scored = []
         for t, d in enumerate(self.diff):
             key = d.abs() if by == "abs" else d if by == "b_worse" else -d

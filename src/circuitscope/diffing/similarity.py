@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from jaxtyping import Float
 
 from circuitscope.diffing.pairing import check_same_architecture, check_same_tokenizer
+from circuitscope.engine.grid import AxisName, ScoreGrid, component_labels
 from circuitscope.errors import ShapeError
 
 if TYPE_CHECKING:
@@ -29,17 +30,35 @@ def linear_cka(x: Float[torch.Tensor, "n d1"], y: Float[torch.Tensor, "n d2"]) -
     return float(num / den) if float(den) > 0 else float("nan")
 
 
+G = TypeVar("G", bound=ScoreGrid)
+
+
+def _grid(
+    kind: type[G], model: HookedModel, scores: torch.Tensor, axes: tuple[AxisName, ...], metric: str, **extra: Any
+) -> G:
+    """A comparison's score grid over ``model``'s components: two models, no clean or corrupted run."""
+    labels = component_labels(model, axes)
+    return kind(scores=scores, axes=axes, labels=labels, metric=metric, clean_value=None, corrupted_value=None, **extra)
+
+
 def _tokens(model: HookedModel, texts: Sequence[str], max_tokens: int) -> list[torch.Tensor]:
     return [model.to_tokens(t, truncate=True)[:, :max_tokens] for t in texts]
 
 
-@dataclass(frozen=True)
-class LayerCKA:
-    """CKA between A's and B's residual stream after each layer, over every token of the texts."""
+@dataclass(frozen=True, kw_only=True)
+class LayerCKA(ScoreGrid):
+    """CKA between A's and B's residual stream after each layer, over every token of the texts.
+
+    A score grid on the axis ``("layer",)`` (``scores`` is also ``cka``); there is no clean or corrupted run.
+    """
 
     layers: list[int]
-    cka: Float[torch.Tensor, " layer"]
     n_tokens: int
+    """Tokens the CKA is computed over (BOS left out)."""
+
+    @property
+    def cka(self) -> Float[torch.Tensor, " layer"]:
+        return self.scores
 
     def to_dict(self) -> dict[str, Any]:
         return {"layers": self.layers, "cka": self.cka.tolist(), "n_tokens": self.n_tokens}
@@ -63,15 +82,21 @@ def layer_cka(
             xs[n].append(ca[n][0, skip:].float().cpu())
             ys[n].append(cb[n][0, skip:].float().cpu())
     cka = torch.tensor([linear_cka(torch.cat(xs[n]), torch.cat(ys[n])) for n in names])
-    return LayerCKA(list(range(a.cfg.n_layers)), cka, int(sum(x.shape[0] for x in xs[names[0]])))
+    n_tokens = int(sum(x.shape[0] for x in xs[names[0]]))
+    return _grid(LayerCKA, a, cka, ("layer",), "linear CKA", layers=list(range(a.cfg.n_layers)), n_tokens=n_tokens)
 
 
-@dataclass(frozen=True)
-class AttentionDiff:
-    """How differently each head attends: mean over query positions of the total-variation distance of the patterns."""
+@dataclass(frozen=True, kw_only=True)
+class AttentionDiff(ScoreGrid):
+    """How differently each head attends: mean over query positions of the total-variation distance of the patterns.
 
-    distance: Float[torch.Tensor, "layer head"]
-    """In [0, 1]: 0 same pattern, 1 disjoint attention."""
+    A score grid on the axes ``("layer", "head")`` (``scores`` is also ``distance``); no clean or corrupted run.
+    """
+
+    @property
+    def distance(self) -> Float[torch.Tensor, "layer head"]:
+        """In [0, 1]: 0 same pattern, 1 disjoint attention."""
+        return self.scores
 
     def to_dict(self) -> dict[str, Any]:
         flat = self.distance.flatten()
@@ -101,4 +126,5 @@ def attention_diff(a: HookedModel, b: HookedModel, texts: Sequence[str], max_tok
             tv = 0.5 * (ca[n][0].double() - cb[n][0].double()).abs().sum(-1)  # [head, query]
             total[i] += tv.sum(-1).cpu()
         count += ids.shape[1]
-    return AttentionDiff((total / max(count, 1)).float())
+    distance = (total / max(count, 1)).float()
+    return _grid(AttentionDiff, a, distance, ("layer", "head"), "attention-pattern total-variation distance")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from jaxtyping import Float
@@ -14,8 +14,10 @@ from circuitscope.embeddings.matrix import Embeddings
 from circuitscope.errors import CircuitscopeError, ShapeError
 
 __all__ = [
+    "METHODS",
     "AnalogyResult",
     "ExpressionError",
+    "Method",
     "Neighbours",
     "SpanProjection",
     "Term",
@@ -26,6 +28,8 @@ __all__ = [
 ]
 
 Method = Literal["3cosadd", "3cosmul"]
+"""How an analogy is scored: 3CosAdd (cosine with the summed terms) or 3CosMul (Levy & Goldberg 2014)."""
+METHODS: tuple[str, ...] = get_args(Method)
 COSMUL_EPS = 1e-3
 """Levy & Goldberg (2014)'s epsilon in the 3CosMul denominator (gensim uses the same)."""
 
@@ -85,7 +89,7 @@ class AnalogyResult:
 
     expression: str
     terms: list[Term]
-    method: str
+    method: Method
     exclude_inputs: bool
     """Whether the input words were barred from the answers (gensim's ``most_similar`` bars them)."""
     words: list[str]
@@ -163,6 +167,7 @@ def solve_analogy(
         ranked[rows] = -torch.inf
     k = min(top, len(emb) - (len(set(rows)) if exclude_inputs else 0))
     best = ranked.topk(k)
+    # Alike to other results' keyword construction (circuits/_acdc.py) by shape only: nothing to share.
     return AnalogyResult(
         expression=text,
         terms=terms,

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 
+from circuitscope.embeddings.analogy import METHODS, Method
 from circuitscope.embeddings.matrix import Embeddings
 from circuitscope.errors import CircuitscopeError, LoadError
 
@@ -106,7 +106,7 @@ class AnalogyBenchmarkResult:
     """Accuracy per section and overall, gensim's way."""
 
     embeddings: str
-    method: str
+    method: Method
     restrict_vocab: int
     case_insensitive: bool
     sections: list[SectionScore]
@@ -182,7 +182,7 @@ def evaluate_analogies(
     *,
     restrict_vocab: int = 300_000,
     case_insensitive: bool = True,
-    method: Literal["3cosadd", "3cosmul"] = "3cosadd",
+    method: Method = "3cosadd",
     batch_size: int = 8192,
 ) -> AnalogyBenchmarkResult:
     """Score every question exactly as gensim's ``evaluate_word_analogies`` does, all at once.
@@ -193,11 +193,9 @@ def evaluate_analogies(
     is not an input word, else the fifth) is then applied to their few exact scores.
     ``batch_size``: questions whose block bounds are held at once.
     """
-    from circuitscope.embeddings.search import analogy_scores, best_rows
-
     if restrict_vocab < 1:
         raise ValueError(f"restrict_vocab must be positive, got {restrict_vocab}")
-    if method not in ("3cosadd", "3cosmul"):
+    if method not in METHODS:
         raise ValueError(f"method must be '3cosadd' or '3cosmul', got {method!r}")
     fold = str.upper if case_insensitive else (lambda w: w)
     n_vocab = min(restrict_vocab, len(emb))
@@ -215,20 +213,7 @@ def evaluate_analogies(
     status = torch.full((n,), -1, dtype=torch.long)
     predicted: list[str | None] = [None] * n
     if todo.numel():
-        variants = _variants(canonical, abc)  # other rows folding to an input word: [q, m]
-        variants = torch.nn.functional.pad(variants, (0, max(0, TOPN - variants.shape[1])), value=-1)
-        unit = emb.normalized()[:n_vocab]
-        _, best = best_rows(unit, abc, torch.cat([abc, variants], 1), method, question_batch=batch_size)
-        var_scores = analogy_scores(unit, abc, variants, method)
-        best_score = analogy_scores(unit, abc, best[:, None], method)[:, 0]  # same formula as the variants
-        ranked_v, order = var_scores.sort(1, descending=True)
-        ranked = variants.gather(1, order)
-        n_var = (ranked >= 0).sum(1)
-        above = (ranked_v > best_score[:, None]).sum(1)  # variants gensim ranks before the best other row
-        # gensim's answer: the best other row, unless its top 5 are all variants (then the 5th) or there is none
-        k = torch.where(best >= 0, torch.full_like(best, TOPN), n_var.clamp_max(TOPN)) - 1
-        fifth = ranked.gather(1, k.clamp_min(0)[:, None])[:, 0]
-        answer = torch.where((above >= TOPN) | (best < 0), torch.where(k >= 0, fifth, -1), best)
+        answer = _gensim_answers(emb.normalized()[:n_vocab], abc, canonical, method, batch_size)
         status[todo] = (canonical[answer.clamp_min(0)] == expected).long().masked_fill(answer < 0, 0)
         for qi, row in zip(todo.tolist(), answer.tolist(), strict=True):
             predicted[qi] = folded_vocab[row] if row >= 0 else None
@@ -248,6 +233,28 @@ def evaluate_analogies(
         correct=status,
         predicted=predicted,
     )
+
+
+def _gensim_answers(
+    unit: torch.Tensor, abc: torch.Tensor, canonical: torch.Tensor, method: Method, batch_size: int
+) -> torch.Tensor:
+    """gensim's answer row to each question (-1 for none): the best row that does not fold to an input word,
+    unless all of the top 5 rows (the three input rows barred) fold to one (then the 5th of them)."""
+    from circuitscope.embeddings.search import analogy_scores, best_rows
+
+    variants = _variants(canonical, abc)  # other rows folding to an input word: [q, m]
+    variants = torch.nn.functional.pad(variants, (0, max(0, TOPN - variants.shape[1])), value=-1)
+    _, best = best_rows(unit, abc, torch.cat([abc, variants], 1), method, question_batch=batch_size)
+    var_scores = analogy_scores(unit, abc, variants, method)
+    best_score = analogy_scores(unit, abc, best[:, None], method)[:, 0]  # same formula as the variants
+    ranked_v, order = var_scores.sort(1, descending=True)
+    ranked = variants.gather(1, order)
+    n_var = (ranked >= 0).sum(1)
+    above = (ranked_v > best_score[:, None]).sum(1)  # variants gensim ranks before the best other row
+    # gensim's answer: the best other row, unless its top 5 are all variants (then the 5th) or there is none
+    k = torch.where(best >= 0, torch.full_like(best, TOPN), n_var.clamp_max(TOPN)) - 1
+    fifth = ranked.gather(1, k.clamp_min(0)[:, None])[:, 0]
+    return torch.where((above >= TOPN) | (best < 0), torch.where(k >= 0, fifth, -1), best)
 
 
 def _variants(canonical: torch.Tensor, abc: torch.Tensor) -> torch.Tensor:

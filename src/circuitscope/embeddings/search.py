@@ -23,17 +23,14 @@ block can still win; there is no loop over questions.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from jaxtyping import Float, Int
 
-from circuitscope.embeddings.analogy import COSMUL_EPS
+from circuitscope.embeddings.analogy import COSMUL_EPS, METHODS, Method
 from circuitscope.engine.batching import batch_slices
 
 __all__ = ["analogy_scores", "best_rows"]
 
-Method = Literal["3cosadd", "3cosmul"]
 _NEG = -torch.inf
 
 
@@ -163,6 +160,43 @@ def _direction_order(unit: torch.Tensor, bits: int) -> torch.Tensor:
     return torch.argsort(key, stable=True)
 
 
+def _scored_blocks(
+    scorer: _Scorer, first_blocks: int, question_batch: int, chunk_blocks: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every (question, block) pair that can hold a question's best row, with its exact best score.
+
+    First each question's ``first_blocks`` most promising blocks by bound (the bar), then every
+    other block whose bound reaches that bar.
+    """
+    unit, abc, method, width = scorer.unit, scorer.abc, scorer.method, scorer.width
+    n_q = abc.shape[0]
+    words, slots = torch.unique(abc, return_inverse=True)
+    pairs, pair_of = torch.unique(slots[:, :2], dim=0, return_inverse=True)
+    cs, c_of = torch.unique(slots[:, 2], return_inverse=True)
+    d_max, e_max = _block_maxima(unit, unit[words], pairs, cs, method, width, chunk_blocks)
+    n_first = min(first_blocks, d_max.shape[1])
+    seen_q, seen_b, seen_v, rest_q, rest_b = [], [], [], [], []
+    for rows in batch_slices(n_q, question_batch):
+        s, p, c = rows.start, pair_of[rows], c_of[rows]
+        ub = d_max[p].add_(e_max[c]) if method == "3cosadd" else d_max[p].mul_(e_max[c])  # [questions, blocks]
+        # 1. each question on its most promising blocks: the bar
+        first = ub.topk(n_first, 1).indices
+        q1, b1 = torch.arange(s, s + ub.shape[0]).repeat_interleave(n_first), first.reshape(-1)
+        v1 = scorer.block_max(q1, b1)
+        bar = torch.full((ub.shape[0],), _NEG, dtype=unit.dtype).scatter_reduce_(0, q1 - s, v1, "amax")
+        # 2. every other block whose bound reaches the bar (a margin covers float rounding)
+        ub.scatter_(1, first, _NEG)
+        q, b = (ub >= (bar - 1e-4 * (1 + bar.abs()))[:, None]).nonzero(as_tuple=True)
+        seen_q.append(q1)
+        seen_b.append(b1)
+        seen_v.append(v1)
+        rest_q.append(q + s)
+        rest_b.append(b)
+    q2, b2 = torch.cat(rest_q), torch.cat(rest_b)
+    q_all, b_all = torch.cat([*seen_q, q2]), torch.cat([*seen_b, b2])
+    return q_all, b_all, torch.cat([*seen_v, scorer.block_max(q2, b2)])
+
+
 def best_rows(
     unit: Float[torch.Tensor, "vocab d"],
     abc: Int[torch.Tensor, "q 3"],
@@ -185,7 +219,7 @@ def best_rows(
     ``cluster_bits``: rows are first grouped by the signs of that many fixed random projections,
     so a block holds rows of similar direction (its bound is tighter); 0 keeps the given order.
     """
-    if method not in ("3cosadd", "3cosmul"):
+    if method not in METHODS:
         raise ValueError(f"method must be '3cosadd' or '3cosmul', got {method!r}")
     if min(block, chunk_blocks, question_batch, first_blocks) < 1:
         raise ValueError("block, chunk_blocks, question_batch and first_blocks must be positive")
@@ -206,33 +240,8 @@ def best_rows(
         )  # fmt: skip
         return v, torch.where(i >= 0, perm[i.clamp_min(0)], -1)
     scorer = _Scorer(unit, abc, masked, method, width)
-    words, slots = torch.unique(abc, return_inverse=True)
-    pairs, pair_of = torch.unique(slots[:, :2], dim=0, return_inverse=True)
-    cs, c_of = torch.unique(slots[:, 2], return_inverse=True)
-    d_max, e_max = _block_maxima(unit, unit[words], pairs, cs, method, width, chunk_blocks)
-    n_blocks = d_max.shape[1]
-
-    n_first = min(first_blocks, n_blocks)
-    seen_q, seen_b, seen_v, rest_q, rest_b = [], [], [], [], []
-    for rows in batch_slices(n_q, question_batch):
-        s, p, c = rows.start, pair_of[rows], c_of[rows]
-        ub = d_max[p].add_(e_max[c]) if method == "3cosadd" else d_max[p].mul_(e_max[c])  # [questions, blocks]
-        # 1. each question on its most promising blocks: the bar
-        first = ub.topk(n_first, 1).indices
-        q1, b1 = torch.arange(s, s + ub.shape[0]).repeat_interleave(n_first), first.reshape(-1)
-        v1 = scorer.block_max(q1, b1)
-        bar = torch.full((ub.shape[0],), _NEG, dtype=unit.dtype).scatter_reduce_(0, q1 - s, v1, "amax")
-        # 2. every other block whose bound reaches the bar (a margin covers float rounding)
-        ub.scatter_(1, first, _NEG)
-        q, b = (ub >= (bar - 1e-4 * (1 + bar.abs()))[:, None]).nonzero(as_tuple=True)
-        seen_q.append(q1)
-        seen_b.append(b1)
-        seen_v.append(v1)
-        rest_q.append(q + s)
-        rest_b.append(b)
-    q2, b2 = torch.cat(rest_q), torch.cat(rest_b)
-    q_all, b_all = torch.cat([*seen_q, q2]), torch.cat([*seen_b, b2])
-    v_all = torch.cat([*seen_v, scorer.block_max(q2, b2)])
+    q_all, b_all, v_all = _scored_blocks(scorer, first_blocks, question_batch, chunk_blocks)
+    n_blocks = -(-n_vocab // width)
     best_v.scatter_reduce_(0, q_all, v_all, "amax")
     # 3. the row: in the lowest block reaching the best score
     won = (v_all == best_v[q_all]) & (v_all > _NEG)

@@ -11,12 +11,14 @@ writing it again:
   loss over texts (:func:`mean_loss`);
 - :mod:`~circuitscope.engine.grid`: :class:`ScoreGrid`, the result type of scores over named axes;
 - :mod:`~circuitscope.engine.head_ablation`: every attention head ablated alone, on a
-  :class:`~circuitscope.core.replay.BlockReplay` (:func:`ablate_each_head`).
+  :class:`~circuitscope.core.replay.BlockReplay` (:func:`ablate_each_head`);
+- :mod:`~circuitscope.engine.jsonl`: the objects of a JSON-lines file, with file:line errors (:func:`json_lines`).
 """
 
 from circuitscope.engine.batching import apply_in_batches, batch_slices, batched
 from circuitscope.engine.grid import AXIS_NAMES, AxisName, MetricGrid, ScoreGrid, component_labels
 from circuitscope.engine.head_ablation import ablate_each_head
+from circuitscope.engine.jsonl import json_lines
 from circuitscope.engine.loss import (
     REDUCTIONS,
     Reduction,
@@ -38,6 +40,7 @@ __all__ = [
     "batch_slices",
     "batched",
     "component_labels",
+    "json_lines",
     "mean_loss",
     "next_token_loss",
     "next_token_loss_from_resid",

@@ -1,109 +1,50 @@
 """Prompt-variant evaluations: the same questions under several framings, scored by answer log-probabilities.
 
-Questions come from JSONL, one object a line::
-
-    {"question": "Is the Earth flat?", "options": ["Yes", "No"], "answer": "No"}
-
-A framing is a template with ``{question}`` (e.g. ``"You are truthful.\\nQ: {question}\\nA:"``);
-each option is scored as the summed log-probability of its tokens after the framed prompt
-(options get a leading space). The effect of a framing is its mean difference from the
-first (baseline) framing on the same questions, with a paired 95% bootstrap interval.
+The questions and framings are :mod:`circuitscope.evals.items`'s. Under each framing, each option is
+scored as the summed log-probability of its tokens after the framed prompt (options get a leading space).
+The effect of a framing is its mean difference from the first (baseline) framing on the same questions,
+with a paired 95% bootstrap interval.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
 
-from circuitscope.errors import CircuitscopeError
-from circuitscope.progress import progress
+from circuitscope.evals.items import DEFAULT_FRAMINGS, EvalItem, EvalSetError, Framing
+from circuitscope.progress import OnProgress, track
 
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = [
-    "DEFAULT_FRAMINGS",
-    "EvalItem",
-    "EvalSetError",
-    "Framing",
-    "PromptVariantResult",
-    "evaluate_prompt_variants",
-    "load_eval_items",
-]
-
-
-class EvalSetError(CircuitscopeError, ValueError):
-    """An evaluation file or framing that is malformed."""
+__all__ = ["FramingScore", "PromptVariantResult", "evaluate_prompt_variants"]
 
 
 @dataclass(frozen=True)
-class EvalItem:
-    question: str
-    options: list[str]
-    answer: str
-    meta: dict[str, Any] = field(default_factory=dict)
+class FramingScore:
+    """One framing's scores over the questions (means, with 95% bootstrap intervals as ``(low, high)``)."""
 
-    def __post_init__(self) -> None:
-        if len(self.options) < 2:
-            raise EvalSetError(f"question {self.question!r} needs at least two options, got {self.options}")
-        if self.answer not in self.options:
-            raise EvalSetError(f"question {self.question!r}: answer {self.answer!r} is not one of {self.options}")
-        if len(set(self.options)) != len(self.options):
-            raise EvalSetError(f"question {self.question!r} repeats an option: {self.options}")
+    framing: str
+    accuracy: float
+    """Share of questions whose answer has the highest log-probability."""
+    accuracy_ci95: tuple[float, float]
+    p_answer: float
+    """Mean probability of the answer, renormalised over the options."""
+    p_answer_ci95: tuple[float, float]
+    margin: float
+    """Mean answer log-prob minus the best other option's."""
+    margin_ci95: tuple[float, float]
+    effect_p_answer_vs_baseline: float
+    """Mean paired difference of p(answer) from the first framing's."""
+    effect_ci95: tuple[float, float]
 
-
-@dataclass(frozen=True)
-class Framing:
-    name: str
-    template: str
-    """Contains ``{question}`` once."""
-
-    def __post_init__(self) -> None:
-        if self.template.count("{question}") != 1:
-            raise EvalSetError(f"framing {self.name!r} must contain '{{question}}' exactly once: {self.template!r}")
-
-    def render(self, question: str) -> str:
-        return self.template.replace("{question}", question)
-
-
-DEFAULT_FRAMINGS = [
-    Framing("truthful", "You are a truthful assistant.\nQuestion: {question}\nAnswer:"),
-    Framing("friendly and truthful", "You are a friendly and truthful assistant.\nQuestion: {question}\nAnswer:"),
-]
-
-
-def load_eval_items(path: str | Path) -> list[EvalItem]:
-    """Read JSONL items; errors name the line."""
-    items = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise EvalSetError(f"{path}:{n}: not JSON ({err.msg})") from err
-        if not isinstance(obj, dict) or not {"question", "options", "answer"} <= obj.keys():
-            raise EvalSetError(f"{path}:{n}: each line needs 'question', 'options' and 'answer'")
-        try:
-            items.append(
-                EvalItem(
-                    str(obj["question"]),
-                    [str(o) for o in obj["options"]],
-                    str(obj["answer"]),
-                    {k: v for k, v in obj.items() if k not in ("question", "options", "answer")},
-                )
-            )
-        except EvalSetError as err:
-            raise EvalSetError(f"{path}:{n}: {err}") from err
-    if not items:
-        raise EvalSetError(f"{path} has no questions")
-    return items
+    def to_json(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -128,21 +69,29 @@ class PromptVariantResult:
         means = values[idx].mean(1)
         return float(means.quantile(0.025)), float(means.quantile(0.975))
 
-    def table(self) -> list[dict[str, Any]]:
+    def scores(self) -> list[FramingScore]:
         """Per framing: accuracy, mean p(answer), mean margin with 95% CIs, and the paired effect vs the first."""
         rows = []
         for f, name in enumerate(self.framings):
-            row: dict[str, Any] = {"framing": name}
-            for key, t in (("accuracy", self.correct), ("p_answer", self.p_answer), ("margin", self.margin)):
-                lo, hi = self._ci(t[f])
-                row[key] = float(t[f].mean())
-                row[f"{key}_ci95"] = [lo, hi]
             diff = self.p_answer[f] - self.p_answer[0]
-            lo, hi = self._ci(diff)
-            row["effect_p_answer_vs_baseline"] = float(diff.mean())
-            row["effect_ci95"] = [lo, hi]
-            rows.append(row)
+            rows.append(
+                FramingScore(
+                    framing=name,
+                    accuracy=float(self.correct[f].mean()),
+                    accuracy_ci95=self._ci(self.correct[f]),
+                    p_answer=float(self.p_answer[f].mean()),
+                    p_answer_ci95=self._ci(self.p_answer[f]),
+                    margin=float(self.margin[f].mean()),
+                    margin_ci95=self._ci(self.margin[f]),
+                    effect_p_answer_vs_baseline=float(diff.mean()),
+                    effect_ci95=self._ci(diff),
+                )
+            )
         return rows
+
+    def table(self) -> list[dict[str, Any]]:
+        """:meth:`scores` as JSON-ready rows (intervals as ``[low, high]`` lists)."""
+        return [row.to_json() for row in self.scores()]
 
     def to_dict(self) -> dict[str, Any]:
         return {"framings": self.framings, "n_questions": len(self.questions), "table": self.table()}
@@ -172,8 +121,12 @@ def evaluate_prompt_variants(
     *,
     n_boot: int = 2000,
     seed: int = 0,
+    on_progress: OnProgress | None = None,
 ) -> PromptVariantResult:
-    """Score every item under every framing (the first framing is the baseline of the effect)."""
+    """Score every item under every framing (the first framing is the baseline of the effect).
+
+    Progress: stage ``"scoring"``, one unit a (framing, question).
+    """
     if not items:
         raise EvalSetError("no questions to evaluate")
     if len(framings) < 1:
@@ -183,9 +136,7 @@ def evaluate_prompt_variants(
         raise EvalSetError(f"framing names must be unique: {names}")
     scores: list[list[list[float]]] = []
     work = [(f, it) for f in framings for it in items]
-    flat = [
-        _option_logprobs(model, f.render(it.question), it.options) for f, it in progress(work, "scoring", len(work))
-    ]
+    flat = [_option_logprobs(model, f.render(it.question), it.options) for f, it in track(work, "scoring", on_progress)]
     for fi in range(len(framings)):
         scores.append(flat[fi * len(items) : (fi + 1) * len(items)])
     correct = torch.zeros(len(framings), len(items))

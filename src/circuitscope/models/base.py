@@ -8,13 +8,18 @@ into hook points that sit on the family's own modules and its own attention math
 A path field may be a tuple of alternatives; the first that exists is used (so one
 adapter covers ``BertModel`` and ``BertForMaskedLM``, or a text-only and a multimodal
 Gemma 3).
+
+A family that shares another's module layout says only how it differs:
+``ADAPTER = LLAMA.derive(family="gemma", model_types=("gemma",), embed_scale_buffer="embed_scale")``.
+Adapters of unrelated families are keyword lists of the same shape on purpose: each line is
+one fact (a module path) of its family, read by ``circuitscope.core``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from torch import nn
 
@@ -121,6 +126,13 @@ class Adapter:
             raise ValueError(f"adapter {self.family!r}: list at least one model_type")
         if self.causal and self.masked_lm_classes:
             raise ValueError(f"adapter {self.family!r}: masked_lm_classes are for encoders (causal=False)")
+
+    def derive(self, **facts: Any) -> Adapter:
+        """This adapter with some fields changed: a family laid out like this one says only how it differs.
+
+        ``facts`` are field names and values (an unknown name is a TypeError); the result is validated again.
+        """
+        return replace(self, **facts)
 
 
 def try_resolve(root: nn.Module, paths: Paths | None) -> nn.Module | None:

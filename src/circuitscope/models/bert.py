@@ -10,6 +10,7 @@ token-type embedding).
 
 from circuitscope.models.base import Adapter
 
+# Same shape as the other adapters on purpose: one line per module path of this family (see models/base.py).
 ADAPTER = Adapter(
     family="bert",
     model_types=("bert",),

@@ -2,6 +2,7 @@
 
 from circuitscope.models.base import Adapter
 
+# Same shape as the other adapters on purpose: one line per module path of this family (see models/base.py).
 ADAPTER = Adapter(
     family="gpt2",
     model_types=("gpt2",),

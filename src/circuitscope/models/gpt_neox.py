@@ -6,6 +6,7 @@ Pythia uses the parallel residual (``x + attn(ln1 x) + mlp(ln2 x)``), so it has 
 
 from circuitscope.models.base import Adapter
 
+# Same shape as the other adapters on purpose: one line per module path of this family (see models/base.py).
 ADAPTER = Adapter(
     family="gpt_neox",
     model_types=("gpt_neox",),

@@ -2,6 +2,7 @@
 
 from circuitscope.models.base import Adapter
 
+# Same shape as the other adapters on purpose: one line per module path of this family (see models/base.py).
 ADAPTER = Adapter(
     family="llama",
     model_types=("llama", "mistral", "qwen2", "qwen3"),

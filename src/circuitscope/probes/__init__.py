@@ -3,7 +3,7 @@
 from circuitscope.probes.activations import Position, activations_at_position
 from circuitscope.probes.ccs import CCSProbe, train_ccs
 from circuitscope.probes.logistic import LinearProbe, split_indices, train_probe
-from circuitscope.probes.statements import CAPITALS, Statement, contrast_pairs, true_false_statements
+from circuitscope.probes.statements import CAPITALS, Statement, Topic, contrast_pairs, true_false_statements
 from circuitscope.probes.sweep import CCSSweep, ProbeSweep, ccs_sweep, probe_sweep
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "Position",
     "ProbeSweep",
     "Statement",
+    "Topic",
     "activations_at_position",
     "ccs_sweep",
     "contrast_pairs",

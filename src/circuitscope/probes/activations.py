@@ -10,6 +10,7 @@ from jaxtyping import Float
 
 from circuitscope.engine.batching import batch_slices
 from circuitscope.errors import ShapeError
+from circuitscope.progress import OnProgress, track
 
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
@@ -28,12 +29,15 @@ def activations_at_position(
     hooks: str | Sequence[str],
     position: Position = -1,
     batch_size: int = 16,
+    *,
+    stage: str = "caching activations",
+    on_progress: OnProgress | None = None,
 ) -> dict[str, Float[torch.Tensor, "n d"]]:
     """The activation at ``position`` of each text, for each hook: ``{hook: [n_texts, d]}`` (float32, CPU).
 
     Texts are right-padded in batches; a causal model's real positions never see the padding.
     The forward pass stops after the last hook needed. Activations with more than one
-    trailing axis (``hook_z`` is [head, d_head]) are flattened.
+    trailing axis (``hook_z`` is [head, d_head]) are flattened. Progress: ``stage``, one unit a batch.
     """
     names = [hooks] if isinstance(hooks, str) else list(hooks)
     if not texts:
@@ -41,7 +45,7 @@ def activations_at_position(
     for name in names:
         model.hook_point(name)
     out: dict[str, list[torch.Tensor]] = {n: [] for n in names}
-    for rows in batch_slices(len(texts), batch_size):
+    for rows in track(batch_slices(len(texts), batch_size), stage, on_progress):
         start, batch = rows.start, list(texts[rows])
         ids, mask = model.tok.to_tokens(batch)
         lengths = mask.sum(1)

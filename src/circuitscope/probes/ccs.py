@@ -12,6 +12,7 @@ from circuitscope.errors import ShapeError
 __all__ = ["CCSProbe", "train_ccs"]
 
 
+# Same shape as LinearProbe on purpose: CCS standardises each side of a pair with its own statistics.
 @dataclass(frozen=True)
 class CCSProbe:
     """``p(x) = sigmoid(normalise(x) · weight + bias)``; the truth of a pair is ``(p(x+) + 1 - p(x-)) / 2``."""
@@ -39,6 +40,7 @@ class CCSProbe:
         return max(acc, 1 - acc)
 
 
+# Keyword options alike to the toy superposition trainer's by shape only: another loss and optimiser.
 def train_ccs(
     x_pos: Float[torch.Tensor, "n d"],
     x_neg: Float[torch.Tensor, "n d"],

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Literal
 
-__all__ = ["CAPITALS", "Statement", "contrast_pairs", "true_false_statements"]
+__all__ = ["CAPITALS", "Statement", "Topic", "contrast_pairs", "true_false_statements"]
+
+Topic = Literal["capitals", "arithmetic", "comparison"]
+"""What a statement is about: a country's capital, a sum or difference, which of two numbers is larger."""
 
 CAPITALS: list[tuple[str, str]] = [
     ("France", "Paris"), ("Germany", "Berlin"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Japan", "Tokyo"),
@@ -30,7 +34,7 @@ class Statement:
     text: str
     label: int
     """1 true, 0 false."""
-    topic: str
+    topic: Topic
     """``capitals``, ``arithmetic`` or ``comparison``."""
     pair_id: int
     """True and false twins share a pair id."""

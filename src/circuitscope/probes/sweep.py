@@ -12,7 +12,7 @@ from jaxtyping import Float
 from circuitscope.probes.activations import Position, activations_at_position
 from circuitscope.probes.ccs import train_ccs
 from circuitscope.probes.logistic import LinearProbe, split_indices, train_probe
-from circuitscope.progress import status
+from circuitscope.progress import OnProgress
 
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
@@ -64,16 +64,17 @@ def probe_sweep(
     l2: float = 1e-2,
     seed: int = 0,
     groups: Sequence[Hashable] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> ProbeSweep:
     """Cache ``hooks`` at ``position`` for every text (one pass), fit a probe per hook, report accuracy.
 
     ``groups``: one key per text; texts sharing a key (a statement and its false twin, say) stay on
-    the same side of the train/test split.
+    the same side of the train/test split. Progress: the caching, one unit a batch of texts.
     """
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
-    with status(f"caching {len(hooks)} activations of {len(texts)} texts"):
-        acts = activations_at_position(model, texts, list(hooks), position)
+    stage = f"caching {len(hooks)} activations of {len(texts)} texts"
+    acts = activations_at_position(model, texts, list(hooks), position, stage=stage, on_progress=on_progress)
     y = torch.tensor(list(labels))
     probes = [train_probe(acts[h], y, l2=l2, test_fraction=test_fraction, seed=seed, groups=groups) for h in hooks]
     return ProbeSweep(
@@ -98,13 +99,17 @@ def ccs_sweep(
     n_tries: int = 5,
     epochs: int = 500,
     groups: Sequence[Hashable] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> CCSSweep:
-    """CCS per hook; labels are used only to score it (and to fix its sign on the training split)."""
+    """CCS per hook; labels are used only to score it (and to fix its sign on the training split).
+
+    Progress: the caching of the positive, then of the negative texts, one unit a batch.
+    """
     if not len(positive) == len(negative) == len(labels):
         raise ValueError("positive, negative and labels must have the same length")
-    with status(f"caching {len(hooks)} activations of {2 * len(positive)} texts"):
-        pos = activations_at_position(model, positive, list(hooks), position)
-        neg = activations_at_position(model, negative, list(hooks), position)
+    stage = f"caching {len(hooks)} activations of {2 * len(positive)} texts"
+    pos = activations_at_position(model, positive, list(hooks), position, stage=stage, on_progress=on_progress)
+    neg = activations_at_position(model, negative, list(hooks), position, stage=stage, on_progress=on_progress)
     y = torch.tensor(list(labels))
     train, test = split_indices(len(y), test_fraction, seed, y, groups)
     accs = []

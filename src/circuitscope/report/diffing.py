@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING
 
+from circuitscope.report.head_grid import head_heatmap
 from circuitscope.report.html import Report, token_html
 
 if TYPE_CHECKING:
@@ -50,19 +51,7 @@ def plot_cka(result: LayerCKA):  # -> plotly Figure
 
 
 def plot_attention_diff(result: AttentionDiff):  # -> plotly Figure
-    import plotly.graph_objects as go
-
-    d = result.distance
-    fig = go.Figure(
-        go.Heatmap(
-            z=d.tolist(),
-            x=[f"H{h}" for h in range(d.shape[1])],
-            y=[f"L{i}" for i in range(d.shape[0])],
-            colorscale="Reds",
-            zmin=0,
-            hovertemplate="%{y}%{x}: TV distance %{z:.4f}<extra></extra>",
-        )
-    )
+    fig = head_heatmap(result.distance, colorscale="Reds", hover="TV distance", zmin=0)
     fig.update_layout(title="attention-pattern difference per head (total variation)", height=480)
     return fig
 

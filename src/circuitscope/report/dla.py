@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from circuitscope.report.figures import NUMBER_FORMAT, round_numbers
+
 if TYPE_CHECKING:
     from circuitscope.analysis.dla import DLAResult
 
@@ -11,7 +13,7 @@ __all__ = ["plot_heads", "plot_layers"]
 
 
 def plot_heads(result: DLAResult) -> object:
-    """Heatmap of each head's direct contribution (layer x head)."""
+    """Heatmap of each head's direct contribution (layer x head), mean over all prompts."""
     import plotly.graph_objects as go
 
     fig = go.Figure(
@@ -21,12 +23,12 @@ def plot_heads(result: DLAResult) -> object:
             y=[str(i) for i in range(result.heads.shape[0])],
             colorscale="RdBu",
             zmid=0,
-            colorbar={"title": "logit diff"},
+            colorbar={"title": "logit diff", "tickformat": NUMBER_FORMAT},
             hovertemplate="L%{y}H%{x}: %{z:.3f}<extra></extra>",
         )
     )
     fig.update_layout(
-        title="Direct logit attribution by head", xaxis_title="head", yaxis_title="layer",
+        title="Direct logit attribution by head (mean over all prompts)", xaxis_title="head", yaxis_title="layer",
         yaxis={"autorange": "reversed"}, height=max(320, 22 * result.heads.shape[0] + 120),
     )  # fmt: skip
     return fig
@@ -44,7 +46,8 @@ def plot_layers(result: DLAResult) -> object:
         ]
     )
     fig.update_layout(
-        title=f"Direct logit attribution by layer (total logit diff {result.total:.3f})",
+        title=f"Direct logit attribution by layer (mean over all prompts; total logit diff {result.total:.3f})",
         xaxis_title="layer", yaxis_title="contribution to logit diff", barmode="group", height=360,
     )  # fmt: skip
-    return fig
+    fig.update_traces(hovertemplate="layer %{x}: %{y:.3f}")
+    return round_numbers(fig)

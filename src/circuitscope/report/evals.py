@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from circuitscope.report.html import Report
 
 if TYPE_CHECKING:
-    from circuitscope.evals.harness import Framing, PromptVariantResult
+    from circuitscope.evals import Framing, PromptVariantResult
 
 __all__ = ["plot_prompt_variants", "prompt_variants_report"]
 
@@ -17,17 +17,16 @@ def plot_prompt_variants(result: PromptVariantResult):  # -> plotly Figure
     """Mean p(answer) per framing with 95% bootstrap intervals."""
     import plotly.graph_objects as go
 
-    rows = result.table()
-    y = [r["p_answer"] for r in rows]
+    rows = result.scores()
     fig = go.Figure(
         go.Bar(
-            x=[r["framing"] for r in rows],
-            y=y,
+            x=[r.framing for r in rows],
+            y=[r.p_answer for r in rows],
             error_y=dict(
                 type="data",
                 symmetric=False,
-                array=[r["p_answer_ci95"][1] - v for r, v in zip(rows, y, strict=True)],
-                arrayminus=[v - r["p_answer_ci95"][0] for r, v in zip(rows, y, strict=True)],
+                array=[r.p_answer_ci95[1] - r.p_answer for r in rows],
+                arrayminus=[r.p_answer - r.p_answer_ci95[0] for r in rows],
             ),
         )
     )
@@ -44,7 +43,6 @@ def prompt_variants_report(
     result: PromptVariantResult, framings: Sequence[Framing], *, model: str, source: str, n_questions: int
 ) -> Report:
     """The report of ``circuitscope eval-prompts``: the figure, the effect table and the framings' templates."""
-    table = result.table()
     report = Report("Prompt-variant evaluation", f"{model} · {source} · {n_questions} questions")
     report.add_figure("p(answer) by framing", plot_prompt_variants(result))
     report.add_table(
@@ -52,16 +50,16 @@ def prompt_variants_report(
         ["framing", "accuracy", "acc CI", "p(answer)", "p CI", "margin", "effect vs baseline", "effect CI"],
         [
             [
-                r["framing"],
-                r["accuracy"],
-                f"[{r['accuracy_ci95'][0]:.3f}, {r['accuracy_ci95'][1]:.3f}]",
-                r["p_answer"],
-                f"[{r['p_answer_ci95'][0]:.3f}, {r['p_answer_ci95'][1]:.3f}]",
-                r["margin"],
-                r["effect_p_answer_vs_baseline"],
-                f"[{r['effect_ci95'][0]:+.3f}, {r['effect_ci95'][1]:+.3f}]",
+                r.framing,
+                r.accuracy,
+                f"[{r.accuracy_ci95[0]:.3f}, {r.accuracy_ci95[1]:.3f}]",
+                r.p_answer,
+                f"[{r.p_answer_ci95[0]:.3f}, {r.p_answer_ci95[1]:.3f}]",
+                r.margin,
+                r.effect_p_answer_vs_baseline,
+                f"[{r.effect_ci95[0]:+.3f}, {r.effect_ci95[1]:+.3f}]",
             ]
-            for r in table
+            for r in result.scores()
         ],
     )
     report.add_table("Framings", ["name", "template"], [[f.name, f.template] for f in framings])

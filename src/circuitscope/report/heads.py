@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from circuitscope.analysis.heads_text import ABLATION_KIND, TextAnalysis, ablation_rows
 from circuitscope.report.html import Report
@@ -30,31 +30,35 @@ __all__ = [
 ]
 
 
-def plot_head_scores(result: HeadScores, title: str | None = None) -> Figure:
-    """Heatmap [layer, head] of one detector's scores."""
+def _layer_head_heatmap(z: list[list[float]], title: str, layout: dict[str, Any], **trace: Any) -> Figure:
+    """A [layer, head] heatmap: heads across, layers down (layer 0 on top), one tick per head and layer."""
     import plotly.graph_objects as go
 
-    z = result.scores.tolist()
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            zmin=0,
-            zmax=1,
-            colorscale="Blues",
-            colorbar={"title": "score"},
-            hovertemplate="layer %{y}, head %{x}: %{z:.3f}<extra></extra>",
-        )
-    )
+    fig = go.Figure(go.Heatmap(z=z, **trace))
     fig.update_layout(
-        title=title or f"{result.name.replace('_', '-')} score per head",
+        title=title,
         xaxis_title="head",
         yaxis_title="layer",
         yaxis={"autorange": "reversed", "dtick": 1},
         xaxis={"dtick": 1},
         height=180 + 40 * len(z),
-        margin={"t": 50, "b": 40},
+        **layout,
     )
     return fig
+
+
+def plot_head_scores(result: HeadScores, title: str | None = None) -> Figure:
+    """Heatmap [layer, head] of one detector's scores."""
+    return _layer_head_heatmap(
+        result.scores.tolist(),
+        title or f"{result.name.replace('_', '-')} score per head",
+        {"margin": {"t": 50, "b": 40}},
+        zmin=0,
+        zmax=1,
+        colorscale="Blues",
+        colorbar={"title": "score"},
+        hovertemplate="layer %{y}, head %{x}: %{z:.3f}<extra></extra>",
+    )
 
 
 def plot_composition(result: CompositionScores, mode: Mode) -> Figure:
@@ -93,26 +97,15 @@ def plot_composition(result: CompositionScores, mode: Mode) -> Figure:
 
 def plot_head_ablation(result: HeadAblation, title: str | None = None) -> Figure:
     """Heatmap [layer, head] of the loss increase."""
-    import plotly.graph_objects as go
-
-    z = result.loss_increase.tolist()
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            colorscale="Reds",
-            colorbar={"title": "Δ loss"},
-            hovertemplate="layer %{y}, head %{x}: +%{z:.3f} nats<extra></extra>",
-        )
+    # Same call shape as plot_head_scores on purpose: one layer x head heatmap, each with its own colours and hover.
+    return _layer_head_heatmap(
+        result.loss_increase.tolist(),
+        title or f"loss increase when each head is {result.method}-ablated (clean {result.clean_loss:.3f})",
+        {},
+        colorscale="Reds",
+        colorbar={"title": "Δ loss"},
+        hovertemplate="layer %{y}, head %{x}: +%{z:.3f} nats<extra></extra>",
     )
-    fig.update_layout(
-        title=title or f"loss increase when each head is {result.method}-ablated (clean {result.clean_loss:.3f})",
-        xaxis_title="head",
-        yaxis_title="layer",
-        yaxis={"autorange": "reversed", "dtick": 1},
-        xaxis={"dtick": 1},
-        height=180 + 40 * len(z),
-    )
-    return fig
 
 
 def plot_pattern(example: HeadExample) -> Figure:

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Report"]
+__all__ = ["Report", "caption_html", "figure_html", "paragraphs_html", "table_html", "token_html"]
 
 _CSS = """
 :root { --ink:#1d2330; --muted:#5b6475; --line:#e3e6ec; --accent:#3558d4; --bg:#fbfbfd; }
@@ -41,6 +41,10 @@ th { color:var(--muted); font-weight:600; }
 td.num { text-align:right; font-variant-numeric: tabular-nums; }
 code, .tok { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size:12.5px; }
 .tok { display:inline-block; padding:1px 2px; margin:1px 0; border-radius:3px; white-space:pre; }
+section.warnings { border-color:#e0a800; background:#fff8e1; }
+section.warnings h2 { color:#8a5a00; }
+section.answer { border-color:var(--accent); }
+.cell-note { color:var(--muted); font-style:italic; }
 footer { color:var(--muted); font-size:12px; text-align:center; padding:20px; }
 """
 
@@ -50,6 +54,7 @@ class _Section:
     title: str
     body: str
     anchor: str
+    css_class: str = ""
 
 
 @dataclass
@@ -62,14 +67,23 @@ class Report:
     """One line under the heading (model, task, settings)."""
     sections: list[_Section] = field(default_factory=list)
 
-    def _add(self, title: str, body: str) -> None:
+    def _add(self, title: str, body: str, css_class: str = "") -> None:
         anchor = f"s{len(self.sections) + 1}"
-        self.sections.append(_Section(title, body, anchor))
+        self.sections.append(_Section(title, body, anchor, css_class))
+
+    def add_warnings(self, messages: list[str], title: str = "Warnings") -> None:
+        """Messages a reader must see before the rest (highlighted; nothing is added when there are none)."""
+        if messages:
+            items = "".join(f"<li>{html.escape(m)}</li>" for m in messages)
+            self._add(title, f"<ul>{items}</ul>", "warnings")
+
+    def add_answer(self, title: str, paragraphs: list[str], trusted_html: str = "") -> None:
+        """The page's answer (escaped paragraphs, then optional HTML made by circuitscope), highlighted."""
+        self._add(title, paragraphs_html(paragraphs) + trusted_html, "answer")
 
     def add_text(self, title: str, paragraphs: str | list[str]) -> None:
         """Plain text (escaped); a list gives several paragraphs."""
-        items = [paragraphs] if isinstance(paragraphs, str) else paragraphs
-        self._add(title, "".join(f"<p>{html.escape(p)}</p>" for p in items))
+        self._add(title, paragraphs_html([paragraphs] if isinstance(paragraphs, str) else paragraphs))
 
     def add_kpis(self, title: str, values: dict[str, str]) -> None:
         """A row of headline numbers."""
@@ -80,26 +94,11 @@ class Report:
         self._add(title, f'<div class="kpis">{cells}</div>')
 
     def add_table(self, title: str, columns: list[str], rows: list[list[Any]], caption: str = "") -> None:
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-        body = []
-        for row in rows:
-            cells = []
-            for value in row:
-                if isinstance(value, float):
-                    cells.append(f'<td class="num">{value:.4g}</td>')
-                elif isinstance(value, int):
-                    cells.append(f'<td class="num">{value}</td>')
-                else:
-                    cells.append(f"<td>{html.escape(str(value))}</td>")
-            body.append(f"<tr>{''.join(cells)}</tr>")
-        cap = f'<p class="caption">{html.escape(caption)}</p>' if caption else ""
-        self._add(title, f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{cap}")
+        self._add(title, table_html(columns, rows) + caption_html(caption))
 
     def add_figure(self, title: str, figure: Any, caption: str = "") -> None:
         """A plotly figure (``plotly.graph_objects.Figure``), drawn without loading plotly.js again."""
-        div = figure.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False, "responsive": True})
-        cap = f'<p class="caption">{html.escape(caption)}</p>' if caption else ""
-        self._add(title, div + cap)
+        self._add(title, figure_html(figure) + caption_html(caption))
 
     def add_html(self, title: str, trusted_html: str) -> None:
         """Raw HTML made by circuitscope itself (e.g. highlighted tokens); never user input."""
@@ -110,7 +109,8 @@ class Report:
 
         nav = "".join(f'<a href="#{s.anchor}">{html.escape(s.title)}</a>' for s in self.sections)
         body = "".join(
-            f'<section id="{s.anchor}"><h2>{html.escape(s.title)}</h2>{s.body}</section>' for s in self.sections
+            f'<section id="{s.anchor}"{_class_attr(s.css_class)}><h2>{html.escape(s.title)}</h2>{s.body}</section>'
+            for s in self.sections
         )
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         from circuitscope._version import __version__
@@ -140,6 +140,44 @@ class Report:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return target
+
+
+def table_html(columns: list[str], rows: list[list[Any]]) -> str:
+    """A table (floats to 4 significant digits, text escaped), for a section built of several parts."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = []
+    for row in rows:
+        cells = []
+        for value in row:
+            if isinstance(value, float):
+                cells.append(f'<td class="num">{value:.4g}</td>')
+            elif isinstance(value, int):
+                cells.append(f'<td class="num">{value}</td>')
+            else:
+                cells.append(f"<td>{html.escape(str(value))}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def figure_html(figure: Any) -> str:
+    """A plotly figure's ``<div>`` (plotly.js is inlined once, by :meth:`Report.to_html`)."""
+    return str(
+        figure.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False, "responsive": True})
+    )
+
+
+def paragraphs_html(paragraphs: list[str]) -> str:
+    """Escaped paragraphs."""
+    return "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs)
+
+
+def caption_html(caption: str) -> str:
+    """A grey caption paragraph (nothing for an empty caption)."""
+    return f'<p class="caption">{html.escape(caption)}</p>' if caption else ""
+
+
+def _class_attr(css_class: str) -> str:
+    return f' class="{css_class}"' if css_class else ""
 
 
 def token_html(tokens: list[str], values: list[float] | None = None, vmax: float | None = None) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from circuitscope.report.figures import layer_heatmap
+from circuitscope.report.figures import layer_heatmap, round_numbers
 
 if TYPE_CHECKING:
     import torch
@@ -61,19 +61,30 @@ def plot_attribution(scores: AttributionScores, title: str | None = None) -> obj
     )
 
 
-def plot_attribution_scatter(correlation: AttributionCorrelation, title: str | None = None) -> object:
-    """Attribution estimate against activation patching, one point per component, with y = x."""
+def plot_attribution_scatter(
+    correlation: AttributionCorrelation, title: str | None = None, names: list[str] | None = None
+) -> object:
+    """Attribution estimate against activation patching, one point per component, with y = x.
+
+    ``names`` (one per component, in the flattened order of the scores, e.g. from
+    :func:`~circuitscope.report.figures.component_names`) are shown on hover.
+    """
     import plotly.graph_objects as go
 
     a, b = correlation.attribution.tolist(), correlation.patching.tolist()
     lo = min(a + b) if a else 0.0
     hi = max(a + b) if a else 1.0
+    labels = names if names is not None and len(names) == len(a) else [f"#{i}" for i in range(len(a))]
     fig = go.Figure(
         [
-            go.Scatter(x=b, y=a, mode="markers", name="component", marker={"size": 6, "opacity": 0.7}),
-            go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x", line={"dash": "dash", "color": "grey"}),
+            go.Scatter(
+                x=b, y=a, mode="markers", name="component", marker={"size": 6, "opacity": 0.7}, text=labels,
+                hovertemplate="%{text}<br>activation patching %{x:.3f}<br>attribution %{y:.3f}<extra></extra>",
+            ),
+            go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x", line={"dash": "dash", "color": "grey"},
+                       hoverinfo="skip"),
         ]
-    )
+    )  # fmt: skip
     fig.update_layout(
         title=title
         or (
@@ -85,7 +96,7 @@ def plot_attribution_scatter(correlation: AttributionCorrelation, title: str | N
         height=450,
         margin={"l": 60, "r": 20, "t": 50, "b": 60},
     )
-    return fig
+    return round_numbers(fig)
 
 
 def plot_path_patching(result: PathPatchingResult, title: str | None = None) -> object:

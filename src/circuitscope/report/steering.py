@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from circuitscope.report.head_grid import head_heatmap
 from circuitscope.report.html import Report
 
 if TYPE_CHECKING:
     from circuitscope.steering.function_vectors import FunctionVectorResult
-    from circuitscope.steering.sweep import SteeringSweep
+    from circuitscope.steering.sweep import SteeringSweep, SweepCell
 
 __all__ = ["plot_function_vector", "plot_sweep", "steering_report"]
 
@@ -65,19 +66,7 @@ def plot_sweep(sweep: SteeringSweep):  # -> plotly Figure
 
 def plot_function_vector(result: FunctionVectorResult):  # -> plotly Figure
     """Heatmap of each head's average indirect effect (layer x head)."""
-    import plotly.graph_objects as go
-
-    aie = result.aie
-    fig = go.Figure(
-        go.Heatmap(
-            z=aie.tolist(),
-            x=[f"H{h}" for h in range(aie.shape[1])],
-            y=[f"L{layer}" for layer in range(aie.shape[0])],
-            colorscale="RdBu",
-            zmid=0,
-            hovertemplate="%{y}%{x}: AIE %{z:.4f}<extra></extra>",
-        )
-    )
+    fig = head_heatmap(result.aie, colorscale="RdBu", hover="AIE", zmid=0)
     fig.update_layout(
         title=f"{result.task}: average indirect effect per head", height=520, xaxis_title="head", yaxis_title="layer"
     )
@@ -86,7 +75,7 @@ def plot_function_vector(result: FunctionVectorResult):  # -> plotly Figure
 
 def steering_report(
     sweep: SteeringSweep,
-    best: dict[str, Any] | None,
+    best: SweepCell | None,
     generations: list[dict[str, Any]],
     *,
     model: str,
@@ -113,10 +102,10 @@ def steering_report(
     report.add_kpis(
         "Best cell under the damage budget",
         {
-            "layer": str(best["layer"]) if best else "none",
-            "coefficient": f"{best['coefficient']:g}" if best else "-",
-            f"Δ {sweep.effect_name}": f"{best['effect_change']:+.3f}" if best else "-",
-            "damage (nats/token)": f"{best['damage']:+.3f}" if best else "-",
+            "layer": str(best.layer) if best else "none",
+            "coefficient": f"{best.coefficient:g}" if best else "-",
+            f"Δ {sweep.effect_name}": f"{best.effect_change:+.3f}" if best else "-",
+            "damage (nats/token)": f"{best.damage:+.3f}" if best else "-",
             "baseline loss": f"{sweep.baseline_loss:.3f}",
         },
     )

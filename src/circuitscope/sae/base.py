@@ -199,6 +199,10 @@ class SAE(nn.Module):
             self.W_enc.copy_(torch.rand(self.cfg.d_in, self.cfg.d_sae, generator=generator) * 2 * bound - bound)
         self.b_enc.zero_()
         self.b_dec.copy_(b_dec if b_dec is not None else torch.zeros(self.cfg.d_in))
+        self.initialize_own()
+
+    def initialize_own(self) -> None:
+        """Initialise the architecture's own parameters (none here; JumpReLU's thresholds), under no_grad."""
 
     # ------------------------------------------------------------------ inference
     def _check(self, x: torch.Tensor) -> None:

@@ -18,7 +18,7 @@ from jaxtyping import Float, Int
 
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.engine.batching import batch_slices
-from circuitscope.progress import progress
+from circuitscope.progress import OnProgress, track
 from circuitscope.sae.base import SAE
 from circuitscope.sae.errors import SAEConfigError
 from circuitscope.sae.splice import _skip_mask
@@ -71,6 +71,17 @@ class FeatureDashboardData:
     n_tokens: int
     """Token positions evaluated."""
 
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready summary (for ``--json``): densities, maxima, top logits and each top example's token."""
+        return {
+            "features": self.features,
+            "n_tokens": self.n_tokens,
+            "density": self.density.tolist(),
+            "max_activation": self.max_activation.tolist(),
+            "top_logits": [[t for t, _ in row] for row in self.top_logits],
+            "top_tokens": [[ex.tokens[ex.values.index(max(ex.values))] for ex in exs] for exs in self.top_examples],
+        }
+
 
 def parse_features(spec: str, d_sae: int) -> list[int]:
     """``"0-99"``, ``"3,17,40-42"`` -> indices, checked against ``d_sae``."""
@@ -112,15 +123,19 @@ def feature_dashboard_data(
     n_logits: int = 10,
     window: tuple[int, int] = (16, 4),
     batch_size: int = 8,
+    on_progress: OnProgress | None = None,
 ) -> FeatureDashboardData:
-    """Run ``model`` over ``tokens`` up to the SAE's hook and gather each feature's examples and logit effects."""
+    """Run ``model`` over ``tokens`` up to the SAE's hook and gather each feature's examples and logit effects.
+
+    ``on_progress(stage, done, total)`` is told the batches run (``Dashboard: activations``).
+    """
     hook = sae.cfg.hook_name
     model.hook_point(hook)
     if not features:
         raise SAEConfigError("choose at least one feature")
     idx = torch.tensor(features, dtype=torch.long)
     chunks = []
-    for rows in progress(batch_slices(tokens.shape[0], batch_size), "Dashboard: activations"):
+    for rows in track(batch_slices(tokens.shape[0], batch_size), "Dashboard: activations", on_progress):
         ids = tokens[rows].to(model.device)
         x = model.cache_activations(ids, hook)[hook]
         acts = sae.encode(x)[..., idx].float().cpu()
@@ -189,12 +204,5 @@ def feature_dashboard_data(
 
 
 def dashboard_summary(data: FeatureDashboardData) -> dict[str, Any]:
-    """JSON-ready summary (for ``--json``)."""
-    return {
-        "features": data.features,
-        "n_tokens": data.n_tokens,
-        "density": data.density.tolist(),
-        "max_activation": data.max_activation.tolist(),
-        "top_logits": [[t for t, _ in row] for row in data.top_logits],
-        "top_tokens": [[ex.tokens[ex.values.index(max(ex.values))] for ex in exs] for exs in data.top_examples],
-    }
+    """JSON-ready summary (for ``--json``): :meth:`FeatureDashboardData.to_json`, kept under its older name."""
+    return data.to_json()

@@ -30,7 +30,7 @@ from jaxtyping import Float, Int
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.engine.batching import batch_slices
 from circuitscope.engine.loss import next_token_loss
-from circuitscope.progress import progress
+from circuitscope.progress import OnProgress, track
 from circuitscope.sae.base import SAE
 from circuitscope.sae.errors import SAEShapeError
 from circuitscope.sae.frequency import LatentFrequencies
@@ -113,41 +113,32 @@ def ce_loss_recovered(ce_ablated: float, ce_sae: float, ce_clean: float) -> floa
     return float("nan") if denom == 0 else (ce_ablated - ce_sae) / denom
 
 
-@torch.no_grad()
-def evaluate_sae(
+@dataclass
+class _Reconstruction:
+    """Sums of pass 1 (the hook's activations, the forward stopping there) over the evaluation tokens."""
+
+    sum_x: torch.Tensor
+    """Sum of the activations [d_in] (float64)."""
+    fired: torch.Tensor
+    """How often each latent fired [d_sae] (float64)."""
+    n: int = 0
+    err_sum: float = 0.0
+    sq_sum: float = 0.0
+    l0_sum: float = 0.0
+
+
+def _reconstruction_pass(
     model: HookedModel,
     sae: SAE,
-    tokens: Int[torch.Tensor, "n_contexts context"],
-    batch_size: int = 4,
-    dense_threshold: float = 0.1,
-    skip_bos: bool | None = None,
-    frequencies: LatentFrequencies | None = None,
-) -> SAEEvalResult:
-    """Evaluate ``sae`` spliced into ``model`` at ``sae.cfg.hook_name`` on the contexts ``tokens``.
-
-    ``frequencies`` (e.g. :func:`~circuitscope.sae.frequency.store_frequencies`) replaces the
-    latent frequencies counted on ``tokens`` for the dead and dense fractions and the histogram.
-    """
-    if frequencies is not None and frequencies.frequency.shape != (sae.cfg.d_sae,):
-        raise SAEShapeError(
-            f"frequencies cover {tuple(frequencies.frequency.shape)} latents, the SAE has d_sae={sae.cfg.d_sae}"
-        )
+    batches: list[torch.Tensor],
+    skip_bos: bool | None,
+    on_progress: OnProgress | None,
+) -> _Reconstruction:
     hook = sae.cfg.hook_name
-    model.hook_point(hook)
-    if tokens.ndim != 2 or tokens.shape[1] < 2:
-        raise SAEShapeError(f"tokens must be [n_contexts, context >= 2], got {tuple(tokens.shape)}")
-    bos = model.tok.bos_token_id if model.tokenizer is not None else None
-    batches = [tokens[rows].to(model.device) for rows in batch_slices(tokens.shape[0], batch_size)]
-
-    # pass 1: the hook's activations (the forward stops there) for reconstruction metrics and the mean
-    total = torch.zeros(sae.cfg.d_in, dtype=torch.float64)
-    n = 0
-    err_sum = 0.0
-    sq_sum = 0.0
-    sum_x = torch.zeros(sae.cfg.d_in, dtype=torch.float64)
-    l0_sum = 0.0
-    fired = torch.zeros(sae.cfg.d_sae, dtype=torch.float64)
-    for ids in progress(batches, "SAE: reconstruction"):
+    sums = _Reconstruction(
+        sum_x=torch.zeros(sae.cfg.d_in, dtype=torch.float64), fired=torch.zeros(sae.cfg.d_sae, dtype=torch.float64)
+    )
+    for ids in track(batches, "SAE: reconstruction", on_progress):
         x = model.cache_activations(ids, hook)[hook]
         if x.shape[-1] != sae.cfg.d_in:
             raise SAEShapeError(
@@ -159,22 +150,31 @@ def evaluate_sae(
         xs = x[keep].double()
         acts = sae.encode(xs.to(sae.W_enc.dtype))
         recon = sae.decode(acts).double()
-        err_sum += float((recon - xs).pow(2).sum())
-        sq_sum += float(xs.pow(2).sum())
-        sum_x += xs.sum(0)
-        total += xs.sum(0)
-        n += xs.shape[0]
+        sums.err_sum += float((recon - xs).pow(2).sum())
+        sums.sq_sum += float(xs.pow(2).sum())
+        sums.sum_x += xs.sum(0)
+        sums.n += xs.shape[0]
         active = acts > 0
-        l0_sum += float(active.sum())
-        fired += active.sum(0).double()
-    mean = (sum_x / n).float()
-    variance = sq_sum - float((sum_x * sum_x).sum()) / n
+        sums.l0_sum += float(active.sum())
+        sums.fired += active.sum(0).double()
+    return sums
 
-    # pass 2: next-token losses clean, spliced, zero- and mean-ablated
+
+def _downstream_pass(
+    model: HookedModel,
+    sae: SAE,
+    batches: list[torch.Tensor],
+    mean: torch.Tensor,
+    skip_bos: bool | None,
+    on_progress: OnProgress | None,
+) -> tuple[dict[str, float], float]:
+    """Pass 2: mean next-token losses clean, spliced, zero- and mean-ablated, and the mean KL(clean || spliced)."""
+    hook = sae.cfg.hook_name
+    bos = model.tok.bos_token_id if model.tokenizer is not None else None
     ce = {"clean": 0.0, "sae": 0.0, "zero": 0.0, "mean": 0.0}
     kl_sum = 0.0
     n_targets = 0.0
-    for ids in progress(batches, "SAE: downstream loss"):
+    for ids in track(batches, "SAE: downstream loss", on_progress):
         scored = None if bos is None else ids != bos  # the tokens scored as targets
         valid = torch.ones(ids[:, 1:].shape, device=ids.device) if scored is None else scored[:, 1:].float()
         n_targets += float(valid.sum())
@@ -199,16 +199,48 @@ def evaluate_sae(
 
             with model.hooks([(hook, ablate)]):
                 ce[name] += float(next_token_loss(model(ids), ids, mask=scored, reduction="none").sum())
-    for key in ce:
-        ce[key] /= max(n_targets, 1.0)
+    return {key: value / max(n_targets, 1.0) for key, value in ce.items()}, kl_sum / max(n_targets, 1.0)
+
+
+@torch.no_grad()
+def evaluate_sae(
+    model: HookedModel,
+    sae: SAE,
+    tokens: Int[torch.Tensor, "n_contexts context"],
+    batch_size: int = 4,
+    dense_threshold: float = 0.1,
+    skip_bos: bool | None = None,
+    frequencies: LatentFrequencies | None = None,
+    on_progress: OnProgress | None = None,
+) -> SAEEvalResult:
+    """Evaluate ``sae`` spliced into ``model`` at ``sae.cfg.hook_name`` on the contexts ``tokens``.
+
+    ``frequencies`` (e.g. :func:`~circuitscope.sae.frequency.store_frequencies`) replaces the
+    latent frequencies counted on ``tokens`` for the dead and dense fractions and the histogram.
+    ``on_progress(stage, done, total)`` is told the batches of the two passes (``SAE: reconstruction``,
+    ``SAE: downstream loss``).
+    """
+    if frequencies is not None and frequencies.frequency.shape != (sae.cfg.d_sae,):
+        raise SAEShapeError(
+            f"frequencies cover {tuple(frequencies.frequency.shape)} latents, the SAE has d_sae={sae.cfg.d_sae}"
+        )
+    model.hook_point(sae.cfg.hook_name)
+    if tokens.ndim != 2 or tokens.shape[1] < 2:
+        raise SAEShapeError(f"tokens must be [n_contexts, context >= 2], got {tuple(tokens.shape)}")
+    batches = [tokens[rows].to(model.device) for rows in batch_slices(tokens.shape[0], batch_size)]
+    sums = _reconstruction_pass(model, sae, batches, skip_bos, on_progress)
+    n = sums.n
+    mean = (sums.sum_x / n).float()
+    variance = sums.sq_sum - float((sums.sum_x * sums.sum_x).sum()) / n
+    ce, kl = _downstream_pass(model, sae, batches, mean, skip_bos, on_progress)
     if frequencies is None:
-        frequencies = LatentFrequencies((fired / max(n, 1)).float(), n, "evaluation tokens")
+        frequencies = LatentFrequencies((sums.fired / max(n, 1)).float(), n, "evaluation tokens")
     counts, edges = frequencies.histogram()
-    ev = 1 - err_sum / variance if variance > 0 else float("nan")
+    ev = 1 - sums.err_sum / variance if variance > 0 else float("nan")
     return SAEEvalResult(
         n_tokens=n,
-        l0=l0_sum / max(n, 1),
-        mse=err_sum / max(n, 1),
+        l0=sums.l0_sum / max(n, 1),
+        mse=sums.err_sum / max(n, 1),
         explained_variance=ev,
         fvu=1 - ev,
         ce_clean=ce["clean"],
@@ -217,7 +249,7 @@ def evaluate_sae(
         ce_mean_ablation=ce["mean"],
         ce_loss_recovered=ce_loss_recovered(ce["zero"], ce["sae"], ce["clean"]),
         ce_loss_recovered_mean_ablation=ce_loss_recovered(ce["mean"], ce["sae"], ce["clean"]),
-        kl_sae=kl_sum / max(n_targets, 1.0),
+        kl_sae=kl,
         dead_fraction=frequencies.dead_fraction,
         dense_fraction=frequencies.dense_fraction(dense_threshold),
         feature_frequency=frequencies.frequency,

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 
-from circuitscope.progress import progress
+from circuitscope.progress import OnProgress, track
 from circuitscope.sae.base import SAE
 from circuitscope.sae.errors import SAEShapeError
 from circuitscope.sae.store import ActivationStore
@@ -79,9 +79,16 @@ def count_firings(
 
 
 def store_frequencies(
-    sae: SAE, store: ActivationStore, max_tokens: int | None = None, batch_size: int = 2048
+    sae: SAE,
+    store: ActivationStore,
+    max_tokens: int | None = None,
+    batch_size: int = 2048,
+    on_progress: OnProgress | None = None,
 ) -> LatentFrequencies:
-    """Latent frequencies over an activation store's shards, in order (all of them unless ``max_tokens``)."""
+    """Latent frequencies over an activation store's shards, in order (all of them unless ``max_tokens``).
+
+    ``on_progress(stage, done, total)`` is told the shards read.
+    """
     if store.hook != sae.cfg.hook_name:
         raise SAEShapeError(
             f"the store at {store.folder} holds {store.hook}, but the SAE reads {sae.cfg.hook_name}; "
@@ -93,7 +100,7 @@ def store_frequencies(
         raise SAEShapeError(f"max_tokens must be >= 1, got {max_tokens}")
 
     def batches() -> Iterable[torch.Tensor]:
-        for i in progress(range(len(store.shards)), "SAE: latent frequencies over the store"):
+        for i in track(range(len(store.shards)), "SAE: latent frequencies over the store", on_progress):
             acts, _ = store.load_shard(i)
             yield from acts.split(batch_size)
 

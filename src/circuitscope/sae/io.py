@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from circuitscope.core.files import atomic_write, atomic_write_text
 from circuitscope.errors import CircuitscopeError
 from circuitscope.sae.base import ARCHITECTURES, SAE, SAEConfig, create_sae
 from circuitscope.sae.errors import SAEFormatError
@@ -42,29 +42,10 @@ def _from_saelens() -> dict[str, str]:
     return {theirs: name for name, cls in ARCHITECTURES.items() for theirs in cls.reads_saelens}
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
     """``safetensors`` file written to a temporary name, then renamed."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    contiguous = {k: v.detach().contiguous() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(contiguous, tmp, metadata=metadata))
 
 
 def saelens_config(sae: SAE, extra_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -137,7 +118,7 @@ def save_sae(sae: SAE, folder: str | os.PathLike[str], extra_metadata: dict[str,
             threshold.detach().expand(sae.cfg.d_sae).clone() if threshold.ndim == 0 else threshold.detach()
         )
     atomic_save_tensors(tensors, target / WEIGHTS_FILENAME, metadata={"format": "pt"})
-    _atomic_write_text(target / CFG_FILENAME, json.dumps(saelens_config(sae, extra_metadata), indent=2) + "\n")
+    atomic_write_text(target / CFG_FILENAME, json.dumps(saelens_config(sae, extra_metadata), indent=2) + "\n")
     return target
 
 

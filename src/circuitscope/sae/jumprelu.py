@@ -67,15 +67,7 @@ class JumpReLUSAE(SAE):
         super().__init__(cfg)
         self.threshold = nn.Parameter(torch.zeros(cfg.d_sae, dtype=getattr(torch, cfg.dtype)))
 
-    @torch.no_grad()
-    def initialize(
-        self,
-        generator: torch.Generator,
-        decoder_norm: float = 1.0,
-        tied: bool = True,
-        b_dec: torch.Tensor | None = None,
-    ) -> None:
-        super().initialize(generator, decoder_norm, tied, b_dec)
+    def initialize_own(self) -> None:
         self.threshold.fill_(0.001)
 
     def activation(self, pre: Float[torch.Tensor, "... d_sae"]) -> Float[torch.Tensor, "... d_sae"]:

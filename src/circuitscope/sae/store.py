@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +33,10 @@ from jaxtyping import Float, Int
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
+from circuitscope.core.files import atomic_write_json
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.engine.batching import batch_slices, batched
-from circuitscope.progress import status
+from circuitscope.progress import OnProgress, status, track
 from circuitscope.sae.corpus import Contexts, Corpus, build_contexts
 from circuitscope.sae.errors import ActivationStoreError, SAEConfigError
 from circuitscope.sae.io import atomic_save_tensors
@@ -85,18 +85,6 @@ class CollectConfig:
             raise SAEConfigError(f"context_size must be at least 2, got {self.context_size}")
         if self.dtype not in _DTYPES:
             raise SAEConfigError(f"dtype must be one of {', '.join(_DTYPES)}, got {self.dtype!r}")
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _sha256(path: Path) -> str:
@@ -288,14 +276,14 @@ def collect_activations(
     model_name: str = "",
     contexts: Contexts | None = None,
     stop_after_shards: int | None = None,
+    on_progress: OnProgress | None = None,
 ) -> ActivationStore:
     """Run ``model`` over ``corpus`` and store the activations of ``cfg.hook`` under ``out`` (resumes if present).
 
     ``stop_after_shards`` ends the call after writing that many new shards (for tests and
-    for splitting a long collection over several runs).
+    for splitting a long collection over several runs). ``on_progress(stage, done, total)`` is told
+    the batches of contexts run (stage ``Collecting <hook>``; a resumed run counts what is left).
     """
-    from circuitscope.progress import progress
-
     model.hook_point(cfg.hook)  # unknown hook: a clear HookNameError before anything is written
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -345,7 +333,7 @@ def collect_activations(
     def write_manifest(complete: bool) -> None:
         payload = dict(expected)
         payload.update({"d_in": d_in, "n_tokens": done, "complete": complete, "shards": shards})
-        _write_json(manifest_path, payload)
+        atomic_write_json(manifest_path, payload, indent=2)
 
     buf_acts: list[torch.Tensor] = []
     buf_toks: list[torch.Tensor] = []
@@ -355,7 +343,7 @@ def collect_activations(
     dtype = _DTYPES[cfg.dtype]
     batches = batch_slices(needed_contexts, cfg.batch_size, start=next_context)
     with torch.inference_mode():
-        for part in progress(batches, f"Collecting {cfg.hook}", total=len(batches)):
+        for part in track(batches, f"Collecting {cfg.hook}", on_progress, total=len(batches)):
             end = part.stop
             toks = contexts.tokens[part]
             cache = model.cache_activations(toks, cfg.hook)
@@ -438,5 +426,5 @@ def write_store(
         "complete": True,
         "shards": shards,
     }
-    _write_json(folder / MANIFEST, payload)
+    atomic_write_json(folder / MANIFEST, payload, indent=2)
     return ActivationStore(folder)

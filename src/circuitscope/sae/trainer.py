@@ -10,162 +10,43 @@ Under ``torchrun`` (``WORLD_SIZE > 1``) training is data-parallel with PyTorch D
 CPU, NCCL on CUDA): every process reads the same global batch and trains on its share of
 the rows; gradients are averaged, so the result equals single-process training on the same
 data to floating-point tolerance (BatchTopK selects its top ``k·B`` per process).
+
+This is not :mod:`circuitscope.toy.trainer` on purpose: the toy trainer's job is a curve of
+measurements over a small model's training (metric callbacks at checkpoints, a run identity),
+this one's is one SAE over a stream of stored activations (data-parallel, dead-latent counters,
+decoder renormalisation, an input scale, the SAELens file at the end). The two share the file
+mechanics (:mod:`circuitscope.core.files`), not the loop.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import re
-import shutil
 import sys
 import time
-import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
-from circuitscope.errors import DamagedCheckpointWarning
 from circuitscope.progress import OnProgress
 from circuitscope.sae.base import ARCHITECTURES, SAE, SAEConfig, StepContext, TrainOutput, create_sae
-from circuitscope.sae.errors import SAEConfigError, SAEFormatError, UnknownArchitectureError
-from circuitscope.sae.io import atomic_save_tensors, save_sae
+from circuitscope.sae.checkpoint import resume_checkpoint, save_checkpoint
+from circuitscope.sae.errors import SAEConfigError
+from circuitscope.sae.io import save_sae
 from circuitscope.sae.store import ActivationStore
+from circuitscope.sae.train_config import TrainConfig
 
-__all__ = ["TrainConfig", "TrainResult", "geometric_median", "train_sae"]
+__all__ = ["OnLog", "TrainConfig", "TrainResult", "geometric_median", "train_sae"]
 
-CHECKPOINT_VERSION = 1
-_STEP_NAME = re.compile(r"step_(\d{8,})")
-
-
-@dataclass
-class TrainConfig:
-    """How to train an SAE (sizes, optimiser, sparsity, bookkeeping)."""
-
-    architecture: str = "topk"
-    """``relu``, ``topk``, ``batchtopk`` or ``jumprelu``."""
-    expansion: int = 16
-    """``d_sae = expansion * d_in`` (ignored when ``d_sae`` is given)."""
-    d_sae: int | None = None
-    """Number of latents."""
-    k: int = 32
-    """Active latents per token (``topk``, ``batchtopk``)."""
-    tokens: int = 2_000_000
-    """Training activations to see (steps = tokens // batch_size; the store is cycled in epochs)."""
-    batch_size: int = 4096
-    """Activations per step (global, across DDP processes)."""
-    lr: float = 4e-4
-    """Peak learning rate."""
-    betas: tuple[float, float] = (0.9, 0.999)
-    """Adam's betas."""
-    weight_decay: float = 0.0
-    """AdamW's decoupled weight decay."""
-    warmup_steps: int = 50
-    """Linear learning-rate warm-up."""
-    decay_fraction: float = 0.2
-    """Final fraction of steps over which the learning rate decays linearly to zero."""
-    sparsity_coefficient: float | None = None
-    """L1 coefficient (``relu``; default 5) or L0 coefficient (``jumprelu``; default 1e-3 for unit-scale inputs)."""
-    sparsity_warmup_steps: int = 100
-    """Linear warm-up of the sparsity coefficient from zero."""
-    l1_weighting: str = "decoder_norm"
-    """``decoder_norm`` (Anthropic's 2024 update: penalty ``Σ f_i ||W_dec[i]||``) or ``plain``."""
-    decoder_norm: str | None = None
-    """``unit`` (decoder rows kept at norm 1) or ``none``; default ``none`` for decoder-norm-weighted L1, else unit."""
-    normalize: str = "expected_average_only_in"
-    """Input scaling in training: ``expected_average_only_in`` (mean norm becomes sqrt(d_in)) or ``none``."""
-    b_dec_init: str = "geometric_median"
-    """Decoder bias initialisation: ``geometric_median``, ``mean`` or ``zeros``."""
-    tied_init: bool = True
-    """Initialise the encoder as the decoder's transpose."""
-    aux_k: int | None = None
-    """AuxK latents (``topk``/``batchtopk``); default ``d_in // 2``."""
-    aux_coefficient: float = 1 / 32
-    """AuxK loss weight."""
-    dead_after_tokens: int = 1_000_000
-    """A latent that has not fired for this many activations counts as dead."""
-    bandwidth: float = 0.001
-    """JumpReLU's straight-through kernel width (in units of normalised activations)."""
-    jumprelu_threshold_init: float = 0.001
-    """JumpReLU's initial threshold."""
-    seed: int = 0
-    """Initialisation and data-order seed."""
-    shards_in_memory: int = 8
-    """Shards loaded and shuffled together."""
-    checkpoint_every: int = 0
-    """Steps between checkpoints (0: only at the end)."""
-    log_every: int = 10
-    """Steps between logged metrics."""
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Free-form notes stored with the run."""
-
-    def __post_init__(self) -> None:
-        if self.architecture not in ARCHITECTURES:
-            raise UnknownArchitectureError(
-                f"unknown SAE architecture {self.architecture!r}; registered: {', '.join(sorted(ARCHITECTURES))}"
-            )
-        checks = {
-            "expansion": self.expansion > 0,
-            "k": self.k > 0,
-            "tokens": self.tokens > 0,
-            "batch_size": self.batch_size > 0,
-            "lr": self.lr > 0,
-            "warmup_steps": self.warmup_steps >= 0,
-            "decay_fraction": 0 <= self.decay_fraction <= 1,
-            "sparsity_warmup_steps": self.sparsity_warmup_steps >= 0,
-            "dead_after_tokens": self.dead_after_tokens > 0,
-            "bandwidth": self.bandwidth > 0,
-            "checkpoint_every": self.checkpoint_every >= 0,
-            "log_every": self.log_every > 0,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise SAEConfigError(f"invalid training settings: {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}")
-        for name, value, allowed in (
-            ("l1_weighting", self.l1_weighting, ("decoder_norm", "plain")),
-            ("decoder_norm", self.decoder_norm, (None, "unit", "none")),
-            ("normalize", self.normalize, ("expected_average_only_in", "none")),
-            ("b_dec_init", self.b_dec_init, ("geometric_median", "mean", "zeros")),
-        ):
-            if value not in allowed:
-                raise SAEConfigError(f"{name} must be one of {allowed}, got {value!r}")
-        self.betas = (float(self.betas[0]), float(self.betas[1]))
-
-    @property
-    def steps(self) -> int:
-        return max(1, self.tokens // self.batch_size)
-
-    @property
-    def unit_decoder(self) -> bool:
-        if self.decoder_norm is not None:
-            return self.decoder_norm == "unit"
-        return not (ARCHITECTURES[self.architecture].decoder_norm_l1 and self.l1_weighting == "decoder_norm")
-
-    @property
-    def sparsity(self) -> float:
-        if self.sparsity_coefficient is not None:
-            return self.sparsity_coefficient
-        return ARCHITECTURES[self.architecture].default_sparsity_coefficient
-
-    def lr_at(self, step: int) -> float:
-        warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
-        decay_steps = int(self.steps * self.decay_fraction)
-        start = self.steps - decay_steps
-        decay = 1.0 if step < start or decay_steps == 0 else max(0.0, (self.steps - step) / decay_steps)
-        return self.lr * warm * decay
-
-    def sparsity_at(self, step: int) -> float:
-        if not self.sparsity_warmup_steps:
-            return self.sparsity
-        return self.sparsity * min(1.0, (step + 1) / self.sparsity_warmup_steps)
+OnLog = Callable[[dict[str, float]], None]
+"""``on_log(metrics)``: a metrics logger, not progress. Called (on rank 0) every ``log_every`` steps and at the
+last step with that step's logged values (``step``, ``loss``, ``mse``, ``l0``, ``explained_variance``, ...),
+the entry :attr:`TrainResult.history` keeps. Progress goes to ``on_progress``."""
 
 
 @dataclass(frozen=True)
@@ -224,155 +105,6 @@ def _init_distributed() -> bool:
     return True
 
 
-def _checkpoint_state(sae: SAE, optim: torch.optim.Optimizer, last_fired: torch.Tensor) -> dict[str, torch.Tensor]:
-    tensors = {f"sae.{k}": v for k, v in sae.state_dict().items()}
-    params = dict(sae.named_parameters())
-    by_id = {id(p): n for n, p in params.items()}
-    for p, state in optim.state.items():
-        name = by_id[id(p)]
-        for key, value in state.items():
-            tensors[f"optim.{name}.{key}"] = value if isinstance(value, torch.Tensor) else torch.tensor(value)
-    tensors["trainer.last_fired"] = last_fired
-    return tensors
-
-
-def _restore(sae: SAE, optim: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
-    sae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("sae.")})
-    params = dict(sae.named_parameters())
-    for name, p in params.items():
-        state = {k.rsplit(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"optim.{name}.")}
-        if state:
-            optim.state[p] = state
-    return tensors["trainer.last_fired"]
-
-
-def _checkpoints(folder: Path) -> list[Path]:
-    """Complete checkpoint folders, newest first (``notes/``, ``step_abc/``, ``*.partial`` are ignored)."""
-    found = []
-    for path in (folder / "checkpoints").glob("step_*"):
-        match = _STEP_NAME.fullmatch(path.name)
-        if match is not None and path.is_dir() and (path / "trainer.json").is_file():
-            found.append((int(match.group(1)), path))
-    return [path for _, path in sorted(found, reverse=True)]
-
-
-class _DamagedCheckpointError(Exception):
-    """A checkpoint file that cannot be read (the message names it)."""
-
-
-def _read_trainer_json(ckpt: Path) -> dict[str, Any]:
-    path = ckpt / "trainer.json"
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise _DamagedCheckpointError(f"{path} is damaged (not valid JSON: {err})") from err
-    if not isinstance(meta, dict):
-        raise _DamagedCheckpointError(f"{path} is damaged (not a JSON object)")
-    kinds = {"step": int, "scale": (int, float), "train_config": dict, "history": list}
-    wrong = [key for key, kind in kinds.items() if not isinstance(meta.get(key), kind)]
-    if wrong:
-        raise _DamagedCheckpointError(f"{path} is damaged (missing or mistyped fields: {', '.join(wrong)})")
-    return meta
-
-
-def _saved_config(ckpt: Path, meta: dict[str, Any]) -> TrainConfig:
-    raw = meta["train_config"]
-    try:
-        return TrainConfig(**{**raw, "betas": tuple(raw["betas"])})
-    except (KeyError, TypeError, ValueError) as err:
-        raise _DamagedCheckpointError(
-            f"{ckpt / 'trainer.json'} is damaged (its train_config does not load: {err})"
-        ) from err
-
-
-def _read_state_tensors(ckpt: Path) -> dict[str, torch.Tensor]:
-    path = ckpt / "state.safetensors"
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise _DamagedCheckpointError(f"{path} is damaged (not a readable safetensors file: {err})") from err
-    if "trainer.last_fired" not in tensors:
-        raise _DamagedCheckpointError(f"{path} is damaged (no 'trainer.last_fired' tensor)")
-    return tensors
-
-
-def _resume(
-    folder: Path, cfg: TrainConfig, sae: SAE, optim: torch.optim.Optimizer
-) -> tuple[int, float, list[dict[str, float]], torch.Tensor] | None:
-    """Restore the newest intact checkpoint in ``folder``: (step, scale, history, last_fired), or None if none.
-
-    Damaged checkpoints are skipped with a :class:`DamagedCheckpointWarning` naming them; if every
-    checkpoint is damaged the run is refused (a fresh start would overwrite them).
-    """
-    damaged: list[str] = []
-    for ckpt in _checkpoints(folder):
-        try:
-            meta = _read_trainer_json(ckpt)
-            if meta.get("version") != CHECKPOINT_VERSION:
-                raise SAEFormatError(
-                    f"{ckpt} has checkpoint version {meta.get('version')}, expected {CHECKPOINT_VERSION}"
-                )
-            saved = _saved_config(ckpt, meta)
-            if asdict(saved) != asdict(cfg):
-                diff = [k for k in asdict(cfg) if asdict(cfg)[k] != asdict(saved)[k]]
-                raise SAEConfigError(
-                    f"{folder} holds a run with different settings ({', '.join(diff)}); pass the same settings to "
-                    "resume, or a new --out folder (nothing was changed)"
-                )
-            tensors = _read_state_tensors(ckpt)
-        except _DamagedCheckpointError as err:
-            damaged.append(str(err))
-            continue
-        last_fired = _restore(sae, optim, tensors)
-        if damaged:
-            warnings.warn(
-                DamagedCheckpointWarning(
-                    f"skipped damaged checkpoints ({'; '.join(damaged)}); resuming from the newest intact one, "
-                    f"{ckpt}; the later steps are trained again"
-                ),
-                stacklevel=4,
-            )
-        return int(meta["step"]), float(meta["scale"]), list(meta["history"]), last_fired
-    if damaged:
-        raise SAEFormatError(
-            f"no intact checkpoint to resume in {folder}: {'; '.join(damaged)}. Nothing was changed. To start over, "
-            "train with resume=False (circuitscope sae train --no-resume), or delete (or move away) "
-            f"{folder / 'checkpoints'}"
-        )
-    return None
-
-
-def _save_checkpoint(
-    folder: Path,
-    step: int,
-    cfg: TrainConfig,
-    sae: SAE,
-    optim: torch.optim.Optimizer,
-    last_fired: torch.Tensor,
-    scale: float,
-    history: list[dict[str, float]],
-) -> None:
-    target = folder / "checkpoints" / f"step_{step:08d}"
-    partial = target.with_name(target.name + ".partial")  # renamed once complete: a crash leaves no half checkpoint
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
-    atomic_save_tensors(_checkpoint_state(sae, optim, last_fired), partial / "state.safetensors")
-    payload = {
-        "format": "circuitscope.sae_checkpoint",
-        "version": CHECKPOINT_VERSION,
-        "step": step,
-        "scale": scale,
-        "train_config": asdict(cfg),
-        "sae_config": sae.cfg.to_dict(),
-        "history": history,
-    }
-    (partial / "trainer.json").write_text(json.dumps(payload, indent=2))
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(partial, target)
-
-
 class _Bar:
     """A rich progress bar with the current loss, L0 and explained variance (quiet when not a terminal).
 
@@ -429,7 +161,7 @@ def train_sae(
     resume: bool = True,
     stop_after_steps: int | None = None,
     progress_bar: bool = True,
-    on_log: Callable[[dict[str, float]], None] | None = None,
+    on_log: OnLog | None = None,
     on_progress: OnProgress | None = None,
 ) -> TrainResult:
     """Train an SAE on ``store``; with ``out``, write checkpoints there and the final SAE (SAELens format).
@@ -438,7 +170,8 @@ def train_sae(
     ``stop_after_steps`` ends the call early after that many total steps, writing a checkpoint
     (how tests simulate an interruption). Under ``torchrun`` the processes train data-parallel.
     ``on_progress("training SAE", steps_done, steps)`` is called before the first step and after
-    every step (on rank 0), beside the terminal bar of ``progress_bar``.
+    every step (on rank 0), beside the terminal bar of ``progress_bar``. ``on_log`` is a metrics logger
+    (see :data:`OnLog`): it gets the logged loss values every ``log_every`` steps.
     """
     created = _init_distributed()
     try:
@@ -458,7 +191,7 @@ def _train(
     resume: bool,
     stop_after_steps: int | None,
     progress_bar: bool,
-    on_log: Callable[[dict[str, float]], None] | None,
+    on_log: OnLog | None,
     on_progress: OnProgress | None = None,
 ) -> TrainResult:
     rank, world = _dist()
@@ -494,7 +227,7 @@ def _train(
     last_fired = torch.zeros(sae_cfg.d_sae, dtype=torch.long)  # step at which each latent last fired
     start = 0
     history: list[dict[str, float]] = []
-    if folder is not None and resume and (resumed := _resume(folder, cfg, sae, optim)) is not None:
+    if folder is not None and resume and (resumed := resume_checkpoint(folder, cfg, sae, optim)) is not None:
         start, scale, history, last_fired = resumed
     model: nn.Module = _Step(sae)
     if world > 1:
@@ -550,13 +283,13 @@ def _train(
                 and (step + 1) % cfg.checkpoint_every == 0
                 and step + 1 < steps
             ):
-                _save_checkpoint(folder, step + 1, cfg, sae, optim, last_fired, scale, history)
+                save_checkpoint(folder, step + 1, cfg, sae, optim, last_fired, scale, history)
     finally:
         bar.close()
     seconds = time.perf_counter() - t0
     finished = steps == cfg.steps
     if folder is not None and rank == 0:
-        _save_checkpoint(folder, steps, cfg, sae, optim, last_fired, scale, history)
+        save_checkpoint(folder, steps, cfg, sae, optim, last_fired, scale, history)
     if finished:
         sae.fold_activation_scale(scale)
         if folder is not None and rank == 0:

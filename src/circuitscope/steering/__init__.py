@@ -18,12 +18,18 @@ from circuitscope.steering.function_vectors import (
 from circuitscope.steering.io import load_vector, save_vector
 from circuitscope.steering.sweep import (
     SteeringSweep,
+    SweepCell,
     probe_score_of_generations,
     steering_sweep,
     target_logprob,
 )
 from circuitscope.steering.tasks import ICL_TASKS, IclTask
-from circuitscope.steering.vector import SteeringVector, SteeringVectorMismatchError, apply_steering
+from circuitscope.steering.vector import (
+    SteeringVector,
+    SteeringVectorMismatchError,
+    VectorMethod,
+    apply_steering,
+)
 
 __all__ = [
     "ICL_TASKS",
@@ -32,6 +38,8 @@ __all__ = [
     "SteeringSweep",
     "SteeringVector",
     "SteeringVectorMismatchError",
+    "SweepCell",
+    "VectorMethod",
     "actadd_vector",
     "apply_steering",
     "caa_vector",

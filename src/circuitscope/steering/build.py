@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from circuitscope.core.fingerprint import model_fingerprint
 from circuitscope.probes.activations import Position, activations_at_position
 from circuitscope.probes.logistic import LinearProbe
-from circuitscope.steering.vector import Mode, SteeringVector
+from circuitscope.progress import SILENT
+from circuitscope.steering.vector import Mode, SteeringVector, VectorMethod
 
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
@@ -28,9 +29,36 @@ def _check_pairs(pairs: Sequence[tuple[str, str]]) -> None:
 
 def _differences(model: HookedModel, pairs: Sequence[tuple[str, str]], hook: str, position: Position) -> torch.Tensor:
     _check_pairs(pairs)
-    pos = activations_at_position(model, [p for p, _ in pairs], hook, position)[hook]
-    neg = activations_at_position(model, [n for _, n in pairs], hook, position)[hook]
+    pos = activations_at_position(model, [p for p, _ in pairs], hook, position, on_progress=SILENT)[hook]
+    neg = activations_at_position(model, [n for _, n in pairs], hook, position, on_progress=SILENT)[hook]
     return pos - neg
+
+
+def _built(
+    model: HookedModel,
+    direction: torch.Tensor,
+    hook: str,
+    method: VectorMethod,
+    details: dict[str, Any],
+    *,
+    coefficient: float,
+    mode: Mode,
+    start_pos: int,
+    end_pos: int | None = None,
+) -> SteeringVector:
+    """The vector a recipe built on ``model``: its fingerprint and the recipe's provenance attached."""
+    # A keyword pass-through, like every dataclass built from its fields (the one place the recipes do it).
+    return SteeringVector(
+        direction,
+        hook,
+        coefficient=coefficient,
+        mode=mode,
+        start_pos=start_pos,
+        end_pos=end_pos,
+        method=method,
+        model=model_fingerprint(model),
+        details=details,
+    )
 
 
 def actadd_vector(
@@ -53,16 +81,9 @@ def actadd_vector(
     right after BOS: ``start_pos=1, end_pos=2``); pass ``end_pos=None`` to add it at every later position.
     """
     diff = _differences(model, [(positive, negative)], hook, position)[0]
-    return SteeringVector(
-        diff,
-        hook,
-        coefficient=coefficient,
-        mode=mode,
-        start_pos=start_pos,
-        end_pos=end_pos,
-        method="actadd",
-        model=model_fingerprint(model),
-        details={"positive": positive, "negative": negative, "position": position},
+    details = {"positive": positive, "negative": negative, "position": position}
+    return _built(
+        model, diff, hook, "actadd", details, coefficient=coefficient, mode=mode, start_pos=start_pos, end_pos=end_pos
     )
 
 
@@ -78,18 +99,11 @@ def caa_vector(
 ) -> SteeringVector:
     """Contrastive Activation Addition (Rimsky et al. 2023): mean over pairs of positive minus negative activation."""
     diffs = _differences(model, pairs, hook, position)
-    return SteeringVector(
-        diffs.mean(0),
-        hook,
-        coefficient=coefficient,
-        mode=mode,
-        start_pos=start_pos,
-        method="caa",
-        model=model_fingerprint(model),
-        details={"n_pairs": len(pairs), "position": position, "pairs": [list(p) for p in pairs[:50]]},
-    )
+    details = {"n_pairs": len(pairs), "position": position, "pairs": [list(p) for p in pairs[:50]]}
+    return _built(model, diffs.mean(0), hook, "caa", details, coefficient=coefficient, mode=mode, start_pos=start_pos)
 
 
+# Same signature as caa_vector on purpose: both recipes read the same contrast pairs.
 def pca_vector(
     model: HookedModel,
     pairs: Sequence[tuple[str, str]],
@@ -113,17 +127,9 @@ def pca_vector(
     proj = diffs @ axis
     if float(proj.mean()) < 0:
         axis, proj = -axis, -proj
-    explained = float(s[0] ** 2 / (s**2).sum())
-    return SteeringVector(
-        (axis * proj.mean()).float(),
-        hook,
-        coefficient=coefficient,
-        mode=mode,
-        start_pos=start_pos,
-        method="pca",
-        model=model_fingerprint(model),
-        details={"n_pairs": len(pairs), "position": position, "explained_variance": explained},
-    )
+    details = {"n_pairs": len(pairs), "position": position, "explained_variance": float(s[0] ** 2 / (s**2).sum())}
+    vector = (axis * proj.mean()).float()
+    return _built(model, vector, hook, "pca", details, coefficient=coefficient, mode=mode, start_pos=start_pos)
 
 
 def probe_vector(
@@ -138,13 +144,7 @@ def probe_vector(
     """A linear probe's direction (raw activation space), scaled to the distance between its class means along it."""
     direction = probe.direction
     gap = float((probe.class_means[1] - probe.class_means[0]) @ direction)
-    return SteeringVector(
-        direction * gap,
-        hook,
-        coefficient=coefficient,
-        mode=mode,
-        start_pos=start_pos,
-        method="probe",
-        model=model_fingerprint(model),
-        details={"probe_test_accuracy": probe.test_accuracy, "class_gap": gap},
+    details = {"probe_test_accuracy": probe.test_accuracy, "class_gap": gap}
+    return _built(
+        model, direction * gap, hook, "probe", details, coefficient=coefficient, mode=mode, start_pos=start_pos
     )

@@ -24,7 +24,7 @@ from jaxtyping import Float
 
 from circuitscope.core.fingerprint import model_fingerprint
 from circuitscope.core.replay import unembed_at
-from circuitscope.progress import progress
+from circuitscope.progress import OnProgress, track
 from circuitscope.steering.apply import steering_hooks
 from circuitscope.steering.tasks import IclTask
 from circuitscope.steering.vector import SteeringVector
@@ -131,6 +131,74 @@ def _last_logits(model: HookedModel, prompts: list[str], hooks: list | None = No
     return _logits_at(model, ids, mask, mask.sum(1) - 1, hooks)
 
 
+@dataclass(frozen=True)
+class _IclPrompts:
+    """ICL prompts, their copies with shuffled demonstration labels, and each answer's first token."""
+
+    clean: list[str]
+    corrupt: list[str]
+    answers: list[int]
+
+
+def _sample_prompts(model: HookedModel, task: IclTask, n_shots: int, n: int, rng: random.Random) -> _IclPrompts:
+    """``n`` prompts of ``n_shots`` demonstrations and a query, drawn from the task's pairs with ``rng``."""
+    clean, corrupt, answers = [], [], []
+    for _ in range(n):
+        chosen = rng.sample(task.pairs, n_shots + 1)
+        demos, (qx, qy) = chosen[:-1], chosen[-1]
+        ys = [y for _, y in demos]
+        shuffled = ys[:]
+        while n_shots > 1 and shuffled == ys:
+            rng.shuffle(shuffled)
+        clean.append(icl_prompt(demos, qx))
+        corrupt.append(icl_prompt([(x, y) for (x, _), y in zip(demos, shuffled, strict=True)], qx))
+        answers.append(_answer_token(model, qy))
+    return _IclPrompts(clean, corrupt, answers)
+
+
+@torch.no_grad()
+def _head_effects(
+    model: HookedModel, prompts: _IclPrompts, on_progress: OnProgress | None
+) -> tuple[Float[torch.Tensor, "layer head"], Float[torch.Tensor, "layer head d_head"]]:
+    """Each head's average indirect effect, and its mean output ``z`` at the last clean token."""
+    cfg = model.cfg
+    z_names = [f"blocks.{i}.attn.hook_z" for i in range(cfg.n_layers)]
+    ids, mask = model.tok.to_tokens(prompts.clean)
+    last = mask.sum(1) - 1
+    _, cache = model.run_with_cache(
+        ids, names=z_names, stop_early=True, attention_mask=mask if not bool(mask.all()) else None
+    )
+    rows = torch.arange(len(prompts.clean))
+    z_mean = torch.stack([cache[n][rows, last].float().mean(0) for n in z_names])  # [layer, head, d_head]
+
+    c_ids, c_mask = model.tok.to_tokens(prompts.corrupt)
+    c_last = c_mask.sum(1) - 1
+    ans = torch.tensor(prompts.answers)
+
+    def p_correct(hooks: list) -> float:
+        probs = _logits_at(model, c_ids, c_mask, c_last, hooks).softmax(-1)
+        return float(probs[rows, ans.to(probs.device)].mean())
+
+    base = p_correct([])
+    aie = torch.zeros(cfg.n_layers, cfg.n_heads)
+    heads = [(li, h) for li in range(cfg.n_layers) for h in range(cfg.n_heads)]
+    for li, h in track(heads, "function vector: head effects", on_progress):
+        value = z_mean[li, h]
+
+        def patch(z: torch.Tensor, hook: Any, h: int = h, value: torch.Tensor = value) -> torch.Tensor:
+            z = z.clone()
+            z[rows, c_last, h] = value.to(z.dtype)
+            return z
+
+        aie[li, h] = p_correct([(z_names[li], patch)]) - base
+    return aie, z_mean
+
+
+def _accuracy(model: HookedModel, prompts: list[str], answers: torch.Tensor) -> float:
+    """Top-1 accuracy of the first answer token at each prompt's last position (no intervention)."""
+    return float((_last_logits(model, prompts).argmax(-1).cpu() == answers).float().mean())
+
+
 def function_vector(
     model: HookedModel,
     task: IclTask,
@@ -141,8 +209,12 @@ def function_vector(
     top_k: int = 10,
     layer: int | None = None,
     seed: int = 0,
+    on_progress: OnProgress | None = None,
 ) -> FunctionVectorResult:
-    """Find the task's heads by AIE, build the function vector and measure zero-shot accuracy with and without it."""
+    """Find the task's heads by AIE, build the function vector and measure zero-shot accuracy with and without it.
+
+    Progress: stage ``"function vector: head effects"``, one unit a head.
+    """
     cfg = model.cfg
     if n_shots < 1 or n_prompts < 1 or n_eval < 1 or top_k < 1:
         raise ValueError("n_shots, n_prompts, n_eval and top_k must be at least 1")
@@ -151,54 +223,8 @@ def function_vector(
     layer = cfg.n_layers // 3 if layer is None else layer
     model.check_layer_head(layer)
     rng = random.Random(seed)
-
-    def sample(n: int) -> tuple[list[str], list[str], list[int]]:
-        clean, corrupt, answers = [], [], []
-        for _ in range(n):
-            chosen = rng.sample(task.pairs, n_shots + 1)
-            demos, (qx, qy) = chosen[:-1], chosen[-1]
-            ys = [y for _, y in demos]
-            shuffled = ys[:]
-            while n_shots > 1 and shuffled == ys:
-                rng.shuffle(shuffled)
-            clean.append(icl_prompt(demos, qx))
-            corrupt.append(icl_prompt([(x, y) for (x, _), y in zip(demos, shuffled, strict=True)], qx))
-            answers.append(_answer_token(model, qy))
-        return clean, corrupt, answers
-
-    clean, corrupt, answers = sample(n_prompts)
-    ans = torch.tensor(answers)
-    z_names = [f"blocks.{i}.attn.hook_z" for i in range(cfg.n_layers)]
-    ids, mask = model.tok.to_tokens(clean)
-    last = mask.sum(1) - 1
-    with torch.no_grad():
-        _, cache = model.run_with_cache(
-            ids, names=z_names, stop_early=True, attention_mask=mask if not bool(mask.all()) else None
-        )
-    rows = torch.arange(len(clean))
-    z_mean = torch.stack([cache[n][rows, last].float().mean(0) for n in z_names])  # [layer, head, d_head]
-
-    c_ids, c_mask = model.tok.to_tokens(corrupt)
-    c_last = c_mask.sum(1) - 1
-
-    def p_correct(hooks: list) -> float:
-        probs = _logits_at(model, c_ids, c_mask, c_last, hooks).softmax(-1)
-        return float(probs[rows, ans.to(probs.device)].mean())
-
-    base = p_correct([])
-    aie = torch.zeros(cfg.n_layers, cfg.n_heads)
-    heads = [(li, h) for li in range(cfg.n_layers) for h in range(cfg.n_heads)]
-    for li, h in progress(heads, "function vector: head effects", total=len(heads)):
-        value = z_mean[li, h]
-
-        def patch(z: torch.Tensor, hook: Any, h: int = h, value: torch.Tensor = value) -> torch.Tensor:
-            z = z.clone()
-            z[rows, c_last, h] = value.to(z.dtype)
-            return z
-
-        aie[li, h] = p_correct([(z_names[li], patch)]) - base
-    W_O = model.W_O.detach().float()
-    head_vectors = torch.einsum("lhd,lhdm->lhm", z_mean, W_O)
+    aie, z_mean = _head_effects(model, _sample_prompts(model, task, n_shots, n_prompts, rng), on_progress)
+    head_vectors = torch.einsum("lhd,lhdm->lhm", z_mean, model.W_O.detach().float())
     fv, top = _top_heads_sum(aie, head_vectors, top_k)
     vector = SteeringVector(
         fv,
@@ -208,26 +234,22 @@ def function_vector(
         details={"task": task.name, "n_shots": n_shots, "top_heads": [list(t) for t in top]},
     )
 
-    eval_clean, eval_corrupt, eval_answers = sample(n_eval)
-    queries = [p.rsplit("\n\n", 1)[-1] for p in eval_clean]
-    e_ans = torch.tensor(eval_answers)
-    icl = float((_last_logits(model, eval_clean).argmax(-1).cpu() == e_ans).float().mean())
-    corrupted = float((_last_logits(model, eval_corrupt).argmax(-1).cpu() == e_ans).float().mean())
-    zero = float((_last_logits(model, queries).argmax(-1).cpu() == e_ans).float().mean())
-    fv_acc = zero_shot_accuracy(model, vector, queries, eval_answers)
+    held_out = _sample_prompts(model, task, n_shots, n_eval, rng)
+    queries = [p.rsplit("\n\n", 1)[-1] for p in held_out.clean]
+    e_ans = torch.tensor(held_out.answers)
     return FunctionVectorResult(
         task=task.name,
         aie=aie,
         top_heads=top,
         vector=vector,
-        icl_accuracy=icl,
-        corrupted_accuracy=corrupted,
-        zero_shot_accuracy=zero,
-        zero_shot_fv_accuracy=fv_acc,
+        icl_accuracy=_accuracy(model, held_out.clean, e_ans),
+        corrupted_accuracy=_accuracy(model, held_out.corrupt, e_ans),
+        zero_shot_accuracy=_accuracy(model, queries, e_ans),
+        zero_shot_fv_accuracy=zero_shot_accuracy(model, vector, queries, held_out.answers),
         n_eval=n_eval,
         head_vectors=head_vectors,
         eval_queries=queries,
-        eval_answers=eval_answers,
+        eval_answers=held_out.answers,
     )
 
 
@@ -236,7 +258,7 @@ def zero_shot_accuracy(
 ) -> float:
     """Top-1 accuracy on the first answer token, with ``vector`` (if any) added at each query's last token."""
     if vector is None:
-        return float((_last_logits(model, queries).argmax(-1).cpu() == torch.tensor(answers)).float().mean())
+        return _accuracy(model, queries, torch.tensor(answers))
     hits = 0
     for q, a in zip(queries, answers, strict=True):
         n_tok = len(model.tok.encode(q))

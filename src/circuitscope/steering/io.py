@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
+from circuitscope.core.files import atomic_write
 from circuitscope.errors import LoadError
 from circuitscope.steering.vector import SteeringVector, SteeringVectorMismatchError
 
@@ -22,32 +22,30 @@ FORMAT = "circuitscope.steering_vector"
 FORMAT_VERSION = 1
 
 
+_META_TYPES: dict[str, type | tuple[type, ...]] = {
+    "hook": str,
+    "d": int,
+    "coefficient": (int, float),
+    "mode": str,
+    "start_pos": int,
+    "end_pos": (int, type(None)),
+    "method": str,
+    "model": str,
+    "details": dict,
+}
+"""The fields of a vector that the file's JSON metadata holds (in this order), with their JSON types."""
+
+
 def save_vector(vector: SteeringVector, path: str | os.PathLike[str]) -> Path:
     """Write ``vector`` to ``path`` (``.safetensors``) atomically: a temporary file, then a rename."""
     from safetensors.torch import save_file
 
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "hook": vector.hook,
-        "d": vector.d,
-        "coefficient": vector.coefficient,
-        "mode": vector.mode,
-        "start_pos": vector.start_pos,
-        "end_pos": vector.end_pos,
-        "method": vector.method,
-        "model": vector.model,
-        "details": vector.details,
-    }
+    meta = {key: getattr(vector, key) for key in _META_TYPES}
     header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "metadata": json.dumps(meta, default=str)}
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        save_file({"vector": vector.vector.detach().float().cpu().contiguous()}, tmp, metadata=header)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    tensors = {"vector": vector.vector.detach().float().cpu().contiguous()}
+    atomic_write(target, lambda tmp: save_file(tensors, tmp, metadata=header))
     return target
 
 
@@ -88,22 +86,10 @@ def load_vector(
     return vector
 
 
-_META_TYPES: dict[str, type | tuple[type, ...]] = {
-    "hook": str,
-    "d": int,
-    "coefficient": (int, float),
-    "mode": str,
-    "start_pos": int,
-    "end_pos": (int, type(None)),
-    "method": str,
-    "model": str,
-    "details": dict,
-}
-
-
 def _vector_from(file: Path, metadata: str, tensor: torch.Tensor) -> SteeringVector:
     """The vector described by the JSON ``metadata`` of ``file``; damaged metadata is refused, naming the file."""
     how = "the file is damaged: save the vector again (save_vector) or rebuild it"
+    # Checked like a JSONL record (tasks/jsonl.py) on purpose, but one document with a file's own messages.
     try:
         meta = json.loads(metadata)
     except json.JSONDecodeError as err:
@@ -117,17 +103,9 @@ def _vector_from(file: Path, metadata: str, tensor: torch.Tensor) -> SteeringVec
         raise LoadError(f"{file} has damaged metadata: missing or mistyped {', '.join(wrong)}; {how}")
     if meta["d"] != tensor.shape[0]:
         raise LoadError(f"{file} is corrupt: metadata says d={meta['d']} but the tensor has {tensor.shape[0]}")
+    fields = {key: meta[key] for key in _META_TYPES if key != "d"}  # d is the tensor's own width
+    fields["coefficient"] = float(fields["coefficient"])
     try:
-        return SteeringVector(
-            tensor,
-            meta["hook"],
-            coefficient=float(meta["coefficient"]),
-            mode=meta["mode"],
-            start_pos=meta["start_pos"],
-            end_pos=meta["end_pos"],
-            method=meta["method"],
-            model=meta["model"],
-            details=meta["details"],
-        )
-    except ValueError as err:  # NaN entries, an unknown mode, end_pos <= start_pos, not one direction
+        return SteeringVector(tensor, **fields)
+    except ValueError as err:  # NaN entries, an unknown mode or method, end_pos <= start_pos, not one direction
         raise LoadError(f"{file} does not hold a usable steering vector ({err}); {how}") from err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -10,8 +11,9 @@ import torch
 from jaxtyping import Float
 
 from circuitscope.core.hook_points import HookFn
+from circuitscope.engine.grid import ScoreGrid
 from circuitscope.engine.loss import mean_loss
-from circuitscope.progress import OnProgress
+from circuitscope.progress import SILENT, OnProgress, track
 from circuitscope.steering.apply import steering_hooks
 from circuitscope.steering.vector import SteeringVector
 
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EffectFn",
     "SteeringSweep",
+    "SweepCell",
     "probe_score_of_generations",
     "steering_sweep",
     "target_logprob",
@@ -66,7 +69,7 @@ def probe_score_of_generations(
     @torch.no_grad()
     def effect(model: HookedModel, hooks: Hooks) -> float:
         texts = [p + model.generate(p, max_new_tokens, hooks=hooks).text for p in prompts]
-        acts = activations_at_position(model, texts, hook, -1)[hook]
+        acts = activations_at_position(model, texts, hook, -1, on_progress=SILENT)[hook]
         return float(torch.sigmoid(probe.logits(acts)).mean())
 
     effect.__qualname__ = f"probe P(class 1) on generations at {hook}"
@@ -74,40 +77,70 @@ def probe_score_of_generations(
 
 
 @dataclass(frozen=True)
-class SteeringSweep:
-    """Effect and damage of one vector recipe over layers x coefficients."""
+class SweepCell:
+    """One layer x coefficient cell of a sweep: its effect change and the damage it does."""
+
+    layer: int
+    coefficient: float
+    effect_change: float
+    """The effect metric with steering minus without."""
+    damage: float
+    """Mean loss on neutral text with steering minus without (nats per token)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SteeringSweep(ScoreGrid):
+    """Effect and damage of one vector recipe over layers x coefficients.
+
+    A score grid on the axes ``("layer", "coefficient")``: ``scores`` is the effect with steering
+    (also ``effect``), ``metric`` its name (``effect_name``), ``clean_value`` the effect without
+    steering (``baseline_effect``); there is no corrupted run.
+    """
 
     layers: list[int]
     coefficients: list[float]
-    effect: Float[torch.Tensor, "layer coeff"]
-    """The effect metric with steering (same units as ``baseline_effect``)."""
     damage: Float[torch.Tensor, "layer coeff"]
     """Mean loss on neutral text with steering minus without (nats per token)."""
-    baseline_effect: float
     baseline_loss: float
-    effect_name: str
+    """Mean loss on the neutral text without steering."""
     hooks: list[str]
     """The hook used at each layer."""
+
+    @property
+    def effect(self) -> Float[torch.Tensor, "layer coeff"]:
+        """The effect metric with steering (same units as ``baseline_effect``)."""
+        return self.scores
+
+    @property
+    def baseline_effect(self) -> float:
+        """The effect metric without steering."""
+        assert self.clean_value is not None  # set by steering_sweep: the unsteered run
+        return self.clean_value
+
+    @property
+    def effect_name(self) -> str:
+        return self.metric
 
     @property
     def effect_change(self) -> Float[torch.Tensor, "layer coeff"]:
         return self.effect - self.baseline_effect
 
-    def best(self, max_damage: float = 0.5) -> dict[str, Any] | None:
+    def best(self, max_damage: float = 0.5) -> SweepCell | None:
         """The cell with the largest effect change whose damage stays under ``max_damage`` nats/token."""
         ok = self.damage <= max_damage
         if not bool(ok.any()):
             return None
         masked = torch.where(ok, self.effect_change, torch.tensor(-torch.inf))
         li, ci = divmod(int(masked.argmax()), len(self.coefficients))
-        return {
-            "layer": self.layers[li],
-            "coefficient": self.coefficients[ci],
-            "effect_change": float(self.effect_change[li, ci]),
-            "damage": float(self.damage[li, ci]),
-        }
+        return SweepCell(
+            self.layers[li], self.coefficients[ci], float(self.effect_change[li, ci]), float(self.damage[li, ci])
+        )
 
     def to_dict(self) -> dict[str, Any]:
+        best = self.best(0.5)
         return {
             "layers": self.layers,
             "coefficients": self.coefficients,
@@ -117,7 +150,7 @@ class SteeringSweep:
             "effect": self.effect.tolist(),
             "effect_change": self.effect_change.tolist(),
             "damage": self.damage.tolist(),
-            "best_under_0.5_nats_damage": self.best(0.5),
+            "best_under_0.5_nats_damage": best.to_json() if best else None,
         }
 
 
@@ -135,8 +168,8 @@ def steering_sweep(
 
     The vector recipe (ActAdd prompts, CAA pairs, ...) stays fixed; only the layer it is read
     and written at and its coefficient change, which answers "at which layers does this
-    intervention stop working, and what does it cost?". ``on_progress("steering sweep", cells_done,
-    cells)`` is called before the baselines and after each layer x coefficient cell.
+    intervention stop working, and what does it cost?". Progress: stage ``"steering sweep"``, one unit
+    a layer x coefficient cell (``on_progress`` as in :func:`circuitscope.progress.track`).
     """
     if not layers or not coefficients:
         raise ValueError("give at least one layer and one coefficient")
@@ -145,15 +178,13 @@ def steering_sweep(
     if not neutral_texts:
         raise ValueError("give neutral texts to measure the damage on")
     cells = [(li, ci) for li in range(len(layers)) for ci in range(len(coefficients))]
-    report = on_progress or (lambda _stage, _done, _total: None)
-    report("steering sweep", 0, len(cells))
     base_effect = effect(model, [])
     base_loss = mean_loss(model, neutral_texts)
     eff = torch.zeros(len(layers), len(coefficients))
     dmg = torch.zeros(len(layers), len(coefficients))
     hooks_used: list[str] = []
     vectors: dict[int, SteeringVector] = {}
-    for done, (li, ci) in enumerate(cells, 1):
+    for li, ci in track(cells, "steering sweep", on_progress):
         if li not in vectors:
             vectors[li] = make_vector(layers[li])
             hooks_used.append(vectors[li].hook)
@@ -161,14 +192,17 @@ def steering_sweep(
         hooks = steering_hooks(v, model)
         eff[li, ci] = effect(model, hooks)
         dmg[li, ci] = mean_loss(model, neutral_texts, hooks) - base_loss
-        report("steering sweep", done, len(cells))
+    coefs = [float(c) for c in coefficients]
     return SteeringSweep(
+        scores=eff,
+        axes=("layer", "coefficient"),
+        labels={"layer": [str(layer) for layer in layers], "coefficient": [f"{c:g}" for c in coefs]},
+        metric=getattr(effect, "__qualname__", "effect"),
+        clean_value=base_effect,
+        corrupted_value=None,
         layers=list(layers),
-        coefficients=[float(c) for c in coefficients],
-        effect=eff,
+        coefficients=coefs,
         damage=dmg,
-        baseline_effect=base_effect,
         baseline_loss=base_loss,
-        effect_name=getattr(effect, "__qualname__", "effect"),
         hooks=hooks_used,
     )

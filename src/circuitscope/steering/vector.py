@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import torch
 from jaxtyping import Float
@@ -21,9 +21,19 @@ if TYPE_CHECKING:
     from circuitscope.core.hook_points import HookPoint
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = ["Mode", "SteeringVector", "SteeringVectorMismatchError", "apply_steering", "steering_hook"]
+__all__ = [
+    "Mode",
+    "SteeringVector",
+    "SteeringVectorMismatchError",
+    "VectorMethod",
+    "apply_steering",
+    "steering_hook",
+]
 
 Mode = Literal["add", "project"]
+"""How a vector is applied: added, or its direction projected out."""
+VectorMethod = Literal["actadd", "caa", "pca", "probe", "function_vector", "manual"]
+"""How a vector was built (``manual``: given by hand)."""
 
 
 class SteeringVectorMismatchError(CircuitscopeError, ValueError):
@@ -54,7 +64,7 @@ class SteeringVector:
     end_pos: int | None = None
     """One past the last steered position (None: every later position, generated ones too). ActAdd steers
     only the front positions (``start_pos=1, end_pos=2`` for a one-token prompt pair)."""
-    method: str = "manual"
+    method: VectorMethod = "manual"
     """How it was built: ``actadd``, ``caa``, ``pca``, ``probe``, ``function_vector``, ``manual``."""
     model: str = ""
     """:func:`model_fingerprint` of the model it was built on ('' = unchecked)."""
@@ -67,8 +77,10 @@ class SteeringVector:
             raise ShapeError(f"a steering vector is one direction [d], got {shape}")
         if not torch.isfinite(self.vector).all():
             raise ValueError("the steering vector has NaN or infinite entries")
-        if self.mode not in ("add", "project"):
+        if self.mode not in get_args(Mode):
             raise ValueError(f"mode must be 'add' or 'project', got {self.mode!r}")
+        if self.method not in get_args(VectorMethod):
+            raise ValueError(f"method must be one of {', '.join(get_args(VectorMethod))}, got {self.method!r}")
         if self.mode == "project" and float(self.vector.norm()) == 0.0:
             raise ValueError("cannot project out a zero vector")
         if self.start_pos < 0:

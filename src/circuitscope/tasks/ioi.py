@@ -14,6 +14,7 @@ Corruptions:
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -24,7 +25,17 @@ from circuitscope.tasks.task import Task, TaskError
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = ["ABBA_TEMPLATES", "BABA_TEMPLATES", "NAMES", "OBJECTS", "PLACES", "Corruption", "IOIConfig", "ioi_task"]
+__all__ = [
+    "ABBA_TEMPLATES",
+    "BABA_TEMPLATES",
+    "NAMES",
+    "OBJECTS",
+    "PLACES",
+    "Corruption",
+    "IOIConfig",
+    "ioi_abc_prompts",
+    "ioi_task",
+]
 
 BABA_TEMPLATES = [
     "Then, [B] and [A] went to the [PLACE]. [B] gave a [OBJECT] to [A]",
@@ -110,17 +121,23 @@ def _fill(template: str, io: str, s1: str, s2: str, place: str, obj: str) -> str
     return text[: text.rindex(" " + io)]
 
 
-def ioi_task(model: HookedModel, config: IOIConfig | None = None) -> Task:
-    """An IOI task for ``model``: clean prompts, their ABC or swapped corruptions, IO vs S answers."""
-    cfg = config or IOIConfig()
+def _words(model: HookedModel, n_names: int, who: str) -> tuple[list[str], list[str], list[str]]:
+    """The names, places and objects that are one token for ``model``; at least ``n_names`` names."""
     names = _single_tokens(model, NAMES)
     places = _single_tokens(model, PLACES)
     objects = _single_tokens(model, OBJECTS)
-    if len(names) < 5 or not places or not objects:
+    if len(names) < n_names or not places or not objects:
         raise TaskError(
             f"this tokenizer has too few single-token IOI words ({len(names)} names, {len(places)} places, "
-            f"{len(objects)} objects); IOI needs at least 5 names, 1 place and 1 object"
+            f"{len(objects)} objects); {who} at least {n_names} names, 1 place and 1 object"
         )
+    return names, places, objects
+
+
+def ioi_task(model: HookedModel, config: IOIConfig | None = None) -> Task:
+    """An IOI task for ``model``: clean prompts, their ABC or swapped corruptions, IO vs S answers."""
+    cfg = config or IOIConfig()
+    names, places, objects = _words(model, 5, "IOI needs")
     if cfg.templates == "one":
         pool = [("BABA", 0, BABA_TEMPLATES[0]), ("ABBA", 0, ABBA_TEMPLATES[0])]
     else:
@@ -148,3 +165,35 @@ def ioi_task(model: HookedModel, config: IOIConfig | None = None) -> Task:
         labels["io"].append(io)
         labels["s"].append(s)
     return Task.from_pairs(model, clean, corrupted, correct, incorrect, name="ioi", metric=cfg.metric, labels=labels)
+
+
+def ioi_abc_prompts(
+    model: HookedModel, templates: Sequence[str], n_per_template: int, seed: int = 0
+) -> dict[str, list[str]]:
+    """``n_per_template`` ABC fills of each template: three distinct new names, a random place and object.
+
+    ``templates`` are the labels :func:`ioi_task` gives (``task.labels["template"]``, e.g. ``"BABA3"``);
+    the answer is ``{label: prompts}``, one entry per distinct label, in the order given. These are the
+    reference distribution the IOI circuit's heads are mean-ablated over (Wang et al. 2022): the same
+    sentence with no name repeated, so nothing points at an indirect object.
+    """
+    if n_per_template < 1:
+        raise ValueError(f"n_per_template must be at least 1, got {n_per_template}")
+    pools = {"BABA": BABA_TEMPLATES, "ABBA": ABBA_TEMPLATES}
+    names, places, objects = _words(model, 3, "ABC prompts need")
+    rng = random.Random(seed)
+    out: dict[str, list[str]] = {}
+    for label in dict.fromkeys(templates):
+        order, index = label[:4], label[4:]
+        if order not in pools or not index.isdigit() or int(index) >= len(pools[order]):
+            raise TaskError(
+                f"unknown IOI template {label!r}; templates are BABA0..BABA{len(BABA_TEMPLATES) - 1} and "
+                f"ABBA0..ABBA{len(ABBA_TEMPLATES) - 1}, as ioi_task labels them"
+            )
+        template = pools[order][int(index)]
+        prompts = []
+        for _ in range(n_per_template):
+            a, b, c = rng.sample(names, 3)
+            prompts.append(_fill(template, a, b, c, rng.choice(places), rng.choice(objects)))
+        out[label] = prompts
+    return out

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from circuitscope.core.files import atomic_write, atomic_write_json, read_json_object, require_fields
 from circuitscope.errors import DamagedCheckpointWarning
 from circuitscope.toy.errors import CheckpointError
 
@@ -59,25 +59,12 @@ class DamagedCheckpointError(CheckpointError):
 
 
 def _write_json(path: Path, payload: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=1, allow_nan=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_json(path, payload, shared=False, indent=1, allow_nan=False)
 
 
 def _write_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    cpu = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(cpu, tmp, metadata=meta), shared=False)
 
 
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -202,20 +189,13 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 def _read_state(directory: Path, step: int) -> dict[str, Any]:
     path = directory / "state.json"
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DamagedCheckpointError(f"{path} is damaged (not valid JSON: {err})") from err
-    if not isinstance(state, dict):
-        raise DamagedCheckpointError(f"{path} is damaged (not a JSON object)")
+    state = read_json_object(path, DamagedCheckpointError)
     if not isinstance(state.get("version"), int):
         raise DamagedCheckpointError(f"{path} is damaged (no integer 'version')")
     if state["version"] > FORMAT_VERSION:
         raise CheckpointError(f"{directory} has format version {state['version']}; upgrade circuitscope to read it")
-    shapes = {"step": int, "loss": list, "metric_steps": list, "metrics": dict}
-    wrong = [key for key, kind in shapes.items() if not isinstance(state.get(key), kind)]
-    if wrong:
-        raise DamagedCheckpointError(f"{path} is damaged (missing or mistyped fields: {', '.join(wrong)})")
+    kinds = {"step": int, "loss": list, "metric_steps": list, "metrics": dict}
+    require_fields(path, state, kinds, DamagedCheckpointError)
     if state["step"] != step:
         raise DamagedCheckpointError(f"{path} is damaged (it says step {state['step']}, its folder says {step})")
     return state

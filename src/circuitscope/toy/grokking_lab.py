@@ -13,7 +13,7 @@ cleanup ends when test loss first drops below 0.1 (generalisation).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import torch
 
 from circuitscope.engine.batching import apply_in_batches
 from circuitscope.models.toy.modeling import ToyTransformer
-from circuitscope.progress import OnProgress
+from circuitscope.progress import OnProgress, track
 from circuitscope.toy.checkpoint import load_model_weights
 from circuitscope.toy.errors import LabConfigError
 from circuitscope.toy.grokking import (
@@ -34,7 +34,7 @@ from circuitscope.toy.grokking import (
     restricted_loss,
 )
 from circuitscope.toy.model import build_toy
-from circuitscope.toy.trainer import TrainConfig, full_batch, train
+from circuitscope.toy.trainer import TrainConfig, TrainResult, full_batch, train
 
 __all__ = ["GrokkingConfig", "GrokkingResult", "build_grokking_model", "run_grokking"]
 
@@ -42,6 +42,8 @@ GENERALISED = 0.1
 """Test loss below which a run counts as generalised."""
 
 
+# Same shape as InductionConfig (and the SAE's TrainConfig) on purpose: a lab's configuration is a frozen
+# dataclass with a docstring under each field; the training fields go to TrainConfig.of by name.
 @dataclass(frozen=True)
 class GrokkingConfig:
     """The modular-addition experiment."""
@@ -79,14 +81,7 @@ class GrokkingConfig:
         ModularAddition(self.p, self.train_fraction, self.seed)  # validates p and the fraction
         if self.n_heads < 1 or self.d_head < 1 or self.d_model < 1 or self.d_mlp < 1:
             raise LabConfigError("n_heads, d_head, d_model and d_mlp must be positive")
-        TrainConfig(
-            steps=self.steps,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            betas=self.betas,
-            warmup_steps=self.warmup_steps,
-            checkpoint_every=self.checkpoint_every,
-        )
+        TrainConfig.of(self)  # validates the training fields
 
     @classmethod
     def preset(cls, name: str) -> GrokkingConfig:
@@ -169,18 +164,9 @@ def _phases(result: GrokkingResult) -> dict[str, list[int | None]]:
     }
 
 
-def run_grokking(
-    config: GrokkingConfig, out: str | Path, threads: int | None = None, on_progress: OnProgress | None = None
-) -> GrokkingResult:
-    """Train (resuming from ``out`` if it holds a run of this configuration) and measure.
-
-    ``on_progress(stage, done, total)`` is told the training steps (``grokking``) and then the
-    checkpoints measured (``restricted and excluded loss``).
-    """
-    folder = Path(out)
-    task = ModularAddition(config.p, config.train_fraction, config.seed)
+def _metrics(config: GrokkingConfig, task: ModularAddition) -> dict[str, Any]:
+    """The curves measured at every checkpoint: one pass over all pairs gives the losses and accuracies."""
     x, y, mask = task.inputs(), task.labels(), task.train_mask()
-    model = build_grokking_model(config)
     start = time.perf_counter()
     memo: dict[str, float] = {}
 
@@ -198,91 +184,87 @@ def run_grokking(
         )
         return float(losses[mask].mean())
 
-    metrics: dict[str, Any] = {"train_loss": measure_all}
+    metrics: dict[str, Any] = {"train_loss": measure_all}  # MetricFns (fourier_norms takes a ToyTransformer)
     for name in ("test_loss", "train_accuracy", "test_accuracy", "weight_norm", "seconds"):
         metrics[name] = lambda _m, name=name: memo[name]
     metrics["fourier_norms"] = lambda m: embedding_fourier_norms(m, config.p)
+    return metrics
 
-    xt, yt = x[mask], y[mask]
+
+def _train(
+    config: GrokkingConfig, task: ModularAddition, folder: Path, threads: int | None, on_progress: OnProgress | None
+) -> TrainResult:
+    """Train (resuming from ``folder``); with ``stop_when_generalised``, in chunks of five checkpoints."""
+    mask = task.train_mask()
+    xt, yt = task.inputs()[mask], task.labels()[mask]
 
     def loss_fn(m: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         assert isinstance(m, ToyTransformer)
         return torch.nn.functional.cross_entropy(fast_last_logits(m, batch[0]), batch[1])
 
-    train_config = TrainConfig(
-        steps=config.steps,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        betas=config.betas,
-        warmup_steps=config.warmup_steps,
-        checkpoint_every=config.checkpoint_every,
-        seed=config.seed,
-        threads=threads,
-    )
+    model, metrics = build_grokking_model(config), _metrics(config, task)
     identity = {"task": "modular_addition", "p": config.p, "train_fraction": config.train_fraction}
-    if config.stop_when_generalised:
 
-        def chunk_progress(stage: str, steps: int, _chunk_end: int) -> None:
-            if on_progress is not None:  # the steps of the whole run, not of the chunk
-                on_progress(stage, steps, config.steps)
-
-        # train in chunks of checkpoints, stopping at the first generalised one (same checkpoints as one run)
-        done = 0
-        while True:
-            done = min(config.steps, done + config.checkpoint_every * 5)
-            run = train(
-                model,
-                loss_fn,
-                full_batch(xt, yt),
-                replace(train_config, steps=done),
-                out=folder,
-                metrics=metrics,
-                identity=identity,
-                description="grokking",
-                on_progress=chunk_progress,
-            )
-            if done >= config.steps or any(v < GENERALISED for v in run.metrics["test_loss"]):
-                if on_progress is not None:
-                    on_progress("grokking", done, done)  # stopped early: the run is complete
-                break
-    else:
-        run = train(
+    def run(steps: int, report: OnProgress | None) -> TrainResult:
+        return train(
             model,
             loss_fn,
             full_batch(xt, yt),
-            train_config,
+            TrainConfig.of(config, steps=steps, threads=threads),
             out=folder,
             metrics=metrics,
             identity=identity,
             description="grokking",
-            on_progress=on_progress,
+            on_progress=report,
         )
+
+    if not config.stop_when_generalised:
+        return run(config.steps, on_progress)
+
+    def whole_run(stage: str, steps: int, _chunk_steps: int) -> None:
+        if on_progress is not None:  # the steps of the whole run, not of the chunk
+            on_progress(stage, steps, config.steps)
+
+    # train in chunks of checkpoints, stopping at the first generalised one (same checkpoints as one run)
+    done = 0
+    while True:
+        done = min(config.steps, done + config.checkpoint_every * 5)
+        result = run(done, whole_run)
+        if done >= config.steps or any(v < GENERALISED for v in result.metrics["test_loss"]):
+            if on_progress is not None:
+                on_progress("grokking", done, done)  # stopped early: the run is complete
+            return result
+
+
+def run_grokking(
+    config: GrokkingConfig, out: str | Path, threads: int | None = None, on_progress: OnProgress | None = None
+) -> GrokkingResult:
+    """Train (resuming from ``out`` if it holds a run of this configuration) and measure.
+
+    ``on_progress(stage, done, total)`` is told the training steps (``grokking``) and then the
+    checkpoints measured (``restricted and excluded loss``).
+    """
+    folder = Path(out)
+    task = ModularAddition(config.p, config.train_fraction, config.seed)
+    run = _train(config, task, folder, threads, on_progress)
     m = run.metrics
     keys = key_frequencies(torch.tensor(m["fourier_norms"][-1]))
     restricted, excluded = [], []
     probe = build_grokking_model(config)
-    for i, step in enumerate(run.metric_steps):
-        if on_progress is not None:
-            on_progress("restricted and excluded loss", i, len(run.metric_steps))
+    for step in track(run.metric_steps, "restricted and excluded loss", on_progress):
         probe.load_state_dict(load_model_weights(folder, step))
         table = logit_table(probe, task)
         restricted.append(restricted_loss(table, keys))
-        excluded.append(excluded_loss(table, keys, mask))
-    if on_progress is not None:
-        on_progress("restricted and excluded loss", len(run.metric_steps), len(run.metric_steps))
+        excluded.append(excluded_loss(table, keys, task.train_mask()))
+    names = ("train_loss", "test_loss", "train_accuracy", "test_accuracy", "weight_norm", "fourier_norms", "seconds")
+    curves: dict[str, Any] = {name: m[name] for name in names}  # GrokkingResult's fields of the same names
     result = GrokkingResult(
         config=config,
         steps=run.metric_steps,
-        train_loss=m["train_loss"],
-        test_loss=m["test_loss"],
-        train_accuracy=m["train_accuracy"],
-        test_accuracy=m["test_accuracy"],
-        weight_norm=m["weight_norm"],
-        fourier_norms=m["fourier_norms"],
         key_frequencies=keys,
         restricted_loss=restricted,
         excluded_loss=excluded,
-        seconds=m["seconds"],
+        **curves,
     )
     result.phases = _phases(result)
     result.generalised_step = result.phases["cleanup"][1]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from jaxtyping import Int
@@ -32,10 +32,11 @@ from circuitscope.models.toy.modeling import ToyTransformer
 from circuitscope.progress import OnProgress
 from circuitscope.toy.errors import LabConfigError
 from circuitscope.toy.model import build_toy
-from circuitscope.toy.trainer import TrainConfig, seeded_batches, train
+from circuitscope.toy.trainer import BatchFn, MetricFn, TrainConfig, seeded_batches, train
 
 __all__ = [
     "InductionConfig",
+    "InductionData",
     "InductionRun",
     "induction_json",
     "periodic_batch",
@@ -44,6 +45,10 @@ __all__ = [
     "text_batches",
     "train_induction_model",
 ]
+
+
+InductionData = Literal["repeated", "periodic", "text"]
+"""The training data of an induction run (see :attr:`InductionConfig.data`)."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ class InductionConfig:
     """Sequence length."""
     d_vocab: int = 64
     """Vocabulary of the synthetic data (256 bytes for text)."""
-    data: Literal["repeated", "periodic", "text"] = "repeated"
+    data: InductionData = "repeated"
     """``repeated``: random tokens with repeated segments (:func:`repeated_segment_batch`); ``periodic``: a
     random block repeated to the end of the sequence, its period random per sequence (:func:`periodic_batch`;
     with no LayerNorm, no weight decay and lr 1e-2 a 2-layer model grows an induction head in a few hundred
@@ -87,17 +92,11 @@ class InductionConfig:
             raise LabConfigError(f"n_layers must lie in 1..12, got {self.n_layers}")
         if self.n_ctx < 16:
             raise LabConfigError(f"n_ctx must be at least 16 for repeated segments, got {self.n_ctx}")
-        if self.data not in ("repeated", "periodic", "text"):
+        if self.data not in get_args(InductionData):
             raise LabConfigError(f"data must be 'repeated', 'periodic' or 'text', got {self.data!r}")
         if self.d_model % self.n_heads:
             raise LabConfigError(f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads})")
-        TrainConfig(
-            steps=self.steps,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            warmup_steps=self.warmup_steps,
-            checkpoint_every=self.checkpoint_every,
-        )
+        TrainConfig.of(self)  # validates the training fields
 
     @property
     def vocab(self) -> int:
@@ -222,6 +221,48 @@ def _k_comp_pair(prev: torch.Tensor, ind: torch.Tensor, comp: CompositionScores)
     return float(comp.k[la, ha, lb, hb])
 
 
+def _data(config: InductionConfig) -> tuple[torch.Tensor, BatchFn]:
+    """The held-out sequences and the training batches of ``config.data``."""
+    held_gen = torch.Generator().manual_seed(10_000 + config.seed)
+    if config.data == "text":
+        make = text_batches(_text_corpus(), config.batch_size, config.n_ctx)
+        held_out = torch.cat([make(held_gen, True) for _ in range(4)])
+        return held_out, seeded_batches(lambda g: (make(g),), config.seed)
+    synthetic = periodic_batch if config.data == "periodic" else repeated_segment_batch
+    held_out = synthetic(held_gen, 4 * config.batch_size, config.n_ctx, config.vocab)
+    return held_out, seeded_batches(
+        lambda g: (synthetic(g, config.batch_size, config.n_ctx, config.vocab),), config.seed
+    )
+
+
+def _checkpoint_metrics(
+    hooked: HookedModel, held_out: torch.Tensor, probe: torch.Tensor, n_ctx: int
+) -> dict[str, MetricFn]:
+    """The curves: held-out loss and ICL score (one pass), head scores and K-composition (one measurement)."""
+    early, late = slice(n_ctx // 8, n_ctx // 4), slice(3 * n_ctx // 4, n_ctx - 1)
+    memo: dict[str, Any] = {}
+
+    def held_loss(_m: torch.nn.Module) -> float:
+        per_pos = next_token_loss(hooked(held_out), held_out, reduction="none").mean(0)  # [pos]: of token pos + 1
+        memo["icl"] = float(per_pos[late].mean() - per_pos[early].mean())
+        return float(per_pos.mean())
+
+    def heads(_m: torch.nn.Module) -> torch.Tensor:
+        ind = induction_scores(hooked, probe).scores
+        prev = previous_token_scores(hooked, probe).scores
+        memo["prev"] = prev
+        memo["kcomp"] = _k_comp_pair(prev, ind, composition_scores(hooked, baseline_samples=0))
+        return ind
+
+    return {
+        "held_out_loss": held_loss,
+        "icl_score": lambda _m: memo["icl"],
+        "induction": heads,
+        "previous_token": lambda _m: memo["prev"],
+        "k_composition": lambda _m: float("nan") if memo["kcomp"] is None else memo["kcomp"],
+    }
+
+
 def train_induction_model(
     config: InductionConfig,
     out: str | Path | None = None,
@@ -247,53 +288,15 @@ def train_induction_model(
         positional="learned",
     )
     hooked = HookedModel(model)
-    held_gen = torch.Generator().manual_seed(10_000 + config.seed)
-    if config.data == "text":
-        make = text_batches(_text_corpus(), config.batch_size, config.n_ctx)
-        held_out = torch.cat([make(held_gen, True) for _ in range(4)])
-        batches = seeded_batches(lambda g: (make(g),), config.seed)
-    else:
-        synthetic = periodic_batch if config.data == "periodic" else repeated_segment_batch
-        held_out = synthetic(held_gen, 4 * config.batch_size, config.n_ctx, config.vocab)
-        batches = seeded_batches(lambda g: (synthetic(g, config.batch_size, config.n_ctx, config.vocab),), config.seed)
+    held_out, batches = _data(config)
     probe = repeated_random_tokens(config.vocab, config.n_ctx // 2 - 1, 16, torch.Generator().manual_seed(77))
-    L = config.n_ctx
-    early, late = slice(L // 8, L // 4), slice(3 * L // 4, L - 1)
-    memo: dict[str, Any] = {}
-
-    def held_loss(_m: torch.nn.Module) -> float:
-        per_pos = next_token_loss(hooked(held_out), held_out, reduction="none").mean(0)  # [pos]: of token pos + 1
-        memo["icl"] = float(per_pos[late].mean() - per_pos[early].mean())
-        return float(per_pos.mean())
-
-    def heads(_m: torch.nn.Module) -> torch.Tensor:
-        ind = induction_scores(hooked, probe).scores
-        prev = previous_token_scores(hooked, probe).scores
-        memo["prev"] = prev
-        memo["kcomp"] = _k_comp_pair(prev, ind, composition_scores(hooked, baseline_samples=0))
-        return ind
-
-    metrics = {
-        "held_out_loss": held_loss,
-        "icl_score": lambda _m: memo["icl"],
-        "induction": heads,
-        "previous_token": lambda _m: memo["prev"],
-        "k_composition": lambda _m: float("nan") if memo["kcomp"] is None else memo["kcomp"],
-    }
+    metrics = _checkpoint_metrics(hooked, held_out, probe, config.n_ctx)
 
     def loss_fn(m: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         out = m(batch[0], labels=batch[0])
         return out.loss
 
-    train_config = TrainConfig(
-        steps=config.steps,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        warmup_steps=config.warmup_steps,
-        checkpoint_every=config.checkpoint_every,
-        seed=config.seed,
-        threads=threads,
-    )
+    train_config = TrainConfig.of(config, threads=threads)
     result = train(
         model,
         loss_fn,

@@ -144,6 +144,8 @@ class GeometryResult:
         return out
 
 
+# Same keyword options as sparsity_sweep and phase_diagram on purpose: each experiment passes them to
+# train_superposition, and the lab's command hands all three the same ones.
 def geometry_experiment(
     n_features: int = 200,
     n_hidden: int = 20,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from circuitscope.toy.errors import LabConfigError
 
 __all__ = [
     "Batch",
+    "BatchFn",
     "MetricFn",
     "TrainConfig",
     "TrainResult",
@@ -81,6 +82,13 @@ class TrainConfig:
             raise LabConfigError(f"checkpoint_every must be at least 1, got {self.checkpoint_every}")
         if self.threads is not None and self.threads < 1:
             raise LabConfigError(f"threads must be at least 1, got {self.threads}")
+
+    @classmethod
+    def of(cls, experiment: object, **overrides: Any) -> TrainConfig:
+        """The training configuration of a lab's experiment: its fields named like this class's (``steps``, ``lr``,
+        ``seed``, ...); fields it lacks keep their defaults, and ``overrides`` (e.g. ``threads``) win."""
+        taken = {f.name: getattr(experiment, f.name) for f in fields(cls) if hasattr(experiment, f.name)}
+        return cls(**{**taken, **overrides})
 
     def lr_at(self, step: int) -> float:
         """Learning rate used for the update of ``step`` (0-based)."""
@@ -165,6 +173,37 @@ def _measure(model: torch.nn.Module, metrics: Mapping[str, MetricFn]) -> dict[st
         model.train(was_training)
 
 
+def _resume(
+    folder: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    result: TrainResult,
+    identity: Mapping[str, Any] | None,
+) -> int:
+    """Check that ``folder`` holds this run (or none), restore its latest checkpoint into ``model``, ``optimizer``
+    and ``result``, and return the step to continue from (0 for a new run)."""
+    config, metrics = result.config, result.metrics
+    model_config: Any = getattr(model, "config", None)
+    if not hasattr(model_config, "to_diff_dict"):
+        model_config = None
+    run_id = {
+        "model": model_config.to_diff_dict() if model_config is not None else type(model).__name__,
+        "train": config.identity(),
+        "task": dict(identity or {}),
+        "metrics": sorted(metrics),
+    }
+    check_run_folder(folder, run_id)
+    state = resume_checkpoint(folder, model, optimizer, config.steps)  # skips damaged checkpoints
+    if state is None:
+        return 0
+    start = int(state["step"])
+    result.loss = list(state["loss"])
+    result.metric_steps = list(state["metric_steps"])
+    result.metrics = {k: list(state["metrics"].get(k, [])) for k in metrics}
+    result.resumed_from = start
+    return start
+
+
 def train(
     model: torch.nn.Module,
     loss_fn: LossFn,
@@ -190,23 +229,7 @@ def train(
     result = TrainResult(config=config, loss=[], metric_steps=[], metrics={k: [] for k in metrics})
     start = 0
     if folder is not None:
-        model_config: Any = getattr(model, "config", None)
-        if not hasattr(model_config, "to_diff_dict"):
-            model_config = None
-        run_id = {
-            "model": model_config.to_diff_dict() if model_config is not None else type(model).__name__,
-            "train": config.identity(),
-            "task": dict(identity or {}),
-            "metrics": sorted(metrics),
-        }
-        check_run_folder(folder, run_id)
-        state = resume_checkpoint(folder, model, optimizer, config.steps)  # skips damaged checkpoints
-        if state is not None:
-            start = int(state["step"])
-            result.loss = list(state["loss"])
-            result.metric_steps = list(state["metric_steps"])
-            result.metrics = {k: list(state["metrics"].get(k, [])) for k in metrics}
-            result.resumed_from = start
+        start = _resume(folder, model, optimizer, result, identity)
 
     def checkpoint(step: int) -> None:
         result.metric_steps.append(step)

@@ -17,6 +17,7 @@ from circuitscope.models.base import Adapter
 
 __all__ = ["ADAPTER", "register_auto_classes"]
 
+# Same shape as the other adapters on purpose: one line per module path of this family (see models/base.py).
 ADAPTER = Adapter(
     family="toy",
     model_types=("circuitscope_toy",),

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from circuitscope.cli import analogies, diff, eval_prompts, probe, steer
 from tests.browser import open_in_chromium
-from tests.steering.tiny_text import save_tiny_text_model
+from tests.tiny_models import TinyModels
 
 runner = CliRunner()
 # only this commands, so the test does not depend on other command modules
@@ -21,8 +21,8 @@ for _module in (analogies, diff, eval_prompts, probe, steer):
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_text_model(tmp_path_factory.mktemp("tiny-text"))
+def folder(tiny: TinyModels) -> Path:
+    return tiny.text_folder()
 
 
 def _json(args: list[str]) -> dict:

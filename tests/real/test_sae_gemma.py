@@ -12,14 +12,9 @@ from circuitscope import sae as S  # noqa: N812
 from circuitscope.report.sae_dashboard import write_dashboard
 from tests.browser import open_in_chromium
 
-pytestmark = pytest.mark.real
+pytestmark = [pytest.mark.real, pytest.mark.usefixtures("one_thread")]  # one torch thread, as in tests/sae
 HOOK = "blocks.6.hook_resid_post"
 PROMPT = "When Mary and John went to the store, John gave a drink to"
-
-
-@pytest.fixture(scope="module")
-def gemma() -> cs.HookedModel:
-    return cs.load_model(cs.DEFAULT_MODEL)
 
 
 def test_collect_train_splice_and_dashboard_on_gemma(gemma: cs.HookedModel, tmp_path: Path) -> None:
