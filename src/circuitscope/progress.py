@@ -37,6 +37,7 @@ __all__ = [
     "OnProgress",
     "bars_enabled",
     "progress",
+    "stage",
     "stages",
     "status",
     "track",
@@ -266,3 +267,13 @@ def track(
     for done, item in enumerate(items, start=1):
         yield item
         on_progress(stage, done, max(total, done))
+
+
+@contextmanager
+def stage(name: str, on_progress: OnProgress | None = None) -> Iterator[None]:
+    """A stage of a library function without counts, one unit of work: reported (through :func:`track`)
+    when the block starts and when it ends."""
+    unit = track(range(1), name, on_progress)
+    next(unit)
+    yield
+    next(unit, None)  # the unit is done: the stage completes

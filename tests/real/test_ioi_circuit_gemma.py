@@ -18,11 +18,11 @@ pytestmark = pytest.mark.real
 
 
 def test_gemma_has_name_movers_that_matter_and_a_faithful_circuit_is_measured(gemma: cs.HookedModel) -> None:
-    config = IOICircuitConfig()
+    config = IOICircuitConfig(n_prompts=8, n_reference=2, n_random=2)  # `make demo` runs the defaults (16, 4, 4)
     start = time.perf_counter()
     result = ioi_circuit(gemma, config, model_name="gemma-3-270m", on_progress=SILENT)
     seconds = time.perf_counter() - start
-    print(f"ioi_circuit on gemma-3-270m, defaults: {seconds:.0f} s; clean logit diff {result.clean_logit_diff:.3f}, "
+    print(f"ioi_circuit on gemma-3-270m, 8 prompts: {seconds:.0f} s; clean logit diff {result.clean_logit_diff:.3f}, "
           f"accuracy {result.clean_accuracy:.2f}")  # fmt: skip
     for name, finding in result.classes.classes.items():
         print(f"  {name}: {[(m.name, round(m.score, 3)) for m in finding.members]} {finding.note}")

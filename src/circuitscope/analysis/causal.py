@@ -19,7 +19,7 @@ from circuitscope.analysis.attribution import AttributionCorrelation, attributio
 from circuitscope.analysis.dla import DLAResult, direct_logit_attribution
 from circuitscope.analysis.patching import PatchingResult, activation_patching
 from circuitscope.core.hooked_model import HookedModel
-from circuitscope.progress import status
+from circuitscope.progress import OnProgress, stage
 from circuitscope.tasks.accuracy import TaskCheck
 from circuitscope.tasks.metrics import evaluate_metric
 from circuitscope.tasks.task import Task
@@ -199,21 +199,23 @@ def causal_analysis(
     positional_task: Task | None = None,
     n_top_heads: int = 4,
     batch_size: int = 256,
+    on_progress: OnProgress | None = None,
 ) -> CausalAnalysis:
     """Run logit lens, DLA, activation and attribution patching on ``task`` (logit-difference metric).
 
-    ``batch_size`` bounds the rows of one patching forward pass (a row: one prompt with one patch).
+    ``batch_size`` bounds the rows of one patching forward pass (a row: one prompt with one patch);
+    ``on_progress(stage, done, total)`` is told each stage's progress (None: the default display).
     """
     start = time.perf_counter()
     task = task.with_metric("logit_diff")
     positional = (positional_task or _positional_subset(task)).with_metric("logit_diff")
-    with status("Baselines, logit lens and direct logit attribution"):
+    with stage("Baselines, logit lens and direct logit attribution", on_progress):
         clean_ld, corr_ld, clean_acc, corr_acc, top1 = _accuracy(model, task)
         lens = logit_lens(model, task)
         dla = direct_logit_attribution(model, task)
-    head_patching = activation_patching(model, task, "head_out", batch_size=batch_size)
-    resid = activation_patching(model, positional, "resid_pre", batch_size=batch_size)
-    with status("Attribution patching"):
+    head_patching = activation_patching(model, task, "head_out", batch_size=batch_size, on_progress=on_progress)
+    resid = activation_patching(model, positional, "resid_pre", batch_size=batch_size, on_progress=on_progress)
+    with stage("Attribution patching", on_progress):
         head_attr = attribution_patching(model, task, ["head_out"])["head_out"]
         resid_attr = attribution_patching(model, positional, ["resid_pre"])["resid_pre"]
     top = _top_heads(model, task, head_patching, dla, n_top_heads)

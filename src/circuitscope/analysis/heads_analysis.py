@@ -29,7 +29,7 @@ from circuitscope.analysis.heads_text import (
     text_corpus,
     text_to_dict,
 )
-from circuitscope.progress import OnProgress, stages, track
+from circuitscope.progress import OnProgress, stage, stages
 
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
@@ -198,12 +198,10 @@ def _examples(model: HookedModel, scores: dict[str, HeadScores], config: HeadsCo
 def _stage(
     name: str, on_progress: OnProgress | None, seconds: dict[str, float] | None = None, key: str = ""
 ) -> Iterator[None]:
-    """A stage without counts, one unit of work: reported when the block starts and ends (timed in ``seconds[key]``)."""
+    """:func:`~circuitscope.progress.stage`, timed in ``seconds[key]``."""
     start = time.perf_counter()
-    unit = track(range(1), name, on_progress)
-    next(unit)
-    yield
-    next(unit, None)  # the unit is done: the stage completes
+    with stage(name, on_progress):
+        yield
     if seconds is not None:
         seconds[key] = time.perf_counter() - start
 

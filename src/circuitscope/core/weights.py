@@ -15,10 +15,10 @@ loaded: no folding or centering is applied.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, overload
 
 import torch
 from jaxtyping import Float
@@ -166,6 +166,20 @@ def _stacked_mlp(model: WeightViews, part: MLPPart) -> torch.Tensor:
     return stacked_mlp(model.wiring.blocks, model.adapter.conv1d, part, model.cfg.family)
 
 
+class _View:
+    """A read-only weight view computed from the model on each access (a typed ``property``)."""
+
+    def __init__(self, compute: Callable[[WeightViews], torch.Tensor]) -> None:
+        self.compute = compute
+
+    @overload
+    def __get__(self, model: None, owner: type | None = None) -> _View: ...
+    @overload
+    def __get__(self, model: WeightViews, owner: type | None = None) -> torch.Tensor: ...
+    def __get__(self, model: WeightViews | None, owner: type | None = None) -> torch.Tensor | _View:
+        return self if model is None else self.compute(model)
+
+
 class WeightViews:
     """The weight views of a hooked model, in TransformerLens's names and shapes (see the module).
 
@@ -193,9 +207,9 @@ class WeightViews:
     def W_U(self) -> Float[torch.Tensor, "d_model d_vocab"]:
         return _stored_weight(self.wiring.unembed, "this model has no unembedding (an encoder without an LM head)").T
 
-    W_Q, W_K, W_V = (property(partial(_stacked_heads_in, which=i, bias=False)) for i in range(3))
+    W_Q, W_K, W_V = (_View(partial(_stacked_heads_in, which=i, bias=False)) for i in range(3))
     """[layer, head, d_model, d_head] (``W_K``, ``W_V`` over the key/value heads): ``q = x @ W_Q[l, h] + b_Q[l, h]``."""
-    b_Q, b_K, b_V = (property(partial(_stacked_heads_in, which=i, bias=True)) for i in range(3))  # noqa: N815 (TL names)
+    b_Q, b_K, b_V = (_View(partial(_stacked_heads_in, which=i, bias=True)) for i in range(3))  # noqa: N815 (TL names)
     """[layer, head, d_head] (over the key/value heads for K and V); zeros where the family has no bias."""
 
     @property
@@ -217,7 +231,7 @@ class WeightViews:
         return mlp_weights(self.wiring.blocks[layer], self.adapter.conv1d)
 
     W_in, b_in, W_gate, W_out, b_out = (
-        property(partial(_stacked_mlp, part=part)) for part in ("W_in", "b_in", "W_gate", "W_out", "b_out")
+        _View(partial(_stacked_mlp, part=part)) for part in ("W_in", "b_in", "W_gate", "W_out", "b_out")
     )
     """Every layer's :class:`MLPWeights` stacked: ``W_in`` [layer, d_model, d_mlp] (``hook_pre = x @ W_in + b_in``,
     ``hook_pre_linear`` under a gated MLP), ``W_gate`` (``hook_pre = x @ W_gate``; a ShapeError for an ungated MLP),
