@@ -274,6 +274,7 @@ def path_patching(
     return _result(model, task, label, metric, raw, clean_value, corrupted_value)
 
 
+# Same signature as path_patching on purpose: the reference takes every argument the fast path does.
 @torch.no_grad()
 def naive_path_patching(
     model: HookedModel,
