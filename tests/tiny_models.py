@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import string
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,139 +20,11 @@ from transformers import PreTrainedModel
 import circuitscope as cs
 from circuitscope.tasks import Task
 from circuitscope.tasks.metrics import MetricName
+from tests.families import core, dense, eager, encoders, moe, ssm
+from tests.families.recipe import VOCAB, Tiny, llama_config
 
-VOCAB = 97
-
-
-@dataclass(frozen=True)
-class Tiny:
-    """A recipe for one tiny model."""
-
-    name: str
-    build: Callable[[], PreTrainedModel]
-    causal: bool = True
-    sliding_window: int | None = None
-
-
-def _seeded(make: Callable[[], PreTrainedModel]) -> Callable[[], PreTrainedModel]:
-    def build() -> PreTrainedModel:
-        torch.manual_seed(0)
-        model = make().eval()
-        # random init leaves some norms at exactly 1/0; perturb every parameter so that
-        # wiring mistakes (a skipped norm, a swapped head) cannot cancel out
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(torch.randn_like(p) * 0.05)
-        return model
-
-    return build
-
-
-_LLAMA: dict[str, Any] = dict(
-    vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2, max_position_embeddings=64
-)
-_NEOX: dict[str, Any] = {**_LLAMA, "intermediate_size": 64, "num_attention_heads": 4}
-_BERT: dict[str, Any] = {**_LLAMA, "num_attention_heads": 4}
-_SLIDING: dict[str, Any] = dict(  # Gemma 2 and 3: one sliding-window layer, then one full
-    **_LLAMA,
-    num_attention_heads=4,
-    head_dim=8,
-    sliding_window=4,
-    query_pre_attn_scalar=16,
-    layer_types=["sliding_attention", "full_attention"],
-)
-
-
-def llama_config(**overrides: Any) -> tf.LlamaConfig:
-    """The tiny Llama's config (vocabulary VOCAB, d_model 32, 2 layers, 4 heads, 2 kv heads), with overrides."""
-    return tf.LlamaConfig(**{**_LLAMA, "num_attention_heads": 4, "num_key_value_heads": 2, **overrides})
-
-
-TINY: list[Tiny] = [
-    Tiny(
-        "gpt2",
-        _seeded(
-            lambda: tf.GPT2LMHeadModel(tf.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64))
-        ),
-    ),
-    Tiny(
-        "gpt_neox",
-        _seeded(
-            lambda: tf.GPTNeoXForCausalLM(
-                tf.GPTNeoXConfig(
-                    **_NEOX,
-                    rope_parameters={"rope_theta": 10000.0, "partial_rotary_factor": 0.5, "rope_type": "default"},
-                    use_parallel_residual=True,
-                )
-            )
-        ),
-    ),
-    Tiny(
-        "gpt_neox_sequential",
-        _seeded(lambda: tf.GPTNeoXForCausalLM(tf.GPTNeoXConfig(**_NEOX, use_parallel_residual=False))),
-    ),
-    Tiny(
-        "llama_mha",
-        _seeded(lambda: tf.LlamaForCausalLM(llama_config(num_key_value_heads=4))),
-    ),
-    Tiny(
-        "llama_gqa",
-        _seeded(lambda: tf.LlamaForCausalLM(llama_config())),
-    ),
-    Tiny(
-        "llama_mqa",
-        _seeded(lambda: tf.LlamaForCausalLM(llama_config(num_key_value_heads=1))),
-    ),
-    Tiny(
-        "qwen2",
-        _seeded(lambda: tf.Qwen2ForCausalLM(tf.Qwen2Config(**_LLAMA, num_attention_heads=4, num_key_value_heads=2))),
-    ),
-    Tiny(
-        "qwen3",
-        _seeded(
-            lambda: tf.Qwen3ForCausalLM(
-                tf.Qwen3Config(**_LLAMA, num_attention_heads=4, num_key_value_heads=2, head_dim=8)
-            )
-        ),
-    ),
-    Tiny(
-        "gemma",
-        _seeded(
-            lambda: tf.GemmaForCausalLM(
-                tf.GemmaConfig(**_LLAMA, num_attention_heads=4, num_key_value_heads=1, head_dim=8)
-            )
-        ),
-    ),
-    Tiny(
-        "gemma2_softcap",
-        _seeded(
-            lambda: tf.Gemma2ForCausalLM(
-                tf.Gemma2Config(
-                    **_SLIDING,
-                    num_key_value_heads=2,
-                    attn_logit_softcapping=5.0,
-                    final_logit_softcapping=3.0,
-                )
-            )
-        ),
-        sliding_window=4,
-    ),
-    Tiny(
-        "gemma3",
-        _seeded(lambda: tf.Gemma3ForCausalLM(tf.Gemma3TextConfig(**_SLIDING, num_key_value_heads=1))),
-        sliding_window=4,
-    ),
-    Tiny(
-        "bert",
-        _seeded(lambda: tf.BertForMaskedLM(tf.BertConfig(**_BERT))),
-        causal=False,
-    ),
-    Tiny(
-        "bert_encoder",
-        _seeded(lambda: tf.BertModel(tf.BertConfig(**_BERT), add_pooling_layer=False)),
-        causal=False,
-    ),
-]
+TINY: list[Tiny] = [*core.RECIPES, *dense.RECIPES, *eager.RECIPES, *moe.RECIPES, *ssm.RECIPES, *encoders.RECIPES]
+"""Every tiny family recipe; each group of families keeps its own in tests/families/."""
 
 BY_NAME = {t.name: t for t in TINY}
 

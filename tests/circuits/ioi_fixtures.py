@@ -22,7 +22,8 @@ from circuitscope.circuits.ioi.result import (
 )
 from circuitscope.engine.grid import ScoreGrid
 from circuitscope.tasks.ioi import BABA_TEMPLATES, NAMES, OBJECTS, PLACES
-from tests.tiny_models import _LLAMA, _seeded
+from tests.families.recipe import LLAMA as _LLAMA
+from tests.families.recipe import seeded as _seeded
 
 N_LAYERS, N_HEADS = 4, 4
 

@@ -1,0 +1,1 @@
+"""Tiny model recipes, one file per family group (see recipe.py)."""

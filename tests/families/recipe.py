@@ -1,0 +1,55 @@
+"""The recipe of one tiny random model, and the small configs the family groups share.
+
+Each family group keeps its recipes in its own file of this package (``core.py``: the families
+circuitscope opened first; ``dense.py``, ``eager.py``, ``moe.py``, ``ssm.py``, ``encoders.py``: the families of
+issue 14). ``tests/tiny_models.py`` joins them into ``TINY``, so a family added to a group file
+gets the whole family contract (tests/core/test_families.py) and every test parametrised over TINY.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import transformers as tf
+from transformers import PreTrainedModel
+
+__all__ = ["LLAMA", "VOCAB", "Tiny", "llama_config", "seeded"]
+
+VOCAB = 97
+
+
+@dataclass(frozen=True)
+class Tiny:
+    """A recipe for one tiny model."""
+
+    name: str
+    build: Callable[[], PreTrainedModel]
+    causal: bool = True
+    sliding_window: int | None = None
+
+
+def seeded(make: Callable[[], PreTrainedModel]) -> Callable[[], PreTrainedModel]:
+    def build() -> PreTrainedModel:
+        torch.manual_seed(0)
+        model = make().eval()
+        # random init leaves some norms at exactly 1/0; perturb every parameter so that
+        # wiring mistakes (a skipped norm, a swapped head) cannot cancel out
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+        return model
+
+    return build
+
+
+LLAMA: dict[str, Any] = dict(
+    vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2, max_position_embeddings=64
+)
+
+
+def llama_config(**overrides: Any) -> tf.LlamaConfig:
+    """The tiny Llama's config (vocabulary VOCAB, d_model 32, 2 layers, 4 heads, 2 kv heads), with overrides."""
+    return tf.LlamaConfig(**{**LLAMA, "num_attention_heads": 4, "num_key_value_heads": 2, **overrides})
