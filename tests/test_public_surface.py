@@ -60,3 +60,22 @@ def test_no_submodule_shares_a_name_with_an_attribute(name: str) -> None:
         if sub.name in attributes or (value is not None and not is_the_module):
             clashes.append(full)
     assert not clashes, f"public submodules that share a name with a public attribute: {clashes}"
+
+
+def test_no_package_imports_another_packages_private_module() -> None:
+    """The README's rule: a ``_`` module is not for users, so only its own package imports it (others use the
+    package's re-export, ``from circuitscope.analysis import path_patching``)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(circuitscope.__file__).parent
+    reaches = []
+    for file in root.rglob("*.py"):
+        importer = "circuitscope." + ".".join(file.relative_to(root).with_suffix("").parts)
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("circuitscope."):
+                parts = node.module.split(".")
+                private = next((i for i, p in enumerate(parts) if p.startswith("_") and i > 1), None)
+                if private is not None and not importer.startswith(".".join(parts[:private]) + "."):
+                    reaches.append(f"{importer} imports {node.module}")
+    assert not reaches, f"private modules imported from outside their package: {reaches}"

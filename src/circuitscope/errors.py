@@ -16,6 +16,7 @@ __all__ = [
     "OutputError",
     "ShapeError",
     "TokenizationError",
+    "UnsupportedAnalysisError",
     "UnsupportedModelError",
 ]
 
@@ -59,6 +60,12 @@ class OutputError(CircuitscopeError, OSError):
 
 class UnsupportedModelError(CircuitscopeError, ValueError):
     """A Hugging Face architecture no adapter in :mod:`circuitscope.models` covers."""
+
+
+class UnsupportedAnalysisError(UnsupportedModelError):
+    """An analysis the model's family cannot support: per-head hooks, weights or analyses on a state-space
+    model (no attention heads), MLP weights of a block without an MLP. The message names the family, the
+    analysis and what to use instead."""
 
 
 class DamagedCheckpointWarning(UserWarning):

@@ -13,6 +13,7 @@ from circuitscope.tasks import Task
 from tests.tiny_models import VOCAB, TinyModels
 
 
+# A random task built in place, as in other test modules: alike on purpose (each module picks its own shapes).
 def _task() -> Task:
     g = torch.Generator().manual_seed(0)
     clean = torch.randint(1, VOCAB, (4, 7), generator=g)
@@ -52,3 +53,15 @@ def test_logit_lens_ends_at_the_models_logits(tiny: TinyModels, family: str) -> 
     torch.testing.assert_close(result.logit_diff[-1], expected, atol=1e-5, rtol=1e-5)
     assert result.top_probs.shape == (len(result.layers), int(task.answer_pos[0]) + 1, 3)
     assert plot_logit_lens(result) is not None
+
+
+@pytest.mark.parametrize("family", ["llama_gqa", "gpt2", "gpt_neox", "gemma3", "gemma2_softcap", "qwen2"])
+@torch.no_grad()
+def test_unembed_resid_is_the_models_own_logits(tiny: TinyModels, family: str) -> None:
+    """``HookedModel.unembed_resid`` (logit lens, attribution, replay) of the last residual: the forward logits."""
+    model = tiny.hooked(family)
+    tokens = _task().clean_tokens
+    last, normed = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post", "ln_final.hook_normalized"
+    logits, cache = model.run_with_cache(tokens, names=[last, normed])
+    assert torch.equal(model.unembed_resid(cache[last]), logits)
+    assert torch.equal(model.unembed_resid(cache[normed], normed=True), logits)

@@ -1,4 +1,4 @@
-"""Batched activation patching equals the one-forward-per-patch loop."""
+"""Activation patching: block replay, clean-run recovery, refusals (batched = naive: core/test_families.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from circuitscope import ShapeError
-from circuitscope.analysis.patching import PATCH_TARGETS, activation_patching, naive_activation_patching
+from circuitscope.analysis.patching import activation_patching
 from circuitscope.core.replay import BlockReplay
 from circuitscope.report.patching import plot_patching
 from circuitscope.tasks import Task
@@ -31,30 +31,7 @@ def test_replaying_blocks_equals_the_forward_pass(tiny: TinyModels, family: str)
         torch.testing.assert_close(logits, expected.repeat(2, 1), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize(
-    ("family", "metric", "targets"),
-    [
-        ("llama_gqa", "logit_diff", PATCH_TARGETS),
-        ("gemma3", "logit_diff", PATCH_TARGETS),
-        ("gpt2", "logit_diff", ("resid_pre", "head_out", "q", "pattern")),
-        ("gpt_neox", "logit_diff", ("attn_out", "mlp_out", "k", "v")),
-        ("llama_gqa", "prob", ("resid_pre", "head_out")),
-        ("llama_gqa", "kl", ("mlp_out", "head_out")),
-    ],
-)
-def test_batched_patching_equals_the_naive_loop(
-    tiny: TinyModels, family: str, metric: str, targets: tuple[str, ...]
-) -> None:
-    model = tiny.hooked(family)
-    task = _task(n=3, seq=6)
-    for target in targets:
-        fast = activation_patching(model, task, target, metric=metric, batch_size=7)  # type: ignore[arg-type]  # a parametrized str for the Literal option
-        slow = naive_activation_patching(model, task, target, metric=metric)  # type: ignore[arg-type]  # a parametrized str for the Literal option
-        assert fast.axes == slow.axes and fast.scores.shape == slow.scores.shape
-        # batched patches (batch_size=7) vs one forward pass each: float32 rounding of metrics ~0.3 (exact here)
-        torch.testing.assert_close(fast.raw, slow.raw, atol=1e-5, rtol=1e-4, msg=f"{target}")
-        assert fast.clean_value == pytest.approx(slow.clean_value, abs=1e-5)
-    assert model.active_hooks() == []
+# batched patching = the naive loop, over every causal recipe: tests/core/test_families.py (the family contract)
 
 
 def test_patching_everything_recovers_the_clean_run(tiny: TinyModels) -> None:

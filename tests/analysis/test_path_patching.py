@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 
 import pytest
@@ -99,6 +100,17 @@ def test_bad_positions_are_refused() -> None:
     assert model.active_hooks() == []
 
 
+def _corrupt_head(corrupted_z: torch.Tensor, head: int) -> Callable[[torch.Tensor, HookPoint], torch.Tensor]:
+    """A ``hook_z`` hook giving ``head`` its output from the corrupted run (``corrupted_z``), the rest untouched."""
+
+    def noise(x: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+        x = x.clone()
+        x[:, :, head] = corrupted_z[:, :, head]
+        return x
+
+    return noise
+
+
 @pytest.mark.parametrize("family", ["llama_gqa", "gpt_neox"])
 @torch.no_grad()
 def test_a_last_layer_sender_into_the_logits_is_noising_activation_patching(family: str) -> None:
@@ -110,13 +122,7 @@ def test_a_last_layer_sender_into_the_logits_is_noising_activation_patching(fami
     name = f"blocks.{last}.attn.hook_z"
     _, corrupted = model.run_with_cache(task.corrupted_tokens, names=name)
     for head in range(model.cfg.n_heads):
-
-        def noise(x: torch.Tensor, hook: HookPoint, head: int = head) -> torch.Tensor:
-            x = x.clone()
-            x[:, :, head] = corrupted[name][:, :, head]
-            return x
-
-        expected = _metric(model, task, [(name, noise)])
+        expected = _metric(model, task, [(name, _corrupt_head(corrupted[name], head))])
         assert float(result.raw[last, head]) == pytest.approx(expected, abs=1e-5)
     change = result.change[last]
     torch.testing.assert_close(change, result.raw[last] - result.clean_value, atol=0, rtol=0)  # defined so
@@ -138,13 +144,9 @@ def test_paths_into_every_input_of_the_next_layer_equal_patching_its_normed_inpu
     z, ln1 = "blocks.0.attn.hook_z", "blocks.1.ln1.hook_normalized"
     _, corrupted = model.run_with_cache(task.corrupted_tokens, names=z)
     for head in range(model.cfg.n_heads):
-
-        def noise(x: torch.Tensor, hook: HookPoint, head: int = head) -> torch.Tensor:
-            x = x.clone()
-            x[:, :, head] = corrupted[z][:, :, head]
-            return x
-
-        _, noised = model.run_with_cache(task.clean_tokens, names=ln1, fwd_hooks=[(z, noise)])
+        _, noised = model.run_with_cache(
+            task.clean_tokens, names=ln1, fwd_hooks=[(z, _corrupt_head(corrupted[z], head))]
+        )
 
         def feed(x: torch.Tensor, hook: HookPoint, noised: torch.Tensor = noised[ln1]) -> torch.Tensor:
             return noised

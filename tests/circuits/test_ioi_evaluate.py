@@ -15,7 +15,13 @@ from typer.testing import CliRunner
 import circuitscope as cs
 from circuitscope.circuits.circuit import Circuit
 from circuitscope.circuits.graph import CircuitError
-from circuitscope.circuits.ioi.ablation import HeadMeanAblation, TemplateMeans, template_means
+from circuitscope.circuits.ioi.ablation import (
+    HeadMeanAblation,
+    TemplateMeans,
+    task_template_means,
+    template_groups,
+    template_means,
+)
 from circuitscope.circuits.ioi.evaluate import (
     ablated_logit_diffs,
     circuit_of,
@@ -97,6 +103,28 @@ def test_template_means_are_the_mean_of_each_prompt_run_alone(model: cs.HookedMo
         assert zs[0].shape[0] == n
         torch.testing.assert_close(got.z[t, 2, :n], torch.stack(zs).mean(0), rtol=1e-5, atol=1e-6)
         assert bool((got.z[t, :, n:] == 0).all())
+
+
+def test_a_tasks_own_template_means_average_its_corrupted_prompts_and_ablate_stacked_copies(
+    model: cs.HookedModel, task: Task
+) -> None:
+    """The means over the task's own ABC prompts (head classes, step 5) are each template's plain mean of its rows,
+    unequal group sizes included; the ablation applies the same rows to every stacked copy of the batch."""
+    got = task_template_means(model, task, batch_size=4, on_progress=SILENT)
+    groups = template_groups(task)
+    _, cache = model.run_with_cache(task.corrupted_tokens, names=["blocks.1.attn.hook_z"])
+    for t, label in enumerate(got.templates):
+        rows = [i for i, g in enumerate(groups) if g == label]
+        expected = cache["blocks.1.attn.hook_z"][rows].mean(0)
+        torch.testing.assert_close(got.z[t, 1], expected, rtol=1e-5, atol=1e-6)
+    assert got.n_reference == min(groups.count(label) for label in got.templates)
+    rows = torch.tensor([got.index(g) for g in groups])
+    ablated = torch.zeros(len(task), N_LAYERS, N_HEADS, dtype=torch.bool)
+    ablated[:, 1, 2] = True
+    with model.apply(HeadMeanAblation(got, rows, ablated)):
+        once = model(task.clean_tokens)
+        twice = model(task.clean_tokens.repeat(2, 1))
+    torch.testing.assert_close(twice, once.repeat(2, 1, 1), rtol=1e-5, atol=1e-5)
 
 
 def test_mean_ablating_one_head_gives_it_its_template_mean_and_leaves_the_rest(

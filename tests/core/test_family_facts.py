@@ -13,6 +13,7 @@ import transformers
 
 from circuitscope import HookedModel, ShapeError
 from circuitscope.core import loading
+from circuitscope.errors import UnsupportedAnalysisError
 from circuitscope.models import all_adapters
 from circuitscope.toy.model import build_toy
 from tests.tiny_models import TINY, VOCAB, TinyModels
@@ -36,6 +37,14 @@ def model(request: pytest.FixtureRequest, tiny: TinyModels) -> HookedModel:
 def test_mlp_views_reproduce_the_modules(model: HookedModel) -> None:
     """``x @ W_in + b_in``, ``x @ W_gate`` and ``h @ W_out + b_out`` are what the family's own modules compute."""
     c = model.cfg
+    if c.d_mlp == 0 and c.mixer is not None:  # Mamba's blocks have no MLP: a clear error, not a view
+        with pytest.raises(UnsupportedAnalysisError, match=f"{c.family} blocks have no MLP"):
+            _ = model.W_in
+        return
+    if model.adapter.experts is not None:  # a mixture of experts has no single MLP: a clear error, not a view
+        with pytest.raises(ShapeError, match="mixture of experts"):
+            _ = model.W_in
+        return
     assert model.W_in.shape == (c.n_layers, c.d_model, c.d_mlp)
     assert model.b_in.shape == (c.n_layers, c.d_mlp)
     assert model.W_out.shape == (c.n_layers, c.d_mlp, c.d_model)
@@ -44,15 +53,18 @@ def test_mlp_views_reproduce_the_modules(model: HookedModel) -> None:
     x = torch.randn(5, c.d_model, generator=g)
     h = torch.randn(5, c.d_mlp, generator=g)
     for layer, mods in enumerate(model.wiring.blocks):
+        assert mods.mlp_in is not None and mods.mlp_down is not None  # a dense MLP (experts returned above)
         up = mods.mlp_in_linear if mods.mlp_in_linear is not None else mods.mlp_in
+        gate_x, up_x = mods.mlp_in(x).chunk(2, -1) if mods.mlp_gate_up is not None else (mods.mlp_in(x), up(x))
         # a matmul plus bias vs the module's fused addmm: float32 rounding of d_model-term sums (~1e-7 of ~1)
-        torch.testing.assert_close(x @ model.W_in[layer] + model.b_in[layer], up(x), atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(h @ model.W_out[layer] + model.b_out[layer], mods.mlp_down(h), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(x @ model.W_in[layer] + model.b_in[layer], up_x, atol=1e-5, rtol=1e-5)
+        down = mods.mlp_down(h) * c.residual_multiplier  # W_out includes a family's residual multiplier (Granite)
+        torch.testing.assert_close(h @ model.W_out[layer] + model.b_out[layer], down, atol=1e-5, rtol=1e-5)
         one = model.mlp_weights(layer)
         assert torch.equal(one.W_in, model.W_in[layer]) and torch.equal(one.W_out, model.W_out[layer])
         if c.gated_mlp:
             assert one.W_gate is not None
-            torch.testing.assert_close(x @ model.W_gate[layer], mods.mlp_in(x), atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(x @ model.W_gate[layer], gate_x, atol=1e-5, rtol=1e-5)
         else:
             assert one.W_gate is None
     if not c.gated_mlp:
@@ -63,8 +75,12 @@ def test_mlp_views_reproduce_the_modules(model: HookedModel) -> None:
 @torch.no_grad()
 def test_mlp_views_reproduce_mlp_out(model: HookedModel) -> None:
     """Where nothing follows the output projection, ``hook_post @ W_out + b_out`` is ``hook_mlp_out``."""
+    if model.cfg.d_mlp == 0 and model.cfg.mixer is not None:
+        pytest.skip("Mamba's blocks have no MLP (test_mlp_views_reproduce_the_modules checks the error)")
     if model.cfg.residual == "post_norm" or model.wiring.blocks[0].mlp_out_norm is not None:
         pytest.skip("a norm follows the MLP's output projection")
+    if model.adapter.experts is not None:
+        pytest.skip("a mixture of experts has no single output projection (tests/core/test_moe.py checks its sum)")
     tokens = torch.randint(1, VOCAB, (2, 8), generator=torch.Generator().manual_seed(1))
     _, cache = model.run_with_cache(tokens, names=lambda n: n.endswith(("mlp.hook_post", "hook_mlp_out")))
     for layer in range(model.cfg.n_layers):
@@ -125,6 +141,18 @@ def test_core_spells_no_family_fact() -> None:
         {v for a in adapters for v in (a.final_softcap_attr, a.embed_scale_buffer, a.parallel_residual_attr) if v}
         | {c for a in adapters for c in a.masked_lm_classes}
         | {"MaskedLM"}
+        | {attr for a in adapters for _, attr in a.config_names}
+        | {
+            v
+            for a in adapters
+            for v in (
+                a.embed_multiplier_attr,
+                a.residual_multiplier_attr,
+                a.logit_multiplier_attr,
+                a.logit_divisor_attr,
+            )
+            if v
+        }
     )
     found = [
         (path.name, s)

@@ -2,6 +2,56 @@
 
 from __future__ import annotations
 
-from tests.families.recipe import Tiny
+from typing import Any
 
-RECIPES: list[Tiny] = []
+import transformers as tf
+
+from tests.families.recipe import LLAMA, VOCAB, Tiny, seeded
+
+_BERT: dict[str, Any] = {**LLAMA, "num_attention_heads": 4}
+_MODERNBERT: dict[str, Any] = dict(
+    **_BERT,
+    global_attn_every_n_layers=2,
+    local_attention=4,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+    cls_token_id=1,
+    sep_token_id=2,
+)
+
+RECIPES: list[Tiny] = [
+    Tiny(
+        "roberta",
+        seeded(lambda: tf.RobertaForMaskedLM(tf.RobertaConfig(**_BERT, pad_token_id=1))),
+        causal=False,
+    ),
+    Tiny(
+        "roberta_encoder",
+        seeded(lambda: tf.RobertaModel(tf.RobertaConfig(**_BERT, pad_token_id=1), add_pooling_layer=False)),
+        causal=False,
+    ),
+    Tiny(
+        "distilbert",
+        seeded(
+            lambda: tf.DistilBertForMaskedLM(
+                tf.DistilBertConfig(
+                    vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=48, max_position_embeddings=64
+                )
+            )
+        ),
+        causal=False,
+    ),
+    Tiny(  # layer 0 global, layer 1 local (keys within 2 on either side); layer 0 has no attention norm (Identity)
+        "modernbert",
+        seeded(lambda: tf.ModernBertForMaskedLM(tf.ModernBertConfig(**_MODERNBERT))),
+        causal=False,
+        sliding_window=2,
+    ),
+    Tiny(
+        "modernbert_encoder",
+        seeded(lambda: tf.ModernBertModel(tf.ModernBertConfig(**_MODERNBERT))),
+        causal=False,
+        sliding_window=2,
+    ),
+]

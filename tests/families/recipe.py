@@ -29,6 +29,12 @@ class Tiny:
     build: Callable[[], PreTrainedModel]
     causal: bool = True
     sliding_window: int | None = None
+    sinks: bool = False
+    """Attention sinks (gpt-oss): a sink logit takes part of each softmax row, so pattern rows sum to less than 1."""
+    attention: bool = True
+    """The model has attention layers (False: a pure state-space model, Mamba). The family contract runs the
+    attention-level tests on the attention layers (a hybrid's are those outside ``cfg.mixer_layers``) and checks
+    that the wired model agrees with this declaration, so nothing is skipped silently."""
 
 
 def seeded(make: Callable[[], PreTrainedModel]) -> Callable[[], PreTrainedModel]:

@@ -1,7 +1,51 @@
-"""Tiny recipes of the state-space and hybrid families (Mamba, Mamba 2, a hybrid)."""
+"""Tiny recipes of the state-space and hybrid families (Mamba, Mamba 2, Bamba)."""
 
 from __future__ import annotations
 
-from tests.families.recipe import Tiny
+import transformers as tf
 
-RECIPES: list[Tiny] = []
+from tests.families.recipe import VOCAB, Tiny, seeded
+
+_MAMBA2 = dict(state_size=8, expand=2, num_heads=8, head_dim=8, n_groups=1, chunk_size=8, conv_kernel=4)
+
+RECIPES: list[Tiny] = [
+    Tiny(
+        "mamba",
+        seeded(
+            lambda: tf.MambaForCausalLM(
+                tf.MambaConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, state_size=4, expand=2)
+            )
+        ),
+        attention=False,
+    ),
+    Tiny(
+        "mamba2",
+        seeded(
+            lambda: tf.Mamba2ForCausalLM(
+                tf.Mamba2Config(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, **_MAMBA2)  # type: ignore[arg-type]
+            )
+        ),
+        attention=False,
+    ),
+    Tiny(  # a mixer layer, then an attention layer, each with its MLP; chunk 8 < SEQ 12 crosses a chunk
+        "bamba",
+        seeded(
+            lambda: tf.BambaForCausalLM(
+                tf.BambaConfig(
+                    vocab_size=VOCAB,
+                    hidden_size=32,
+                    intermediate_size=48,
+                    num_hidden_layers=2,
+                    num_attention_heads=4,
+                    num_key_value_heads=2,
+                    max_position_embeddings=64,
+                    attn_layer_indices=[1],
+                    mamba_n_heads=8,
+                    mamba_d_state=8,
+                    mamba_expand=2,
+                    mamba_chunk_size=8,
+                )
+            )
+        ),
+    ),
+]

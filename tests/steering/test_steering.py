@@ -25,6 +25,7 @@ from circuitscope.steering import (
 )
 from tests.tiny_models import TinyModels
 
+# A module-scoped model of its own (the tests here attach hooks to it): alike to other modules', on purpose.
 HOOK = "blocks.1.hook_resid_pre"
 TEXT = "the cat sat on the mat"
 

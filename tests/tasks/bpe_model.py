@@ -54,6 +54,7 @@ def bpe_model(seed: int = 0) -> cs.HookedModel:
     """A random 2-layer Llama (d_model 32) with :func:`bpe_tokenizer`."""
     tok = bpe_tokenizer()
     torch.manual_seed(seed)
+    # The tiny config spelled out field by field, as every tiny recipe is: alike on purpose.
     config = tf.LlamaConfig(
         vocab_size=len(tok),
         hidden_size=32,

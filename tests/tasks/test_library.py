@@ -94,6 +94,7 @@ def _answers(model: cs.HookedModel, task: Task, i: int) -> tuple[str, str]:
     return str(model.to_string(int(task.correct[i]))), str(model.to_string(int(task.incorrect[i])))
 
 
+# One generator per test, its own hand-checked prompt: alike in shape to the other generators' tests, on purpose.
 def test_greater_than(model: cs.HookedModel) -> None:
     task = make_task(model, "greater-than", n_prompts=16, seed=0)
     # checked by hand: start 1143, so an end year 1153 ("5", later) against 1133 ("3", earlier)

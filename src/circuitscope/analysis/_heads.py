@@ -27,6 +27,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 
 from circuitscope.analysis._top import top_cells
+from circuitscope.core.capabilities import require_attention
 from circuitscope.engine.batching import batch_slices
 from circuitscope.engine.grid import AxisName, ScoreGrid
 from circuitscope.errors import ShapeError
@@ -155,6 +156,7 @@ def many_detector_scores(
     batch_size: int = 16,
 ) -> dict[str, HeadScores]:
     """:func:`detector_scores` of several detectors (default: :data:`DETECTORS`) from one forward pass per batch."""
+    require_attention(model.cfg, "head detectors (attention patterns)")
     detectors = DETECTORS if detectors is None else detectors
     if tokens.ndim != 2:
         raise ShapeError(f"tokens must be [batch, pos], got shape {tuple(tokens.shape)}")

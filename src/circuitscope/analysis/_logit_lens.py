@@ -40,10 +40,9 @@ class LogitLensResult:
 
 def decode_resid(model: HookedModel, resid: Float[torch.Tensor, "... d_model"]) -> Float[torch.Tensor, "... d_vocab"]:
     """Final norm and unembedding (and final softcapping, where the family has it), without hooks."""
-    norm, unembed = model.wiring.final_norm, model.wiring.unembed
-    if norm is None or unembed is None:
+    if model.wiring.final_norm is None or model.wiring.unembed is None:
         raise UnsupportedModelError(f"the {model.cfg.family} model has no final norm and unembedding to decode with")
-    return model.wiring.softcap_logits(unembed.forward(norm.forward(resid)))
+    return model.unembed_resid(resid)
 
 
 def _token(model: HookedModel, token: int) -> str:

@@ -24,7 +24,7 @@ indices within the document. A token tensor is run row by row as given (each row
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -83,13 +83,7 @@ class ActivatingExample:
     """Index of the position itself in ``context``."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "doc": self.doc,
-            "pos": self.pos,
-            "activation": self.activation,
-            "context": self.context,
-            "highlight": self.highlight,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)

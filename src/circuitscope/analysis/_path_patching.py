@@ -44,6 +44,7 @@ from torch import Tensor
 
 from circuitscope.analysis.patching import copies_metric
 from circuitscope.core.cache import ActivationCache
+from circuitscope.core.capabilities import require_attention
 from circuitscope.core.hook_points import HookPoint
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.core.replay import BlockReplay
@@ -118,6 +119,7 @@ def _layer(name: str) -> int:
 
 def _check(model: HookedModel, task: Task, label: str, positions: Tensor | None) -> Tensor | None:
     """Refuse prompts longer than the context; the receivers' positions as a ``[batch]`` long tensor."""
+    require_attention(model.cfg, "path patching over heads")
     if task.seq_len > model.cfg.n_ctx:
         raise ShapeError("the task's prompts are longer than the model's context")
     if positions is None:
@@ -143,6 +145,7 @@ def _result(
 ) -> PathPatchingResult:
     # 0 at the clean run, 1 at the corrupted run (normalise's "clean" end is our 1)
     scores = normalise(raw, corrupted, clean)
+    # One keyword per line, each value to its field by name: parallel on purpose, not shared logic.
     return PathPatchingResult(
         receivers=label,
         scores=scores,
@@ -198,80 +201,99 @@ def path_patching(
     metric = metric or task.metric
     targets, label, bound = _receivers(model, receivers, inputs)
     at = _check(model, task, label, positions)
-    n, n_heads, b = model.cfg.n_layers, model.cfg.n_heads, len(task)
-    rows = torch.arange(b)
-    clean_z: dict[str, torch.Tensor] = {}
-
-    def keep(x: torch.Tensor, hook: HookPoint) -> None:
-        clean_z[hook.name] = x.detach().clone()
-
-    with model.hooks([("blocks.*.attn.hook_z", keep)]):
-        replay = BlockReplay(model, task.clean_tokens)  # the clean run, with every head's output cached
-    clean_logits = replay.logits_at(task.answer_pos)
-    corrupted_logits, corrupted_cache = model.run_with_cache(task.corrupted_tokens, names="blocks.*.attn.hook_z")
-    corrupted_logits = corrupted_logits[rows, task.answer_pos]
-    clean_value = float(copies_metric(task, metric, clean_logits, clean_logits).mean(1)[0])
-    corrupted_value = float(copies_metric(task, metric, corrupted_logits, clean_logits).mean(1)[0])
-    to_logits = label == "logits"
-    raw = torch.full((n, n_heads), clean_value)
-    copies = max(1, batch_size // b)
+    base = _Baseline.take(model, task, metric)
+    n_heads = model.cfg.n_heads
+    raw = torch.full((model.cfg.n_layers, n_heads), base.clean_value)
+    copies = max(1, batch_size // len(task))
     work = [(layer, chunk) for layer in range(bound) for chunk in batched(range(n_heads), copies)]
     for layer, chunk in track(work, f"path patching into {label}", on_progress):
-        k = len(chunk)
-        live = {} if to_logits else {name: heads for name, heads in targets.items() if _layer(name) > layer}
-        hooks: list[Hook] = []
-        corrupted_z = corrupted_cache[f"blocks.{layer}.attn.hook_z"]
+        live = {} if label == "logits" else {name: heads for name, heads in targets.items() if _layer(name) > layer}
+        logits = _patched_logits(model, task, base, layer, chunk, live, at)
+        raw[layer, chunk] = copies_metric(task, metric, logits, base.clean_logits).mean(1)
+    return _result(model, task, label, metric, raw, base.clean_value, base.corrupted_value)
 
-        def sender(
-            x: torch.Tensor, hook: HookPoint, chunk: list[int] = chunk, corrupted_z: torch.Tensor = corrupted_z
-        ) -> torch.Tensor:
-            x = x.clone()
-            for i, h in enumerate(chunk):
-                x[i * b : (i + 1) * b, :, h] = corrupted_z[:, :, h]
-            return x
 
-        def freeze(x: torch.Tensor, hook: HookPoint, k: int = k) -> torch.Tensor:
-            return clean_z[hook.name].repeat(k, 1, 1, 1)
+@dataclass(frozen=True)
+class _Baseline:
+    """The clean run (replayable, every head's output kept) and the corrupted one, with their metric values."""
 
-        hooks.append((f"blocks.{layer}.attn.hook_z", sender))
-        hooks += [(f"blocks.{later}.attn.hook_z", freeze) for later in range(layer + 1, n)]
-        captured: dict[str, torch.Tensor] = {}
+    replay: BlockReplay
+    clean_z: dict[str, torch.Tensor]
+    corrupted: ActivationCache
+    clean_logits: torch.Tensor
+    clean_value: float
+    corrupted_value: float
 
-        def capture(
-            x: torch.Tensor,
-            hook: HookPoint,
-            live: dict[str, list[int] | None] = live,
-            captured: dict[str, torch.Tensor] = captured,
-        ) -> None:
-            captured[hook.name] = x.detach().clone()
-            if len(captured) == len(live):
-                raise _Stop
+    @staticmethod
+    def take(model: HookedModel, task: Task, metric: MetricName) -> _Baseline:
+        clean_z: dict[str, torch.Tensor] = {}
 
-        hooks += [(name, capture) for name in live]
-        resid = replay.resid_pre[layer].repeat(k, 1, 1)
-        answers = task.answer_pos.repeat(k)
-        logits: torch.Tensor | None = None
-        # step 2 ends once the receivers' inputs are cached
-        with model.hooks(hooks), contextlib.suppress(_Stop):
-            logits = replay.run(layer, resid, answers)
-        if not to_logits:  # step 3: only the receivers' inputs change
-            start = min(_layer(name) for name in live)
-            where = None if at is None else at.repeat(k)
+        def keep(x: torch.Tensor, hook: HookPoint) -> None:
+            clean_z[hook.name] = x.detach().clone()
 
-            def receive(
-                x: torch.Tensor,
-                hook: HookPoint,
-                live: dict[str, list[int] | None] = live,
-                captured: dict[str, torch.Tensor] = captured,
-                where: Tensor | None = where,
-            ) -> torch.Tensor:
-                return _set_heads(x, live[hook.name], captured[hook.name], where)
+        with model.hooks([("blocks.*.attn.hook_z", keep)]):
+            replay = BlockReplay(model, task.clean_tokens)  # the clean run, with every head's output cached
+        clean_logits = replay.logits_at(task.answer_pos)
+        corrupted_logits, corrupted_cache = model.run_with_cache(task.corrupted_tokens, names="blocks.*.attn.hook_z")
+        corrupted_logits = corrupted_logits[torch.arange(len(task)), task.answer_pos]
+        clean_value = float(copies_metric(task, metric, clean_logits, clean_logits).mean(1)[0])
+        corrupted_value = float(copies_metric(task, metric, corrupted_logits, clean_logits).mean(1)[0])
+        return _Baseline(replay, clean_z, corrupted_cache, clean_logits, clean_value, corrupted_value)
 
-            with model.hooks([(name, receive) for name in live]):
-                logits = replay.run(start, replay.resid_pre[start].repeat(k, 1, 1), answers)
-        assert logits is not None
-        raw[layer, chunk] = copies_metric(task, metric, logits, clean_logits).mean(1)
-    return _result(model, task, label, metric, raw, clean_value, corrupted_value)
+
+def _patched_logits(
+    model: HookedModel,
+    task: Task,
+    base: _Baseline,
+    layer: int,
+    chunk: list[int],
+    live: dict[str, list[int] | None],
+    at: Tensor | None,
+) -> torch.Tensor:
+    """Answer logits with each head of ``chunk`` (one stacked copy of the batch each) patched along its path alone.
+
+    Step 2: from ``layer`` on, the sender outputs its corrupted value and every later head its clean one;
+    the receivers' inputs ``live`` are recorded (the logits themselves when ``live`` is empty). Step 3:
+    the clean run again with only the receivers' inputs replaced by what step 2 recorded.
+    """
+    b, k, n = len(task), len(chunk), model.cfg.n_layers
+    corrupted_z = base.corrupted[f"blocks.{layer}.attn.hook_z"]
+
+    def sender(x: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+        x = x.clone()
+        for i, h in enumerate(chunk):
+            x[i * b : (i + 1) * b, :, h] = corrupted_z[:, :, h]
+        return x
+
+    def freeze(x: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+        return base.clean_z[hook.name].repeat(k, 1, 1, 1)
+
+    captured: dict[str, torch.Tensor] = {}
+
+    def capture(x: torch.Tensor, hook: HookPoint) -> None:
+        captured[hook.name] = x.detach().clone()
+        if len(captured) == len(live):
+            raise _Stop
+
+    hooks: list[Hook] = [(f"blocks.{layer}.attn.hook_z", sender)]
+    hooks += [(f"blocks.{later}.attn.hook_z", freeze) for later in range(layer + 1, n)]
+    hooks += [(name, capture) for name in live]
+    replay, answers = base.replay, task.answer_pos.repeat(k)
+    logits: torch.Tensor | None = None
+    # step 2 ends once the receivers' inputs are cached
+    with model.hooks(hooks), contextlib.suppress(_Stop):
+        logits = replay.run(layer, replay.resid_pre[layer].repeat(k, 1, 1), answers)
+    if live:  # step 3: only the receivers' inputs change
+        start = min(_layer(name) for name in live)
+        where = None if at is None else at.repeat(k)
+
+        def receive(x: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+            return _set_heads(x, live[hook.name], captured[hook.name], where)
+
+        with model.hooks([(name, receive) for name in live]):
+            logits = replay.run(start, replay.resid_pre[start].repeat(k, 1, 1), answers)
+    assert logits is not None
+    return logits
 
 
 # Same signature as path_patching on purpose: the reference takes every argument the fast path does.

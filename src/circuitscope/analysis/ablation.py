@@ -362,6 +362,7 @@ def head_ablation_scan(
     raw = ablate_each_head(
         replay, by_layer, measure, batch_size=batch_size, stage=f"{method}-ablating heads", on_progress=on_progress
     )
+    # One keyword per line, each value to its field by name: parallel on purpose, not shared logic.
     return HeadAblationScan(
         method=method,
         scores=raw - clean_value,

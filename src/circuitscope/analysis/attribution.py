@@ -39,6 +39,7 @@ from circuitscope.errors import ShapeError, UnsupportedModelError
 from circuitscope.tasks.metrics import MetricName, evaluate_metric, normalise
 from circuitscope.tasks.task import Task
 
+# The names this module exports, one per line: the API spelled out on purpose (alike in shape to others').
 __all__ = [
     "ATTRIBUTION_TARGETS",
     "AttributionCorrelation",
@@ -100,7 +101,7 @@ def answer_logits(
         _, cache = model.run_with_cache(tokens, names=wanted, stop_early=True, grad=grad, fwd_hooks=hooks)  # type: ignore[arg-type]
         normed = cache[_FINAL]
         rows = torch.arange(normed.shape[0], device=normed.device)
-        logits = model.wiring.softcap_logits(model.wiring.unembed(normed[rows, answer_pos.to(normed.device)]))
+        logits = model.unembed_resid(normed[rows, answer_pos.to(normed.device)], normed=True)
     return logits, {n: cache[n] for n in names}
 
 
@@ -255,6 +256,7 @@ def attribution_patching(
 
 
 # ---------------------------------------------------------------------------------------------- agreement
+# Fields one per line, a docstring under each (the house style of results): alike in shape only, on purpose.
 @dataclass(frozen=True)
 class AttributionCorrelation:
     """How well attribution patching predicts activation patching for one target."""

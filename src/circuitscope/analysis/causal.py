@@ -24,9 +24,11 @@ from circuitscope.tasks.accuracy import TaskCheck
 from circuitscope.tasks.metrics import evaluate_metric
 from circuitscope.tasks.task import Task
 
+# The names this module exports, one per line: the API spelled out on purpose (alike in shape to others').
 __all__ = ["CausalAnalysis", "HeadSummary", "causal_analysis"]
 
 
+# Fields one per line, a docstring under each (the house style of results): alike in shape only, on purpose.
 @dataclass(frozen=True)
 class HeadSummary:
     """One of the heads that matter most."""
@@ -191,6 +193,7 @@ def _top_heads(model: HookedModel, task: Task, heads: PatchingResult, dla: DLARe
     return out
 
 
+# Keyword options one per line, each its own documented knob: alike in shape to other entry points, on purpose.
 def causal_analysis(
     model: HookedModel,
     task: Task,

@@ -50,6 +50,7 @@ from jaxtyping import Float, Int
 
 from circuitscope.analysis._heads import HeadScores, bos_id, first_ordinary_id
 from circuitscope.core.norms import FrozenNorm, frozen_norm
+from circuitscope.core.readout import require_linear_readout
 from circuitscope.engine.batching import batch_slices
 from circuitscope.errors import ShapeError
 
@@ -178,6 +179,7 @@ def head_ov_logits(
     """Each head of ``layer``'s OV output for inputs ``x`` (residual vectors), pushed through the
     post-attention and final norms: multiply by ``W_U`` to get the logits (steps 2-4 of the module docstring).
     ``weights`` = ``(model.W_V, model.W_O)`` saves reading them again for every layer."""
+    require_linear_readout(model, "the OV circuit's logits")
     wiring = model.wiring
     block = wiring.blocks[layer]
     cfg = model.cfg

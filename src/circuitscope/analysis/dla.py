@@ -18,14 +18,17 @@ import torch
 from jaxtyping import Float
 
 from circuitscope.analysis._top import top_cells
+from circuitscope.core.capabilities import require_attention
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.core.norms import FrozenNorm
-from circuitscope.errors import UnsupportedModelError
+from circuitscope.core.readout import require_linear_readout
+from circuitscope.errors import UnsupportedAnalysisError, UnsupportedModelError
 from circuitscope.tasks.task import Task
 
 __all__ = ["DLAResult", "direct_logit_attribution"]
 
 
+# Fields one per line, a docstring under each (the house style of results): alike in shape only, on purpose.
 @dataclass(frozen=True)
 class DLAResult:
     """Mean direct contributions to the logit difference at the answer positions."""
@@ -58,13 +61,69 @@ class DLAResult:
         return top_cells(self.neurons, k, by_abs=True)
 
 
+class _Attribution:
+    """The mean direct contribution of residual-stream writes at the answer positions to the logit difference:
+    through the final norm with its scale frozen at the final residual ``final`` [batch, d_model]."""
+
+    def __init__(self, model: HookedModel, task: Task, final: torch.Tensor) -> None:
+        assert model.wiring.final_norm is not None
+        self.model, self.task = model, task
+        self.norm: FrozenNorm = model.wiring.frozen(model.wiring.final_norm)
+        self.scale = self.norm.scale(final)  # [batch 1]
+        w_u = model.W_U
+        self.logit_scale = model.wiring.logit_factor()  # a family's constant factor on its logits (Cohere, Granite)
+        self.direction = (w_u[:, task.correct] - w_u[:, task.incorrect]).T.float() * self.logit_scale
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [..., batch, d_model] at the answer positions -> mean contribution [...]."""
+        return (self.norm.apply(x, self.scale).float() * self.direction).sum(-1).mean(-1)
+
+    def bias_term(self) -> float:
+        """What the final norm's bias and the unembedding's bias add to the logit difference."""
+        term = 0.0
+        if self.norm.bias is not None:
+            term += float((self.norm.bias.float() * self.direction).sum(-1).mean())
+        u_bias = getattr(self.model.wiring.unembed, "bias", None)
+        if isinstance(u_bias, torch.Tensor):
+            task = self.task
+            term += float((u_bias[task.correct] - u_bias[task.incorrect]).float().mean()) * self.logit_scale
+        return term
+
+
+def _neuron_terms(
+    model: HookedModel, layer: int, post: Float[torch.Tensor, "batch d_mlp"], attribute: _Attribution
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each neuron's contribution in ``layer`` [d_mlp] and the MLP output bias's, from its activations ``post``."""
+    mlp_w = model.mlp_weights(layer)
+    w_down = mlp_w.W_out.float()  # [d_mlp d_model]
+    writes = post[:, :, None] * w_down[None]  # [batch d_mlp d_model]
+    b_down = mlp_w.b_out.float()
+    batch = post.shape[0]
+    out_norm = model.wiring.blocks[layer].mlp_out_norm
+    if out_norm is None:
+        return attribute(writes.movedim(1, 0)), attribute(b_down.expand(batch, -1))
+    # a norm after the MLP (Gemma 2/3): push each neuron through it with its frozen scale
+    mlp_norm = model.wiring.frozen(out_norm)
+    mlp_scale = mlp_norm.scale(post @ w_down + b_down)  # [batch 1]
+    writes = mlp_norm.apply(writes, mlp_scale[:, None, :])
+    return attribute(writes.movedim(1, 0)), attribute(mlp_norm.apply(b_down.expand(batch, -1), mlp_scale))
+
+
 @torch.no_grad()
 def direct_logit_attribution(model: HookedModel, task: Task) -> DLAResult:
     """Direct contributions of every component, head and neuron to the clean logit difference."""
+    require_attention(model.cfg, "direct logit attribution per head and neuron")
     wiring = model.wiring
     if wiring.final_norm is None or wiring.unembed is None or model.cfg.residual == "post_norm":
         raise UnsupportedModelError(
             f"direct logit attribution needs a pre-norm LM with an unembedding ({model.cfg.family})"
+        )
+    require_linear_readout(model, "direct logit attribution")
+    if model.adapter.experts is not None:  # its neuron terms need one MLP per block
+        raise UnsupportedAnalysisError(
+            f"{model.cfg.family}'s MLPs are mixtures of experts: direct logit attribution per neuron needs one MLP "
+            "per block; use circuitscope.analysis.experts.expert_dla (per expert) or cache.decompose_resid() "
+            "(per component)"
         )
     n = model.cfg.n_layers
     rows = torch.arange(len(task))
@@ -77,15 +136,7 @@ def direct_logit_attribution(model: HookedModel, task: Task) -> DLAResult:
             or name in ("blocks.0.hook_resid_pre", f"blocks.{n - 1}.hook_resid_post")
         ),
     )
-    final_norm: FrozenNorm = wiring.frozen(wiring.final_norm)
-    final = cache["resid_post", n - 1][rows, task.answer_pos]  # [batch d_model]
-    scale = final_norm.scale(final)  # [batch 1]
-    w_u = model.W_U
-    direction = (w_u[:, task.correct] - w_u[:, task.incorrect]).T.float()  # [batch d_model]
-
-    def attribute(x: torch.Tensor) -> torch.Tensor:
-        """x: [..., batch, d_model] at the answer positions -> mean contribution [...]."""
-        return (final_norm.apply(x, scale).float() * direction).sum(-1).mean(-1)
+    attribute = _Attribution(model, task, cache["resid_post", n - 1][rows, task.answer_pos])
 
     def at_answer(t: torch.Tensor) -> torch.Tensor:
         return t.expand(len(task), *t.shape[1:])[rows, task.answer_pos]
@@ -96,32 +147,14 @@ def direct_logit_attribution(model: HookedModel, task: Task) -> DLAResult:
     heads = torch.stack([attribute(cache["result", i][rows, task.answer_pos].movedim(1, 0)) for i in range(n)])
     neurons, head_bias, neuron_bias = [], [], []
     for i in range(n):
-        block = wiring.blocks[i]
-        b_o = model.b_O[i].float()
-        if block.attn_out_norm is None:
-            head_bias.append(attribute(b_o.expand(len(task), -1)))
+        if wiring.blocks[i].attn_out_norm is None:
+            head_bias.append(attribute(model.b_O[i].float().expand(len(task), -1)))
         else:  # Gemma: the output projection has no bias, and the norm after it adds none
             head_bias.append(torch.zeros(()))
-        post = cache["post", i][rows, task.answer_pos].float()  # [batch d_mlp]
-        mlp_w = model.mlp_weights(i)
-        w_down = mlp_w.W_out.float()  # [d_mlp d_model]
-        writes = post[:, :, None] * w_down[None]  # [batch d_mlp d_model]
-        b_down = mlp_w.b_out.float()
-        if block.mlp_out_norm is not None:
-            # a norm after the MLP (Gemma 2/3): push each neuron through it with its frozen scale
-            mlp_norm = wiring.frozen(block.mlp_out_norm)
-            mlp_scale = mlp_norm.scale(post @ w_down + b_down)  # [batch 1]
-            writes = mlp_norm.apply(writes, mlp_scale[:, None, :])
-            neuron_bias.append(attribute(mlp_norm.apply(b_down.expand(len(task), -1), mlp_scale)))
-        else:
-            neuron_bias.append(attribute(b_down.expand(len(task), -1)))
-        neurons.append(attribute(writes.movedim(1, 0)))
-    bias_term = 0.0
-    if final_norm.bias is not None:
-        bias_term += float((final_norm.bias.float() * direction).sum(-1).mean())
-    u_bias = getattr(wiring.unembed, "bias", None)
-    if isinstance(u_bias, torch.Tensor):
-        bias_term += float((u_bias[task.correct] - u_bias[task.incorrect]).float().mean())
+        per_neuron, bias = _neuron_terms(model, i, cache["post", i][rows, task.answer_pos].float(), attribute)
+        neurons.append(per_neuron)
+        neuron_bias.append(bias)
+    bias_term = attribute.bias_term()
     answer_logits = logits[rows, task.answer_pos].float()
     total = float((answer_logits[rows, task.correct] - answer_logits[rows, task.incorrect]).mean())
     pre_softcap = float(components.sum()) + bias_term

@@ -49,6 +49,7 @@ EXAMPLE_SENTENCE = "When Mary and John went to the store, John gave a drink to"
 """Real-text example for the OV detectors (copying heads attend to the names here)."""
 
 
+# A frozen config, one validated field per line: alike in shape to the other configs, on purpose.
 @dataclass(frozen=True)
 class HeadsConfig:
     """Settings of :func:`heads_analysis`."""
@@ -78,6 +79,7 @@ class HeadsConfig:
             raise ValueError(f"HeadsConfig.seq_len must be at least 2 (a repeat needs two tokens), got {self.seq_len}")
 
 
+# Fields one per line, a docstring under each (the house style of results): alike in shape only, on purpose.
 @dataclass(frozen=True)
 class HeadExample:
     """One head's attention pattern on one example sequence."""

@@ -21,12 +21,13 @@ from typing import Literal, get_args
 import torch
 from jaxtyping import Float, Int
 
+from circuitscope.core.capabilities import require_attention
 from circuitscope.core.hook_points import HookPoint
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.core.replay import BlockReplay, unembed_at
 from circuitscope.engine.batching import batched
 from circuitscope.engine.grid import AxisName, MetricGrid, component_labels
-from circuitscope.errors import ShapeError
+from circuitscope.errors import ShapeError, UnsupportedAnalysisError
 from circuitscope.progress import OnProgress, track
 from circuitscope.tasks.metrics import MetricName, check_normalisable, evaluate_metric, normalise
 from circuitscope.tasks.task import Task
@@ -40,12 +41,19 @@ __all__ = [
     "naive_activation_patching",
 ]
 
-PatchTarget = Literal["resid_pre", "attn_out", "mlp_out", "head_out", "head_out_by_pos", "q", "k", "v", "pattern"]
+PatchTarget = Literal[
+    "resid_pre", "attn_out", "mixer_out", "mlp_out", "head_out", "head_out_by_pos", "q", "k", "v", "pattern"
+]
+# A Literal with its get_args tuple, the house rule for every set of string options: alike on purpose.
 PATCH_TARGETS: tuple[str, ...] = get_args(PatchTarget)
+
+_RESIDUAL_TARGETS = ("resid_pre", "attn_out", "mixer_out", "mlp_out")
+"""Targets patched per position, each a [batch pos d_model] stream; the rest are per head."""
 
 PATCH_HOOKS: dict[PatchTarget, str] = {
     "resid_pre": "hook_resid_pre",
     "attn_out": "hook_attn_out",
+    "mixer_out": "hook_mixer_out",  # a state-space mixer layer's output (Mamba), in the attention slot
     "mlp_out": "hook_mlp_out",
     "head_out": "attn.hook_z",
     "head_out_by_pos": "attn.hook_z",
@@ -61,7 +69,7 @@ class PatchingResult(MetricGrid):
     """Normalised metric for every patched component, on axes named by ``axes``.
 
     ``scores``: 0 = corrupted run, 1 = clean run. Shape ``[layer, pos]`` for
-    ``resid_pre``/``attn_out``/``mlp_out``, ``[layer, head]`` for ``head_out``/``q``/``v``/``pattern``
+    ``resid_pre``/``attn_out``/``mixer_out``/``mlp_out``, ``[layer, head]`` for ``head_out``/``q``/``v``/``pattern``
     (``k``/``v`` over key/value heads), ``[layer, head, pos]`` for ``head_out_by_pos``; ``raw`` is the
     metric itself (mean over prompts); ``labels["pos"]`` the tokens of the first clean prompt.
     """
@@ -77,7 +85,7 @@ def _items(
 ) -> tuple[tuple[AxisName, ...], list[tuple[int, ...]], int]:
     """Axes and the per-layer component indices of a target."""
     c = model.cfg
-    if target in ("resid_pre", "attn_out", "mlp_out"):
+    if target in _RESIDUAL_TARGETS:
         return ("layer", "pos"), [(p,) for p in range(seq)], seq
     if target == "head_out_by_pos":
         return ("layer", "head", "pos"), [(h, p) for h in range(c.n_heads) for p in range(seq)], c.n_heads * seq
@@ -87,7 +95,7 @@ def _items(
 
 def _patch_rows(target: PatchTarget, x: torch.Tensor, rows: slice, clean: torch.Tensor, item: tuple[int, ...]) -> None:
     """In place: rows ``rows`` of ``x`` take the clean value of component ``item``."""
-    if target in ("resid_pre", "attn_out", "mlp_out"):
+    if target in _RESIDUAL_TARGETS:
         (p,) = item
         x[rows, p] = clean[:, p]
     elif target == "head_out_by_pos":
@@ -116,20 +124,40 @@ def copies_metric(
 def _check(model: HookedModel, task: Task, target: PatchTarget, layers: list[int] | None) -> list[int]:
     if target not in PATCH_TARGETS:
         raise ShapeError(f"unknown patching target {target!r}; choose one of {PATCH_TARGETS}")
-    chosen = list(range(model.cfg.n_layers)) if layers is None else layers
-    for layer in chosen:
+    cfg = model.cfg
+    per_head = target not in _RESIDUAL_TARGETS  # a head's output, q/k/v or pattern
+    has = [layer for layer in range(cfg.n_layers) if f"blocks.{layer}.{PATCH_HOOKS[target]}" in model.hook_names]
+    if layers is None:  # by default, every layer that has the patched sublayer (a hybrid's mixer or attention)
+        layers = has
+        if not layers:
+            if per_head:
+                require_attention(cfg, f"patching {target} (per head)")  # says what to use instead
+            raise UnsupportedAnalysisError(
+                f"{cfg.family} has no blocks.L.{PATCH_HOOKS[target]} in any layer: patching {target} needs it "
+                f"(see model.hook_names for what its blocks have)"
+            )
+    for layer in layers:
         model.check_layer_head(layer)
+    if per_head:
+        require_attention(cfg, f"patching {target} (per head)", layers)
+    lacking = [layer for layer in layers if layer % cfg.n_layers not in has]
+    if lacking:
+        raise UnsupportedAnalysisError(
+            f"{cfg.family} layers {lacking} have no {PATCH_HOOKS[target]}: patching {target} needs it "
+            "(a hybrid's mixer layers write hook_mixer_out, its attention layers hook_attn_out)"
+        )
+    chosen = layers
     if task.clean_tokens.shape[1] > model.cfg.n_ctx:
         raise ShapeError("the task's prompts are longer than the model's context")
     return [layer % model.cfg.n_layers for layer in chosen]
 
 
 def _baselines(
-    model: HookedModel, task: Task, target: PatchTarget
+    model: HookedModel, task: Task, target: PatchTarget, layers: list[int]
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     rows = torch.arange(len(task))
     last = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
-    names = [f"blocks.{layer}.{PATCH_HOOKS[target]}" for layer in range(model.cfg.n_layers)] + [last]
+    names = [f"blocks.{layer}.{PATCH_HOOKS[target]}" for layer in layers] + [last]
     with torch.no_grad():  # stops after the last block: logits only at the answer positions
         cache = model.cache_activations(task.clean_tokens, names)
     clean_logits = unembed_at(model, cache[last], task.answer_pos)
@@ -144,6 +172,7 @@ def _run_values(
     return clean_value, float(copies_metric(task, metric, corrupted_logits, clean_logits).mean(1)[0])
 
 
+# Keyword options one per line, each its own documented knob: alike in shape to other entry points, on purpose.
 @torch.no_grad()
 def activation_patching(
     model: HookedModel,
@@ -162,7 +191,7 @@ def activation_patching(
     """
     chosen = _check(model, task, target, layers)
     metric = metric or task.metric
-    clean_cache, clean_logits, _ = _baselines(model, task, target)
+    clean_cache, clean_logits, _ = _baselines(model, task, target, chosen)
     replay = BlockReplay(model, task.corrupted_tokens)
     corrupted_logits = replay.logits_at(task.answer_pos)
     clean_value, corrupted_value = _run_values(task, metric, clean_logits, corrupted_logits)
@@ -226,6 +255,7 @@ def _result(
     )
 
 
+# Same signature as activation_patching on purpose: the reference takes every argument the fast path does.
 @torch.no_grad()
 def naive_activation_patching(
     model: HookedModel,
@@ -241,7 +271,7 @@ def naive_activation_patching(
     """
     chosen = _check(model, task, target, layers)
     metric = metric or task.metric
-    clean_cache, clean_logits, rows = _baselines(model, task, target)
+    clean_cache, clean_logits, rows = _baselines(model, task, target, chosen)
     corrupted_logits = model(task.corrupted_tokens)[rows, task.answer_pos]
     clean_value, corrupted_value = _run_values(task, metric, clean_logits, corrupted_logits)
     axes, items, n_items = _items(model, target, task.seq_len)

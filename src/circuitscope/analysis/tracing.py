@@ -286,6 +286,7 @@ def _positions(setup: _Setup, at: At) -> list[int]:
 # ---------------------------------------------------------------------------------------------- public
 
 
+# Keyword options one per line, each its own documented knob: alike in shape to other entry points, on purpose.
 @torch.no_grad()
 def causal_trace(
     model: HookedModel,

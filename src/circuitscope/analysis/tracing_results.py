@@ -19,6 +19,7 @@ from circuitscope.analysis._top import top_cells
 from circuitscope.engine.grid import ScoreGrid
 from circuitscope.errors import ShapeError
 
+# The names this module exports, one per line: the API spelled out on purpose (alike in shape to others').
 __all__ = [
     "CORRUPTIONS",
     "Corruption",
@@ -100,6 +101,7 @@ class TraceBaseline:
     def n_samples(self) -> int:
         return len(self.corrupted_probs)
 
+    # A JSON view of this result's own fields: alike in shape to other results' views, on purpose.
     def to_dict(self) -> dict[str, Any]:
         return {
             "tokens": self.tokens,
@@ -146,6 +148,7 @@ class _Restorations(ScoreGrid, ABC):
         return self.to_dict()
 
 
+# Fields one per line, a docstring under each (the house style of results): alike in shape only, on purpose.
 @dataclass(frozen=True, kw_only=True)
 class TraceResult(_Restorations):
     """A layer x token causal trace of one kind of state: ``scores`` (the indirect effects) on ``("layer", "pos")``."""

@@ -42,6 +42,7 @@ Criterion = Literal["kl", "metric"]
 """What an edge's removal is judged by: the KL divergence from the full model, or the task metric."""
 
 
+# Keyword options one per line, each its own documented knob: alike in shape to other entry points, on purpose.
 def acdc(
     model: HookedModel,
     task: Task,

@@ -77,6 +77,7 @@ class Faithfulness:
 class CircuitRunner:
     """Runs a task with chosen edges ablated; the ablated outputs are computed once."""
 
+    # Keyword options one per line, each its own documented knob: alike in shape to other entry points, on purpose.
     def __init__(
         self,
         model: HookedModel,

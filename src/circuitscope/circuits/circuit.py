@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch
 from jaxtyping import Bool, Float
 
 from circuitscope.circuits.graph import CircuitError, Graph
+from circuitscope.core.files import atomic_write_text
 from circuitscope.core.fingerprint import model_fingerprint
 
 __all__ = ["FORMAT", "VERSION", "Circuit", "UnfingerprintedCircuitWarning"]
@@ -163,15 +163,7 @@ class Circuit:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(self.to_dict(), indent=1, allow_nan=False)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(path, text)
         return path
 
     @classmethod

@@ -30,6 +30,7 @@ from torch import nn
 
 from circuitscope.analysis.attribution import answer_logits
 from circuitscope.circuits.graph import CircuitError, Graph
+from circuitscope.core.capabilities import require_attention
 from circuitscope.core.hook_points import HookPoint
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.core.weights import head_in_weights
@@ -39,15 +40,16 @@ __all__ = ["EdgeRun", "graph_of", "sender_outputs"]
 
 def graph_of(model: HookedModel) -> Graph:
     """The computational graph of ``model``."""
+    require_attention(model.cfg, "circuit discovery over heads (EAP, EAP-IG, ACDC)")
     if model.wiring.final_norm is None or model.wiring.unembed is None:
         raise CircuitError(
             f"circuit discovery needs a causal LM with a final norm and an unembedding ({model.cfg.family})"
         )
     for layer, mods in enumerate(model.wiring.blocks):
-        if mods.ln1 is None or (mods.ln2 is None and model.cfg.residual != "parallel"):
-            raise CircuitError(
-                f"block {layer} of {model.cfg.family!r} has no input norms; it cannot be split into edges"
-            )
+        if mods.ln1 is None or mods.ln2 is None:
+            # the MLP's input edges go in at ln2: a block whose one norm also feeds attention (GPT-J) has no ln2
+            why = "no input norms" if mods.ln1 is None else "one norm feeding both attention and the MLP"
+            raise CircuitError(f"block {layer} of {model.cfg.family!r} has {why}; it cannot be split into edges")
     return Graph.from_config(model.cfg)
 
 

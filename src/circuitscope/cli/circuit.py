@@ -210,7 +210,7 @@ def circuit_eval(
     as_json: JsonFlag = False,
 ) -> None:
     """Faithfulness of a saved circuit: only its edges kept, every other edge ablated at its receiver."""
-    from circuitscope.circuits._faithfulness import faithfulness
+    from circuitscope.circuits import faithfulness
     from circuitscope.circuits.circuit import Circuit
     from circuitscope.circuits.graph import CircuitError
     from circuitscope.tasks.library import resolve_task

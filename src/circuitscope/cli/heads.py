@@ -46,6 +46,7 @@ TextWindowOpt = Annotated[int, typer.Option("--text-window", help="Tokens per co
 AblationOpt = Annotated[str, typer.Option("--ablation", help="How a head is knocked out on --text: 'mean' or 'zero'.")]
 
 
+# Keyword options one per line, each its own documented knob: alike in shape to other entry points, on purpose.
 @torch.no_grad()  # scoped to the command: no process-wide autograd switch
 def heads(
     model_arg: ModelArg = None,

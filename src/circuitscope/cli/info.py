@@ -1,4 +1,4 @@
-"""``circuitscope info`` and ``circuitscope run``: a model's shape and hooks; one cached forward pass."""
+"""``circuitscope info`` and ``circuitscope run``: a model's (or every family's) hooks; one cached forward pass."""
 
 from __future__ import annotations
 
@@ -10,21 +10,44 @@ import typer
 
 from circuitscope.cli._options import JsonFlag, ModelArg, OptionalModelOpt, pick_model
 from circuitscope.cli.output import emit_json, reporting_errors
+from circuitscope.core.catalogue import family_capabilities, family_hooks
 from circuitscope.core.loading import load_model
 from circuitscope.errors import OptionError
+from circuitscope.models import adapter_for, all_adapters
 
 DEFAULT_PROMPT = "When Mary and John went to the store, John gave a drink to"
 
 
-def info(model_arg: ModelArg = None, model_opt: OptionalModelOpt = None, as_json: JsonFlag = False) -> None:
-    """Show a model's family, sizes and hook names."""
+FamiliesFlag = Annotated[
+    bool,
+    typer.Option(
+        "--families", help="List every family's model types, capabilities and hook points (no model is loaded)."
+    ),
+]
+
+
+def info(
+    model_arg: ModelArg = None,
+    model_opt: OptionalModelOpt = None,
+    families: FamiliesFlag = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a model's family, sizes, capabilities and hook names; or, with --families, every family's hooks."""
+    if families:
+        with reporting_errors(as_json):
+            if model_opt is not None or model_arg is not None:
+                raise OptionError("--families lists every family and loads no model: drop the model, or --families")
+            _print_families(as_json)
+        return
     with reporting_errors(as_json):
         model = pick_model(model_opt, model_arg)
         hooked = load_model(model)
     cfg = hooked.cfg.to_dict()
+    caps = family_capabilities(adapter_for(hooked.cfg.model_type))
     n_params = sum(p.numel() for p in hooked.hf_model.parameters())
     if as_json:
-        emit_json({"model": model, "config": cfg, "n_params": n_params, "hook_names": hooked.hook_names})
+        payload = {"model": model, "config": cfg, "n_params": n_params, "hook_names": hooked.hook_names}
+        emit_json({**payload, "capabilities": caps.to_json()})
         return
     from rich.console import Console
     from rich.markup import escape
@@ -36,10 +59,32 @@ def info(model_arg: ModelArg = None, model_opt: OptionalModelOpt = None, as_json
         if key != "layer_types":
             table.add_row(key, escape(str(value)))
     console.print(table)
+    console.print(f"[bold]capabilities[/]: {escape(caps.line())}")
     per_block = [n.split(".", 2)[2] for n in hooked.hook_names if n.startswith("blocks.0.")]
     top = [n for n in hooked.hook_names if not n.startswith("blocks.")]
     console.print(f"[bold]{len(hooked.hook_names)} hook points[/]: {', '.join(top)}")
     console.print(f"per block, as blocks.{{0..{hooked.cfg.n_layers - 1}}}.NAME: {', '.join(per_block)}")
+
+
+def _print_families(as_json: bool) -> None:
+    """Every adapter's family, model types, capabilities and hook points (from the adapters alone)."""
+    adapters = all_adapters()
+    if as_json:
+        rows = [{**family_hooks(a).to_json(), "capabilities": family_capabilities(a).to_json()} for a in adapters]
+        emit_json({"families": rows})
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console()
+    for adapter in adapters:
+        hooks = family_hooks(adapter)
+        console.print(f"[bold]{escape(adapter.family)}[/] ({escape(', '.join(adapter.model_types))})")
+        console.print(f"  capabilities: {escape(family_capabilities(adapter).line())}")
+        for hook in hooks.hooks:
+            axes = ", ".join(hook.axes)
+            when = f"  (only: {hook.condition})" if hook.condition else ""
+            console.print(escape(f"  {hook.name}  [{axes}]{when}"))
 
 
 def run(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+# The shared option types, one per line (cli/_options.py): every command imports its own set, on purpose.
 from circuitscope.cli._options import (
     BatchOpt,
     BatchRowsOpt,
@@ -207,6 +208,7 @@ def _circuit(hooked: HookedModel, model: str, config: IOICircuitConfig) -> IOICi
         return ioi_circuit(hooked, config, model_name=model, on_progress=on_progress)
 
 
+# Keyword options one per line, each its own documented knob: alike in shape to other entry points, on purpose.
 @report_app.command("task")
 def task(
     name: Annotated[

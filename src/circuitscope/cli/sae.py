@@ -103,6 +103,7 @@ def collect(
     from circuitscope.sae import CollectConfig, collect_activations
 
     with _reporting(as_json, "the activations", out):
+        # One keyword per line, each value to its field by name: parallel on purpose, not shared logic.
         cfg = CollectConfig(
             hook=hook,
             tokens=tokens,

@@ -19,6 +19,7 @@ CheckFlag = Annotated[
 PromptsOpt = Annotated[int, typer.Option("--n-prompts", min=1, help="Prompt pairs per task (with --check).")]
 
 
+# Keyword options one per line, each its own documented knob: alike in shape to other entry points, on purpose.
 def tasks(
     model: ModelOpt = DEFAULT_MODEL,
     check: CheckFlag = False,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+# The shared option types, one per line (cli/_options.py): every command imports its own set, on purpose.
 from circuitscope.cli._options import (
     BatchOpt,
     BatchRowsOpt,
@@ -131,7 +132,6 @@ def trace(
     corruption = corruption or ("resample" if task is not None else "noise")
     at = _check_choices(kind, corruption, heads_at, as_json)
     from circuitscope.core.loading import load_model
-    from circuitscope.report.tracing import trace_report
 
     started = time.perf_counter()
     with reporting_errors(as_json, typer.BadParameter):
@@ -151,7 +151,15 @@ def trace(
             "batch_size": batch_size_of(batch_size, batch_rows),
         }
         found = _trace(hooked, prompt, traced.subject, kind, window, at if heads else None, neurons, candidates, common)
-    seconds = time.perf_counter() - started
+    _hand_over(found, traced, model, corruption, window, out, time.perf_counter() - started, as_json)
+
+
+def _hand_over(
+    found: _Traces, traced: _Input, model: str, corruption: str, window: int, out: Path, seconds: float, as_json: bool
+) -> None:
+    """The traces to the HTML report, then to stdout (--json, or the summary in words)."""
+    from circuitscope.report.tracing import trace_report
+
     writes = Writes(as_json)
     path = writes.attempt(
         "the HTML report",
@@ -159,9 +167,9 @@ def trace(
         lambda: trace_report(model, found.traces, found.heads, found.neurons, seconds).write(out),
     )
     if as_json:
-        writes.emit_json({**_payload(found, model, prompt, window, path, seconds), "task": traced.task})
+        writes.emit_json({**_payload(found, model, traced.prompt, window, path, seconds), "task": traced.task})
         return
-    _print(found, prompt, corruption, path, seconds)
+    _print(found, traced.prompt, corruption, path, seconds)
     writes.done()
 
 

@@ -11,6 +11,11 @@ When none of a module's attention-internal hooks is active the function hands th
 call to transformers' own SDPA kernel, so a model with no such hooks runs at the
 plain transformers speed. Otherwise it runs the eager computation, calling
 ``hook_rot_q``, ``hook_rot_k``, ``hook_attn_scores`` and ``hook_pattern``.
+
+Attention sinks (gpt-oss's ``s_aux``, one learned logit per head) always take the eager path, the
+computation of transformers' eager gpt-oss attention: the sink logit joins each row's softmax and its
+share is dropped. ``hook_attn_scores`` is the masked scores without the sink; ``hook_pattern`` is the
+probabilities of the real keys, so its rows sum to less than 1 (the rest went to the sink).
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ def _hooked_attention(
     scaling: float | None,
     dropout: float,
     softcap: float | None,
+    sinks: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     # query: [batch, head, q_pos, d_head]; key, value: [batch, kv_head, k_pos, d_head]
     if core.rot_q is not None and core.rot_q.active:
@@ -91,7 +97,10 @@ def _hooked_attention(
         scores = scores + attention_mask[..., :k_len]
     if core.scores.active:
         scores = core.scores(scores)
-    pattern = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    if sinks is None:
+        pattern = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    else:
+        pattern = _sink_softmax(scores, sinks).to(value.dtype)
     if core.pattern.active:
         pattern = core.pattern(pattern)
     pattern = nn.functional.dropout(pattern, p=dropout, training=module.training)
@@ -118,11 +127,24 @@ def circuitscope_attention(
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
-    if kwargs.get("s_aux") is not None:
-        raise NotImplementedError("attention sinks (s_aux) are not supported by circuitscope's attention hooks yet")
     if core is None:
         core = _IDLE
-    return _hooked_attention(core, module, query, key, value, attention_mask, scaling, dropout, softcap)
+    sinks = kwargs.get("s_aux")
+    return _hooked_attention(core, module, query, key, value, attention_mask, scaling, dropout, softcap, sinks)
+
+
+def _sink_softmax(scores: torch.Tensor, sinks: torch.Tensor) -> torch.Tensor:
+    """The softmax of each row joined by its head's sink logit, the sink's share dropped (gpt-oss).
+
+    The same operations as transformers' eager gpt-oss attention, so it matches it bit for bit:
+    ``scores`` [batch head q_pos k_pos], ``sinks`` [head]; each returned row sums to 1 minus the
+    probability the sink took.
+    """
+    b, _, q_len, _ = scores.shape
+    column = sinks.reshape(1, -1, 1, 1).expand(b, -1, q_len, -1)
+    combined = torch.cat([scores, column], dim=-1)
+    combined = combined - combined.max(dim=-1, keepdim=True).values  # transformers' overflow guard
+    return torch.softmax(combined, dim=-1, dtype=combined.dtype)[..., :-1]
 
 
 class _Idle(HookPoint):

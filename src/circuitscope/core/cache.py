@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 from jaxtyping import Float, Int
 
+from circuitscope.core.capabilities import explain_missing_hook, require_attention, sublayer_names
 from circuitscope.core.names import act_name, closest_names
 from circuitscope.errors import HookNameError, ShapeError
 
@@ -76,6 +77,7 @@ class ActivationCache(Mapping[str, torch.Tensor]):
     def __getitem__(self, key: str | tuple[str, int]) -> torch.Tensor:  # type: ignore[override]
         name = self._key(key)
         if name not in self._data:
+            explain_missing_hook(self.model.cfg, name)  # a head hook of a mixer layer: say so
             where = "is not a hook of this model" if name not in self.model.hook_names else "was not cached"
             near = ", ".join(repr(n) for n in closest_names(name, self._data, 3))
             raise HookNameError(
@@ -142,6 +144,8 @@ class ActivationCache(Mapping[str, torch.Tensor]):
     def decompose_resid(self, layer: int | None = None, mlp_input: bool = False) -> Stack:
         """Embeddings and every attention and MLP output before block ``layer``; they sum to its input.
 
+        A state-space mixer layer contributes its ``mixer_out`` (label ``L_mixer_out``) where attention would.
+
         ``layer=None`` decomposes the final residual stream (``resid_post`` of the last block).
         ``mlp_input`` adds block ``layer``'s attention output, decomposing its ``resid_mid``.
         """
@@ -157,12 +161,20 @@ class ActivationCache(Mapping[str, torch.Tensor]):
         else:
             parts.append(self["resid_pre", 0])
             labels.append("embed")
-        for i in range(end):
-            parts += [self["attn_out", i], self["mlp_out", i]]
-            labels += [f"{i}_attn_out", f"{i}_mlp_out"]
+        names = self.model.hook_names
+        for i in range(end):  # each block's sublayers: attn_out (mixer_out for a state-space layer), mlp_out
+            for sub in sublayer_names(cfg, i, names):
+                parts.append(self[sub, i])
+                labels.append(f"{i}_{sub}")
         if mlp_input and layer is not None:
-            parts.append(self["attn_out", end])
-            labels.append(f"{end}_attn_out")
+            first, *rest = sublayer_names(cfg, end, names)
+            if not rest:
+                raise ShapeError(
+                    f"block {end} of this {cfg.family} model has no MLP, so no resid_mid to decompose; "
+                    f"decompose_resid(layer={end + 1}) decomposes its output"
+                )
+            parts.append(self[first, end])
+            labels.append(f"{end}_{first}")
         return Stack(torch.stack(torch.broadcast_tensors(*parts)), labels)
 
     def stack_head_results(self, layer: int = -1) -> Stack:
@@ -172,6 +184,7 @@ class ActivationCache(Mapping[str, torch.Tensor]):
             layer = n
         if not 0 <= layer <= n:
             raise ShapeError(f"layer={layer}: give the number of blocks to include, 0..{n}, or -1 for all")
+        require_attention(self.model.cfg, "stacking head results (per-head DLA)", range(layer))
         parts: list[torch.Tensor] = []
         labels: list[str] = []
         for i in range(layer):

@@ -13,11 +13,13 @@ from torch import nn
 
 from circuitscope.core.attention import ATTN_IMPLEMENTATION, ensure_registered
 from circuitscope.core.cache import ActivationCache
+from circuitscope.core.capabilities import explain_missing_hook
 from circuitscope.core.config import ModelConfig
 from circuitscope.core.hook_points import Direction, HookFn, HookHandle, HookPoint
 from circuitscope.core.inputs import check_ids, check_mask
 from circuitscope.core.intervention import Intervention, intervention_hooks
 from circuitscope.core.names import NameFilter, act_name, closest_names, resolve_names
+from circuitscope.core.own_attention import routes_through_registry
 from circuitscope.core.tokens import Tokenizer
 from circuitscope.core.weights import WeightViews
 from circuitscope.core.wiring import Instrumentation
@@ -79,7 +81,8 @@ class HookedModel(WeightViews, nn.Module):
         self.adapter = adapter or adapter_for(config.model_type)
         self.cfg = ModelConfig.from_hf(config, self.adapter)
         ensure_registered()
-        if getattr(config, "_attn_implementation", None) != ATTN_IMPLEMENTATION:
+        own = not routes_through_registry(self.adapter)  # a family computing attention itself keeps its own
+        if not own and getattr(config, "_attn_implementation", None) != ATTN_IMPLEMENTATION:
             hf_model.set_attn_implementation(ATTN_IMPLEMENTATION)
         self.hf_model = hf_model.eval()
         self.tokenizer = tokenizer
@@ -90,9 +93,11 @@ class HookedModel(WeightViews, nn.Module):
 
     def __repr__(self) -> str:
         c = self.cfg
-        return (
-            f"HookedModel({c.family}: {c.n_layers} layers, d_model {c.d_model}, {c.n_heads} heads / {c.n_kv_heads} kv)"
-        )
+        heads = f"{c.n_heads} heads / {c.n_kv_heads} kv"
+        if c.mixer is not None:  # a state-space model, or a hybrid's mixer layers
+            every = len(c.mixer_layers) == c.n_layers
+            heads = f"{c.mixer} mixers" if every else f"{heads}, {c.mixer} mixers in layers {list(c.mixer_layers)}"
+        return f"HookedModel({c.family}: {c.n_layers} layers, d_model {c.d_model}, {heads})"
 
     # ------------------------------------------------------------------ hook points
     @property
@@ -110,6 +115,7 @@ class HookedModel(WeightViews, nn.Module):
             raise HookNameError(f"hook names are strings such as 'blocks.0.hook_resid_post', got {name!r}")
         point = self.wiring.points.get(name)
         if point is None:
+            explain_missing_hook(self.cfg, name)  # a head hook of a state-space layer, say: say so
             near = ", ".join(repr(n) for n in closest_names(name, self.wiring.points))
             raise HookNameError(f"unknown hook name {name!r}; closest valid names: {near}. See model.hook_names.")
         return point
@@ -132,6 +138,8 @@ class HookedModel(WeightViews, nn.Module):
                     if name is None:  # resolve_names would read None as "every hook"
                         raise HookNameError("a hook's name cannot be None; give a hook name, or '*' for every hook")
                     exact = isinstance(name, str) and name in self.wiring.points
+                    if not exact:
+                        explain_missing_hook(self.cfg, name)
                     names = [name] if exact else resolve_names(name, self.hook_names)
                     for n in names:
                         handles.append(self.wiring.points[n].add(fn, direction))  # type: ignore[arg-type]
@@ -342,6 +350,7 @@ class HookedModel(WeightViews, nn.Module):
         """
         attached = intervention_hooks(self, interventions)
         ids, mask = self._prepare(tokens, attention_mask)
+        explain_missing_hook(self.cfg, names)
         selected = resolve_names(names, self.hook_names)
         data: dict[str, torch.Tensor] = {}
         remaining = set(selected)
@@ -367,6 +376,21 @@ class HookedModel(WeightViews, nn.Module):
         """Just the selected activations; the forward pass stops right after the last of them."""
         _, cache = self.run_with_cache(tokens, names, stop_early=True, attention_mask=attention_mask)
         return cache
+
+    def unembed_resid(
+        self, resid: Float[torch.Tensor, "... d_model"], *, normed: bool = False
+    ) -> Float[torch.Tensor, "... d_vocab"]:
+        """Logits from the final residual stream, the way the model makes its own: the final norm, the
+        unembedding, then the family's final logit transform (``wiring.softcap_logits``: softcap, logit scale).
+
+        ``normed=True`` takes ``resid`` as already normalised (``ln_final.hook_normalized``) and skips the
+        norm. Modules are called through ``forward``, so no hook fires here.
+        """
+        norm, unembed, head = self.wiring.final_norm, self.wiring.unembed, self.wiring.unembed_head
+        if norm is None or unembed is None:
+            raise UnsupportedModelError(f"the {self.cfg.family} model has no final norm and unembedding")
+        x = resid if normed else norm.forward(resid)
+        return self.wiring.softcap_logits(unembed.forward(x if head is None else head.forward(x)))
 
     def _generation_prompt(self, prompt: object, max_new_tokens: object) -> torch.Tensor:
         """The prompt's token ids [1, pos], after refusing what generation cannot do (before any work)."""

@@ -28,7 +28,9 @@ import torch
 from filelock import FileLock, Timeout
 
 from circuitscope.core.attention import ATTN_IMPLEMENTATION, ensure_registered
+from circuitscope.core.config import ModelConfig
 from circuitscope.core.hooked_model import HookedModel
+from circuitscope.core.own_attention import routes_through_registry
 from circuitscope.errors import LoadError, UnsupportedModelError
 from circuitscope.models import adapter_for
 from circuitscope.progress import status
@@ -71,12 +73,20 @@ def _auto_class(config: Any) -> Any:
     import transformers
 
     adapter = adapter_for(config.model_type)
+    ModelConfig.from_hf(config, adapter)  # a configuration the adapter cannot wire is refused before weights load
     archs = list(getattr(config, "architectures", None) or [])
     if adapter.causal:
         return transformers.AutoModelForCausalLM
     if any(a in adapter.masked_lm_classes for a in archs):
         return transformers.AutoModelForMaskedLM
     return transformers.AutoModel
+
+
+def _attention_choice(config: Any) -> dict[str, str]:
+    """circuitscope's attention implementation, for a family whose attention goes through transformers'
+    registry; nothing for one that computes attention itself (it keeps its own, see core/own_attention)."""
+    routed = routes_through_registry(adapter_for(config.model_type))
+    return {"attn_implementation": ATTN_IMPLEMENTATION} if routed else {}
 
 
 def _load_tokenizer(source: str, **kwargs: Any) -> Any:
@@ -150,6 +160,60 @@ def _dequantized_copy(model: Any, dtype: torch.dtype) -> Any:
     return fresh.eval()
 
 
+_GGUF_READS = (
+    "transformers' GGUF loader does not read that architecture (docs/models.md lists the families whose GGUF "
+    "files load); load the model from its Hugging Face folder or hub id instead."
+)
+
+
+def _gguf_failure(path: Path, err: Exception) -> LoadError:
+    """The LoadError for a GGUF file transformers could not load, saying why where transformers' error tells."""
+    if isinstance(err, ValueError) and "is not supported yet" in str(err):  # transformers: unknown architecture
+        return LoadError(f"GGUF file {str(path)!r}: {err} {_GGUF_READS}")
+    if isinstance(err, RuntimeError) and "ignore_mismatched_sizes" in str(err):
+        return LoadError(
+            f"GGUF file {str(path)!r}: its tensors do not fit the configuration transformers' GGUF loader reads "
+            "from it: the loader does not read some config field of this family and uses its default instead "
+            "(docs/models.md lists these limits). Load the model from its Hugging Face folder or hub id instead."
+        )
+    return LoadError(
+        f"could not read GGUF file {str(path)!r} ({type(err).__name__}: {err}). "
+        "The file is truncated, corrupt or not a GGUF model; fetch it again."
+    )
+
+
+def _refuse_missing_tensors(path: Path, config: Any, loaded: dict[str, Any]) -> None:
+    """A LoadError when the file had no tensor for some parameter (transformers would leave it random)."""
+    computed = adapter_for(config.model_type).embed_scale_buffer  # made from the config, not stored
+    missing = sorted(k for k in loaded.get("missing_keys", ()) if computed is None or not k.endswith(computed))
+    if missing:
+        raise LoadError(
+            f"GGUF file {str(path)!r}: transformers' GGUF loader found no tensor for {len(missing)} of the "
+            f"{config.model_type} model's parameters ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}), "
+            "which it would leave at random values: it cannot map this file's tensors onto the model. docs/models.md "
+            "says which GGUF files load; load the model from its Hugging Face folder or hub id instead."
+        )
+
+
+def _refuse_unused_tensors(path: Path, model: Any) -> None:
+    """A LoadError when the file holds more weights than the model took: transformers skips tensors it cannot
+    map (StableLM's per-head q/k norms under a config it reads without them), which would change the model."""
+    from gguf import GGUFReader
+
+    in_file = sum(int(t.n_elements) for t in GGUFReader(str(path)).tensors)
+    storages = {p.data_ptr(): p.numel() for p in model.state_dict().values()}  # tied weights counted once
+    unused = in_file - sum(storages.values())
+    embed = model.get_input_embeddings()
+    tied_copy = embed is not None and unused == embed.weight.numel()  # an lm_head stored for tied embeddings
+    if unused > 0 and not tied_copy:
+        raise LoadError(
+            f"GGUF file {str(path)!r} holds {unused} weights more than the {model.config.model_type} model "
+            "transformers built from it takes: its GGUF loader skipped tensors it cannot map (a feature of this "
+            "file the config it reads leaves out), so the model would not compute what the file does. "
+            "docs/models.md says which GGUF files load; load the model from its Hugging Face folder or hub id instead."
+        )
+
+
 def _from_gguf(path: Path, dtype: torch.dtype) -> tuple[Any, Any]:
     from transformers import AutoConfig
 
@@ -163,14 +227,15 @@ def _from_gguf(path: Path, dtype: torch.dtype) -> tuple[Any, Any]:
     folder, name = str(path.parent), str(path.resolve())
     try:
         config = AutoConfig.from_pretrained(folder, gguf_file=name)
-        model = _auto_class(config).from_pretrained(folder, gguf_file=name, dtype=dtype)
-    except LoadError:
+        model, loaded = _auto_class(config).from_pretrained(
+            folder, gguf_file=name, dtype=dtype, output_loading_info=True
+        )
+        _refuse_missing_tensors(path, config, loaded)
+        _refuse_unused_tensors(path, model)
+    except (LoadError, UnsupportedModelError):  # an unknown family is refused from its config, before weights
         raise
     except Exception as err:  # the GGUF reader raises many kinds of error on a bad file
-        raise LoadError(
-            f"could not read GGUF file {str(path)!r} ({type(err).__name__}: {err}). "
-            "The file is truncated, corrupt or not a GGUF model; fetch it again."
-        ) from err
+        raise _gguf_failure(path, err) from err
     tokenizer = _load_tokenizer(folder, gguf_file=name)
     return _dequantized_copy(model, dtype), tokenizer
 
@@ -349,10 +414,10 @@ def _from_folder(folder: Path, dtype: torch.dtype, device_map: Any, what: str) -
             str(folder),
             dtype=dtype,
             device_map=device_map,
-            attn_implementation=ATTN_IMPLEMENTATION,
+            **_attention_choice(config),
             use_safetensors=True,
         )
-    except LoadError:
+    except (LoadError, UnsupportedModelError):  # an unknown family is refused from its config, before weights
         raise
     except Exception as err:
         raise LoadError(
@@ -412,11 +477,11 @@ def _from_hub(text: str, dtype: torch.dtype, device_map: Any) -> tuple[Any, Any]
             text,
             dtype=dtype,
             device_map=device_map,
-            attn_implementation=ATTN_IMPLEMENTATION,
+            **_attention_choice(config),
             use_safetensors=True,
             local_files_only=cache_only,
         )
-    except LoadError:
+    except (LoadError, UnsupportedModelError):  # an unknown family is refused from its config, before weights
         raise
     except Exception as err:
         raise LoadError(

@@ -36,11 +36,11 @@ def unembed_at(
     model: HookedModel, resid: Float[torch.Tensor, "batch pos d_model"], positions: Int[torch.Tensor, " batch"]
 ) -> Float[torch.Tensor, "batch d_vocab"]:
     """Final norm, unembedding and final softcapping of one position per row (hooks fire as usual)."""
-    norm, unembed = model.wiring.final_norm, model.wiring.unembed
-    if norm is None or unembed is None:
+    norm = model.wiring.final_norm
+    if norm is None or model.wiring.unembed is None:
         raise UnsupportedModelError(f"the {model.cfg.family} model has no final norm and unembedding")
     rows = torch.arange(resid.shape[0], device=resid.device)
-    return model.wiring.softcap_logits(unembed(norm(resid)[rows, positions]))
+    return model.unembed_resid(norm(resid)[rows, positions], normed=True)  # the norm is called: its hook fires
 
 
 def _expand(value: Any, batch: int, copies: int) -> Any:

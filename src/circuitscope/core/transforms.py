@@ -21,6 +21,7 @@ from torch import nn
 
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.core.norms import frozen_norm
+from circuitscope.core.readout import require_linear_readout
 from circuitscope.errors import UnsupportedModelError
 
 __all__ = ["center_unembed", "center_writing_weights", "fold_layer_norm"]
@@ -48,6 +49,8 @@ def _fold_into(reader: nn.Module, scale: torch.Tensor, shift: torch.Tensor | Non
 
 def _set_identity(norm: nn.Module) -> None:
     """Make a norm's elementwise weight the identity (and its bias zero), whatever its parametrisation."""
+    if getattr(norm, "weight", None) is None and getattr(norm, "bias", None) is None:
+        return  # a norm without parameters (OLMo's LayerNorm) is the identity's already
     w = _weight(norm)
     if isinstance(norm, nn.LayerNorm):
         w.fill_(1.0)
@@ -78,18 +81,25 @@ def _require_pre_norm(model: HookedModel, what: str) -> None:
         raise UnsupportedModelError(
             f"{what} needs norms that read the residual stream (pre-norm); the {model.cfg.family} family is post-norm"
         )
+    if any(getattr(block, "moe", None) is not None for block in model.wiring.blocks):
+        raise UnsupportedModelError(
+            f"{what} is not implemented for mixture-of-experts MLPs (the {model.cfg.family} family): its router and "
+            "experts' 3-D weights would need folding too; use the model's weights as they are"
+        )
 
 
 @torch.no_grad()
 def fold_layer_norm(model: HookedModel) -> HookedModel:
     """Fold every pre-norm's weight (and bias) into the layers that read it. Logits are unchanged."""
     _require_pre_norm(model, "fold_layer_norm")
+    require_linear_readout(model, "fold_layer_norm (the final norm folded into W_U)")
     conv1d = model.adapter.conv1d
     for block in model.wiring.blocks:
-        for norm, readers in (
-            (block.ln1, (block.q, block.k, block.v, block.qkv)),
-            (block.ln2, (block.mlp_in, block.mlp_in_linear)),
-        ):
+        attn_readers = (block.q, block.k, block.v, block.qkv)
+        mlp_readers = (block.mlp_in, block.mlp_in_linear)
+        if block.ln2 is None and model.cfg.residual == "parallel":  # one norm feeds both sublayers (GPT-J, Phi)
+            attn_readers, mlp_readers = attn_readers + mlp_readers, ()
+        for norm, readers in ((block.ln1, attn_readers), (block.ln2, mlp_readers)):
             if norm is None:
                 continue
             frozen = frozen_norm(norm)
@@ -135,7 +145,8 @@ def center_writing_weights(model: HookedModel) -> HookedModel:
         pos.sub_(pos.mean(-1, keepdim=True))
     for block in model.wiring.blocks:
         _center_out(block.o, model.adapter.conv1d)
-        _center_out(block.mlp_down, model.adapter.conv1d)
+        if block.mlp_down is not None:  # refused above for experts; None only for a block without an MLP
+            _center_out(block.mlp_down, model.adapter.conv1d)
     return model
 
 

@@ -60,9 +60,12 @@ def _bias(module: nn.Module) -> torch.Tensor | None:
 def head_out_weights(
     o: nn.Module, cfg: ModelConfig, conv1d: bool
 ) -> tuple[Float[torch.Tensor, "head d_head d_model"], Float[torch.Tensor, " d_model"] | None]:
-    """``W_O`` and ``b_O`` of one layer's output projection."""
+    """``W_O`` and ``b_O`` of one layer's output projection (times the residual multiplier, where one scales it)."""
     w = _matrix(o, conv1d)  # [head*d_head, d_model]
-    return w.reshape(cfg.n_heads, cfg.d_head, w.shape[-1]), _bias(o)
+    b = _bias(o)
+    if cfg.residual_multiplier != 1.0:  # what the heads add to the stream (Granite): scaled copies
+        w, b = w * cfg.residual_multiplier, None if b is None else b * cfg.residual_multiplier
+    return w.reshape(cfg.n_heads, cfg.d_head, w.shape[-1]), b
 
 
 def head_in_weights(
@@ -84,12 +87,25 @@ def head_in_weights(
             b = _bias(mod)
             out.append((w.reshape(w.shape[0], n, d).permute(1, 0, 2), None if b is None else b.reshape(n, d)))
         return out
-    w = _matrix(qkv, conv1d)  # [d_model, 3*h*d]
+    w = _matrix(qkv, conv1d)  # [d_model, (h + 2 kv)*d]
     b = _bias(qkv)
     d_model = w.shape[0]
-    if layout == "concat":
-        ws = w.reshape(d_model, 3, h, d).permute(1, 2, 0, 3)  # [3 head d_model d_head]
-        bs = None if b is None else b.reshape(3, h, d)
+    if layout == "concat":  # [q | k | v] split by size: q has h heads, k and v kv heads each
+        sizes = [n * d for n in (h, kv, kv)]
+        parts = zip(w.split(sizes, dim=-1), (None,) * 3 if b is None else b.split(sizes), (h, kv, kv), strict=True)
+        return [
+            (wi.reshape(d_model, n, d).permute(1, 0, 2), None if bi is None else bi.reshape(n, d))
+            for wi, bi, n in parts
+        ]
+    if layout == "grouped":  # [kv_head, (its h/kv queries, k, v), d_head] (Falcon)
+        per = h // kv
+        w4 = w.reshape(d_model, kv, per + 2, d)
+        b3 = None if b is None else b.reshape(kv, per + 2, d)
+        return [
+            (w4[:, :, :per].reshape(d_model, h, d).permute(1, 0, 2), None if b3 is None else b3[:, :per].reshape(h, d)),
+            (w4[:, :, per].permute(1, 0, 2), None if b3 is None else b3[:, per]),
+            (w4[:, :, per + 1].permute(1, 0, 2), None if b3 is None else b3[:, per + 1]),
+        ]
     else:  # per_head: output index = head*(3*d) + which*d + i
         ws = w.reshape(d_model, h, 3, d).permute(2, 1, 0, 3)
         bs = None if b is None else b.reshape(h, 3, d).permute(1, 0, 2)
@@ -117,24 +133,43 @@ def _bias_or_zeros(module: nn.Module, weight: torch.Tensor, width: int) -> torch
     return bias if bias is not None else torch.zeros(width, dtype=weight.dtype, device=weight.device)
 
 
-def mlp_weights(mods: BlockModules, conv1d: bool) -> MLPWeights:
-    """The MLP weights of one block's resolved modules."""
+def mlp_weights(mods: BlockModules, conv1d: bool, out_scale: float = 1.0) -> MLPWeights:
+    """The MLP weights of one block's resolved modules (a fused [gate | up] projection sliced in halves).
+
+    ``out_scale``: the residual multiplier of a family that scales the MLP's output before the residual add
+    (Granite); ``W_out``/``b_out`` then include it (copies), so that they give ``hook_mlp_out``.
+    """
+    if getattr(mods, "moe", None) is not None:
+        raise ShapeError(
+            "this block's MLP is a mixture of experts: it has no single W_in/W_out; read the experts' outputs "
+            "from mlp.hook_expert_out (see docs/experts.md)"
+        )
+    assert mods.mlp_in is not None and mods.mlp_down is not None  # a dense MLP block
+    w_out = _matrix(mods.mlp_down, conv1d)  # [d_mlp, d_model]
+    b_out = _bias_or_zeros(mods.mlp_down, w_out, w_out.shape[-1])
+    if out_scale != 1.0:
+        w_out, b_out = w_out * out_scale, b_out * out_scale
+    if mods.mlp_gate_up is not None:
+        w_gate, w_in = _matrix(mods.mlp_gate_up, conv1d).chunk(2, dim=-1)  # [d_model, 2*d_mlp] -> halves
+        bias = _bias_or_zeros(mods.mlp_gate_up, w_in, 2 * w_in.shape[-1])
+        return MLPWeights(W_in=w_in, b_in=bias.chunk(2)[1], W_out=w_out, b_out=b_out, W_gate=w_gate)
     gated = mods.mlp_in_linear is not None
     up = mods.mlp_in_linear if mods.mlp_in_linear is not None else mods.mlp_in
     w_in = _matrix(up, conv1d)  # [d_model, d_mlp]
-    w_out = _matrix(mods.mlp_down, conv1d)  # [d_mlp, d_model]
     return MLPWeights(
         W_in=w_in,
         b_in=_bias_or_zeros(up, w_in, w_in.shape[-1]),
         W_out=w_out,
-        b_out=_bias_or_zeros(mods.mlp_down, w_out, w_out.shape[-1]),
+        b_out=b_out,
         W_gate=_matrix(mods.mlp_in, conv1d) if gated else None,
     )
 
 
-def stacked_mlp(blocks: Sequence[BlockModules], conv1d: bool, part: MLPPart, family: str) -> torch.Tensor:
-    """``part`` of every block's MLP stacked along a leading layer axis."""
-    rows = [getattr(mlp_weights(b, conv1d), part) for b in blocks]
+def stacked_mlp(
+    blocks: Sequence[BlockModules], conv1d: bool, part: MLPPart, family: str, out_scale: float = 1.0
+) -> torch.Tensor:
+    """``part`` of every block's MLP stacked along a leading layer axis (``out_scale``: see :func:`mlp_weights`)."""
+    rows = [getattr(mlp_weights(b, conv1d, out_scale), part) for b in blocks]
     if any(r is None for r in rows):
         raise ShapeError(f"the {family} family's MLP is not gated: it has no {part}")
     return torch.stack(rows)
@@ -163,7 +198,8 @@ def _stacked_heads_in(model: WeightViews, which: int, bias: bool) -> torch.Tenso
 
 
 def _stacked_mlp(model: WeightViews, part: MLPPart) -> torch.Tensor:
-    return stacked_mlp(model.wiring.blocks, model.adapter.conv1d, part, model.cfg.family)
+    cfg = model.cfg
+    return stacked_mlp(model.wiring.blocks, model.adapter.conv1d, part, cfg.family, cfg.residual_multiplier)
 
 
 class _View:
@@ -201,7 +237,11 @@ class WeightViews:
 
     @property
     def W_pos(self) -> Float[torch.Tensor, "n_ctx d_model"]:
-        return _stored_weight(self.wiring.pos_embed, f"the {self.cfg.family} family has no learned position embedding")
+        """Learned position embeddings, row ``i`` for position ``i`` (rows the family keeps before 0 dropped)."""
+        weight = _stored_weight(
+            self.wiring.pos_embed, f"the {self.cfg.family} family has no learned position embedding"
+        )
+        return weight[self.adapter.pos_embed_offset :]
 
     @property
     def W_U(self) -> Float[torch.Tensor, "d_model d_vocab"]:
@@ -228,7 +268,7 @@ class WeightViews:
     def mlp_weights(self, layer: int) -> MLPWeights:
         """One layer's MLP weights (``W_in``, ``b_in``, ``W_out``, ``b_out``, ``W_gate``), without stacking."""
         self.check_layer_head(layer)
-        return mlp_weights(self.wiring.blocks[layer], self.adapter.conv1d)
+        return mlp_weights(self.wiring.blocks[layer], self.adapter.conv1d, self.cfg.residual_multiplier)
 
     W_in, b_in, W_gate, W_out, b_out = (
         _View(partial(_stacked_mlp, part=part)) for part in ("W_in", "b_in", "W_gate", "W_out", "b_out")

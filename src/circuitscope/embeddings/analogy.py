@@ -13,6 +13,7 @@ from jaxtyping import Float
 from circuitscope.embeddings.matrix import Embeddings
 from circuitscope.errors import CircuitscopeError, ShapeError
 
+# The names this module exports, one per line: the API spelled out on purpose (alike in shape to others').
 __all__ = [
     "METHODS",
     "AnalogyResult",

@@ -26,10 +26,10 @@ if TYPE_CHECKING:
 
 __all__ = ["AXIS_NAMES", "AxisName", "MetricGrid", "ScoreGrid", "component_labels"]
 
-AxisName = Literal["layer", "head", "kv_head", "pos", "neuron", "sender", "receiver", "prompt", "coefficient"]
+AxisName = Literal["layer", "head", "kv_head", "pos", "neuron", "sender", "receiver", "prompt", "coefficient", "expert"]
 """What an axis of a score grid indexes: layers, attention heads, key/value heads (grouped-query
 attention), token positions, MLP neurons, the senders and receivers of a circuit graph's edges, prompts,
-the coefficients of a steering sweep."""
+the coefficients of a steering sweep, the experts of a mixture-of-experts layer."""
 AXIS_NAMES: tuple[str, ...] = get_args(AxisName)
 
 

@@ -16,6 +16,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from circuitscope.core.capabilities import require_attention
 from circuitscope.core.replay import BlockReplay
 from circuitscope.engine.batching import batched
 from circuitscope.progress import OnProgress, progress
@@ -44,6 +45,7 @@ def ablate_each_head(
     ablated). ``on_progress(stage, done, total)`` is called after each pass; without it a progress bar is drawn.
     """
     model = replay.model
+    require_attention(model.cfg, "head ablation")
     n_layers, n_heads, b = model.cfg.n_layers, model.cfg.n_heads, replay.batch
     copies = max(1, batch_size // b)
     work = [(layer, heads) for layer in range(n_layers) for heads in batched(range(n_heads), copies)]

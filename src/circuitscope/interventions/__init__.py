@@ -13,6 +13,7 @@ Plain ``(name, fn)`` hooks keep working everywhere (``model.hooks``, ``fwd_hooks
 """
 
 from circuitscope.core.intervention import Intervention, intervention_hooks
+from circuitscope.interventions.experts import AblationMode, ExpertAblation
 from circuitscope.interventions.positions import PositionCounter
 
-__all__ = ["Intervention", "PositionCounter", "intervention_hooks"]
+__all__ = ["AblationMode", "ExpertAblation", "Intervention", "PositionCounter", "intervention_hooks"]

@@ -13,7 +13,7 @@ import html
 import math
 from typing import TYPE_CHECKING
 
-from circuitscope.circuits._faithfulness import FaithfulnessCurve
+from circuitscope.circuits import FaithfulnessCurve
 from circuitscope.circuits.circuit import Circuit
 from circuitscope.circuits.graph import Graph
 from circuitscope.report.html import Report

@@ -15,7 +15,7 @@ from circuitscope.report.max_activating import example_html
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure
 
-    from circuitscope.analysis._heads import HeadScores
+    from circuitscope.analysis import HeadScores
     from circuitscope.analysis.composition import CompositionScores, Mode
     from circuitscope.analysis.head_ablation import HeadAblation
     from circuitscope.analysis.heads_analysis import HeadExample, HeadsAnalysis

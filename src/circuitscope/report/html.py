@@ -9,11 +9,12 @@ from __future__ import annotations
 import html
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from circuitscope.core.files import atomic_write_text
 
 __all__ = ["Report", "caption_html", "figure_html", "paragraphs_html", "table_html", "token_html"]
 
@@ -129,16 +130,7 @@ class Report:
         """Write atomically (temporary file, then rename) and return the path."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        text = self.to_html()
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write_text(target, self.to_html())  # shared (0o644): a report is meant to be read by others
         return target
 
 

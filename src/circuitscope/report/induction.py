@@ -53,6 +53,7 @@ def plot_icl(runs: list[InductionRun]) -> Figure:
     fig = go.Figure()
     for run in runs:
         fig.add_scatter(x=run.steps, y=run.icl_score, name=f"{run.config.n_layers} layer(s)", mode="lines+markers")
+    # Title and axes as plotly keywords: every figure ends alike, on purpose.
     fig.update_layout(
         title="in-context learning score: loss late in the context minus loss early",
         xaxis_title="step",
@@ -116,6 +117,52 @@ def _summary_row(run: InductionRun) -> list[Any]:
     ]
 
 
+def _paper_and_run(runs: list[InductionRun]) -> list[list[str]]:
+    """One row per claim of the papers: what they report and what these runs measured."""
+    two = next((r for r in runs if r.config.n_layers == 2), None)
+    one = next((r for r in runs if r.config.n_layers == 1), None)
+    return [
+        [
+            "1-layer model",
+            "no induction heads (no composition possible); skip-trigram-like heads",
+            f"top induction score {one.final_induction.top(1)[0][2]:.2f}" if one and one.final_induction else "not run",
+        ],
+        [
+            "2-layer model",
+            "a previous-token head in layer 0 K-composes with an induction head in layer 1",
+            (
+                f"induction head L{two.final_induction.top(1)[0][0]}H{two.final_induction.top(1)[0][1]} "
+                f"({two.final_induction.top(1)[0][2]:.2f}), K-comp {two.k_composition[-1]:.3f} vs baseline "
+                f"{two.composition.baseline['k']:.3f}"
+            )
+            if two and two.final_induction and two.composition and two.k_composition[-1] is not None
+            else "not run",
+        ],
+        [
+            "phase change",
+            "induction heads form abruptly, with a bump in the loss and a drop of the ICL score",
+            ", ".join(f"{r.config.n_layers}L: step {r.phase_change_step}" for r in runs),
+        ],
+        [
+            "ICL score",
+            "markedly negative after the phase change (late tokens are easier)",
+            ", ".join(f"{r.config.n_layers}L: {r.icl_score[0]:.2f} → {r.icl_score[-1]:.2f}" for r in runs),
+        ],
+    ]
+
+
+def _add_run_figures(report: Report, run: InductionRun) -> None:
+    """One model's figures: head scores over training, the final scores, K-composition, ablation importance."""
+    n = run.config.n_layers
+    report.add_figure(f"{n}-layer: head scores over training", plot_head_curves(run))
+    if run.final_induction is not None:
+        report.add_figure(f"{n}-layer: final induction scores", plot_head_scores(run.final_induction))
+    if run.composition is not None and n > 1:
+        report.add_figure(f"{n}-layer: K-composition", plot_composition(run.composition, "k"))
+    if run.ablation is not None:
+        report.add_figure(f"{n}-layer: head ablation importance", plot_head_ablation(run.ablation))
+
+
 def induction_report(runs: list[InductionRun]) -> Report:
     base = runs[0].config
     report = Report(
@@ -123,41 +170,8 @@ def induction_report(runs: list[InductionRun]) -> Report:
         subtitle=f"data: {base.data}; d_model {base.d_model}, {base.n_heads} heads, n_ctx {base.n_ctx}, "
         f"{base.steps} steps, batch {base.batch_size}, seed {base.seed}",
     )
-    two = next((r for r in runs if r.config.n_layers == 2), None)
-    one = next((r for r in runs if r.config.n_layers == 1), None)
     report.add_table(
-        "The paper and this run",
-        ["", "Elhage et al. 2021 / Olsson et al. 2022", "this run"],
-        [
-            [
-                "1-layer model",
-                "no induction heads (no composition possible); skip-trigram-like heads",
-                f"top induction score {one.final_induction.top(1)[0][2]:.2f}"
-                if one and one.final_induction
-                else "not run",
-            ],
-            [
-                "2-layer model",
-                "a previous-token head in layer 0 K-composes with an induction head in layer 1",
-                (
-                    f"induction head L{two.final_induction.top(1)[0][0]}H{two.final_induction.top(1)[0][1]} "
-                    f"({two.final_induction.top(1)[0][2]:.2f}), K-comp {two.k_composition[-1]:.3f} vs baseline "
-                    f"{two.composition.baseline['k']:.3f}"
-                )
-                if two and two.final_induction and two.composition and two.k_composition[-1] is not None
-                else "not run",
-            ],
-            [
-                "phase change",
-                "induction heads form abruptly, with a bump in the loss and a drop of the ICL score",
-                ", ".join(f"{r.config.n_layers}L: step {r.phase_change_step}" for r in runs),
-            ],
-            [
-                "ICL score",
-                "markedly negative after the phase change (late tokens are easier)",
-                ", ".join(f"{r.config.n_layers}L: {r.icl_score[0]:.2f} → {r.icl_score[-1]:.2f}" for r in runs),
-            ],
-        ],
+        "The paper and this run", ["", "Elhage et al. 2021 / Olsson et al. 2022", "this run"], _paper_and_run(runs)
     )
     report.add_table(
         "Models compared",
@@ -175,12 +189,5 @@ def induction_report(runs: list[InductionRun]) -> Report:
     report.add_figure("Loss curves", plot_loss_curves(runs))
     report.add_figure("In-context learning score", plot_icl(runs))
     for run in runs:
-        n = run.config.n_layers
-        report.add_figure(f"{n}-layer: head scores over training", plot_head_curves(run))
-        if run.final_induction is not None:
-            report.add_figure(f"{n}-layer: final induction scores", plot_head_scores(run.final_induction))
-        if run.composition is not None and n > 1:
-            report.add_figure(f"{n}-layer: K-composition", plot_composition(run.composition, "k"))
-        if run.ablation is not None:
-            report.add_figure(f"{n}-layer: head ablation importance", plot_head_ablation(run.ablation))
+        _add_run_figures(report, run)
     return report

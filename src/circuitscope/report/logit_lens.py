@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from circuitscope.report.figures import NUMBER_FORMAT
 
 if TYPE_CHECKING:
-    from circuitscope.analysis._logit_lens import LogitLensResult
+    from circuitscope.analysis import LogitLensResult
 
 __all__ = ["plot_logit_lens", "plot_top_tokens"]
 

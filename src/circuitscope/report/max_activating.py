@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from circuitscope.analysis._max_activating import ActivatingExample, MaxActivating
+    from circuitscope.analysis import ActivatingExample, MaxActivating
 
 __all__ = ["example_html", "max_activating_html"]
 

@@ -10,7 +10,7 @@ from circuitscope.report.figures import layer_heatmap, round_numbers
 if TYPE_CHECKING:
     import torch
 
-    from circuitscope.analysis._path_patching import PathPatchingResult
+    from circuitscope.analysis import PathPatchingResult
     from circuitscope.analysis.ablation import AblationResult, HeadAblationScan
     from circuitscope.analysis.attribution import AttributionCorrelation, AttributionScores
     from circuitscope.analysis.patching import PatchingResult
@@ -32,33 +32,30 @@ def _summed_over_positions(scores: torch.Tensor, axes: tuple[str, ...]) -> tuple
     return scores, axes
 
 
-def plot_patching(result: PatchingResult, title: str | None = None) -> object:
-    """A heatmap of the normalised scores (``[layer, head, pos]`` is summed over positions)."""
-    scores, axes = _summed_over_positions(result.scores, result.axes)
+def _grid_heatmap(grid: PatchingResult | AttributionScores, colorbar: str, value: str, title: str) -> object:
+    """A layer-by-component heatmap of a patching-style grid (``[layer, head, pos]`` summed over positions)."""
+    scores, axes = _summed_over_positions(grid.scores, grid.axes)
     return layer_heatmap(
         scores.tolist(),
-        result.labels[axes[1]],
-        result.labels["layer"],
-        colorbar="normalised<br>metric",
-        hovertemplate=f"layer %{{y}}<br>{axes[1]} %{{x}}<br>score %{{z:.3f}}<extra></extra>",
-        title=title or f"Activation patching: {result.target} ({result.metric}, 0 = corrupted, 1 = clean)",
+        grid.labels[axes[1]],
+        grid.labels["layer"],
+        colorbar=colorbar,
+        hovertemplate=f"layer %{{y}}<br>{axes[1]} %{{x}}<br>{value} %{{z:.3f}}<extra></extra>",
+        title=title,
         xaxis_title=axes[1],
     )
+
+
+def plot_patching(result: PatchingResult, title: str | None = None) -> object:
+    """A heatmap of the normalised scores (``[layer, head, pos]`` is summed over positions)."""
+    default = f"Activation patching: {result.target} ({result.metric}, 0 = corrupted, 1 = clean)"
+    return _grid_heatmap(result, "normalised<br>metric", "score", title or default)
 
 
 def plot_attribution(scores: AttributionScores, title: str | None = None) -> object:
     """A heatmap of the estimated normalised scores (``[layer, head, pos]`` is summed over positions)."""
-    z, axes = _summed_over_positions(scores.scores, scores.axes)
-    return layer_heatmap(
-        z.tolist(),
-        scores.labels[axes[1]],
-        scores.labels["layer"],
-        colorbar="estimated<br>normalised<br>metric",
-        hovertemplate=f"layer %{{y}}<br>{axes[1]} %{{x}}<br>estimate %{{z:.3f}}<extra></extra>",
-        title=title
-        or f"Attribution patching: {scores.target} ({scores.metric}, 0 = corrupted, 1 = clean, first order)",
-        xaxis_title=axes[1],
-    )
+    default = f"Attribution patching: {scores.target} ({scores.metric}, 0 = corrupted, 1 = clean, first order)"
+    return _grid_heatmap(scores, "estimated<br>normalised<br>metric", "estimate", title or default)
 
 
 def plot_attribution_scatter(

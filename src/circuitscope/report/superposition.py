@@ -170,56 +170,58 @@ def _angles(W: Any) -> list[float]:
     )
 
 
-def superposition_report(lab: SuperpositionLab) -> Report:
+def _paper_and_run(lab: SuperpositionLab) -> list[list[str]]:
+    """One row per claim of the paper: what it reports and what this lab measured."""
     small, medium, g = lab.small, lab.medium, lab.geometry
-    report = Report(
-        title="Toy models of superposition",
-        subtitle=f"x' = ReLU(WᵀWx + b); AdamW lr 1e-3, batch 1024, {lab.steps} steps, seed {lab.seed}",
-    )
     dense, sparse = small.n_represented()[0], small.n_represented()[-1]
     plateau = [d for x, d in zip(g.inverse_density, g.dimensions_per_feature, strict=True) if 3 <= x <= 20]
     clusters = g.cluster_fractions()
     phase_counts = {
         k: sum(row.count(k) for row in lab.phases.phase) for k in ("not represented", "dedicated", "superposition")
     }
-    report.add_table(
-        "The paper and this run",
-        ["", "Elhage et al. 2022", "this run"],
+    return [
         [
-            [
-                f"{small.n_features}→{small.n_hidden}, dense (S = {small.sparsities[0]})",
-                "the 2 most important features, orthogonal; the rest dropped",
-                f"{dense} features represented; angles {_angles(small.W[0])}°",
-            ],
-            [
-                f"{small.n_features}→{small.n_hidden}, sparse (S = {small.sparsities[-1]})",
-                "all 5 features in superposition (a pentagon; antipodal pairs on the way)",
-                f"{sparse} features represented; angles {_angles(small.W[-1])}°",
-            ],
-            [
-                f"{medium.n_features}→{medium.n_hidden}, importance 0.7^i",
-                "dense: 5 features, no superposition; sparser: more features, increasingly in superposition",
-                f"features represented per sparsity: {medium.n_represented()}",
-            ],
-            [
-                "D* over 1/(1-S) from 1 to 20",
-                "falls from 1 and sticks at 1/2 (antipodal pairs) over a range",
-                f"D* from {g.dimensions_per_feature[0]:.3f} to {g.dimensions_per_feature[-1]:.3f}; mean over "
-                f"1/(1-S) in [3, 20]: {sum(plateau) / max(len(plateau), 1):.3f}",
-            ],
-            [
-                "feature dimensionalities D_i",
-                "cluster at 1, 3/4, 2/3, 1/2, 2/5, 3/8",
-                ", ".join(f"{k}: {v:.0%}" for k, v in clusters.items()) + " of represented features (±0.04)",
-            ],
-            [
-                "phase diagram (n = 2, m = 1)",
-                "not represented / dedicated dimension / superposition, "
-                "superposition at low density and comparable importance",
-                ", ".join(f"{k}: {v} cells" for k, v in phase_counts.items()),
-            ],
+            f"{small.n_features}→{small.n_hidden}, dense (S = {small.sparsities[0]})",
+            "the 2 most important features, orthogonal; the rest dropped",
+            f"{dense} features represented; angles {_angles(small.W[0])}°",
         ],
+        [
+            f"{small.n_features}→{small.n_hidden}, sparse (S = {small.sparsities[-1]})",
+            "all 5 features in superposition (a pentagon; antipodal pairs on the way)",
+            f"{sparse} features represented; angles {_angles(small.W[-1])}°",
+        ],
+        [
+            f"{medium.n_features}→{medium.n_hidden}, importance 0.7^i",
+            "dense: 5 features, no superposition; sparser: more features, increasingly in superposition",
+            f"features represented per sparsity: {medium.n_represented()}",
+        ],
+        [
+            "D* over 1/(1-S) from 1 to 20",
+            "falls from 1 and sticks at 1/2 (antipodal pairs) over a range",
+            f"D* from {g.dimensions_per_feature[0]:.3f} to {g.dimensions_per_feature[-1]:.3f}; mean over "
+            f"1/(1-S) in [3, 20]: {sum(plateau) / max(len(plateau), 1):.3f}",
+        ],
+        [
+            "feature dimensionalities D_i",
+            "cluster at 1, 3/4, 2/3, 1/2, 2/5, 3/8",
+            ", ".join(f"{k}: {v:.0%}" for k, v in clusters.items()) + " of represented features (±0.04)",
+        ],
+        [
+            "phase diagram (n = 2, m = 1)",
+            "not represented / dedicated dimension / superposition, "
+            "superposition at low density and comparable importance",
+            ", ".join(f"{k}: {v} cells" for k, v in phase_counts.items()),
+        ],
+    ]
+
+
+def superposition_report(lab: SuperpositionLab) -> Report:
+    small, medium, g = lab.small, lab.medium, lab.geometry
+    report = Report(
+        title="Toy models of superposition",
+        subtitle=f"x' = ReLU(WᵀWx + b); AdamW lr 1e-3, batch 1024, {lab.steps} steps, seed {lab.seed}",
     )
+    report.add_table("The paper and this run", ["", "Elhage et al. 2022", "this run"], _paper_and_run(lab))
     report.add_figure(f"{small.n_features} features in {small.n_hidden} dimensions", plot_directions(small))
     report.add_figure("WᵀW", plot_gram(small))
     report.add_figure(f"{medium.n_features} features in {medium.n_hidden} dimensions", plot_norms(medium))

@@ -9,7 +9,6 @@ intact one, and refuses when every checkpoint is damaged.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -22,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from circuitscope.core.files import read_json_object, require_fields
+from circuitscope.core.files import atomic_write_json, read_json_object, require_fields
 from circuitscope.errors import DamagedCheckpointWarning
 from circuitscope.sae.base import SAE
 from circuitscope.sae.errors import SAEConfigError, SAEFormatError
@@ -171,7 +170,7 @@ def save_checkpoint(
         "sae_config": sae.cfg.to_dict(),
         "history": history,
     }
-    (partial / "trainer.json").write_text(json.dumps(payload, indent=2))
+    atomic_write_json(partial / "trainer.json", payload, indent=2)
     if target.exists():
         shutil.rmtree(target)
     os.replace(partial, target)

@@ -25,6 +25,7 @@ import torch
 from jaxtyping import Int
 
 from circuitscope.core.hooked_model import HookedModel
+from circuitscope.engine.jsonl import json_lines
 from circuitscope.sae.errors import SAEConfigError
 
 __all__ = ["Contexts", "Corpus", "build_contexts", "default_corpus", "load_corpus"]
@@ -61,14 +62,11 @@ def default_corpus() -> Corpus:
 
 
 def _jsonl(path: Path, text_field: str) -> Iterator[str]:
+    def bad_line(n: int, err: json.JSONDecodeError) -> SAEConfigError:
+        return SAEConfigError(f"{path}:{n} is not valid JSON ({err})")
+
     with path.open(encoding="utf-8") as handle:
-        for n, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise SAEConfigError(f"{path}:{n} is not valid JSON ({err})") from err
+        for n, row in json_lines(handle, bad_line):
             if not isinstance(row, dict) or not isinstance(row.get(text_field), str):
                 raise SAEConfigError(f"{path}:{n} has no string field {text_field!r}; pass text_field=... to pick one")
             yield row[text_field]

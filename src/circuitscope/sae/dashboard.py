@@ -48,6 +48,7 @@ class Example:
     """The feature's activation on each token of the window."""
 
 
+# Fields one per line, a docstring under each (the house style of results): alike in shape only, on purpose.
 @dataclass(frozen=True)
 class FeatureDashboardData:
     """Everything a dashboard shows, for a list of features."""
@@ -129,11 +130,47 @@ def feature_dashboard_data(
 
     ``on_progress(stage, done, total)`` is told the batches run (``Dashboard: activations``).
     """
-    hook = sae.cfg.hook_name
-    model.hook_point(hook)
+    model.hook_point(sae.cfg.hook_name)
     if not features:
         raise SAEConfigError("choose at least one feature")
     idx = torch.tensor(features, dtype=torch.long)
+    acts_all = _feature_acts(model, sae, tokens, idx, batch_size, on_progress)  # [n, pos, feature]
+    top_examples: list[list[Example]] = []
+    quantiles: list[list[tuple[str, list[Example]]]] = []
+    samples: list[torch.Tensor] = []
+    for j in range(len(features)):
+        a = acts_all[..., j]
+        best_per_ctx, best_pos = a.max(dim=1)
+        order = [c for c in best_per_ctx.argsort(descending=True)[:n_top].tolist() if best_per_ctx[c] > 0]
+        top_examples.append([_example(model, tokens, a, c, int(best_pos[c]), window) for c in order])
+        nz = a.flatten()
+        samples.append(nz[nz > 0])
+        bands = _band_rows(a, j, n_bands, per_band)
+        quantiles.append([(label, [_example(model, tokens, a, c, p, window) for c, p in at]) for label, at in bands])
+    top_logits, bottom_logits = _logit_effects(model, sae, idx, n_logits)
+    return FeatureDashboardData(
+        features=list(features),
+        density=(acts_all > 0).float().mean((0, 1)),
+        max_activation=acts_all.amax((0, 1)),
+        top_examples=top_examples,
+        quantile_examples=quantiles,
+        activation_samples=samples,
+        top_logits=top_logits,
+        bottom_logits=bottom_logits,
+        n_tokens=acts_all.shape[0] * acts_all.shape[1],
+    )
+
+
+def _feature_acts(
+    model: HookedModel,
+    sae: SAE,
+    tokens: Int[torch.Tensor, "n_contexts context"],
+    idx: Int[torch.Tensor, " feature"],
+    batch_size: int,
+    on_progress: OnProgress | None,
+) -> Float[torch.Tensor, "n_contexts context feature"]:
+    """The chosen features' activations on every token (zero where the SAE skips a token, e.g. BOS), on the CPU."""
+    hook = sae.cfg.hook_name
     chunks = []
     for rows in track(batch_slices(tokens.shape[0], batch_size), "Dashboard: activations", on_progress):
         ids = tokens[rows].to(model.device)
@@ -143,46 +180,41 @@ def feature_dashboard_data(
         if mask is not None:
             acts = acts.masked_fill(mask[..., None].cpu(), 0.0)
         chunks.append(acts)
-    acts_all = torch.cat(chunks)  # [n, pos, feature]
-    n_tokens = acts_all.shape[0] * acts_all.shape[1]
-    density = (acts_all > 0).float().mean((0, 1))
-    before, after = window
-    top_examples: list[list[Example]] = []
-    quantiles: list[list[tuple[str, list[Example]]]] = []
-    samples: list[torch.Tensor] = []
-    for j in range(len(features)):
-        a = acts_all[..., j]
-        best_per_ctx, best_pos = a.max(dim=1)
-        order = best_per_ctx.argsort(descending=True)[:n_top]
-        ex = []
-        for c in order.tolist():
-            if best_per_ctx[c] <= 0:
-                break
-            p = int(best_pos[c])
-            toks, vals = _window(model, tokens[c], a[c], p, before, after)
-            ex.append(Example(c, p, float(a[c, p]), toks, vals))
-        top_examples.append(ex)
-        nz = a.flatten()
-        positive = nz[nz > 0]
-        samples.append(positive)
-        bands: list[tuple[str, list[Example]]] = []
-        if positive.numel():
-            qs = torch.quantile(positive, torch.linspace(0, 1, n_bands + 1))
-            flat_idx = (a > 0).nonzero()
-            gen = torch.Generator().manual_seed(j)
-            for b in range(n_bands - 1, -1, -1):
-                lo, hi = float(qs[b]), float(qs[b + 1])
-                vals_at = a[flat_idx[:, 0], flat_idx[:, 1]]
-                inside = flat_idx[(vals_at >= lo) & (vals_at <= hi)]
-                pick = inside[torch.randperm(inside.shape[0], generator=gen)[:per_band]]
-                band_ex = []
-                for c, p in pick.tolist():
-                    toks, vals = _window(model, tokens[c], a[c], p, before, after)
-                    band_ex.append(Example(c, p, float(a[c, p]), toks, vals))
-                bands.append((f"{lo:.3g} – {hi:.3g}", band_ex))
-        quantiles.append(bands)
-    W_U = model.W_U.detach().float()
-    effects = sae.W_dec.detach()[idx].float() @ W_U  # [feature, d_vocab]
+    return torch.cat(chunks)
+
+
+def _example(
+    model: HookedModel, tokens: torch.Tensor, a: torch.Tensor, c: int, p: int, window: tuple[int, int]
+) -> Example:
+    """The example at context ``c``, position ``p`` of one feature's activations ``a`` [context, pos]."""
+    toks, vals = _window(model, tokens[c], a[c], p, *window)
+    return Example(c, p, float(a[c, p]), toks, vals)
+
+
+def _band_rows(a: torch.Tensor, seed: int, n_bands: int, per_band: int) -> list[tuple[str, list[tuple[int, int]]]]:
+    """Up to ``per_band`` seeded random (context, position) in each quantile band of the nonzero activations,
+    highest band first, with the band's range as its label (no bands when the feature never fires)."""
+    positive = a[a > 0]
+    if not positive.numel():
+        return []
+    qs = torch.quantile(positive, torch.linspace(0, 1, n_bands + 1))
+    flat_idx = (a > 0).nonzero()
+    gen = torch.Generator().manual_seed(seed)
+    bands = []
+    for b in range(n_bands - 1, -1, -1):
+        lo, hi = float(qs[b]), float(qs[b + 1])
+        vals_at = a[flat_idx[:, 0], flat_idx[:, 1]]
+        inside = flat_idx[(vals_at >= lo) & (vals_at <= hi)]
+        pick = inside[torch.randperm(inside.shape[0], generator=gen)[:per_band]]
+        bands.append((f"{lo:.3g} – {hi:.3g}", [(c, p) for c, p in pick.tolist()]))
+    return bands
+
+
+def _logit_effects(
+    model: HookedModel, sae: SAE, idx: Int[torch.Tensor, " feature"], n_logits: int
+) -> tuple[list[list[tuple[str, float]]], list[list[tuple[str, float]]]]:
+    """Per feature, the tokens whose logits its decoder direction boosts and suppresses most (``W_dec[f] @ W_U``)."""
+    effects = sae.W_dec.detach()[idx].float() @ model.W_U.detach().float()  # [feature, d_vocab]
     top = effects.topk(n_logits, dim=-1)
     bottom = (-effects).topk(n_logits, dim=-1)
     decode = lambda i: str(model.to_string(int(i)))  # noqa: E731
@@ -190,17 +222,7 @@ def feature_dashboard_data(
     bottom_logits = [
         [(decode(i), -float(v)) for v, i in zip(vs, ix, strict=True)] for vs, ix in zip(*bottom, strict=True)
     ]
-    return FeatureDashboardData(
-        features=list(features),
-        density=density,
-        max_activation=acts_all.amax((0, 1)),
-        top_examples=top_examples,
-        quantile_examples=quantiles,
-        activation_samples=samples,
-        top_logits=top_logits,
-        bottom_logits=bottom_logits,
-        n_tokens=n_tokens,
-    )
+    return top_logits, bottom_logits
 
 
 def dashboard_summary(data: FeatureDashboardData) -> dict[str, Any]:

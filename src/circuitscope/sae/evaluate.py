@@ -36,9 +36,11 @@ from circuitscope.sae.errors import SAEShapeError
 from circuitscope.sae.frequency import LatentFrequencies
 from circuitscope.sae.splice import SAESplice, _skip_mask
 
+# The names this module exports, one per line: the API spelled out on purpose (alike in shape to others').
 __all__ = ["SAEEvalResult", "ce_loss_recovered", "evaluate_sae"]
 
 
+# Fields one per line, a docstring under each (the house style of results): alike in shape only, on purpose.
 @dataclass(frozen=True)
 class SAEEvalResult:
     """Metrics of one SAE on one model and set of contexts."""

@@ -78,6 +78,7 @@ def count_firings(
     return LatentFrequencies(frequency=(fired / n).float(), n_tokens=n, source=source)
 
 
+# Keyword options one per line, each its own documented knob: alike in shape to other entry points, on purpose.
 def store_frequencies(
     sae: SAE,
     store: ActivationStore,

@@ -290,8 +290,32 @@ def collect_activations(
     if contexts is None:
         with status("Tokenizing the corpus"):
             contexts = build_contexts(model, corpus, cfg.context_size, seed=cfg.seed)
-    d_in = None
-    expected = {
+    writer = _ShardWriter(folder, _store_identity(model, corpus, cfg, model_name))
+    writer.resume()
+    skip_first = 1 if (cfg.exclude_bos and contexts.has_bos) else 0
+    needed_contexts = _contexts_needed(cfg, contexts.tokens.shape[0], cfg.context_size - skip_first)
+    next_context = writer.shards[-1]["contexts"][1] if writer.shards else 0
+    new_shards = 0
+    batches = batch_slices(needed_contexts, cfg.batch_size, start=next_context)
+    with torch.inference_mode():
+        for part in track(batches, f"Collecting {cfg.hook}", on_progress, total=len(batches)):
+            toks = contexts.tokens[part]
+            writer.add(_hook_rows(model, cfg, toks, skip_first), toks[:, skip_first:].reshape(-1).to(torch.int32))
+            last = part.stop >= needed_contexts
+            if writer.buffered >= cfg.tokens_per_shard or last:
+                writer.flush(part.stop, keep=cfg.tokens - writer.done if last else None)  # last: exactly the tokens
+                new_shards += 1
+                if stop_after_shards is not None and new_shards >= stop_after_shards and not last:
+                    break
+    if writer.d_in is None:  # nothing left to do: the folder was complete
+        writer.d_in = int(json.loads(writer.manifest_path.read_text())["d_in"])
+        writer.write_manifest(complete=True)
+    return ActivationStore(folder)
+
+
+def _store_identity(model: HookedModel, corpus: Corpus, cfg: CollectConfig, model_name: str) -> dict[str, Any]:
+    """The manifest fields a resumed collection must match."""
+    return {
         "format": STORE_FORMAT,
         "version": STORE_VERSION,
         "model": model_name or model.cfg.model_type,
@@ -303,87 +327,88 @@ def collect_activations(
         "tokens_per_shard": cfg.tokens_per_shard,
         "corpus": {"name": corpus.name, "sha256": corpus.sha256, "n_documents": len(corpus.documents)},
     }
-    manifest_path = folder / MANIFEST
-    shards: list[dict[str, Any]] = []
-    if manifest_path.is_file():
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ActivationStoreError(
-                f"{manifest_path} is not valid JSON ({err}); move it away to start over"
-            ) from err
-        _check_manifest(manifest, manifest_path)
-        _check_resume(manifest, expected, folder)
-        for entry in manifest.get("shards", []):
-            if _shard_ok(folder, entry, int(manifest["d_in"]), full=True) is not None:
-                break  # re-collect from the first bad shard on
-            shards.append(entry)
-    n_ctx_total = contexts.tokens.shape[0]
-    skip_first = 1 if (cfg.exclude_bos and contexts.has_bos) else 0
-    per_context = cfg.context_size - skip_first
-    next_context = shards[-1]["contexts"][1] if shards else 0
-    done = sum(int(s["n_tokens"]) for s in shards)
-    needed_contexts = -(-cfg.tokens // per_context)
-    if needed_contexts > n_ctx_total:
+
+
+def _contexts_needed(cfg: CollectConfig, n_contexts: int, per_context: int) -> int:
+    """How many contexts give ``cfg.tokens`` activations; refused when the corpus has fewer."""
+    needed = -(-cfg.tokens // per_context)
+    if needed > n_contexts:
         raise SAEConfigError(
-            f"the corpus gives {n_ctx_total} contexts of {cfg.context_size} tokens ({n_ctx_total * per_context} "
+            f"the corpus gives {n_contexts} contexts of {cfg.context_size} tokens ({n_contexts * per_context} "
             f"activations), fewer than the {cfg.tokens} requested; lower --tokens or add text"
         )
+    return needed
 
-    def write_manifest(complete: bool) -> None:
-        payload = dict(expected)
-        payload.update({"d_in": d_in, "n_tokens": done, "complete": complete, "shards": shards})
-        atomic_write_json(manifest_path, payload, indent=2)
 
-    buf_acts: list[torch.Tensor] = []
-    buf_toks: list[torch.Tensor] = []
-    buf_rows = 0
-    shard_start = next_context
-    new_shards = 0
-    dtype = _DTYPES[cfg.dtype]
-    batches = batch_slices(needed_contexts, cfg.batch_size, start=next_context)
-    with torch.inference_mode():
-        for part in track(batches, f"Collecting {cfg.hook}", on_progress, total=len(batches)):
-            end = part.stop
-            toks = contexts.tokens[part]
-            cache = model.cache_activations(toks, cfg.hook)
-            acts = cache[cfg.hook]
-            if acts.ndim != 3:
-                raise SAEConfigError(
-                    f"{cfg.hook} has shape {tuple(acts.shape)}; the store takes [batch, pos, d] activations "
-                    "(per-head hooks such as attn.hook_z need flattening first)"
-                )
-            d_in = int(acts.shape[-1])
-            buf_acts.append(acts[:, skip_first:].reshape(-1, d_in).to("cpu", dtype))
-            buf_toks.append(toks[:, skip_first:].reshape(-1).to(torch.int32))
-            buf_rows += buf_acts[-1].shape[0]
-            last = end >= needed_contexts
-            if buf_rows >= cfg.tokens_per_shard or last:
-                rows = torch.cat(buf_acts)
-                tok_rows = torch.cat(buf_toks)
-                if last:  # exactly the requested number of activations
-                    keep = cfg.tokens - done
-                    rows, tok_rows = rows[:keep], tok_rows[:keep]
-                name = f"shard_{len(shards):05d}.safetensors"
-                atomic_save_tensors({"activations": rows, "tokens": tok_rows}, folder / name)
-                shards.append(
-                    {
-                        "file": name,
-                        "n_tokens": int(rows.shape[0]),
-                        "contexts": [shard_start, end],
-                        "sha256": _sha256(folder / name),
-                    }
-                )
-                done += int(rows.shape[0])
-                write_manifest(complete=last)
-                buf_acts, buf_toks, buf_rows, shard_start = [], [], 0, end
-                new_shards += 1
-                if stop_after_shards is not None and new_shards >= stop_after_shards and not last:
-                    break
-    if d_in is None:  # nothing left to do: the folder was complete
-        d_in = int(json.loads(manifest_path.read_text())["d_in"])
-        write_manifest(complete=True)
-    return ActivationStore(folder)
+def _hook_rows(
+    model: HookedModel, cfg: CollectConfig, toks: Int[torch.Tensor, "batch pos"], skip_first: int
+) -> Float[torch.Tensor, "rows d_in"]:
+    """The hook's activations over a batch of contexts, one row per stored token, on the CPU in the store's dtype."""
+    acts = model.cache_activations(toks, cfg.hook)[cfg.hook]
+    if acts.ndim != 3:
+        raise SAEConfigError(
+            f"{cfg.hook} has shape {tuple(acts.shape)}; the store takes [batch, pos, d] activations "
+            "(per-head hooks such as attn.hook_z need flattening first)"
+        )
+    return acts[:, skip_first:].reshape(-1, int(acts.shape[-1])).to("cpu", _DTYPES[cfg.dtype])
+
+
+class _ShardWriter:
+    """The shards of one store folder: the good ones already there, then new ones as rows are buffered."""
+
+    def __init__(self, folder: Path, expected: dict[str, Any]) -> None:
+        self.folder, self.expected = folder, expected
+        self.manifest_path = folder / MANIFEST
+        self.shards: list[dict[str, Any]] = []
+        self.d_in: int | None = None
+        self.done = 0
+        """Activations in the complete shards."""
+        self._acts: list[torch.Tensor] = []
+        self._toks: list[torch.Tensor] = []
+        self.buffered = 0
+        self._start = 0
+
+    def resume(self) -> None:
+        """Keep the listed shards up to the first bad one (a manifest for another collection is refused)."""
+        if self.manifest_path.is_file():
+            try:
+                manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise ActivationStoreError(
+                    f"{self.manifest_path} is not valid JSON ({err}); move it away to start over"
+                ) from err
+            _check_manifest(manifest, self.manifest_path)
+            _check_resume(manifest, self.expected, self.folder)
+            for entry in manifest.get("shards", []):
+                if _shard_ok(self.folder, entry, int(manifest["d_in"]), full=True) is not None:
+                    break  # re-collect from the first bad shard on
+                self.shards.append(entry)
+        self.done = sum(int(s["n_tokens"]) for s in self.shards)
+        self._start = self.shards[-1]["contexts"][1] if self.shards else 0
+
+    def add(self, acts: torch.Tensor, toks: torch.Tensor) -> None:
+        self.d_in = int(acts.shape[-1])
+        self._acts.append(acts)
+        self._toks.append(toks)
+        self.buffered += acts.shape[0]
+
+    def flush(self, end: int, keep: int | None) -> None:
+        """Write the buffered rows (the first ``keep`` of them) as the next shard, for contexts up to ``end``."""
+        rows, tok_rows = torch.cat(self._acts), torch.cat(self._toks)
+        if keep is not None:
+            rows, tok_rows = rows[:keep], tok_rows[:keep]
+        name = f"shard_{len(self.shards):05d}.safetensors"
+        atomic_save_tensors({"activations": rows, "tokens": tok_rows}, self.folder / name)
+        entry = {"file": name, "n_tokens": int(rows.shape[0]), "contexts": [self._start, end]}
+        self.shards.append({**entry, "sha256": _sha256(self.folder / name)})
+        self.done += int(rows.shape[0])
+        self.write_manifest(complete=keep is not None)
+        self._acts, self._toks, self.buffered, self._start = [], [], 0, end
+
+    def write_manifest(self, complete: bool) -> None:
+        payload = dict(self.expected)
+        payload.update({"d_in": self.d_in, "n_tokens": self.done, "complete": complete, "shards": self.shards})
+        atomic_write_json(self.manifest_path, payload, indent=2)
 
 
 def write_store(

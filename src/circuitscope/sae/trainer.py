@@ -25,7 +25,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +197,46 @@ def _train(
     rank, world = _dist()
     if cfg.batch_size % world:
         raise SAEConfigError(f"batch_size={cfg.batch_size} must be divisible by the number of processes ({world})")
+    sae, scale = _new_sae(store, cfg)
+    optim = torch.optim.AdamW(sae.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    run = _Run(sae, optim, scale, last_fired=torch.zeros(sae.cfg.d_sae, dtype=torch.long))
+    if folder is not None and resume and (resumed := resume_checkpoint(folder, cfg, sae, optim)) is not None:
+        run.start, run.scale, run.history, run.last_fired = resumed
+    steps = cfg.steps if stop_after_steps is None else min(cfg.steps, stop_after_steps)
+    bar = _Bar(steps, run.start, progress_bar and rank == 0, on_progress if rank == 0 else None)
+    t0 = time.perf_counter()
+    try:
+        done = _steps(run, store, cfg, steps, folder, rank, world, bar, on_log, t0)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    _finish(run, cfg, steps, folder, rank, world)
+    return TrainResult(
+        sae=sae,
+        steps=steps,
+        history=run.history,
+        activations_per_second=done * cfg.batch_size / seconds if seconds > 0 else float("nan"),
+        folder=folder,
+    )
+
+
+@dataclass
+class _Run:
+    """What a checkpoint holds besides the config: the SAE, its optimiser, the input scale and the counters."""
+
+    sae: SAE
+    optim: torch.optim.Optimizer
+    scale: float
+    """Input scale: raw activations are multiplied by it before the SAE sees them."""
+    last_fired: torch.Tensor
+    """The step at which each latent last fired."""
+    start: int = 0
+    """The step the loop (re)starts at."""
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _new_sae(store: ActivationStore, cfg: TrainConfig) -> tuple[SAE, float]:
+    """A freshly initialised SAE for ``store`` (decoder bias from a sample of it) and the input scale."""
     d_in = store.d_in
     sae_cfg = SAEConfig(
         architecture=cfg.architecture,
@@ -223,18 +263,27 @@ def _train(
     }[cfg.b_dec_init]()
     sae.initialize(gen, decoder_norm=1.0 if cfg.unit_decoder else 0.1, tied=cfg.tied_init, b_dec=b_dec)
     sae.init_learned_threshold(cfg.jumprelu_threshold_init)
-    optim = torch.optim.AdamW(sae.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    last_fired = torch.zeros(sae_cfg.d_sae, dtype=torch.long)  # step at which each latent last fired
-    start = 0
-    history: list[dict[str, float]] = []
-    if folder is not None and resume and (resumed := resume_checkpoint(folder, cfg, sae, optim)) is not None:
-        start, scale, history, last_fired = resumed
-    model: nn.Module = _Step(sae)
+    return sae, scale
+
+
+def _steps(
+    run: _Run,
+    store: ActivationStore,
+    cfg: TrainConfig,
+    steps: int,
+    folder: Path | None,
+    rank: int,
+    world: int,
+    bar: _Bar,
+    on_log: OnLog | None,
+    t0: float,
+) -> int:
+    """Steps ``run.start`` .. ``steps - 1``, logging and checkpointing on the way; the number of steps taken."""
+    model: nn.Module = _Step(run.sae)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(model)
-    steps = cfg.steps if stop_after_steps is None else min(cfg.steps, stop_after_steps)
     dead_window = max(1, cfg.dead_after_tokens // cfg.batch_size)
     options = {
         "l1_weighting": cfg.l1_weighting,
@@ -243,66 +292,59 @@ def _train(
         "bandwidth": cfg.bandwidth,
     }
     local = cfg.batch_size // world
-    stream = store.batches(cfg.batch_size, seed=cfg.seed, start=start, shards_in_memory=cfg.shards_in_memory)
-    bar = _Bar(steps, start, progress_bar and rank == 0, on_progress if rank == 0 else None)
-    t0 = time.perf_counter()
-    done = 0
-    try:
-        for step in range(start, steps):
-            batch = next(stream)[rank * local : (rank + 1) * local] * scale
-            for group in optim.param_groups:
-                group["lr"] = cfg.lr_at(step)
-            dead = (step - last_fired) >= dead_window
-            ctx = StepContext(sparsity_coefficient=cfg.sparsity_at(step), dead_mask=dead, options=options)
-            out: TrainOutput = model(batch, ctx)
-            optim.zero_grad(set_to_none=True)
-            out.loss.backward()
-            if cfg.unit_decoder:
-                sae.remove_parallel_decoder_grad()
-            optim.step()
-            if cfg.unit_decoder:
-                sae.normalize_decoder()
-            sae.after_optimizer_step()
-            with torch.no_grad():
-                fired = (out.acts > 0).sum(0)
-                if world > 1:
-                    dist.all_reduce(fired)
-                last_fired[fired > 0] = step + 1
-            done += 1
-            metrics = None
-            if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-                metrics = _metrics(out, batch, step, cfg, dead, time.perf_counter() - t0, world)
-                history.append(metrics)
-                if on_log is not None and rank == 0:
-                    on_log(metrics)
-            bar.update(step + 1, metrics)
-            if (
-                folder is not None
-                and rank == 0
-                and cfg.checkpoint_every
-                and (step + 1) % cfg.checkpoint_every == 0
-                and step + 1 < steps
-            ):
-                save_checkpoint(folder, step + 1, cfg, sae, optim, last_fired, scale, history)
-    finally:
-        bar.close()
-    seconds = time.perf_counter() - t0
-    finished = steps == cfg.steps
+    stream = store.batches(cfg.batch_size, seed=cfg.seed, start=run.start, shards_in_memory=cfg.shards_in_memory)
+    for step in range(run.start, steps):
+        batch = next(stream)[rank * local : (rank + 1) * local] * run.scale
+        dead = (step - run.last_fired) >= dead_window
+        ctx = StepContext(sparsity_coefficient=cfg.sparsity_at(step), dead_mask=dead, options=options)
+        out = _optimizer_step(run, model, batch, ctx, cfg, step, world)
+        metrics = None
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            metrics = _metrics(out, batch, step, cfg, dead, time.perf_counter() - t0, world)
+            run.history.append(metrics)
+            if on_log is not None and rank == 0:
+                on_log(metrics)
+        bar.update(step + 1, metrics)
+        due = cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps
+        if folder is not None and rank == 0 and due:
+            save_checkpoint(folder, step + 1, cfg, run.sae, run.optim, run.last_fired, run.scale, run.history)
+    return max(0, steps - run.start)
+
+
+def _optimizer_step(
+    run: _Run, model: nn.Module, batch: torch.Tensor, ctx: StepContext, cfg: TrainConfig, step: int, world: int
+) -> TrainOutput:
+    """One step at ``step``'s learning rate (decoder kept unit-norm if asked); the latents that fired are counted."""
+    sae, optim = run.sae, run.optim
+    for group in optim.param_groups:
+        group["lr"] = cfg.lr_at(step)
+    out: TrainOutput = model(batch, ctx)
+    optim.zero_grad(set_to_none=True)
+    out.loss.backward()
+    if cfg.unit_decoder:
+        sae.remove_parallel_decoder_grad()
+    optim.step()
+    if cfg.unit_decoder:
+        sae.normalize_decoder()
+    sae.after_optimizer_step()
+    with torch.no_grad():
+        fired = (out.acts > 0).sum(0)
+        if world > 1:
+            dist.all_reduce(fired)
+        run.last_fired[fired > 0] = step + 1
+    return out
+
+
+def _finish(run: _Run, cfg: TrainConfig, steps: int, folder: Path | None, rank: int, world: int) -> None:
+    """The last checkpoint; once every step is done, the input scale folded in and the SAE written (SAELens)."""
     if folder is not None and rank == 0:
-        save_checkpoint(folder, steps, cfg, sae, optim, last_fired, scale, history)
-    if finished:
-        sae.fold_activation_scale(scale)
+        save_checkpoint(folder, steps, cfg, run.sae, run.optim, run.last_fired, run.scale, run.history)
+    if steps == cfg.steps:
+        run.sae.fold_activation_scale(run.scale)
         if folder is not None and rank == 0:
-            save_sae(sae, folder, extra_metadata={"training": {**asdict(cfg), "betas": list(cfg.betas)}})
+            save_sae(run.sae, folder, extra_metadata={"training": {**asdict(cfg), "betas": list(cfg.betas)}})
     if world > 1:
         dist.barrier()
-    return TrainResult(
-        sae=sae,
-        steps=steps,
-        history=history,
-        activations_per_second=done * cfg.batch_size / seconds if seconds > 0 else float("nan"),
-        folder=folder,
-    )
 
 
 @torch.no_grad()

@@ -9,7 +9,7 @@ print :attr:`TaskCheck.warning` at the top when it is set.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -68,17 +68,8 @@ class TaskCheck:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "task": self.task,
-            "n_prompts": self.n_prompts,
-            "accuracy": self.accuracy,
-            "top1": self.top1,
-            "logit_diff": self.logit_diff,
-            "corrupted_logit_diff": self.corrupted_logit_diff,
-            "chance": self.chance,
-            "near_chance": self.near_chance,
-            "warning": self.warning,
-        }
+        """Every field, then whether the model is near chance and the report's warning."""
+        return {**asdict(self), "near_chance": self.near_chance, "warning": self.warning}
 
 
 @torch.no_grad()

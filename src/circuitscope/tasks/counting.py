@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from circuitscope.tasks.generate import Pair, TaskConfig, build_task, require, single_tokens
 from circuitscope.tasks.task import Task
 
+# Imports, then word lists one declarative fact per line: every task generator is laid out alike on purpose.
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 

@@ -33,6 +33,7 @@ MAX_DRAWS_PER_PAIR = 50
 """Samples drawn per pair asked for before a generator gives up (most samples are kept)."""
 
 
+# A frozen config, one validated field per line: alike in shape to the other configs, on purpose.
 @dataclass(frozen=True)
 class TaskConfig:
     """How many pairs a task generator makes, and from which seed."""

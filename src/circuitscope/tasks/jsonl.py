@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from circuitscope.engine.jsonl import json_lines
 from circuitscope.tasks.metrics import MetricName
 from circuitscope.tasks.task import Task, TaskError
 
@@ -46,13 +47,11 @@ def load_jsonl_task(model: HookedModel, path: str | os.PathLike[str], metric: Me
     text = read_task_text(file)
     rows: dict[str, list[str]] = {k: [] for k in _KEYS}
     where: list[str] = []
-    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines: U+2028 etc. may sit in a string
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise TaskError(f"{file}:{number}: not valid JSON ({err.msg} at column {err.colno})") from err
+
+    def bad_line(number: int, err: json.JSONDecodeError) -> TaskError:
+        return TaskError(f"{file}:{number}: not valid JSON ({err.msg} at column {err.colno})")
+
+    for number, record in json_lines(text.split("\n"), bad_line):  # not splitlines: U+2028 etc. may sit in a string
         if not isinstance(record, dict):
             raise TaskError(f"{file}:{number}: expected an object with keys {list(_KEYS)}, got {type(record).__name__}")
         missing = [k for k in _KEYS if k not in record]

@@ -41,6 +41,7 @@ TaskName = Literal[
     "ioi", "greater-than", "acronyms", "capital-after-period", "pronoun", "verb-agreement", "sentiment", "counting",
     "email",
 ]  # fmt: skip
+# A Literal with its get_args tuple, the house rule for every set of string options: alike on purpose.
 TASK_NAMES: tuple[str, ...] = get_args(TaskName)
 
 TASK_DESCRIPTIONS: dict[str, str] = {

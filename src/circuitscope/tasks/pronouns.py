@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from circuitscope.tasks.generate import Pair, TaskConfig, build_task, require, single_tokens
 from circuitscope.tasks.task import Task
 
+# Imports, then word lists one declarative fact per line: every task generator is laid out alike on purpose.
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 
@@ -26,6 +27,7 @@ MALE_NAMES = [
     "John", "David", "Michael", "James", "Robert", "Peter", "Thomas", "Daniel", "Paul", "Mark",
     "George", "Henry", "Frank", "Steven", "Kevin", "Brian", "Simon", "Eric", "Adam", "Jack",
 ]  # fmt: skip
+# Templates one per line, a declarative fact each (as in sentiment.py): alike on purpose.
 TEMPLATES = [
     "{name} went to the doctor because",
     "{name} was very tired, so",

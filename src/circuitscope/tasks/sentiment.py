@@ -21,6 +21,7 @@ __all__ = ["NEGATIVE_VERBS", "POSITIVE_VERBS", "TEMPLATES", "THINGS", "sentiment
 POSITIVE_VERBS = ["loved", "enjoyed", "liked", "adored", "admired", "treasured"]
 NEGATIVE_VERBS = ["hated", "disliked", "despised", "loathed", "detested", "resented"]
 THINGS = ["movie", "film", "book", "meal", "hotel", "song", "game", "show", "trip", "concert", "album", "play"]
+# Templates one per line, a declarative fact each (as in pronouns.py): alike on purpose.
 TEMPLATES = [
     "I {verb} this {thing}. It was really",
     "We {verb} the {thing}. Honestly, it was",

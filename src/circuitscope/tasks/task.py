@@ -22,6 +22,7 @@ class TaskError(CircuitscopeError, ValueError):
     """A task that cannot be run as given (mismatched lengths, answers that are not one token, ...)."""
 
 
+# Fields one per line, a docstring under each (the house style of results): alike in shape only, on purpose.
 @dataclass(frozen=True)
 class Task:
     """Prompt pairs with answers. Row i of every tensor belongs to pair i.

@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args
 import torch
 from jaxtyping import Int
 
-from circuitscope.analysis._heads import (
+from circuitscope.analysis import (
     HeadScores,
     induction_scores,
     previous_token_scores,
@@ -276,6 +276,7 @@ def train_induction_model(
     ``on_progress(stage, done, total)`` is told the training steps (stage ``{n}-layer``) and the
     ablation passes (``{n}-layer: ...``).
     """
+    # One keyword per line, each value to its field by name: parallel on purpose, not shared logic.
     model: ToyTransformer = build_toy(
         seed=config.seed,
         d_vocab=config.vocab,

@@ -43,6 +43,7 @@ __all__ = [
 DEFAULT_SPARSITIES = (0.0, 0.7, 0.9, 0.97, 0.99, 0.999)
 
 
+# Fields one per line, a docstring under each (the house style of results): alike in shape only, on purpose.
 @dataclass(frozen=True)
 class SweepResult:
     """One model per sparsity, n features into m dimensions."""

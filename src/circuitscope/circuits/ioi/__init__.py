@@ -6,6 +6,7 @@ outside it mean-ablated over the ABC distribution (:func:`evaluate_circuit`), wr
 circuit file (:func:`circuit_of`) and puts GPT-2 small's published circuit beside it (:func:`gpt2_small`).
 """
 
+# The names this module exports, one per line: the API spelled out on purpose (alike in shape to others').
 from circuitscope.circuits.ioi.ablation import HeadMeanAblation, TemplateMeans, template_means
 from circuitscope.circuits.ioi.classify import find_head_classes
 from circuitscope.circuits.ioi.evaluate import circuit_of, evaluate_circuit
@@ -28,6 +29,7 @@ from circuitscope.circuits.ioi.result import (
 )
 from circuitscope.circuits.ioi.run import MIN_ACCURACY, IOICircuitConfig, ioi_circuit
 
+# The names this module exports, one per line: the API spelled out on purpose (alike in shape to others').
 __all__ = [
     "HEAD_CLASSES",
     "MIN_ACCURACY",

@@ -27,8 +27,9 @@ from circuitscope.progress import OnProgress, track
 if TYPE_CHECKING:
     from circuitscope.core.hook_points import HookFn
     from circuitscope.core.hooked_model import HookedModel
+    from circuitscope.tasks.task import Task
 
-__all__ = ["HeadMeanAblation", "TemplateMeans", "template_means"]
+__all__ = ["HeadMeanAblation", "TemplateMeans", "task_template_means", "template_groups", "template_means"]
 
 
 def _z(layer: int) -> str:
@@ -92,16 +93,52 @@ def template_means(
         lengths.append(sizes[0])
         rows += encoded
         which += [t] * len(encoded)
-    cfg = model.cfg
     width = max(lengths)
     tokens = torch.full((len(rows), width), model.tok.pad_token_id, dtype=torch.long)
     for i, ids in enumerate(rows):
         tokens[i, : len(ids)] = torch.tensor(ids)
+    return _means_by_template(model, tokens, labels, which, lengths, batch_size, on_progress)
+
+
+def task_template_means(
+    model: HookedModel, task: Task, *, batch_size: int, on_progress: OnProgress | None = None
+) -> TemplateMeans:
+    """The mean ``hook_z`` of every head over the task's own corrupted (ABC) prompts of each template.
+
+    Prompts are grouped by ``labels["template"]`` (by answer position when the task has no template
+    labels) and averaged at every position of the task's width, padding included (right padding: it
+    never reaches a real position). ``n_reference`` is the smallest group.
+    """
+    groups = template_groups(task)
+    labels = list(dict.fromkeys(groups))
+    which = [labels.index(g) for g in groups]
+    lengths = [task.seq_len] * len(labels)
+    return _means_by_template(model, task.corrupted_tokens, labels, which, lengths, batch_size, on_progress)
+
+
+def template_groups(task: Task) -> list[str]:
+    """Each prompt's template (``labels["template"]``), or its answer position where the task has no such labels."""
+    return task.labels.get("template") or [str(int(p)) for p in task.answer_pos]
+
+
+def _means_by_template(
+    model: HookedModel,
+    tokens: Int[torch.Tensor, "row pos"],
+    labels: list[str],
+    which: list[int],
+    lengths: list[int],
+    batch_size: int,
+    on_progress: OnProgress | None,
+) -> TemplateMeans:
+    """Every head's ``hook_z`` averaged over the rows of each template (row ``i`` is of ``labels[which[i]]``),
+    in float32, at the positions below the template's length (zero beyond)."""
+    cfg = model.cfg
+    width = tokens.shape[1]
     template = torch.tensor(which)
     valid = torch.arange(width)[None, :] < torch.tensor(lengths)[template][:, None]  # [row, pos]
     sums = torch.zeros(len(labels), cfg.n_layers, width, cfg.n_heads, cfg.d_head, device=model.device)
     names = [_z(layer) for layer in range(cfg.n_layers)]
-    for part in track(batch_slices(len(rows), batch_size), "ioi mean ablation: ABC means", on_progress):
+    for part in track(batch_slices(len(which), batch_size), "ioi mean ablation: ABC means", on_progress):
         # right padding: causal attention keeps every real position as it would be alone
         with torch.no_grad():
             _, cache = model.run_with_cache(tokens[part], names=names, stop_early=True)
@@ -110,8 +147,9 @@ def template_means(
         for layer, name in enumerate(names):
             z = cache[name].float() * keep
             sums[:, layer].index_add_(0, idx, z)
-    n = len(rows) // len(labels)
-    return TemplateMeans(labels, lengths, sums / n, n, model_fingerprint(model))
+    counts = torch.bincount(template, minlength=len(labels)).to(sums)
+    means = sums / counts[:, None, None, None, None]
+    return TemplateMeans(labels, lengths, means, int(counts.min()), model_fingerprint(model))
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,7 +159,7 @@ class HeadMeanAblation:
     Row ``b`` belongs to template ``means.templates[template_rows[b]]``; at every position ``p`` an
     ablated head ``(L, H)`` outputs ``means.z[template, L, p, H]`` at ``blocks.L.attn.hook_z``, every
     other head its own output. One value per batch layout: the batch it runs on must have
-    ``len(template_rows)`` rows.
+    ``len(template_rows)`` rows, or whole copies of them stacked copy-major (path patching's layout).
     """
 
     means: TemplateMeans
@@ -167,12 +205,13 @@ class HeadMeanAblation:
     def _hook(self, layer: int, mask: Bool[torch.Tensor, "batch head"]) -> HookFn:
         def ablate(z: torch.Tensor, hook: Any) -> torch.Tensor:
             b, pos = z.shape[:2]
-            if b != mask.shape[0]:
+            if b % mask.shape[0]:
                 raise ShapeError(f"this mean ablation is for batches of {mask.shape[0]} rows; the forward pass has {b}")
             if pos > self.means.z.shape[2]:
                 raise ShapeError(f"the means cover {self.means.z.shape[2]} positions; the forward pass has {pos}")
-            rows = self.template_rows.to(self.means.z.device)
+            copies = b // mask.shape[0]  # stacked copies of the batch (copy-major, as path patching runs them)
+            rows = self.template_rows.to(self.means.z.device).repeat(copies)
             value = self.means.z[rows, layer, :pos].to(z.device, z.dtype)  # [batch, pos, head, d_head]
-            return torch.where(mask.to(z.device)[:, None, :, None], value, z)
+            return torch.where(mask.repeat(copies, 1).to(z.device)[:, None, :, None], value, z)
 
         return ablate

@@ -25,16 +25,16 @@ A head joins at most one class, the first step that selects it. A step whose rec
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from circuitscope.analysis._path_patching import PathPatchingResult, ReceiverInput, path_patching
-from circuitscope.circuits.ioi.ablation import TemplateMeans
+from circuitscope.analysis import PathPatchingResult, ReceiverInput, path_patching
+from circuitscope.circuits.ioi.ablation import HeadMeanAblation, TemplateMeans, task_template_means, template_groups
 from circuitscope.circuits.ioi.evidence import detector_table, name_copy_scores, role_attention
 from circuitscope.circuits.ioi.positions import IOIPositions, ioi_positions
 from circuitscope.circuits.ioi.result import (
@@ -45,14 +45,15 @@ from circuitscope.circuits.ioi.result import (
     HeadEvidence,
     ThresholdRule,
 )
+from circuitscope.core.capabilities import require_attention
 from circuitscope.engine.grid import ScoreGrid, component_labels
-from circuitscope.progress import OnProgress
+from circuitscope.progress import SILENT, OnProgress
 from circuitscope.tasks.task import Task, TaskError
 
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = ["abc_means", "find_head_classes"]
+__all__ = ["find_head_classes"]
 
 Heads = list[tuple[int, int]]
 _NAME_MOVER_ATTENTION = ("END->IO", "END->S1", "END->S2")
@@ -221,52 +222,27 @@ def _previous_token(search: _Search, induction: Heads) -> ClassFinding:
     return search.finding("previous_token", method, grid, "positive", members, ("S1+1->S1",))
 
 
-def abc_means(model: HookedModel, task: Task, heads: Heads) -> dict[int, Float[Tensor, "batch pos head d_head"]]:
-    """For each layer of ``heads``: the heads' ``hook_z`` averaged over the task's corrupted (ABC) prompts of the
-    same template (``labels["template"]``; prompts of one length when the task has no template labels), per
-    position, one row per prompt. Only the columns of ``heads`` are meaningful."""
-    layers = sorted({layer for layer, _ in heads})
-    _, cache = model.run_with_cache(task.corrupted_tokens, names=[f"blocks.{layer}.attn.hook_z" for layer in layers])
-    groups = task.labels.get("template") or [str(int(p)) for p in task.answer_pos]
-    out: dict[int, Tensor] = {}
-    for layer in layers:
-        z = cache[f"blocks.{layer}.attn.hook_z"]
-        mean = torch.empty_like(z)
-        for group in set(groups):
-            rows = torch.tensor([i for i, g in enumerate(groups) if g == group])
-            mean[rows] = z[rows].mean(0, keepdim=True)
-        out[layer] = mean
-    return out
-
-
-def _reference_means(
-    means: TemplateMeans, task: Task, heads: Heads
-) -> dict[int, Float[Tensor, "batch pos head d_head"]]:
-    """:func:`abc_means`' layout (one row per prompt) from means taken per template over reference ABC prompts."""
-    templates = task.labels.get("template") or []
-    if len(templates) != len(task):
-        raise TaskError(
-            f"task {task.name!r} has no per-prompt 'template' labels to look its ABC means up by; build it with "
-            "circuitscope.tasks.ioi_task, or leave means out (the task's own corrupted prompts give them)"
+def _mover_ablation(model: HookedModel, task: Task, movers: Heads, means: TemplateMeans | None) -> HeadMeanAblation:
+    """The name movers of every prompt fixed at their ABC mean for the prompt's template: ``means`` looked up by
+    ``labels["template"]``, or else the task's own (:func:`~circuitscope.circuits.ioi.ablation.task_template_means`)."""
+    if means is None:
+        # one forward pass over the task, as many rows as the task has (it is already held in memory)
+        means, groups = (
+            task_template_means(model, task, batch_size=len(task), on_progress=SILENT),
+            template_groups(task),
         )
-    rows = torch.tensor([means.index(t) for t in templates], dtype=torch.long)
-    return {layer: means.z[rows, layer, : task.seq_len].cpu() for layer in sorted({lay for lay, _ in heads})}
-
-
-def _knock_out(values: dict[int, Tensor], heads: Heads) -> list[tuple[str, Callable[..., Tensor]]]:
-    """Hooks fixing ``heads``' outputs at ``values`` in every forward pass (stacked copies of the batch too)."""
-    hooks: list[tuple[str, Callable[..., Tensor]]] = []
-    for layer, value in values.items():
-        columns = [h for lay, h in heads if lay == layer]
-
-        def fix(z: Tensor, hook: Any, value: Tensor = value, columns: list[int] = columns) -> Tensor:
-            z = z.clone()
-            copies = z.shape[0] // value.shape[0]
-            z[:, :, columns] = value[:, : z.shape[1], columns].to(z.device, z.dtype).repeat(copies, 1, 1, 1)
-            return z
-
-        hooks.append((f"blocks.{layer}.attn.hook_z", fix))
-    return hooks
+    else:
+        groups = task.labels.get("template") or []
+        if len(groups) != len(task):
+            raise TaskError(
+                f"task {task.name!r} has no per-prompt 'template' labels to look its ABC means up by; build it with "
+                "circuitscope.tasks.ioi_task, or leave means out (the task's own corrupted prompts give them)"
+            )
+    rows = torch.tensor([means.index(g) for g in groups], dtype=torch.long)
+    ablated = torch.zeros(len(task), model.cfg.n_layers, model.cfg.n_heads, dtype=torch.bool)
+    for layer, head in movers:
+        ablated[:, layer, head] = True
+    return HeadMeanAblation(means, rows, ablated)
 
 
 def _backup(search: _Search, movers: Heads, direct: PathPatchingResult, means: TemplateMeans | None) -> ClassFinding:
@@ -276,9 +252,7 @@ def _backup(search: _Search, movers: Heads, direct: PathPatchingResult, means: T
             "backup_name_mover", "growth of the direct effect with the name movers knocked out", "no name movers found"
         )
     task = search.task
-    values = abc_means(search.model, task, movers) if means is None else _reference_means(means, task, movers)
-    hooks = _knock_out(values, movers)
-    with search.model.hooks(hooks):
+    with search.model.apply(_mover_ablation(search.model, task, movers, means)):
         knocked = search.patch("backup name movers", "logits")
     growth = (knocked.clean_value - knocked.raw) - (direct.clean_value - direct.raw)
     grid = ScoreGrid(
@@ -300,6 +274,7 @@ def _backup(search: _Search, movers: Heads, direct: PathPatchingResult, means: T
     return search.finding("backup_name_mover", method, grid, "positive", members, _NAME_MOVER_ATTENTION, copy)
 
 
+# Keyword options one per line, each its own documented knob: alike in shape to other entry points, on purpose.
 @torch.no_grad()
 def find_head_classes(
     model: HookedModel,
@@ -318,8 +293,10 @@ def find_head_classes(
     None takes them over the task's own corrupted prompts of each template.
     ``on_progress(stage, done, total)`` is called after each pass (None: a progress display per step).
     """
+    require_attention(model.cfg, "the IOI head classes")
     rule = rule or ThresholdRule()
     positions = ioi_positions(model, task)
+    # One keyword per line, each value to its field by name: parallel on purpose, not shared logic.
     search = _Search(
         model=model,
         task=task,

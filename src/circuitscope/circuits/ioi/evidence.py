@@ -20,7 +20,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from circuitscope.analysis._heads import many_detector_scores, repeated_tokens_for_model
+from circuitscope.analysis import many_detector_scores, repeated_tokens_for_model
 from circuitscope.analysis.copying import _rank_counts, effective_embeddings, head_ov_logits
 from circuitscope.circuits.ioi.positions import IOIPositions
 from circuitscope.circuits.ioi.result import Role

@@ -17,6 +17,7 @@ from jaxtyping import Float
 from circuitscope.circuits.circuit import Circuit
 from circuitscope.engine.grid import ScoreGrid, _plain
 
+# The names this module exports, one per line: the API spelled out on purpose (alike in shape to others').
 __all__ = [
     "HEAD_CLASSES",
     "ROLES",
@@ -161,6 +162,7 @@ class ClassFinding:
     def heads(self) -> list[tuple[int, int]]:
         return [(m.layer, m.head) for m in self.members]
 
+    # A JSON view of this result's own fields: alike in shape to other results' views, on purpose.
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -206,6 +208,7 @@ class HeadClasses:
         return {"rule": self.rule.to_json(), "classes": {k: v.to_json() for k, v in self.classes.items()}}
 
 
+# Fields one per line, a docstring under each (the house style of results): alike in shape only, on purpose.
 @dataclass(frozen=True)
 class CompletenessPoint:
     """One removal set K: |F(C \\ K) - F(M \\ K)| (small = the circuit explains the model without K too)."""
@@ -234,6 +237,7 @@ class CompletenessPoint:
         )
 
 
+# Fields one per line, a docstring under each (the house style of results): alike in shape only, on purpose.
 @dataclass(frozen=True)
 class MinimalityPoint:
     """For one circuit head v, the set K that shows it matters: |F(C \\ (K ∪ {v})) - F(C \\ K)|."""
@@ -345,6 +349,7 @@ class IOICircuitResult:
         """``layer / n_layers``: where a head sits, comparable across models of different depth."""
         return layer / self.n_layers
 
+    # A JSON view of this result's own fields: alike in shape to other results' views, on purpose.
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model_name,

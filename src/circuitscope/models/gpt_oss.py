@@ -1,0 +1,27 @@
+"""gpt-oss: attention with sinks on alternating sliding and full layers; top-k-then-softmax experts.
+
+Attention passes each head's learned sink logit (``self_attn.sinks``) to the attention function as
+``s_aux``; ``circuitscope.core.attention`` joins it to the softmax as transformers' eager attention does, so
+``hook_pattern`` rows sum to less than 1. The router (``mlp.router``, with a bias) keeps the k largest logits and
+softmaxes over them; the experts apply gpt-oss's clamped SwiGLU inside their own code (``mlp.hook_expert_out``
+is each chosen expert's output after its down projection and bias). The MoE block returns ``(hidden, scores)``;
+``hook_mlp_out`` is the hidden part.
+"""
+
+from circuitscope.models.base import MixtureOfExperts
+from circuitscope.models.llama import ADAPTER as LLAMA
+
+ADAPTER = LLAMA.derive(
+    family="gpt_oss",
+    model_types=("gpt_oss",),
+    mlp_in=None,
+    mlp_in_linear=None,
+    mlp_down=None,
+    experts=MixtureOfExperts(
+        block="mlp",
+        router="mlp.router",
+        experts="mlp.experts",
+        n_experts_attr="num_local_experts",
+        routing="topk_softmax",
+    ),
+)

@@ -1,0 +1,23 @@
+"""OLMoE: OLMo's attention (q/k RMSNorm over the whole projection, before rotary) and 64-expert MoE MLPs.
+
+``attn.hook_q``/``hook_k`` are the projections before that norm; ``hook_rot_q``/``hook_rot_k`` after the norm
+and rotary. Every block routes; the router renormalises only when ``norm_topk_prob`` is set.
+"""
+
+from circuitscope.models.base import MixtureOfExperts
+from circuitscope.models.llama import ADAPTER as LLAMA
+
+ADAPTER = LLAMA.derive(
+    family="olmoe",
+    model_types=("olmoe",),
+    mlp_in=None,
+    mlp_in_linear=None,
+    mlp_down=None,
+    experts=MixtureOfExperts(
+        block="mlp",
+        router="mlp.gate",
+        experts="mlp.experts",
+        n_experts_attr="num_experts",
+        renormalize_attr="norm_topk_prob",
+    ),
+)
