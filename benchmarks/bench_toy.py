@@ -7,17 +7,30 @@ ways: the full forward (all positions), ``forward(last_only=True)`` and the grok
     python benchmarks/bench_toy.py --config default            # about a minute or two on a free 2-core CPU
     python benchmarks/bench_toy.py --config paper --threads 1  # long: run it in the background
 
+Superposition (``--config superposition``): seconds per training step of each experiment of
+``circuitscope lab superposition`` at the paper's settings (batch 1024), the code of the last commit
+(``git show HEAD:src/circuitscope/toy/superposition.py``, imported from a temporary copy) beside the
+working tree's, interleaved in one process, with the projected 10,000-step totals:
+
+    python benchmarks/bench_toy.py --config superposition --steps 200
+
 The CPU may be shared: the script prints the load average next to every timing.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import math
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -48,15 +61,88 @@ def step_ratios(repeats: int) -> dict[str, float]:
     return times
 
 
+def _old_superposition() -> ModuleType:
+    """The committed superposition module (HEAD), imported from a temporary copy."""
+    root = Path(__file__).resolve().parents[1]
+    source = subprocess.run(
+        ["git", "show", "HEAD:src/circuitscope/toy/superposition.py"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    path = Path(tempfile.mkdtemp(prefix="bench-superposition-")) / "old_superposition.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("old_superposition", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _superposition_experiments() -> dict[str, tuple[int, int, torch.Tensor, torch.Tensor]]:
+    """(n_features, n_hidden, importance, probability) of the lab's four experiments, as the lab builds them."""
+    sparsities = torch.tensor([0.0, 0.7, 0.9, 0.97, 0.99, 0.999])
+    inverse = torch.logspace(0, math.log10(20), 20)
+    density = torch.logspace(-2, 0, 9)
+    return {
+        "5->2": (5, 2, (0.9 ** torch.arange(5.0))[None].expand(6, -1), (1 - sparsities)[:, None].expand(-1, 5)),
+        "20->5": (20, 5, (0.7 ** torch.arange(20.0))[None].expand(6, -1), (1 - sparsities)[:, None].expand(-1, 20)),
+        "200->20": (200, 20, torch.ones(20, 200), (1 / inverse)[:, None].expand(-1, 200)),
+        "2->1": (
+            2,
+            1,
+            torch.stack([torch.ones(81), torch.logspace(-1, 1, 9).repeat_interleave(9)], dim=1),
+            density.repeat(9)[:, None].expand(-1, 2),
+        ),
+    }
+
+
+def superposition_steps(steps: int, threads: int | None) -> dict[str, object]:
+    """Seconds per step, old (HEAD) beside new, per experiment; both trained ``steps`` steps, alternating."""
+    from circuitscope.toy import superposition as new
+
+    old = _old_superposition()
+    rows: dict[str, dict[str, float]] = {}
+    for name, (n, m, importance, probability) in _superposition_experiments().items():
+        imp, prob = importance.contiguous(), probability.contiguous()
+        row = {}
+        for label in ("old", "new", "old", "new"):  # twice each, alternating: load drifts hit both
+            start = time.perf_counter()
+            if label == "old":
+                old.train_superposition(n, m, imp, prob, steps=steps)
+            else:
+                new.train_superposition(n, m, imp, prob, steps=steps, threads=threads)
+            row[label] = row.get(label, 0.0) + (time.perf_counter() - start) / (2 * steps)
+        row["speedup"] = row["old"] / row["new"]
+        rows[name] = row
+        print(f"  {name}: {row}", file=sys.stderr, flush=True)
+    total = {k: sum(r[k] for r in rows.values()) * 10_000 for k in ("old", "new")}
+    return {
+        "seconds_per_step": rows,
+        "projected_seconds_10k_steps_each": total,
+        "steps_timed": steps,
+        "threads_new": threads if threads is not None else "chosen by size (choose_threads)",
+        "threads_old": torch.get_num_threads(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", choices=["default", "paper", "ratios"], default="default")
+    parser.add_argument("--config", choices=["default", "paper", "ratios", "superposition"], default="default")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=200, help="superposition: steps timed per experiment and variant")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     load = os.getloadavg()
+    if args.config == "superposition":
+        result = superposition_steps(args.steps, args.threads)
+        uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+        print(json.dumps({**result, "loadavg_at_start": load, "uptime_at_end": uptime}, indent=1))
+        return
     if args.config == "ratios":
         times = step_ratios(args.repeats)
         base = times["full_forward"]

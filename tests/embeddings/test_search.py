@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from circuitscope.embeddings import Embeddings, evaluate_analogies, parse_analogy_file
-from circuitscope.embeddings.search import analogy_scores, best_rows
+from circuitscope.embeddings.search import analogy_scores, best_rows, search_threads
 
 
 def _brute(
@@ -28,8 +28,12 @@ def _brute(
 
 
 @pytest.mark.parametrize("method", ["3cosadd", "3cosmul"])
-@pytest.mark.parametrize(("block", "bits", "first"), [(4, 0, 1), (7, 3, 2), (16, 8, 16), (1000, 8, 1)])
-def test_best_rows_equals_brute_force(method: Literal["3cosadd", "3cosmul"], block: int, bits: int, first: int) -> None:
+@pytest.mark.parametrize(
+    ("block", "bits", "first", "bands"), [(4, 0, 1, 0), (7, 3, 2, 0), (7, 3, 2, 6), (16, 8, 16, 3), (1000, 8, 1, 6)]
+)
+def test_best_rows_equals_brute_force(
+    method: Literal["3cosadd", "3cosmul"], block: int, bits: int, first: int, bands: int
+) -> None:
     g = torch.Generator().manual_seed(block + bits)
     unit = torch.nn.functional.normalize(torch.randn(203, 8, generator=g), dim=1)
     # questions sharing (a, b) pairs and c words, as in the Google set
@@ -41,8 +45,9 @@ def test_best_rows_equals_brute_force(method: Literal["3cosadd", "3cosmul"], blo
     extra = torch.randint(-1, 203, (150, 4), generator=g)  # more barred rows, -1 pads
     masked = torch.cat([abc, extra], 1)
     value, row = best_rows(
-        unit, abc, masked, method, block=block, cluster_bits=bits, first_blocks=first, question_batch=37, chunk_blocks=3
-    )
+        unit, abc, masked, method, block=block, cluster_bits=bits, first_blocks=first, question_batch=37,
+        chunk_blocks=3, frequency_bands=bands,
+    )  # fmt: skip
     expected = _brute(unit, abc, masked, method)
     assert torch.equal(row, expected)
     ref = analogy_scores(unit, abc, expected[:, None], method)[:, 0]
@@ -108,3 +113,56 @@ def test_case_variants_follow_gensims_top5_rule(tmp_path: Path) -> None:
     ours = evaluate_analogies(emb, parse_analogy_file(path), batch_size=17)
     assert [(s.correct, s.incorrect, s.oov) for s in ours.sections] == _gensim_loop(emb, path)
     assert ours.sections[0].correct > 0 and ours.sections[0].incorrect > 0
+
+
+def test_the_search_thread_count_is_restored_and_changes_nothing() -> None:
+    g = torch.Generator().manual_seed(5)
+    unit = torch.nn.functional.normalize(torch.randn(500, 8, generator=g), dim=1)
+    abc = torch.randint(0, 500, (60, 3), generator=g)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        one = best_rows(unit, abc, abc, block=16, threads=1)
+        assert torch.get_num_threads() == 2
+        two = best_rows(unit, abc, abc, block=16, threads=2)
+        auto = best_rows(unit, abc, abc, block=16)  # search_threads()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    for other in (two, auto):
+        assert torch.equal(one[1], other[1]) and torch.equal(one[0], other[0])
+    assert torch.equal(one[1], _brute(unit, abc, abc, "3cosadd"))
+    with pytest.raises(ValueError, match="threads must be positive"):
+        best_rows(unit, abc, abc, threads=0)
+
+
+@pytest.mark.parametrize(("cores", "load", "torch_threads", "expected"), [
+    (2, 0.0, 2, 2), (2, 0.58, 2, 1), (2, 3.5, 2, 1), (8, 2.2, 8, 5), (8, 0.1, 4, 4), (4, 9.0, 4, 1),
+])  # fmt: skip
+def test_search_threads_are_the_free_cores(
+    monkeypatch: pytest.MonkeyPatch, cores: int, load: float, torch_threads: int, expected: int
+) -> None:
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: torch_threads)
+    assert search_threads() == expected
+
+
+def test_duplicate_words_are_refused_with_both_rows() -> None:
+    with pytest.raises(ValueError, match=r"'b' appears twice \(rows 1 and 3\)"):
+        Embeddings(torch.zeros(4, 2), ["a", "b", "c", "b"], "dup")
+
+
+@pytest.mark.real
+def test_real_glove_cache_equals_the_wheel_files_bit_for_bit() -> None:
+    import numpy as np
+
+    from circuitscope.embeddings import load_glove_6b_50d
+    from circuitscope.embeddings.matrix import _glove_sources, _parse_glove
+
+    vectors, words = _parse_glove(*_glove_sources())
+    glove = load_glove_6b_50d()  # from the cache (built on the first call)
+    assert glove.words == words and len(words) == 400_000
+    assert np.array_equal(glove.vectors.numpy().view(np.uint32), vectors.view(np.uint32))

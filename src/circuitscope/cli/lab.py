@@ -76,6 +76,7 @@ def superposition(
                 torch.set_num_threads(threads)
             with stages("lab superposition") as report:  # training steps on stderr, also under --json
                 common: dict[str, Any] = {"steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed}
+                common["threads"] = threads  # None: each experiment picks the fastest count for its size
                 small = sparsity_sweep(n_features, n_hidden, 0.9, **common, on_progress=report)
                 medium = sparsity_sweep(20, 5, 0.7, **common, on_progress=report)
                 geometry = geometry_experiment(**common, on_progress=report)

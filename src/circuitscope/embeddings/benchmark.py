@@ -183,7 +183,8 @@ def evaluate_analogies(
     restrict_vocab: int = 300_000,
     case_insensitive: bool = True,
     method: Method = "3cosadd",
-    batch_size: int = 8192,
+    batch_size: int = 1024,
+    threads: int | None = None,
 ) -> AnalogyBenchmarkResult:
     """Score every question exactly as gensim's ``evaluate_word_analogies`` does, all at once.
 
@@ -191,7 +192,8 @@ def evaluate_analogies(
     and every other row that folds to an input word barred; gensim's rule for those other rows
     (its top 5 answers exclude only the three input rows, and it gives the first whose folded form
     is not an input word, else the fifth) is then applied to their few exact scores.
-    ``batch_size``: questions whose block bounds are held at once.
+    ``batch_size``: questions whose block bounds are held at once; ``threads``: torch threads for the
+    search (None: :func:`~circuitscope.embeddings.search.search_threads`, the free cores).
     """
     if restrict_vocab < 1:
         raise ValueError(f"restrict_vocab must be positive, got {restrict_vocab}")
@@ -199,11 +201,10 @@ def evaluate_analogies(
         raise ValueError(f"method must be '3cosadd' or '3cosmul', got {method!r}")
     fold = str.upper if case_insensitive else (lambda w: w)
     n_vocab = min(restrict_vocab, len(emb))
-    folded_vocab = [fold(w) for w in emb.words[:n_vocab]]
-    ok_vocab: dict[str, int] = {}
-    for i in range(n_vocab - 1, -1, -1):  # reversed, so the first (most frequent) variant wins
-        ok_vocab[folded_vocab[i]] = i
-    canonical = torch.tensor([ok_vocab[f] for f in folded_vocab], dtype=torch.long)  # [vocab]
+    folded_vocab = list(map(fold, emb.words[:n_vocab]))
+    # reversed, so the first (most frequent) variant of a folded word wins
+    ok_vocab = dict(zip(reversed(folded_vocab), range(n_vocab - 1, -1, -1), strict=True))
+    canonical = torch.tensor(list(map(ok_vocab.__getitem__, folded_vocab)), dtype=torch.long)  # [vocab]
 
     n = len(questions)
     lookup = [[ok_vocab.get(fold(w), -1) for w in q] for q in questions.questions]  # parsing: one dict lookup a word
@@ -213,7 +214,9 @@ def evaluate_analogies(
     status = torch.full((n,), -1, dtype=torch.long)
     predicted: list[str | None] = [None] * n
     if todo.numel():
-        answer = _gensim_answers(emb.normalized()[:n_vocab], abc, canonical, method, batch_size)
+        vectors = emb.vectors[:n_vocab]
+        unit = vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-12)  # as Embeddings.normalized, fewer rows
+        answer = _gensim_answers(unit, abc, canonical, method, batch_size, threads)
         status[todo] = (canonical[answer.clamp_min(0)] == expected).long().masked_fill(answer < 0, 0)
         for qi, row in zip(todo.tolist(), answer.tolist(), strict=True):
             predicted[qi] = folded_vocab[row] if row >= 0 else None
@@ -236,7 +239,12 @@ def evaluate_analogies(
 
 
 def _gensim_answers(
-    unit: torch.Tensor, abc: torch.Tensor, canonical: torch.Tensor, method: Method, batch_size: int
+    unit: torch.Tensor,
+    abc: torch.Tensor,
+    canonical: torch.Tensor,
+    method: Method,
+    batch_size: int,
+    threads: int | None,
 ) -> torch.Tensor:
     """gensim's answer row to each question (-1 for none): the best row that does not fold to an input word,
     unless all of the top 5 rows (the three input rows barred) fold to one (then the 5th of them)."""
@@ -244,7 +252,7 @@ def _gensim_answers(
 
     variants = _variants(canonical, abc)  # other rows folding to an input word: [q, m]
     variants = torch.nn.functional.pad(variants, (0, max(0, TOPN - variants.shape[1])), value=-1)
-    _, best = best_rows(unit, abc, torch.cat([abc, variants], 1), method, question_batch=batch_size)
+    _, best = best_rows(unit, abc, torch.cat([abc, variants], 1), method, question_batch=batch_size, threads=threads)
     var_scores = analogy_scores(unit, abc, variants, method)
     best_score = analogy_scores(unit, abc, best[:, None], method)[:, 0]  # same formula as the variants
     ranked_v, order = var_scores.sort(1, descending=True)

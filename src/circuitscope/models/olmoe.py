@@ -4,8 +4,8 @@
 and rotary. Every block routes; the router renormalises only when ``norm_topk_prob`` is set.
 """
 
-from circuitscope.models.base import MixtureOfExperts
 from circuitscope.models.llama import ADAPTER as LLAMA
+from circuitscope.models.qwen3_moe import EXPERTS
 
 ADAPTER = LLAMA.derive(
     family="olmoe",
@@ -13,11 +13,5 @@ ADAPTER = LLAMA.derive(
     mlp_in=None,
     mlp_in_linear=None,
     mlp_down=None,
-    experts=MixtureOfExperts(
-        block="mlp",
-        router="mlp.gate",
-        experts="mlp.experts",
-        n_experts_attr="num_experts",
-        renormalize_attr="norm_topk_prob",
-    ),
+    experts=EXPERTS,
 )

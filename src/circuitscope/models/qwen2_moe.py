@@ -6,19 +6,13 @@ probabilities only when ``norm_topk_prob`` is set. Layers listed in ``mlp_only_l
 ``decoder_sparse_step``) keep a dense MLP under Llama's names and get the dense MLP hooks.
 """
 
-from circuitscope.models.base import MixtureOfExperts
+from dataclasses import replace
+
 from circuitscope.models.llama import ADAPTER as LLAMA
+from circuitscope.models.qwen3_moe import EXPERTS
 
 ADAPTER = LLAMA.derive(
     family="qwen2_moe",
     model_types=("qwen2_moe",),
-    experts=MixtureOfExperts(
-        block="mlp",
-        router="mlp.gate",
-        experts="mlp.experts",
-        n_experts_attr="num_experts",
-        renormalize_attr="norm_topk_prob",
-        shared_expert="mlp.shared_expert",
-        shared_expert_gate="mlp.shared_expert_gate",
-    ),
+    experts=replace(EXPERTS, shared_expert="mlp.shared_expert", shared_expert_gate="mlp.shared_expert_gate"),
 )

@@ -7,14 +7,13 @@ The router renormalises its top-k probabilities only when ``norm_topk_prob`` is 
 from circuitscope.models.base import MixtureOfExperts
 from circuitscope.models.llama import ADAPTER as LLAMA
 
-ADAPTER = LLAMA.derive(
-    family="qwen3_moe",
-    model_types=("qwen3_moe",),
-    experts=MixtureOfExperts(
-        block="mlp",
-        router="mlp.gate",
-        experts="mlp.experts",
-        n_experts_attr="num_experts",
-        renormalize_attr="norm_topk_prob",
-    ),
+EXPERTS = MixtureOfExperts(
+    block="mlp",
+    router="mlp.gate",
+    experts="mlp.experts",
+    n_experts_attr="num_experts",
+    renormalize_attr="norm_topk_prob",
 )
+"""The routed experts as Qwen2/3-MoE and OLMoE lay them out."""
+
+ADAPTER = LLAMA.derive(family="qwen3_moe", model_types=("qwen3_moe",), experts=EXPERTS)

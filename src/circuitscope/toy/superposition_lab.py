@@ -79,11 +79,13 @@ def sparsity_sweep(
     batch_size: int = 1024,
     lr: float = 1e-3,
     seed: int = 0,
+    threads: int | None = None,
     on_progress: OnProgress | None = None,
 ) -> SweepResult:
     """Train one model per sparsity (in parallel) with importance ``importance_decay ** i``.
 
-    ``on_progress(stage, steps_done, steps)`` is told the training steps.
+    ``threads``: torch threads while training (None: chosen by size). ``on_progress(stage, steps_done, steps)``
+    is told the training steps.
     """
     if n_hidden >= n_features:
         raise LabConfigError(
@@ -102,6 +104,7 @@ def sparsity_sweep(
         batch_size=batch_size,
         lr=lr,
         seed=seed,
+        threads=threads,
         description=f"superposition {n_features}->{n_hidden}",
         on_progress=on_progress,
     )
@@ -157,11 +160,13 @@ def geometry_experiment(
     batch_size: int = 1024,
     lr: float = 1e-3,
     seed: int = 0,
+    threads: int | None = None,
     on_progress: OnProgress | None = None,
 ) -> GeometryResult:
     """Uniform importance; ``1/(1-S)`` log-spaced from 1 to ``max_inverse_density``.
 
-    ``on_progress(stage, steps_done, steps)`` is told the training steps.
+    ``threads``: torch threads while training (None: chosen by size). ``on_progress(stage, steps_done, steps)``
+    is told the training steps.
     """
     if n_hidden >= n_features:
         raise LabConfigError(f"n_hidden ({n_hidden}) must be smaller than n_features ({n_features})")
@@ -178,6 +183,7 @@ def geometry_experiment(
         batch_size=batch_size,
         lr=lr,
         seed=seed,
+        threads=threads,
         description=f"geometry {n_features}->{n_hidden}",
         on_progress=on_progress,
     )
@@ -213,11 +219,13 @@ def phase_diagram(
     lr: float = 1e-3,
     seed: int = 0,
     threshold: float = 0.5,
+    threads: int | None = None,
     on_progress: OnProgress | None = None,
 ) -> PhaseDiagram:
     """Feature 1 has importance 1; feature 2 has importance 0.1..10 and both have density 0.01..1.
 
-    ``on_progress(stage, steps_done, steps)`` is told the training steps.
+    ``threads``: torch threads while training (None: chosen by size). ``on_progress(stage, steps_done, steps)``
+    is told the training steps.
     """
     importance = torch.logspace(-1, 1, n_importance)
     density = torch.logspace(-2, 0, n_density)
@@ -232,6 +240,7 @@ def phase_diagram(
         batch_size=batch_size,
         lr=lr,
         seed=seed,
+        threads=threads,
         description="phase diagram 2->1",
         on_progress=on_progress,
     )
