@@ -45,8 +45,9 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/pyright src tests
 	$(VENV)/bin/lint-imports
 
+# two test processes on the two cores (pytest-xdist), each file kept on one process so its module fixtures load once
 test: chromium $(VENV)/.dev .data/all-MiniLM-L6-v2/config.json lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 # TransformerLens goes in its own venv (.venv-bench, see benchmarks/RESULTS.md), never in the test venv
 .venv-bench/.created:

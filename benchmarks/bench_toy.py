@@ -7,10 +7,14 @@ ways: the full forward (all positions), ``forward(last_only=True)`` and the grok
     python benchmarks/bench_toy.py --config default            # about a minute or two on a free 2-core CPU
     python benchmarks/bench_toy.py --config paper --threads 1  # long: run it in the background
 
+The grokking training step, HEAD's ``fast_last_logits`` beside the working tree's, on 1 and 2 threads
+(``--config grokking-steps --repeats 10``).
+
 Superposition (``--config superposition``): seconds per training step of each experiment of
 ``circuitscope lab superposition`` at the paper's settings (batch 1024), the code of the last commit
 (``git show HEAD:src/circuitscope/toy/superposition.py``, imported from a temporary copy) beside the
-working tree's, interleaved in one process, with the projected 10,000-step totals:
+working tree's, interleaved in one process, with the new code's share of time spent sampling and the
+projected 10,000-step totals:
 
     python benchmarks/bench_toy.py --config superposition --steps 200
 
@@ -61,24 +65,47 @@ def step_ratios(repeats: int) -> dict[str, float]:
     return times
 
 
-def _old_superposition() -> ModuleType:
-    """The committed superposition module (HEAD), imported from a temporary copy."""
+def _old_module(name: str) -> ModuleType:
+    """The committed (HEAD) ``circuitscope.toy.<name>`` module, imported from a temporary copy."""
     root = Path(__file__).resolve().parents[1]
     source = subprocess.run(
-        ["git", "show", "HEAD:src/circuitscope/toy/superposition.py"],
+        ["git", "show", f"HEAD:src/circuitscope/toy/{name}.py"],
         cwd=root,
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    path = Path(tempfile.mkdtemp(prefix="bench-superposition-")) / "old_superposition.py"
+    path = Path(tempfile.mkdtemp(prefix="bench-toy-")) / f"old_{name}.py"
     path.write_text(source)
-    spec = importlib.util.spec_from_file_location("old_superposition", path)
+    spec = importlib.util.spec_from_file_location(f"old_{name}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def grokking_old_new(repeats: int) -> dict[str, object]:
+    """Seconds per full-batch training step of the paper configuration, HEAD's fast forward beside the new."""
+    old = _old_module("grokking")
+    cfg = GrokkingConfig.preset("paper")
+    task = ModularAddition(cfg.p, cfg.train_fraction, 0)
+    x, y = task.inputs()[task.train_mask()], task.labels()[task.train_mask()]
+    model = build_grokking_model(cfg).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98), fused=True)
+    times: dict[str, float] = {}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for _ in range(repeats):  # interleaved, so load changes hit both alike
+            for label, forward in (("old", old.fast_last_logits), ("new", fast_last_logits)):
+                start = time.perf_counter()
+                loss = torch.nn.functional.cross_entropy(forward(model, x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                key = f"{label}, {threads} thread(s)"
+                times[key] = times.get(key, 0.0) + (time.perf_counter() - start) / repeats
+    return {"seconds_per_step": times, "speedup_1_thread": times["old, 1 thread(s)"] / times["new, 1 thread(s)"]}
 
 
 def _superposition_experiments() -> dict[str, tuple[int, int, torch.Tensor, torch.Tensor]]:
@@ -103,17 +130,18 @@ def superposition_steps(steps: int, threads: int | None) -> dict[str, object]:
     """Seconds per step, old (HEAD) beside new, per experiment; both trained ``steps`` steps, alternating."""
     from circuitscope.toy import superposition as new
 
-    old = _old_superposition()
+    old = _old_module("superposition")
     rows: dict[str, dict[str, float]] = {}
     for name, (n, m, importance, probability) in _superposition_experiments().items():
         imp, prob = importance.contiguous(), probability.contiguous()
-        row = {}
+        row = {"new_sampling_share": 0.0}
         for label in ("old", "new", "old", "new"):  # twice each, alternating: load drifts hit both
             start = time.perf_counter()
             if label == "old":
                 old.train_superposition(n, m, imp, prob, steps=steps)
             else:
-                new.train_superposition(n, m, imp, prob, steps=steps, threads=threads)
+                run = new.train_superposition(n, m, imp, prob, new.TrainingOptions(steps=steps, threads=threads))
+                row["new_sampling_share"] += run.time.sampling_share / 2
             row[label] = row.get(label, 0.0) + (time.perf_counter() - start) / (2 * steps)
         row["speedup"] = row["old"] / row["new"]
         rows[name] = row
@@ -130,7 +158,9 @@ def superposition_steps(steps: int, threads: int | None) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", choices=["default", "paper", "ratios", "superposition"], default="default")
+    parser.add_argument(
+        "--config", choices=["default", "paper", "ratios", "superposition", "grokking-steps"], default="default"
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=200, help="superposition: steps timed per experiment and variant")
@@ -140,6 +170,11 @@ def main() -> None:
     load = os.getloadavg()
     if args.config == "superposition":
         result = superposition_steps(args.steps, args.threads)
+        uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+        print(json.dumps({**result, "loadavg_at_start": load, "uptime_at_end": uptime}, indent=1))
+        return
+    if args.config == "grokking-steps":
+        result = grokking_old_new(args.repeats)
         uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
         print(json.dumps({**result, "loadavg_at_start": load, "uptime_at_end": uptime}, indent=1))
         return

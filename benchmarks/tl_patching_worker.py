@@ -1,6 +1,7 @@
 """TransformerLens side of bench_patching.py (run under an interpreter that has transformer-lens).
 
-Times ``transformer_lens.patching.get_act_patch_attn_head_out_all_pos`` and TL's own forward
+Times ``transformer_lens.patching.get_act_patch_attn_head_out_all_pos`` and ``get_act_patch_resid_pre``
+(``--targets``) and TL's own forward
 on the same prompts and metric, round-robin, and writes their ratio.
 """
 
@@ -26,6 +27,9 @@ def main() -> None:
     ap.add_argument("--folder", required=True)
     ap.add_argument("--task", required=True)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--targets", default="head_out", help="comma-separated: head_out, resid_pre")
+    ap.add_argument("--resid-layers", default="", help="resid_pre on these layers only (comma-separated; all if empty)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--tl-name", default="google/gemma-3-270m")
     args = ap.parse_args()
@@ -56,16 +60,32 @@ def main() -> None:
         with torch.no_grad():
             return model(corrupted)
 
-    def patch() -> object:
-        with torch.no_grad():
-            return patching.get_act_patch_attn_head_out_all_pos(model, corrupted, clean_cache, metric)
+    functions = {
+        "head_out": patching.get_act_patch_attn_head_out_all_pos,
+        "resid_pre": patching.get_act_patch_resid_pre,
+    }
 
-    rows_out = summarize(measure([("forward", forward), ("patching", patch)], repeats=args.repeats), "forward")
+    resid_layers = [int(x) for x in args.resid_layers.split(",") if x]
+
+    def patch(target: str) -> object:
+        with torch.no_grad():
+            if target == "resid_pre" and resid_layers:  # get_act_patch_resid_pre's own code on a subset of layers
+                import pandas as pd
+
+                n = corrupted.shape[1]
+                index = pd.DataFrame({"layer": [la for la in resid_layers for _ in range(n)],
+                                      "pos": [p for _ in resid_layers for p in range(n)]})  # fmt: skip
+                return patching.generic_activation_patch(
+                    model, corrupted, clean_cache, metric, patching.layer_pos_patch_setter, "resid_pre",
+                    index_df=index,
+                )  # fmt: skip
+            return functions[target](model, corrupted, clean_cache, metric)
+
+    variants = [("forward", forward)] + [(t, lambda t=t: patch(t)) for t in args.targets.split(",")]
+    rows_out = summarize(measure(variants, repeats=args.repeats, warmup=args.warmup), "forward")
     by = {r["name"]: r for r in rows_out}
     Path(args.out).write_text(
-        json.dumps(
-            {"rows": rows_out, "patching_over_forward": by["patching"]["ratio"], "n_hooks": len(model.hook_dict)}
-        )
+        json.dumps({"rows": rows_out, "patching_over_forward": {t: by[t]["ratio"] for t in by if t != "forward"}})
     )
 
 

@@ -11,6 +11,20 @@ import circuitscope as cs
 from tests.tiny_models import TinyModels
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Settings of the test processes themselves, not of circuitscope.
+
+    - Under pytest-xdist (``make test`` runs two processes on the two cores) each process gets one torch
+      thread: two processes of two threads each on two cores run small models many times slower.
+    - A wide console, so that rich does not fold a long temporary path inside a message a test looks for.
+    """
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+    os.environ.setdefault("COLUMNS", "400")
+
+
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
     """Every tiny model built once per session; ``tiny.hooked("gpt2")`` etc. hand out fresh copies."""

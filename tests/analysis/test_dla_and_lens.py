@@ -10,19 +10,19 @@ from circuitscope.analysis.dla import direct_logit_attribution
 from circuitscope.report.dla import plot_heads, plot_layers
 from circuitscope.report.logit_lens import plot_logit_lens
 from circuitscope.tasks import Task
-from tests.tiny_models import VOCAB, TinyModels
+from tests.tiny_models import TinyModels, random_task
+
+# Scaled logits (Cohere, Granite), an LM-head bias (Phi, GPT-J), output norms (OLMo 2), a fused MLP (Phi-3), OPT
+DENSE = ["cohere", "granite", "phi", "gptj", "opt", "olmo2", "phi3"]
 
 
-# A random task built in place, as in other test modules: alike on purpose (each module picks its own shapes).
 def _task() -> Task:
-    g = torch.Generator().manual_seed(0)
-    clean = torch.randint(1, VOCAB, (4, 7), generator=g)
-    correct = torch.randint(0, VOCAB, (4,), generator=g)
-    incorrect = torch.randint(0, VOCAB, (4,), generator=g)
-    return Task("t", ["c"] * 4, ["x"] * 4, clean, clean, torch.tensor([6, 5, 6, 4]), correct, incorrect)
+    return random_task(4, 7, seed=0, corrupt=None, answer_from_end=[1, 2, 1, 3])
 
 
-@pytest.mark.parametrize("family", ["llama_gqa", "gpt2", "gpt_neox", "gemma", "gemma3", "gemma2_softcap", "qwen2"])
+@pytest.mark.parametrize(
+    "family", ["llama_gqa", "gpt2", "gpt_neox", "gemma", "gemma3", "gemma2_softcap", "qwen2", *DENSE]
+)
 def test_contributions_sum_to_the_logit_difference(tiny: TinyModels, family: str) -> None:
     model = tiny.hooked(family)
     result = direct_logit_attribution(model, _task())
@@ -40,7 +40,7 @@ def test_contributions_sum_to_the_logit_difference(tiny: TinyModels, family: str
     assert plot_heads(result) is not None and plot_layers(result) is not None
 
 
-@pytest.mark.parametrize("family", ["llama_gqa", "gpt2", "gemma2_softcap"])
+@pytest.mark.parametrize("family", ["llama_gqa", "gpt2", "gemma2_softcap", "cohere", "granite"])
 def test_logit_lens_ends_at_the_models_logits(tiny: TinyModels, family: str) -> None:
     model = tiny.hooked(family)
     task = _task()
@@ -55,10 +55,13 @@ def test_logit_lens_ends_at_the_models_logits(tiny: TinyModels, family: str) -> 
     assert plot_logit_lens(result) is not None
 
 
-@pytest.mark.parametrize("family", ["llama_gqa", "gpt2", "gpt_neox", "gemma3", "gemma2_softcap", "qwen2"])
+@pytest.mark.parametrize(
+    "family", ["llama_gqa", "gpt2", "gpt_neox", "gemma3", "gemma2_softcap", "qwen2", "cohere", "cohere2", "granite"]
+)
 @torch.no_grad()
 def test_unembed_resid_is_the_models_own_logits(tiny: TinyModels, family: str) -> None:
-    """``HookedModel.unembed_resid`` (logit lens, attribution, replay) of the last residual: the forward logits."""
+    """``HookedModel.unembed_resid`` (logit lens, attribution, replay) of the last residual: the forward logits,
+    scaled as the model scales them (Cohere's ``logit_scale``, Granite's ``logits_scaling``)."""
     model = tiny.hooked(family)
     tokens = _task().clean_tokens
     last, normed = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post", "ln_final.hook_normalized"

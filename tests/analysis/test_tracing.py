@@ -24,6 +24,8 @@ from circuitscope.analysis.tracing import (
     trace_heads,
     trace_neurons,
 )
+from circuitscope.core.prefix_kv import PrefixReplay
+from circuitscope.core.replay import BlockReplay
 from circuitscope.errors import ShapeError, TokenizationError
 from circuitscope.report.tracing import plot_heads, plot_neurons, plot_trace
 from circuitscope.tasks.facts import Fact, load_facts
@@ -226,6 +228,43 @@ def test_batched_trace_equals_the_naive_loop_on_gpt2_with_token_ids(tiny: TinyMo
     assert len(neurons.neurons) == 10 and len(set(neurons.neurons)) == 10
 
 
+@pytest.mark.parametrize("family", ["gpt2", "llama_gqa", "gemma3", "bamba"])
+def test_the_trace_equals_one_full_forward_per_restoration_on_each_family(tiny: TinyModels, family: str) -> None:
+    # gpt2: learned positions; llama_gqa: rotary, grouped-query attention; gemma3: a sliding window of 4 tokens,
+    # shorter than the prompt; bamba: state-space layers, where every position is computed (no key/value reuse)
+    model = tiny.hooked(family)
+    tokens = torch.tensor([5, 17, 42, 9, 33, 61, 2, 70, 11, 23])
+    n, seq = model.cfg.n_layers, len(tokens)
+    assert PrefixReplay(BlockReplay(model, tokens[None])).supported == (family != "bamba")
+    attention = [la for la in range(n) if la not in model.cfg.mixer_layers]
+    for kind in ("resid", "mlp", "attn") if len(attention) == n else ("resid", "mlp"):
+        result = causal_trace(model, tokens, (2, 4), kind=kind, window=2, n_samples=2, batch_size=6, noise_scale=5.0)  # type: ignore[arg-type]  # a str from the loop for the Literal option
+        expected = torch.empty(n, seq)
+        for la in range(n):
+            for p in range(seq):
+                if kind == "resid":
+                    restore = [(f"blocks.{la}.hook_resid_post", _at(p))]
+                else:
+                    lo, hi = max(0, la - 1), min(n, la + 1)
+                    restore = [(f"blocks.{w}.{WINDOW_HOOK[kind]}", _at(p)) for w in range(lo, hi)]
+                expected[la, p] = _naive(
+                    model, tokens, (2, 4), result.baseline.target_id, restore, samples=2, scale=5.0
+                )
+        # the rows that skip tokens and layers vs one full forward per site: float32 rounding (measured <=8e-7)
+        torch.testing.assert_close(result.restored, expected, atol=2e-6, rtol=1e-5)
+        if kind == "resid":  # restorations do something (50x the tolerance; the tiny bamba's windows barely do)
+            assert float(result.indirect_effect.abs().max()) > 1e-4
+    heads = trace_heads(model, tokens, (2, 4), at="subject_last", layers=attention, n_samples=2, noise_scale=5.0)
+    expected = torch.tensor(
+        [
+            [_naive(model, tokens, (2, 4), heads.baseline.target_id, [(f"blocks.{la}.attn.hook_z", _at(3, h))],
+                    samples=2, scale=5.0) for h in range(model.cfg.n_heads)]
+            for la in attention
+        ]
+    )  # fmt: skip
+    torch.testing.assert_close(heads.restored[attention], expected, atol=2e-6, rtol=1e-5)
+
+
 @pytest.mark.parametrize("at", ["subject_last", "all"])
 def test_head_trace_equals_the_naive_loop(model: cs.HookedModel, at: str) -> None:
     result = trace_heads(model, PROMPT, SUBJECT, at=at, n_samples=3, batch_size=5)  # type: ignore[arg-type]  # a parametrized str for the Literal option
@@ -335,5 +374,6 @@ def test_fact_files_are_checked(tmp_path: Path) -> None:
 def test_progress_is_reported_through_the_callback(model: cs.HookedModel) -> None:
     calls: list[tuple[str, int, int]] = []
     causal_trace(model, PROMPT, SUBJECT, n_samples=2, batch_size=20, on_progress=lambda *a: calls.append(a))
-    # 4 layers x 18 positions from the subject on = 72 restorations, 10 per pass (20 rows / 2 samples)
-    assert calls == [("causal trace (resid)", i, 8) for i in range(9)]
+    # 4 layers x 18 positions from the subject on = 72 restorations, of which the last layer's output matters at
+    # the last token only: 3 x 18 + 1 = 55 run, 10 per pass (20 rows / 2 samples)
+    assert calls == [("causal trace (resid)", i, 6) for i in range(7)]

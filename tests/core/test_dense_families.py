@@ -1,8 +1,9 @@
 """The mechanisms the dense decoder families of issue 14 need, beyond the family contract (test_families.py).
 
 Config names an adapter declares, refusals before any work, OPT's position offset, one norm feeding both
-sublayers, norms read by behaviour (Cohere's and OLMo's LayerNorms), logit scales and Granite's multipliers
-routed through the unembedding path (DLA, logit lens), and the weight transforms on these families.
+sublayers, norms read by behaviour (Cohere's and OLMo's LayerNorms), logit scales and Granite's multipliers.
+DLA, the logit lens and ``unembed_resid`` on these families are in tests/analysis/test_dla_and_lens.py, the weight
+transforms in tests/core/test_transforms.py, parametrised with the first families.
 """
 
 from __future__ import annotations
@@ -15,37 +16,21 @@ import torch
 import transformers as tf
 
 from circuitscope import HookedModel, UnsupportedModelError
-from circuitscope.analysis._logit_lens import logit_lens
-from circuitscope.analysis.dla import direct_logit_attribution
 from circuitscope.circuits.graph import CircuitError
 from circuitscope.circuits.intervene import graph_of
 from circuitscope.core.config import _SIZE_NAMES, ModelConfig
 from circuitscope.core.loading import load_model
 from circuitscope.core.norms import frozen_norm
-from circuitscope.core.transforms import center_unembed, center_writing_weights, fold_layer_norm
 from circuitscope.models import adapter_for
 from circuitscope.models.base import CONFIG_SIZES
-from circuitscope.tasks import Task
-from tests.families import dense
 from tests.tiny_models import VOCAB, TinyModels
 
-DENSE = [t.name for t in dense.RECIPES]
 SHARED_NORM = ["gptj", "phi", "phi_qk_layernorm", "stablelm_parallel", "cohere", "cohere2"]
-LAYERNORM = ["opt", "gptj", "phi", "phi_qk_layernorm", "olmo", "stablelm", "stablelm_parallel", "cohere", "cohere2"]
-RMSNORM = ["phi3", "olmo2", "olmo3", "granite", "smollm3"]
 SCALED_LOGITS = {"cohere": 0.5, "cohere2": 0.5, "granite": 1 / 1.7}
 
 
 def _tokens() -> torch.Tensor:
     return torch.randint(1, VOCAB, (2, 10), generator=torch.Generator().manual_seed(5))
-
-
-def _task() -> Task:
-    g = torch.Generator().manual_seed(0)
-    clean = torch.randint(1, VOCAB, (4, 7), generator=g)
-    correct = torch.randint(0, VOCAB, (4,), generator=g)
-    incorrect = torch.randint(0, VOCAB, (4,), generator=g)
-    return Task("t", ["c"] * 4, ["x"] * 4, clean, clean, torch.tensor([6, 5, 6, 4]), correct, incorrect)
 
 
 def _tiny_opt(**overrides: object) -> tf.OPTForCausalLM:
@@ -171,42 +156,14 @@ def test_an_rmsnorm_with_a_tiny_eps_is_not_taken_for_a_layernorm() -> None:
 @pytest.mark.parametrize("name", sorted(SCALED_LOGITS))
 @torch.no_grad()
 def test_logit_scale_goes_with_the_unembedding(tiny: TinyModels, name: str) -> None:
+    """The factor itself; ``unembed_resid`` applying it is tests/analysis/test_dla_and_lens.py's."""
     model = tiny.hooked(name)
     assert model.wiring.logit_factor() == pytest.approx(SCALED_LOGITS[name], rel=1e-12)
-    tokens = _tokens()
-    last = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
-    logits, cache = model.run_with_cache(tokens, names=[last, "ln_final.hook_normalized"])
-    assert torch.equal(model.unembed_resid(cache[last]), logits)
-    assert torch.equal(model.unembed_resid(cache["ln_final.hook_normalized"], normed=True), logits)
+    logits, cache = model.run_with_cache(_tokens(), names=["ln_final.hook_normalized"])
     unembed = model.wiring.unembed
     assert unembed is not None
     raw = unembed(cache["ln_final.hook_normalized"])
     torch.testing.assert_close(logits, raw * model.wiring.logit_factor(), atol=1e-6, rtol=1e-6)  # * m vs / d
-
-
-@pytest.mark.parametrize("name", ["cohere", "granite", "phi", "gptj", "opt", "olmo2", "phi3"])
-def test_dla_sums_to_the_logit_difference(tiny: TinyModels, name: str) -> None:
-    """Scaled logits (Cohere, Granite), an LM-head bias (Phi, GPT-J), output norms (OLMo 2), fused MLP (Phi-3)."""
-    model = tiny.hooked(name)
-    result = direct_logit_attribution(model, _task())
-    # the bias is added in float64 there, in float32 here: <=1 ulp apart (default float32 tolerances)
-    torch.testing.assert_close(result.components.sum() + result.bias, torch.tensor(result.pre_softcap_total))
-    assert result.pre_softcap_total == pytest.approx(result.total, abs=1e-5)  # no softcap: the logit difference
-    # per-head / per-neuron terms summed vs the whole output attributed: float32 rounding (~1e-7 of ~0.3)
-    torch.testing.assert_close(result.heads.sum(1) + result.head_bias, result.attn, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(result.neurons.sum(1) + result.neuron_bias, result.mlp, atol=1e-5, rtol=1e-4)
-
-
-@pytest.mark.parametrize("name", ["cohere", "granite"])
-def test_logit_lens_ends_at_the_models_scaled_logits(tiny: TinyModels, name: str) -> None:
-    model = tiny.hooked(name)
-    task = _task()
-    result = logit_lens(model, task, k=3)
-    rows = torch.arange(len(task))
-    logits = model(task.clean_tokens)[rows, task.answer_pos]
-    expected = (logits[rows, task.correct] - logits[rows, task.incorrect]).mean()
-    # through the final norm with its frozen scale: float32 rounding (~1e-7 of ~0.4)
-    torch.testing.assert_close(result.logit_diff[-1], expected, atol=1e-5, rtol=1e-5)
 
 
 @torch.no_grad()
@@ -245,52 +202,3 @@ def test_granite_gradients_reach_a_scaled_hook(tiny: TinyModels) -> None:
     assert g_attn.abs().sum() > 0 and g_mlp.abs().sum() > 0 and g_embed.abs().sum() > 0
     torch.testing.assert_close(g_attn, g_mid, atol=1e-7, rtol=1e-5)  # (g / m) * m: float32 rounding
     model.hf_model.zero_grad(set_to_none=True)
-
-
-@pytest.mark.parametrize("name", DENSE)
-@torch.no_grad()
-def test_folding_norms_keeps_logits(tiny: TinyModels, name: str) -> None:
-    model = tiny.hooked(name)
-    tokens = _tokens()
-    before = model(tokens)
-    fold_layer_norm(model)
-    # folded weights are products rounded to float32 (~1e-7 relative each): logits ~2
-    torch.testing.assert_close(model(tokens), before, atol=1e-5, rtol=1e-5)
-    for block in model.wiring.blocks:
-        for norm in (block.ln1, block.ln2):
-            if norm is not None:
-                torch.testing.assert_close(frozen_norm(norm).weight, torch.ones(model.cfg.d_model), atol=0, rtol=0)
-
-
-@pytest.mark.parametrize("name", LAYERNORM)
-@torch.no_grad()
-def test_centering_writing_weights_keeps_logits_for_layernorm(tiny: TinyModels, name: str) -> None:
-    model = tiny.hooked(name)
-    tokens = _tokens()
-    before = model(tokens)
-    center_writing_weights(model)
-    # centred weights are rounded differences (~1e-7 relative each): logits ~1
-    torch.testing.assert_close(model(tokens), before, atol=1e-5, rtol=1e-5)
-    _, cache = model.run_with_cache(tokens, names=["blocks.0.hook_attn_out", "blocks.1.hook_mlp_out"])
-    for act in cache.values():  # a mean of d_model float32 values that cancel: rounding ~1e-8
-        torch.testing.assert_close(act.mean(-1), torch.zeros(act.shape[:-1]), atol=1e-5, rtol=0)
-
-
-@pytest.mark.parametrize("name", RMSNORM)
-def test_centering_is_refused_where_it_would_change_the_model(tiny: TinyModels, name: str) -> None:
-    with pytest.raises(UnsupportedModelError, match=r"RMSNorm|norm after the attention output"):
-        center_writing_weights(tiny.hooked(name))
-
-
-@pytest.mark.parametrize("name", ["phi", "cohere", "granite"])
-@torch.no_grad()
-def test_centering_the_unembedding_keeps_log_probs(tiny: TinyModels, name: str) -> None:
-    """An LM-head bias (Phi) and scaled logits (Cohere, Granite) still shift every logit by one constant."""
-    model = tiny.hooked(name)
-    tokens = _tokens()
-    before = model(tokens).log_softmax(-1)
-    center_unembed(model)
-    after = model(tokens)
-    # a shift of every logit cancels in log_softmax up to float32 rounding (~1e-6 of ~6)
-    torch.testing.assert_close(after.log_softmax(-1), before, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(after.mean(-1), torch.zeros(after.shape[:-1]), atol=1e-5, rtol=0)

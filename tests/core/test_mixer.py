@@ -34,16 +34,29 @@ def _tokens(n: int = 2, seq: int = 10) -> torch.Tensor:
     return torch.randint(1, VOCAB, (n, seq), generator=torch.Generator().manual_seed(3))
 
 
+@pytest.mark.parametrize(("name", "layer"), [("mamba", 1), ("mamba2", 0)])
 @torch.no_grad()
-def test_mamba_hooks_are_the_mixers_own_tensors(tiny: TinyModels) -> None:
+def test_mixer_hooks_are_the_mixers_own_tensors(tiny: TinyModels, name: str, layer: int) -> None:
+    """Each hook is a module's own input or output: re-applying the module to the hooked input gives it bit for bit."""
+    model = tiny.hooked(name)
+    _, cache = model.run_with_cache(_tokens(), names=lambda n: n.startswith(f"blocks.{layer}."))
+    hook = {n.removeprefix(f"blocks.{layer}."): t for n, t in cache.items()}
+    mixer: Any = model.wiring.blocks[layer].block.get_submodule("mixer")  # MambaMixer / Mamba2Mixer, by name
+    assert torch.equal(mixer.in_proj(hook["ln1.hook_normalized"]), hook["mixer.hook_in_proj"])
+    assert torch.equal(mixer.out_proj(hook["mixer.hook_out_proj_in"]), hook["hook_mixer_out"])
+    if name == "mamba":
+        assert torch.equal(mixer.x_proj(hook["mixer.hook_conv"]), hook["mixer.hook_x_proj"])
+    else:  # the gated RMSNorm between the scan and out_proj, gated by in_proj's first part
+        gate = hook["mixer.hook_in_proj"][..., : mixer.intermediate_size]
+        assert torch.equal(mixer.norm(hook["mixer.hook_ssm_out"], gate), hook["mixer.hook_out_proj_in"])
+
+
+@torch.no_grad()
+def test_mamba_hook_conv_is_the_causal_convolution_of_in_proj(tiny: TinyModels) -> None:
     model = tiny.hooked("mamba")
-    _, cache = model.run_with_cache(_tokens())
-    mixer: Any = model.wiring.blocks[1].block.get_submodule("mixer")  # MambaMixer: its own modules by name
-    # each hook is a module's own input or output: re-applying the module to the hooked input gives it bit for bit
-    assert torch.equal(mixer.in_proj(cache["blocks.1.ln1.hook_normalized"]), cache["blocks.1.mixer.hook_in_proj"])
-    assert torch.equal(mixer.x_proj(cache["blocks.1.mixer.hook_conv"]), cache["blocks.1.mixer.hook_x_proj"])
-    assert torch.equal(mixer.out_proj(cache["blocks.1.mixer.hook_out_proj_in"]), cache["blocks.1.hook_mixer_out"])
-    # hook_conv is the causal depthwise convolution of in_proj's x half, then SiLU: recompute it by hand
+    _, cache = model.run_with_cache(_tokens(), names=["blocks.1.mixer.hook_in_proj", "blocks.1.mixer.hook_conv"])
+    mixer: Any = model.wiring.blocks[1].block.get_submodule("mixer")
+    # the causal depthwise convolution of in_proj's x half, then SiLU: recomputed by hand
     x = cache["blocks.1.mixer.hook_in_proj"][..., : mixer.intermediate_size].transpose(1, 2)
     kernel = mixer.conv1d.weight  # [d_inner 1 width]
     conv = F.conv1d(F.pad(x, (kernel.shape[-1] - 1, 0)), kernel, mixer.conv1d.bias, groups=x.shape[1])
@@ -66,18 +79,6 @@ def test_rewriting_hook_conv_reaches_the_scan(tiny: TinyModels) -> None:
     assert torch.equal(
         cache["blocks.0.mixer.hook_out_proj_in"], torch.zeros_like(clean["blocks.0.mixer.hook_out_proj_in"])
     )
-
-
-@torch.no_grad()
-def test_mamba2_hooks_are_the_mixers_own_tensors(tiny: TinyModels) -> None:
-    model = tiny.hooked("mamba2")
-    _, cache = model.run_with_cache(_tokens())
-    mixer: Any = model.wiring.blocks[0].block.get_submodule("mixer")  # Mamba2Mixer: its own modules by name
-    assert torch.equal(mixer.in_proj(cache["blocks.0.ln1.hook_normalized"]), cache["blocks.0.mixer.hook_in_proj"])
-    gate = cache["blocks.0.mixer.hook_in_proj"][..., : mixer.intermediate_size]
-    gated = mixer.norm(cache["blocks.0.mixer.hook_ssm_out"], gate)  # the gated RMSNorm between scan and out_proj
-    assert torch.equal(gated, cache["blocks.0.mixer.hook_out_proj_in"])
-    assert torch.equal(mixer.out_proj(gated), cache["blocks.0.hook_mixer_out"])
 
 
 def test_patching_the_residual_stream_recovers_the_clean_run(tiny: TinyModels) -> None:

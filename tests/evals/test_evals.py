@@ -42,13 +42,20 @@ def test_scores_equal_a_hand_computation_and_effects_are_paired(tiny: TinyModels
     torch.testing.assert_close(res.p_answer[0], res.p_answer[1], atol=0, rtol=0)  # the same prompts: bit for bit
 
 
-def test_malformed_files_name_the_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"question": "q", "options": ["a", "b"], "answer": "a"}\n{"question": "q", "options": ["a"]}\n', ":2:"),
+        ('{"question": "q", "options": ["a", "b"], "answer": "c"}\n', "not one of"),
+    ],
+)
+def test_malformed_files_name_the_line(tmp_path: Path, text: str, message: str) -> None:
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"question": "q", "options": ["a", "b"], "answer": "a"}\n{"question": "q", "options": ["a"]}\n')
-    with pytest.raises(EvalSetError, match=":2:"):
+    bad.write_text(text)
+    with pytest.raises(EvalSetError, match=message):
         load_eval_items(bad)
-    bad.write_text('{"question": "q", "options": ["a", "b"], "answer": "c"}\n')
-    with pytest.raises(EvalSetError, match="not one of"):
-        load_eval_items(bad)
+
+
+def test_a_framing_needs_its_placeholder_once() -> None:
     with pytest.raises(EvalSetError, match="exactly once"):
         Framing("f", "no placeholder")

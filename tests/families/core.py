@@ -79,10 +79,7 @@ RECIPES: list[Tiny] = [
         seeded(
             lambda: tf.Gemma2ForCausalLM(
                 tf.Gemma2Config(
-                    **_SLIDING,
-                    num_key_value_heads=2,
-                    attn_logit_softcapping=5.0,
-                    final_logit_softcapping=3.0,
+                    **_SLIDING, num_key_value_heads=2, attn_logit_softcapping=5.0, final_logit_softcapping=3.0
                 )
             )
         ),

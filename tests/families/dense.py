@@ -13,10 +13,12 @@ from typing import Any
 
 import transformers as tf
 
-from tests.families.recipe import LLAMA, VOCAB, Tiny, seeded
+from tests.families.recipe import IDS, LLAMA, SIZES, VOCAB, Tiny, seeded
 
-_IDS: dict[str, Any] = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)  # inside the tiny vocabulary
-_GQA: dict[str, Any] = {**LLAMA, **_IDS, "num_attention_heads": 4, "num_key_value_heads": 2}
+_GQA: dict[str, Any] = {**LLAMA, **IDS, "num_attention_heads": 4, "num_key_value_heads": 2}
+_GRANITE: dict[str, Any] = dict(
+    embedding_multiplier=3.0, residual_multiplier=0.3, attention_multiplier=0.2, logits_scaling=1.7
+)
 _PARTIAL = {"rope_theta": 10000.0, "partial_rotary_factor": 0.5, "rope_type": "default"}
 _SLIDING: dict[str, Any] = dict(sliding_window=4, layer_types=["sliding_attention", "full_attention"])
 
@@ -25,16 +27,7 @@ RECIPES: list[Tiny] = [
         "opt",
         seeded(
             lambda: tf.OPTForCausalLM(
-                tf.OPTConfig(
-                    vocab_size=VOCAB,
-                    hidden_size=32,
-                    word_embed_proj_dim=32,
-                    ffn_dim=48,
-                    num_hidden_layers=2,
-                    num_attention_heads=4,
-                    max_position_embeddings=64,
-                    **_IDS,
-                )
+                tf.OPTConfig(**SIZES, **IDS, word_embed_proj_dim=32, ffn_dim=48, num_attention_heads=4)
             )
         ),
     ),
@@ -42,7 +35,7 @@ RECIPES: list[Tiny] = [
         "gptj",
         seeded(
             lambda: tf.GPTJForCausalLM(
-                tf.GPTJConfig(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64, rotary_dim=4, **_IDS)
+                tf.GPTJConfig(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64, rotary_dim=4, **IDS)
             )
         ),
     ),
@@ -87,17 +80,7 @@ RECIPES: list[Tiny] = [
     ),
     Tiny(
         "granite",
-        seeded(
-            lambda: tf.GraniteForCausalLM(
-                tf.GraniteConfig(
-                    **_GQA,
-                    embedding_multiplier=3.0,
-                    residual_multiplier=0.3,
-                    attention_multiplier=0.2,
-                    logits_scaling=1.7,
-                )
-            )
-        ),
+        seeded(lambda: tf.GraniteForCausalLM(tf.GraniteConfig(**_GQA, **_GRANITE))),
     ),
     Tiny("smollm3", seeded(lambda: tf.SmolLM3ForCausalLM(tf.SmolLM3Config(**_GQA)))),
 ]

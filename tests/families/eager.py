@@ -9,31 +9,18 @@ from typing import Any
 
 import transformers as tf
 
-from tests.families.recipe import VOCAB, Tiny, seeded
+from tests.families.recipe import SIZES, VOCAB, Tiny, seeded
 
-_FALCON: dict[str, Any] = dict(
-    vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64
+_FALCON: dict[str, Any] = {**SIZES, "num_attention_heads": 4}
+_NEO: dict[str, Any] = dict(
+    vocab_size=VOCAB, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, max_position_embeddings=64
 )
+_LOCAL: dict[str, Any] = dict(attention_types=[[["local", "global"], 1]], window_size=4)  # layer 0 local: 4 keys
 
 RECIPES: list[Tiny] = [
     Tiny(
         "gpt_neo",
-        seeded(
-            lambda: tf.GPTNeoForCausalLM(
-                tf.GPTNeoConfig(
-                    vocab_size=VOCAB,
-                    hidden_size=32,
-                    num_layers=2,
-                    num_heads=4,
-                    intermediate_size=64,
-                    max_position_embeddings=64,
-                    attention_types=[[["local", "global"], 1]],  # layer 0 local (a window of 4 keys), layer 1 global
-                    window_size=4,
-                    bos_token_id=0,
-                    eos_token_id=0,
-                )
-            )
-        ),
+        seeded(lambda: tf.GPTNeoForCausalLM(tf.GPTNeoConfig(**_NEO, **_LOCAL, bos_token_id=0, eos_token_id=0))),
         sliding_window=4,
     ),
     Tiny(  # Falcon-7B's layout: multi-query (one key/value head), parallel attention and MLP under one norm

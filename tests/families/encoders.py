@@ -6,19 +6,11 @@ from typing import Any
 
 import transformers as tf
 
-from tests.families.recipe import LLAMA, VOCAB, Tiny, seeded
+from tests.families.recipe import IDS, LLAMA, VOCAB, Tiny, seeded
 
 _BERT: dict[str, Any] = {**LLAMA, "num_attention_heads": 4}
-_MODERNBERT: dict[str, Any] = dict(
-    **_BERT,
-    global_attn_every_n_layers=2,
-    local_attention=4,
-    pad_token_id=0,
-    bos_token_id=1,
-    eos_token_id=2,
-    cls_token_id=1,
-    sep_token_id=2,
-)
+_ALTERNATING: dict[str, Any] = dict(global_attn_every_n_layers=2, local_attention=4)
+_MODERNBERT: dict[str, Any] = {**_BERT, **IDS, **_ALTERNATING, "cls_token_id": 1, "sep_token_id": 2}
 
 RECIPES: list[Tiny] = [
     Tiny(

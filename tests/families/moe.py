@@ -14,6 +14,9 @@ from tests.families.recipe import LLAMA, Tiny, seeded
 
 _ATTN: dict[str, Any] = dict(num_attention_heads=4, num_key_value_heads=2)
 _MOE: dict[str, Any] = dict(num_experts_per_tok=2, router_aux_loss_coef=0.0)
+_GRANITE: dict[str, Any] = dict(
+    embedding_multiplier=2.0, residual_multiplier=0.5, attention_multiplier=0.3, logits_scaling=4.0
+)
 _QWEN_MOE: dict[str, Any] = dict(num_experts=4, moe_intermediate_size=24, norm_topk_prob=False, decoder_sparse_step=1)
 
 RECIPES: list[Tiny] = [
@@ -45,16 +48,7 @@ RECIPES: list[Tiny] = [
         "granitemoe",
         seeded(
             lambda: tf.GraniteMoeForCausalLM(
-                tf.GraniteMoeConfig(
-                    **LLAMA,
-                    **_ATTN,
-                    **_MOE,
-                    num_local_experts=4,
-                    embedding_multiplier=2.0,
-                    residual_multiplier=0.5,
-                    attention_multiplier=0.3,
-                    logits_scaling=4.0,
-                )
+                tf.GraniteMoeConfig(**LLAMA, **_ATTN, **_MOE, num_local_experts=4, **_GRANITE)
             )
         ),
     ),

@@ -16,7 +16,7 @@ import torch
 import transformers as tf
 from transformers import PreTrainedModel
 
-__all__ = ["LLAMA", "VOCAB", "Tiny", "llama_config", "seeded"]
+__all__ = ["IDS", "LLAMA", "SIZES", "VOCAB", "Tiny", "llama_config", "seeded"]
 
 VOCAB = 97
 
@@ -51,9 +51,13 @@ def seeded(make: Callable[[], PreTrainedModel]) -> Callable[[], PreTrainedModel]
     return build
 
 
-LLAMA: dict[str, Any] = dict(
-    vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2, max_position_embeddings=64
-)
+SIZES: dict[str, Any] = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, max_position_embeddings=64)
+"""The tiny sizes under transformers' usual config names (the heads are added by each family that takes them)."""
+
+LLAMA: dict[str, Any] = {**SIZES, "intermediate_size": 48}
+
+IDS: dict[str, Any] = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)
+"""Special token ids inside the tiny vocabulary (some configs' defaults lie outside it)."""
 
 
 def llama_config(**overrides: Any) -> tf.LlamaConfig:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import transformers as tf
 
-from tests.families.recipe import VOCAB, Tiny, seeded
+from tests.families.recipe import LLAMA, VOCAB, Tiny, seeded
 
+_BAMBA: dict[str, Any] = dict(mamba_n_heads=8, mamba_d_state=8, mamba_expand=2, mamba_chunk_size=8)
 _MAMBA2 = dict(state_size=8, expand=2, num_heads=8, head_dim=8, n_groups=1, chunk_size=8, conv_kernel=4)
 
 RECIPES: list[Tiny] = [
@@ -31,20 +34,7 @@ RECIPES: list[Tiny] = [
         "bamba",
         seeded(
             lambda: tf.BambaForCausalLM(
-                tf.BambaConfig(
-                    vocab_size=VOCAB,
-                    hidden_size=32,
-                    intermediate_size=48,
-                    num_hidden_layers=2,
-                    num_attention_heads=4,
-                    num_key_value_heads=2,
-                    max_position_embeddings=64,
-                    attn_layer_indices=[1],
-                    mamba_n_heads=8,
-                    mamba_d_state=8,
-                    mamba_expand=2,
-                    mamba_chunk_size=8,
-                )
+                tf.BambaConfig(**LLAMA, num_attention_heads=4, num_key_value_heads=2, attn_layer_indices=[1], **_BAMBA)
             )
         ),
     ),

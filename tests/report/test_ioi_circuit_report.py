@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import torch
 
-# The result classes the hand-built IOI results are made of, one per line: alike to the package's list on purpose.
 from circuitscope import HookedModel
 from circuitscope.analysis.causal import CausalAnalysis, causal_analysis
 from circuitscope.circuits.ioi.result import (

@@ -96,3 +96,16 @@ def test_ddp_on_two_processes_equals_single_process(store: S.ActivationStore, tm
         torch.testing.assert_close(getattr(ddp, name), getattr(single.sae, name), atol=2e-5, rtol=1e-4)
     meta = json.loads((tmp_path / "checkpoints" / "step_00000012" / "trainer.json").read_text())
     assert meta["step"] == 12
+
+
+def test_resuming_a_run_of_another_hook_or_model_is_refused(store: S.ActivationStore, tmp_path: Path) -> None:
+    S.train_sae(store, _cfg(), out=tmp_path / "run", stop_after_steps=3, progress_bar=False)
+    other = S.write_store(
+        store.sample(4096), tmp_path / "other", hook="blocks.3.hook_resid_post", tokens_per_shard=1024
+    )
+    before = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    with pytest.raises(
+        S.SAEConfigError, match=r"another model or hook.*hook='external', not 'blocks\.3\.hook_resid_post'"
+    ):
+        S.train_sae(other, _cfg(), out=tmp_path / "run", progress_bar=False)
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == before

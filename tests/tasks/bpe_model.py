@@ -16,7 +16,8 @@ import transformers as tf
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 import circuitscope as cs
-from circuitscope.tasks import acronyms, agreement, capitals, counting, email, greater_than, ioi, pronouns, sentiment
+from circuitscope.tasks import TASK_NAMES, ioi
+from circuitscope.tasks.generate import task_words
 
 LEFT_OUT = ("Sophie", "Venture", "treasured", "kite")
 """Words of the generators' lists that this tokenizer splits (each must never appear in a generated task)."""
@@ -25,11 +26,8 @@ _SPECIALS = ["<pad>", "<bos>", "<eos>"]
 
 
 def _words() -> list[str]:
-    texts: list[str] = []
-    for module in (acronyms, agreement, capitals, counting, email, greater_than, ioi, pronouns, sentiment):
-        for value in vars(module).values():
-            if isinstance(value, list | dict):
-                texts += [str(v) for v in (value.values() if isinstance(value, dict) else value)]
+    texts = [str(v) for name in TASK_NAMES for words in task_words(name).values() for v in words]
+    texts += [str(v) for value in vars(ioi).values() if isinstance(value, list) for v in value]
     words = {w for t in texts for w in re.findall(r"[A-Za-z]+", t)}
     words |= {w.lower() for w in words} | {w.capitalize() for w in words}
     words |= {"In", "total", "bought", "I", "is", "are", "he", "she", "good", "bad", "two", "three", "four"}

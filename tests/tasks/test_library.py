@@ -20,6 +20,7 @@ from circuitscope.tasks import (
     Task,
     TaskCheck,
     TaskError,
+    TaskName,
     check_task_spec,
     corruption_span,
     make_task,
@@ -27,8 +28,8 @@ from circuitscope.tasks import (
     survey_tasks,
     task_accuracy,
 )
-from circuitscope.tasks.counting import COUNTS, OBJECTS
-from circuitscope.tasks.pronouns import FEMALE_NAMES, MALE_NAMES
+from circuitscope.tasks.counting import COUNTS
+from circuitscope.tasks.generate import task_words
 from tests.tasks.bpe_model import LEFT_OUT, bpe_model, save_bpe_model
 
 runner = CliRunner()
@@ -94,13 +95,48 @@ def _answers(model: cs.HookedModel, task: Task, i: int) -> tuple[str, str]:
     return str(model.to_string(int(task.correct[i]))), str(model.to_string(int(task.incorrect[i])))
 
 
-# One generator per test, its own hand-checked prompt: alike in shape to the other generators' tests, on purpose.
+# Checked by hand, per generator: the first pair for seed 0 (clean, corrupted, correct answer, incorrect answer).
+# greater-than: start 1143, so an end year 1153 ("5", later) against 1133 ("3", earlier).
+FIRST_PAIRS: dict[TaskName, tuple[str, str, str, str]] = {
+    "greater-than": (
+        "The truce began in the year 1143 and ended in the year 11",
+        "The truce began in the year 1101 and ended in the year 11",
+        "5",
+        "3",
+    ),
+    "acronyms": ("The Eastern Youth Board (EY", "The Eastern Youth Network (EY", "B", "N"),
+    "capital-after-period": (
+        "They moved to a new town. The kettle began to whistle.",
+        "They moved to a new town. The kettle began to whistle,",
+        " The",
+        " the",
+    ),
+    "pronoun": ("After the long meeting, Steven said that", "After the long meeting, Anna said that", " he", " she"),
+    "verb-agreement": ("The tree on the hill", "The trees on the hill", " is", " are"),
+    "sentiment": (
+        "My friends loathed that trip. They said it was",
+        "My friends loved that trip. They said it was",
+        " bad",
+        " good",
+    ),
+    "counting": (
+        "I bought a cup, a key and a candle late one rainy evening. In total, I bought",
+        "I bought a cup, a key, a candle and a coin yesterday. In total, I bought",
+        " three",
+        " four",
+    ),
+    "email": ("The email address of Kate Brown is", "The email address of Thomas Brown is", " kate", " thomas"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIRST_PAIRS))
+def test_first_pair_is_the_hand_checked_one(model: cs.HookedModel, name: TaskName) -> None:
+    task = make_task(model, name, n_prompts=16, seed=0)
+    assert (task.clean_prompts[0], task.corrupted_prompts[0], *_answers(model, task, 0)) == FIRST_PAIRS[name]
+
+
 def test_greater_than(model: cs.HookedModel) -> None:
     task = make_task(model, "greater-than", n_prompts=16, seed=0)
-    # checked by hand: start 1143, so an end year 1153 ("5", later) against 1133 ("3", earlier)
-    assert task.clean_prompts[0] == "The truce began in the year 1143 and ended in the year 11"
-    assert task.corrupted_prompts[0] == "The truce began in the year 1101 and ended in the year 11"
-    assert _answers(model, task, 0) == ("5", "3")
     for i, clean in enumerate(task.clean_prompts):
         start = re.search(r"year (\d\d)(\d\d) ", clean)
         assert start is not None and clean.endswith(f"year {start.group(1)}")
@@ -111,11 +147,6 @@ def test_greater_than(model: cs.HookedModel) -> None:
 
 def test_acronyms(model: cs.HookedModel) -> None:
     task = make_task(model, "acronyms", n_prompts=16, seed=0)
-    assert (task.clean_prompts[0], task.corrupted_prompts[0]) == (
-        "The Eastern Youth Board (EY",
-        "The Eastern Youth Network (EY",
-    )
-    assert _answers(model, task, 0) == ("B", "N")
     for i, clean in enumerate(task.clean_prompts):
         w1, w2, w3, letters = re.fullmatch(r"The (\w+) (\w+) (\w+) \((\w+)", clean).groups()  # type: ignore[union-attr]
         other = task.corrupted_prompts[i].split()[3]
@@ -125,73 +156,65 @@ def test_acronyms(model: cs.HookedModel) -> None:
 
 def test_capital_after_period(model: cs.HookedModel) -> None:
     task = make_task(model, "capital-after-period", n_prompts=16, seed=0)
-    assert task.clean_prompts[0] == "They moved to a new town. The kettle began to whistle."
-    assert task.corrupted_prompts[0] == "They moved to a new town. The kettle began to whistle,"
-    assert _answers(model, task, 0) == (" The", " the")
     for i, clean in enumerate(task.clean_prompts):
         correct, incorrect = _answers(model, task, i)
         assert clean.endswith(".") and task.corrupted_prompts[i] == clean[:-1] + ","
         assert correct == " " + task.labels["opener"][i] and incorrect == correct.lower() != correct
 
 
+# Two-sided tasks: the label that names a pair's side, and each side's (correct, incorrect) answers.
+SIDES: dict[TaskName, tuple[str, dict[str, tuple[str, str]]]] = {
+    "pronoun": ("gender", {"female": (" she", " he"), "male": (" he", " she")}),
+    "verb-agreement": ("number", {"singular": (" is", " are"), "plural": (" are", " is")}),
+    "sentiment": ("polarity", {"positive": (" good", " bad"), "negative": (" bad", " good")}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIDES))
+def test_answers_follow_the_side_and_both_sides_occur(model: cs.HookedModel, name: TaskName) -> None:
+    task = make_task(model, name, n_prompts=16, seed=0)
+    label, answers = SIDES[name]
+    assert [_answers(model, task, i) for i in range(len(task))] == [answers[side] for side in task.labels[label]]
+    assert set(task.labels[label]) == set(answers)
+
+
 def test_pronoun(model: cs.HookedModel) -> None:
     task = make_task(model, "pronoun", n_prompts=16, seed=0)
-    assert (task.clean_prompts[0], task.corrupted_prompts[0]) == (
-        "After the long meeting, Steven said that", "After the long meeting, Anna said that"
-    )  # fmt: skip
-    assert _answers(model, task, 0) == (" he", " she")
+    words = task_words("pronoun")
     for i, clean in enumerate(task.clean_prompts):
-        name = task.labels["name"][i]
+        name, female = task.labels["name"][i], task.labels["gender"][i] == "female"
         swapped = next(
             w.strip(",") for w, v in zip(task.corrupted_prompts[i].split(), clean.split(), strict=True) if w != v
         )
-        female = name in FEMALE_NAMES
-        assert (swapped in MALE_NAMES) == female and (name in MALE_NAMES) != female
-        assert _answers(model, task, i) == ((" she", " he") if female else (" he", " she"))
-    assert set(task.labels["gender"]) == {"female", "male"}
+        assert (name in words["female_names"]) == female and (swapped in words["male_names"]) == female
+        assert (name in words["male_names"]) != female
 
 
 def test_verb_agreement(model: cs.HookedModel) -> None:
     task = make_task(model, "verb-agreement", n_prompts=16, seed=0)
-    assert (task.clean_prompts[0], task.corrupted_prompts[0]) == ("The tree on the hill", "The trees on the hill")
-    assert _answers(model, task, 0) == (" is", " are")
-    for i in range(len(task)):
-        singular = task.labels["number"][i] == "singular"
-        assert _answers(model, task, i) == ((" is", " are") if singular else (" are", " is"))
-        assert task.clean_prompts[i].split()[1] == task.labels["subject"][i]
-        assert task.corrupted_prompts[i].split()[2:] == task.clean_prompts[i].split()[2:]
-    assert set(task.labels["number"]) == {"singular", "plural"}
+    for clean, corrupted, subject in zip(
+        task.clean_prompts, task.corrupted_prompts, task.labels["subject"], strict=True
+    ):
+        assert clean.split()[1] == subject and corrupted.split()[2:] == clean.split()[2:]
 
 
 def test_sentiment(model: cs.HookedModel) -> None:
     task = make_task(model, "sentiment", n_prompts=16, seed=0)
-    assert task.clean_prompts[0] == "My friends loathed that trip. They said it was"
-    assert task.corrupted_prompts[0] == "My friends loved that trip. They said it was"
-    assert _answers(model, task, 0) == (" bad", " good")
-    for i in range(len(task)):
-        positive = task.labels["polarity"][i] == "positive"
-        assert _answers(model, task, i) == ((" good", " bad") if positive else (" bad", " good"))
-        verb = task.labels["verb"][i]
-        assert verb in task.clean_prompts[i].split() and verb not in task.corrupted_prompts[i].split()
+    for clean, corrupted, verb in zip(task.clean_prompts, task.corrupted_prompts, task.labels["verb"], strict=True):
+        assert verb in clean.split() and verb not in corrupted.split()
 
 
 def test_counting(model: cs.HookedModel) -> None:
     task = make_task(model, "counting", n_prompts=16, seed=0)
-    assert task.clean_prompts[0] == "I bought a cup, a key and a candle late one rainy evening. In total, I bought"
-    assert task.corrupted_prompts[0] == "I bought a cup, a key, a candle and a coin yesterday. In total, I bought"
-    assert _answers(model, task, 0) == (" three", " four")
+    objects = task_words("counting")["objects"]
     for i in range(len(task)):
-        listed = [sum(f"a {o}" in p for o in OBJECTS) for p in (task.clean_prompts[i], task.corrupted_prompts[i])]
+        listed = [sum(f"a {o}" in p for o in objects) for p in (task.clean_prompts[i], task.corrupted_prompts[i])]
         assert listed[0] != listed[1] and task.clean_prompts[i].count(" a ") == listed[0]
         assert _answers(model, task, i) == (" " + COUNTS[listed[0]], " " + COUNTS[listed[1]])
 
 
 def test_email(model: cs.HookedModel) -> None:
     task = make_task(model, "email", n_prompts=16, seed=0)
-    assert (task.clean_prompts[0], task.corrupted_prompts[0]) == (
-        "The email address of Kate Brown is", "The email address of Thomas Brown is"
-    )  # fmt: skip
-    assert _answers(model, task, 0) == (" kate", " thomas")
     for i in range(len(task)):
         first = task.labels["name"][i].split()[0]
         assert first in task.clean_prompts[i] and first not in task.corrupted_prompts[i]

@@ -30,6 +30,15 @@ def test_fast_forward_equals_the_model() -> None:
         torch.testing.assert_close(fast_last_logits(model, x), model(x).logits[:, -1], rtol=0, atol=1e-5)
     assert task.train_mask().sum() == round(0.5 * 121)
     assert torch.equal(task.labels(), (x[:, 0] + x[:, 1]) % 11)
+    # and the gradients the training step takes through it (gathered value rows, the shared last token)
+    grads = []
+    for forward in (lambda: fast_last_logits(model, x), lambda: model(x).logits[:, -1]):
+        model.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(forward(), task.labels()).backward()
+        grads.append({name: p.grad for name, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name in grads[0]:  # float32 sums in another order
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6)
 
 
 def _hand_table(p: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

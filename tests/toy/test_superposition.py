@@ -6,14 +6,20 @@ import pytest
 import torch
 
 from circuitscope.toy.errors import LabConfigError
-from circuitscope.toy.superposition import dimensions_per_feature, feature_dimensionality, interference
+from circuitscope.toy.superposition import (
+    TrainingOptions,
+    dimensions_per_feature,
+    feature_dimensionality,
+    interference,
+)
 from circuitscope.toy.superposition_lab import sparsity_sweep
 
 
 @pytest.mark.slow
 def test_dense_keeps_the_two_most_important_and_sparse_packs_more() -> None:
     # quick settings (lr 1e-2, batch 256, 800 steps) reach the paper's two regimes
-    result = sparsity_sweep(5, 2, 0.9, (0.0, 0.99), steps=800, batch_size=256, lr=1e-2, seed=0)
+    quick = TrainingOptions(steps=800, batch_size=256, lr=1e-2, seed=0)
+    result = sparsity_sweep(5, 2, 0.9, (0.0, 0.99), training=quick)
     dense = result.norms[0]
     assert result.n_represented()[0] == 2
     assert set(dense.topk(2).indices.tolist()) == {0, 1}  # the two most important
@@ -51,4 +57,4 @@ def test_dimensions_per_feature_by_definition() -> None:
 )
 def test_bad_input(kwargs: dict, message: str) -> None:
     with pytest.raises(LabConfigError, match=message):
-        sparsity_sweep(steps=1, **kwargs)
+        sparsity_sweep(training=TrainingOptions(steps=1), **kwargs)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from circuitscope.toy import superposition
 from circuitscope.toy.errors import LabConfigError
 from circuitscope.toy.superposition import (
     SuperpositionModel,
+    TrainingOptions,
     feature_generator,
     loss_and_grads,
     sample_features,
@@ -66,22 +68,33 @@ def test_training_is_seeded_logs_every_n_and_restores_threads() -> None:
     probability = torch.full((2, 4), 0.3)
     threads = torch.get_num_threads()
     seen: list[int] = []
-    model, loss = train_superposition(
-        4,
-        2,
-        importance,
-        probability,
-        steps=25,
-        batch_size=32,
-        lr=1e-2,
-        log_every=10,
-        on_progress=lambda _s, d, _t: seen.append(d),
+    options = TrainingOptions(steps=25, batch_size=32, lr=1e-2)
+    run = train_superposition(
+        4, 2, importance, probability, options, log_every=10, on_progress=lambda _s, d, _t: seen.append(d)
     )
     assert torch.get_num_threads() == threads
-    assert len(loss) == 4  # steps 0, 10, 20 and the last (24)
+    assert len(run.losses) == 4  # steps 0, 10, 20 and the last (24)
     assert seen == [0, 1, 11, 21, 25, 25]
-    again, loss2 = train_superposition(4, 2, importance, probability, steps=25, batch_size=32, lr=1e-2, log_every=10)
-    torch.testing.assert_close(again.W, model.W, atol=0, rtol=0)
-    assert loss2 == loss
+    assert run.time.threads == 1 and 0 < run.time.sampling_seconds < run.time.seconds
+    again = train_superposition(4, 2, importance, probability, options, log_every=10)
+    torch.testing.assert_close(again.model.W, run.model.W, atol=0, rtol=0)
+    assert again.losses == run.losses
     with pytest.raises(LabConfigError, match="log_every"):
-        train_superposition(4, 2, importance, probability, steps=5, log_every=0)
+        train_superposition(4, 2, importance, probability, TrainingOptions(steps=5), log_every=0)
+    with pytest.raises(LabConfigError, match="lr"):
+        TrainingOptions(lr=0.0)
+
+
+def test_training_a_chunk_of_instances_at_a_time_equals_all_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    importance = torch.rand(5, 6, generator=torch.Generator().manual_seed(0)) + 0.5
+    probability = torch.linspace(0.1, 1.0, 5)[:, None].expand(-1, 6).contiguous()
+    options = TrainingOptions(steps=30, batch_size=16, lr=1e-2)
+    whole = train_superposition(6, 2, importance, probability, options, log_every=7)
+    # 2 instances (2 x 16 x 6 entries) per chunk: chunks of 2, 2 and 1, drawing the same stream in order
+    monkeypatch.setattr(superposition, "CHUNK_ENTRIES", 2 * 16 * 6)
+    assert superposition.instance_chunks(5, 16, 6) == [slice(0, 2), slice(2, 4), slice(4, 5)]
+    chunked = train_superposition(6, 2, importance, probability, options, log_every=7)
+    # the same products per instance; float32 sums of the loss over chunks in another order
+    torch.testing.assert_close(chunked.model.W, whole.model.W, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(chunked.model.b_final, whole.model.b_final, rtol=1e-5, atol=1e-6)
+    assert chunked.losses == pytest.approx(whole.losses, rel=1e-5)

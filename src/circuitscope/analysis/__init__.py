@@ -49,6 +49,7 @@ from circuitscope.analysis.tracing import (
     trace_heads,
     trace_neurons,
 )
+from circuitscope.analysis.tracing_facts import FactTraceResult, trace_facts
 
 __all__ = [
     "DETECTORS",
@@ -63,6 +64,7 @@ __all__ = [
     "CopyingScores",
     "DLAResult",
     "ExpectedPattern",
+    "FactTraceResult",
     "HeadAblation",
     "HeadAblationScan",
     "HeadScores",
@@ -108,6 +110,7 @@ __all__ = [
     "previous_token_scores",
     "repeated_random_tokens",
     "repeated_tokens_for_model",
+    "trace_facts",
     "trace_heads",
     "trace_neurons",
 ]

@@ -109,9 +109,8 @@ def _neuron_terms(
     return attribute(writes.movedim(1, 0)), attribute(mlp_norm.apply(b_down.expand(batch, -1), mlp_scale))
 
 
-@torch.no_grad()
-def direct_logit_attribution(model: HookedModel, task: Task) -> DLAResult:
-    """Direct contributions of every component, head and neuron to the clean logit difference."""
+def _require_dla(model: HookedModel) -> None:
+    """Refuse a model whose logits are not a sum of per-head and per-neuron terms through one readout."""
     require_attention(model.cfg, "direct logit attribution per head and neuron")
     wiring = model.wiring
     if wiring.final_norm is None or wiring.unembed is None or model.cfg.residual == "post_norm":
@@ -125,6 +124,13 @@ def direct_logit_attribution(model: HookedModel, task: Task) -> DLAResult:
             "per block; use circuitscope.analysis.experts.expert_dla (per expert) or cache.decompose_resid() "
             "(per component)"
         )
+
+
+@torch.no_grad()
+def direct_logit_attribution(model: HookedModel, task: Task) -> DLAResult:
+    """Direct contributions of every component, head and neuron to the clean logit difference."""
+    _require_dla(model)
+    wiring = model.wiring
     n = model.cfg.n_layers
     rows = torch.arange(len(task))
     logits, cache = model.run_with_cache(

@@ -183,6 +183,7 @@ class ExpertTopToken:
     """``softmax(router logits)[expert]`` at that token."""
 
 
+# Fields one per line, a docstring under each (the house style of results): alike in shape only, on purpose.
 @dataclass(frozen=True)
 class LayerRouting:
     """How one MoE layer routed the corpus."""

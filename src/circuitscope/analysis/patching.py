@@ -14,6 +14,7 @@ resumes the forward pass at the patched layer from the cached corrupted residual
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -22,10 +23,12 @@ import torch
 from jaxtyping import Float, Int
 
 from circuitscope.core.capabilities import require_attention
+from circuitscope.core.fingerprint import model_fingerprint
 from circuitscope.core.hook_points import HookPoint
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.core.replay import BlockReplay, unembed_at
 from circuitscope.engine.batching import batched
+from circuitscope.engine.distributed import all_gather, check_same_arguments, shard
 from circuitscope.engine.grid import AxisName, MetricGrid, component_labels
 from circuitscope.errors import ShapeError, UnsupportedAnalysisError
 from circuitscope.progress import OnProgress, track
@@ -93,20 +96,23 @@ def _items(
     return ("layer", "kv_head" if target in ("k", "v") else "head"), [(h,) for h in range(n)], n
 
 
-def _patch_rows(target: PatchTarget, x: torch.Tensor, rows: slice, clean: torch.Tensor, item: tuple[int, ...]) -> None:
-    """In place: rows ``rows`` of ``x`` take the clean value of component ``item``."""
+def _patch_rows(
+    target: PatchTarget, x: torch.Tensor, rows: slice, clean: torch.Tensor, item: tuple[int, ...], from_pos: int = 0
+) -> None:
+    """In place: rows ``rows`` of ``x`` take the clean value of component ``item`` (``x`` holds positions
+    ``from_pos..``; ``clean`` every position)."""
     if target in _RESIDUAL_TARGETS:
         (p,) = item
-        x[rows, p] = clean[:, p]
+        x[rows, p - from_pos] = clean[:, p]
     elif target == "head_out_by_pos":
         h, p = item
-        x[rows, p, h] = clean[:, p, h]
-    elif target == "pattern":
+        x[rows, p - from_pos, h] = clean[:, p, h]
+    elif target == "pattern":  # always every position (see _from_pos)
         (h,) = item
         x[rows, h] = clean[:, h]
     else:  # head_out (z), q, k, v: [batch pos head d_head]
         (h,) = item
-        x[rows, :, h] = clean[:, :, h]
+        x[rows, :, h] = clean[:, from_pos:, h]
 
 
 def copies_metric(
@@ -188,45 +194,149 @@ def activation_patching(
 
     ``batch_size`` bounds the rows of one forward pass, a row being one corrupted prompt with one patch.
     ``on_progress(stage, done, total)`` is told each forward pass done (default: a progress bar on stderr).
+
+    A patched run resumes at the patched layer and, where the model allows it, computes only the positions
+    the patch can change (from the patched position, or from the first token where the clean and corrupted
+    prompts differ), the earlier positions' keys and values reused from the corrupted run
+    (:meth:`BlockReplay.run`'s ``from_pos``); a residual-stream patch that changes nothing is not run.
+    Under ``torchrun`` (a process group joined with :func:`circuitscope.engine.distributed.process_group`)
+    the forward passes are split across the ranks, which must be given the same arguments (refused before
+    any work otherwise), and every rank returns the whole result, equal to the one-process result.
     """
     chosen = _check(model, task, target, layers)
     metric = metric or task.metric
+    check_same_arguments(_arguments(model, task, target, metric, chosen, batch_size))
     clean_cache, clean_logits, _ = _baselines(model, task, target, chosen)
-    replay = BlockReplay(model, task.corrupted_tokens)
+    replay = BlockReplay(model, task.corrupted_tokens, keep_prefix=True)
     corrupted_logits = replay.logits_at(task.answer_pos)
     clean_value, corrupted_value = _run_values(task, metric, clean_logits, corrupted_logits)
     check_normalisable(clean_value, corrupted_value, metric)  # refuse before the sweep, not after it
     axes, items, n_items = _items(model, target, task.seq_len)
-    copies = max(1, batch_size // len(task))
-    raw = torch.empty(len(chosen), n_items)
-    work = [(li, layer, chunk) for li, layer in enumerate(chosen) for chunk in batched(items, copies)]
-    offset: dict[int, int] = {}
-    for li, layer, chunk in track(work, f"patching {target}", on_progress):
-        k = len(chunk)
-        clean = clean_cache[f"blocks.{layer}.{PATCH_HOOKS[target]}"]
-        resid = replay.resid_pre[layer].repeat(k, 1, 1)
-        hooks: list[tuple[str, Callable[..., torch.Tensor]]] = []
-        if target == "resid_pre":
-            resid = resid.clone()
-            for i, item in enumerate(chunk):
-                _patch_rows(target, resid, slice(i * len(task), (i + 1) * len(task)), clean, item)
-        else:
-
-            def patch(
-                x: torch.Tensor, hook: HookPoint, chunk: list[tuple[int, ...]] = chunk, clean: torch.Tensor = clean
-            ) -> torch.Tensor:
-                x = x.clone()
-                for i, item in enumerate(chunk):
-                    _patch_rows(target, x, slice(i * len(task), (i + 1) * len(task)), clean, item)
-                return x
-
-            hooks.append((f"blocks.{layer}.{PATCH_HOOKS[target]}", patch))
-        with model.hooks(hooks):
-            logits = replay.run(layer, resid, task.answer_pos.repeat(k))
-        start = offset.get(li, 0)
-        raw[li, start : start + k] = copies_metric(task, metric, logits, clean_logits).mean(1)
-        offset[li] = start + k
+    raw = torch.full((len(chosen), n_items), corrupted_value)  # a patch that changes nothing scores the corrupted run
+    chunks = _chunks(task, target, chosen, items, clean_cache, replay, max(1, batch_size // len(task)))
+    mine = [chunks[i] for i in shard(len(chunks))]
+    done: list[tuple[int, list[int], torch.Tensor]] = []
+    for chunk in track(mine, f"patching {target}", on_progress):
+        done.append(
+            (chunk.li, chunk.index, _run_chunk(model, task, target, metric, chunk, clean_cache, replay, clean_logits))
+        )
+    for li, index, values in (part for parts in all_gather(done) for part in parts):
+        raw[li, index] = values
     return _result(model, task, target, metric, axes, raw, clean_value, corrupted_value)
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """Patches run in one forward pass: one layer, one first computed position."""
+
+    li: int
+    """Index of the layer in the chosen layers."""
+    layer: int
+    index: list[int]
+    """Indices of the patched components in the layer's items."""
+    items: list[tuple[int, ...]]
+    from_pos: int
+    """The first position computed (the earlier ones cannot change)."""
+
+
+def _first_difference(task: Task) -> int:
+    """The first position where some clean prompt differs from its corrupted prompt (the length if none)."""
+    differs = (task.clean_tokens != task.corrupted_tokens).any(0).nonzero()
+    return int(differs[0]) if len(differs) else task.seq_len
+
+
+def _from_pos(target: PatchTarget, item: tuple[int, ...], first: int) -> int:
+    """The first position a patch of ``item`` can change."""
+    if target == "pattern":  # the pattern's query and key axes: every position runs
+        return 0
+    if target in _RESIDUAL_TARGETS or target == "head_out_by_pos":
+        return item[-1]  # one position patched
+    return first  # a head at every position: from the first position where the prompts differ
+
+
+def _chunks(
+    task: Task,
+    target: PatchTarget,
+    chosen: list[int],
+    items: list[tuple[int, ...]],
+    clean_cache: dict[str, torch.Tensor],
+    replay: BlockReplay,
+    copies: int,
+) -> list[_Chunk]:
+    """Every forward pass of the sweep: patches grouped by layer and first computed position, ``copies`` at most."""
+    first, last = _first_difference(task), int(task.answer_pos.min())
+    out: list[_Chunk] = []
+    for li, layer in enumerate(chosen):
+        groups: dict[int, list[int]] = {}
+        for j, item in enumerate(items):
+            if target == "resid_pre" and torch.equal(
+                clean_cache[f"blocks.{layer}.hook_resid_pre"][:, item[0]], replay.resid_pre[layer][:, item[0]]
+            ):
+                continue  # the clean stream is the corrupted one there: the patched run is the corrupted run
+            # from the first position the patch can change, but no later than the first answer (its logits are read)
+            start = min(_from_pos(target, item, first), last) if replay.reuses_prefix else 0
+            groups.setdefault(start, []).append(j)
+        for start, index in sorted(groups.items()):
+            for part in batched(index, copies):
+                out.append(_Chunk(li, layer, list(part), [items[j] for j in part], start))
+    return out
+
+
+def _run_chunk(
+    model: HookedModel,
+    task: Task,
+    target: PatchTarget,
+    metric: MetricName,
+    chunk: _Chunk,
+    clean_cache: dict[str, torch.Tensor],
+    replay: BlockReplay,
+    clean_logits: torch.Tensor,
+) -> torch.Tensor:
+    """The mean metric of each patch of one chunk, [patch]."""
+    k, f, n = len(chunk.items), chunk.from_pos, len(task)
+    clean = clean_cache[f"blocks.{chunk.layer}.{PATCH_HOOKS[target]}"]
+    resid = replay.resid_pre[chunk.layer][:, f:].repeat(k, 1, 1)
+    hooks: list[tuple[str, Callable[..., torch.Tensor]]] = []
+    if target == "resid_pre":
+        for i, item in enumerate(chunk.items):
+            _patch_rows(target, resid, slice(i * n, (i + 1) * n), clean, item, f)
+    else:
+
+        def patch(x: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+            x = x.clone()
+            for i, item in enumerate(chunk.items):
+                _patch_rows(target, x, slice(i * n, (i + 1) * n), clean, item, f)
+            return x
+
+        hooks.append((f"blocks.{chunk.layer}.{PATCH_HOOKS[target]}", patch))
+    positions = task.answer_pos.repeat(k)
+    if metric == "logit_diff":  # two logits per prompt: no full-vocabulary unembedding
+        columns, index = torch.cat([task.correct, task.incorrect]).unique(return_inverse=True)
+        with model.hooks(hooks):
+            logits = replay.run(chunk.layer, resid, positions, from_pos=f, columns=columns)
+        rows = torch.arange(len(positions))
+        diff = logits[rows, index[:n].repeat(k)] - logits[rows, index[n:].repeat(k)]
+        return diff.float().view(k, n).mean(1)
+    with model.hooks(hooks):
+        logits = replay.run(chunk.layer, resid, positions, from_pos=f)
+    return copies_metric(task, metric, logits, clean_logits).mean(1)
+
+
+def _arguments(
+    model: HookedModel, task: Task, target: PatchTarget, metric: str, chosen: list[int], batch_size: int
+) -> dict[str, object]:
+    """What every rank of a distributed sweep must agree on (the prompts by a hash of their tokens)."""
+    digest = hashlib.sha256()
+    for t in (task.clean_tokens, task.corrupted_tokens, task.answer_pos, task.correct, task.incorrect):
+        digest.update(t.cpu().contiguous().numpy().tobytes())
+    return {
+        "model": model_fingerprint(model),
+        "task": digest.hexdigest()[:16],
+        "target": target,
+        "metric": metric,
+        "layers": chosen,
+        "batch_size": batch_size,
+    }
 
 
 def _result(

@@ -10,22 +10,24 @@ measured; the indirect effect is ``restored - corrupted`` (mean over samples).
 (``L - window // 2 .. L + ceil(window / 2) - 1``, clipped: ROME's window); :func:`trace_heads`
 restores one head's ``attn.hook_z``, :func:`trace_neurons` one neuron's ``mlp.hook_post``.
 
-Batched: clean activations are cached once, the corrupted run is recorded once
-(:class:`~circuitscope.core.replay.BlockReplay`), many restorations share a forward pass (rows =
-restorations x samples) that resumes at the first restored layer, with logits at the last token
-only. Tokens before the subject are not corrupted (a causal model), so restoring them is a no-op:
-those cells get the corrupted probability (an effect of exactly 0) without running anything.
+Batched (:mod:`circuitscope.analysis.tracing_engine`): clean activations are cached once, the
+corrupted run is recorded once (:class:`~circuitscope.core.replay.BlockReplay`), many restorations
+share a forward pass (rows = restorations x samples) in which each restoration joins at the layer
+it restores and only the tokens from the restored one on are computed (the earlier ones' keys and
+values are the corrupted run's: :class:`~circuitscope.core.prefix_kv.PrefixReplay`), with logits at
+the last token only. Tokens before the subject are not corrupted (a causal model), so restoring them
+is a no-op: those cells get the corrupted probability (an effect of exactly 0) without running
+anything; so do restorations of the last layer's output at an earlier token.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import torch
-from jaxtyping import Float
 
+from circuitscope.analysis.tracing_engine import _Restore, _restored_probs, _Setup
 from circuitscope.analysis.tracing_inputs import (
     Prompt,
     Subject,
@@ -45,11 +47,11 @@ from circuitscope.analysis.tracing_results import (
 )
 from circuitscope.core.hook_points import HookPoint
 from circuitscope.core.hooked_model import HookedModel
+from circuitscope.core.prefix_kv import PrefixReplay
 from circuitscope.core.replay import BlockReplay
-from circuitscope.engine.batching import batched
 from circuitscope.engine.grid import AxisName, component_labels
 from circuitscope.errors import ShapeError, TokenizationError
-from circuitscope.progress import OnProgress, track
+from circuitscope.progress import OnProgress
 
 __all__ = [
     "CORRUPTIONS", "TRACE_KINDS", "Corruption", "HeadTraceResult", "NeuronTraceResult", "TraceBaseline", "TraceConfig",
@@ -90,33 +92,6 @@ def _span(model: HookedModel, tokens: torch.Tensor, subject: Subject) -> tuple[i
 
 
 # ---------------------------------------------------------------------------------------------- engine
-
-
-@dataclass(frozen=True)
-class _Restore:
-    """Clean activation ``blocks.{layer}.{hook}`` at ``positions`` (only ``index`` of its last axes if given)."""
-
-    layer: int
-    hook: str
-    positions: tuple[int, ...]
-    index: int | None = None
-
-    @property
-    def entry(self) -> int:
-        """The first block whose input this restoration changes."""
-        return self.layer + 1 if self.hook == "hook_resid_post" else self.layer
-
-
-@dataclass
-class _Setup:
-    model: HookedModel
-    tokens: torch.Tensor
-    span: tuple[int, int]
-    cfg: TraceConfig
-    baseline: TraceBaseline
-    replay: BlockReplay
-    clean: dict[str, torch.Tensor]
-    corrupted: dict[str, torch.Tensor]
 
 
 def _target_id(model: HookedModel, target: str | int | None, clean_probs: torch.Tensor) -> int:
@@ -195,59 +170,7 @@ def _prepare(
         replacement_subjects=replaced,
         seed=cfg.seed,
     )
-    return _Setup(model, tokens, span, cfg, baseline, replay, clean, corrupted)
-
-
-def _edit(x: torch.Tensor, rows: slice, r: _Restore, clean: torch.Tensor) -> None:
-    pos = list(r.positions)
-    if r.index is None:
-        x[rows, pos] = clean[0, pos]
-    else:
-        x[rows, pos, r.index] = clean[0, pos, r.index]
-
-
-@torch.no_grad()
-def _restored_probs(
-    setup: _Setup, groups: list[list[_Restore]], description: str, on_progress: OnProgress | None = None
-) -> Float[torch.Tensor, " group"]:
-    """Mean target probability over samples with each group's clean activations restored together."""
-    model, replay = setup.model, setup.replay
-    n_layers, samples = model.cfg.n_layers, replay.batch
-    last = setup.tokens.shape[0] - 1
-    out = torch.empty(len(groups))
-
-    def entry(group: list[_Restore]) -> int:
-        return min((r.entry for r in group), default=n_layers)
-
-    order = sorted(range(len(groups)), key=lambda i: entry(groups[i]))
-    for chunk in track(batched(order, max(1, setup.cfg.batch_size // samples)), description, on_progress):
-        start = min(entry(groups[i]) for i in chunk)
-        resid = (replay.resid_pre[start] if start < n_layers else replay.final_resid).repeat(len(chunk), 1, 1)
-        resid = resid.clone()
-        edits: dict[str, list[tuple[slice, _Restore]]] = {}
-        for k, i in enumerate(chunk):
-            rows = slice(k * samples, (k + 1) * samples)
-            for r in groups[i]:
-                name = f"blocks.{r.layer}.{r.hook}"
-                if r.entry == start and r.hook == "hook_resid_post":
-                    _edit(resid, rows, r, setup.clean[name])
-                else:
-                    edits.setdefault(name, []).append((rows, r))
-
-        def make(name: str, todo: list[tuple[slice, _Restore]]) -> Callable[[torch.Tensor, HookPoint], torch.Tensor]:
-            def restore(x: torch.Tensor, hook: HookPoint) -> torch.Tensor:
-                x = x.clone()
-                for rows, r in todo:
-                    _edit(x, rows, r, setup.clean[name])
-                return x
-
-            return restore
-
-        with model.hooks([(name, make(name, todo)) for name, todo in edits.items()]):
-            logits = replay.run(start, resid, torch.full((resid.shape[0],), last, device=resid.device))
-        probs = logits.float().softmax(-1)[:, setup.baseline.target_id].view(len(chunk), samples)
-        out[torch.tensor(chunk)] = probs.mean(1).cpu()
-    return out
+    return _Setup(model, tokens, span, cfg, baseline, replay, PrefixReplay(replay), clean, corrupted)
 
 
 def _grid(

@@ -42,6 +42,37 @@ Criterion = Literal["kl", "metric"]
 """What an edge's removal is judged by: the KL divergence from the full model, or the task metric."""
 
 
+def _prune(
+    runner: CircuitRunner, criterion: Criterion, threshold: float, on_progress: OnProgress | None
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """ACDC's greedy pass: the kept edges, each tried edge's change in damage (NaN where untried), edges tried."""
+    graph = runner.graph
+    keep = graph.allowed.clone()
+    scores = torch.full(keep.shape, math.nan)
+    current = _damage(runner, criterion, keep)
+    tried = 0
+    # every edge in visiting order: receivers from the logits backwards, latest sender first
+    senders = [reversed(keep[:, r].nonzero().flatten().tolist()) for r in range(graph.n_receivers)]
+    edges = [(u, r) for r in reversed(range(graph.n_receivers)) for u in senders[r]]
+    visiting, unused = -1, False
+    for u, r in track(edges, "acdc", on_progress):
+        if r != visiting:  # a new receiver: if its node feeds no kept edge, its edges are removed untried
+            visiting, unused = r, graph.receivers[r].kind != "logits" and not _node_used(graph, keep, r)
+        if unused:
+            keep[u, r] = False
+            continue
+        keep[u, r] = False
+        new = _damage(runner, criterion, keep)
+        tried += 1
+        change = (new - current) if criterion == "kl" else abs(new - current)
+        scores[u, r] = change
+        if change < threshold:
+            current = new
+        else:
+            keep[u, r] = True
+    return keep, scores, tried
+
+
 # Keyword options one per line, each its own documented knob: alike in shape to other entry points, on purpose.
 def acdc(
     model: HookedModel,
@@ -67,30 +98,7 @@ def acdc(
     t0 = time.perf_counter()
     runner = CircuitRunner(model, task, ablation=ablation, batch_size=batch_size, seed=seed)
     graph = runner.graph
-
-    keep = graph.allowed.clone()
-    scores = torch.full(keep.shape, math.nan)
-    current = _damage(runner, criterion, keep)
-    tried = 0
-    # every edge in visiting order: receivers from the logits backwards, latest sender first
-    senders = [reversed(keep[:, r].nonzero().flatten().tolist()) for r in range(graph.n_receivers)]
-    edges = [(u, r) for r in reversed(range(graph.n_receivers)) for u in senders[r]]
-    visiting, unused = -1, False
-    for u, r in track(edges, "acdc", on_progress):
-        if r != visiting:  # a new receiver: if its node feeds no kept edge, its edges are removed untried
-            visiting, unused = r, graph.receivers[r].kind != "logits" and not _node_used(graph, keep, r)
-        if unused:
-            keep[u, r] = False
-            continue
-        keep[u, r] = False
-        new = _damage(runner, criterion, keep)
-        tried += 1
-        change = (new - current) if criterion == "kl" else abs(new - current)
-        scores[u, r] = change
-        if change < threshold:
-            current = new
-        else:
-            keep[u, r] = True
+    keep, scores, tried = _prune(runner, criterion, threshold, on_progress)
     final = runner.faithfulness(keep)
     return Circuit(
         graph=graph,

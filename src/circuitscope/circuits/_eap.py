@@ -16,12 +16,20 @@ negative score for the logit difference marks an edge the behaviour needs.
 
 The KL divergence to the clean run has zero gradient at the clean run, so EAP with the ``kl``
 metric is refused (use EAP-IG, whose interpolated runs are not at the minimum).
+
+Under ``torchrun`` the batches of prompts are split across the ranks in contiguous blocks
+(:func:`~circuitscope.engine.distributed.shard`); each rank runs only its pairs' ablated outputs
+(every pair's for the ``mean`` ablation, a mean over all of them), and every rank gets every batch's
+share of the scores, summed in batch order as one process sums them. A batch is the same
+computation in either case, so the scores equal one process's at the same ``batch_size`` bit for bit
+(on the same device and thread count; matrix kernels on another thread count may round differently).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import torch
@@ -31,6 +39,7 @@ from circuitscope.circuits.intervene import EdgeRun, graph_of
 from circuitscope.circuits.reference import Ablation, reference_outputs
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.engine.batching import batch_slices
+from circuitscope.engine.distributed import all_gather, check_same_arguments, current_world, shard
 from circuitscope.engine.grid import ScoreGrid
 from circuitscope.progress import SILENT, OnProgress, track
 from circuitscope.tasks.metrics import MetricName, evaluate_metric
@@ -109,14 +118,15 @@ class _Batch:
     """One batch of prompts being scored: its ablated outputs, the clean run and the gradients summed over steps."""
 
     def __init__(
-        self, model: HookedModel, graph: Graph, task: Task, rows: slice, reference: torch.Tensor, steps: int,
+        self, model: HookedModel, graph: Graph, task: Task, rows: slice, ablated: torch.Tensor, steps: int,
         metric: MetricName,
     ) -> None:  # fmt: skip
         self.model, self.graph, self.task, self.rows, self.steps = model, graph, task, rows, steps
         self.metric: MetricName = metric
         self.tokens = task.clean_tokens[rows].to(model.device)
         self.answer_pos = task.answer_pos[rows].to(model.device)
-        self.ablated = reference[:, rows]
+        self.ablated = ablated
+        """``[sender, batch, pos, d_model]``: what each sender outputs when ablated, for these prompts."""
         self.clean_acts: torch.Tensor | None = None
         self.clean_logits: torch.Tensor | None = None
         self.clean_value = 0.0
@@ -153,6 +163,42 @@ class _Batch:
         return torch.einsum("ubpd,rbpd->ur", delta, self.grads / self.steps).double().cpu()
 
 
+def _check_in_memory(model: HookedModel) -> None:
+    """Refuse a model with weights offloaded to disk: the edge interventions read the heads' weights directly."""
+    offloaded = sorted({n.rsplit(".", 1)[0] for n, p in model.hf_model.named_parameters() if p.device.type == "meta"})
+    if offloaded:
+        raise CircuitError(
+            f"{len(offloaded)} modules of this model ({offloaded[0]}, ...) have their weights offloaded (device_map "
+            "'disk'): EAP reads every head's W_Q, W_K, W_V and W_O outside the modules' forward passes, where "
+            "accelerate has not loaded them. Load the model with every module on a device (cpu or a GPU)"
+        )
+
+
+def _score_batches(
+    model: HookedModel, graph: Graph, task: Task, batches: list[slice], steps: int, metric: MetricName,
+    ablation: Ablation, batch_size: int, seed: int, on_progress: OnProgress | None,
+) -> list[tuple[torch.Tensor, float]]:  # fmt: skip
+    """Each of ``batches`` (consecutive, this rank's): its share of the scores (float64) and of the clean metric."""
+    if not batches:
+        return []
+    block = range(batches[0].start, batches[-1].stop)
+    reference = reference_outputs(
+        model, graph, task, ablation, batch_size=batch_size, seed=seed, rows=block, on_progress=SILENT
+    )
+    shares: list[tuple[torch.Tensor, float]] = []
+    passes = [(rows, k) for rows in batches for k in range(1, steps + 1)]
+    batch: _Batch | None = None
+    for rows, k in track(passes, "eap" if steps == 1 else "eap-ig", on_progress):
+        if k == 1:
+            ablated = reference[:, rows.start - block.start : rows.stop - block.start]
+            batch = _Batch(model, graph, task, rows, ablated, steps, metric)
+        assert batch is not None
+        batch.step(k)
+        if k == steps:
+            shares.append((batch.scores(), batch.clean_value))
+    return shares
+
+
 def edge_scores(
     model: HookedModel,
     task: Task,
@@ -168,6 +214,7 @@ def edge_scores(
 
     ``on_progress(stage, done, total)`` is told each gradient pass done, a pass being one batch of prompts
     at one integrated-gradient step (stage ``eap`` or ``eap-ig``; default: a progress bar on stderr).
+    Under ``torchrun`` the ranks share the batches (``total``: this rank's passes) and each returns every score.
     """
     if steps < 1:
         raise CircuitError(f"steps must be at least 1, got {steps}")
@@ -179,21 +226,20 @@ def edge_scores(
             "the kl metric has zero gradient at the clean run, so EAP scores would all be 0; "
             "use EAP-IG (steps > 1) or the logit_diff / prob metric"
         )
+    _check_in_memory(model)
     graph = graph_of(model)
     t0 = time.perf_counter()
-    reference = reference_outputs(model, graph, task, ablation, batch_size=batch_size, seed=seed, on_progress=SILENT)
+    world = current_world()
+    arguments = {"prompts": [len(task), task.seq_len], "steps": steps, "metric": metric, "ablation": ablation}
+    check_same_arguments({**arguments, "batch_size": batch_size, "seed": seed}, world)  # the same batches everywhere
+    every = batch_slices(len(task), batch_size)
+    mine = [every[i] for i in shard(len(every), world)]
+    shares = _score_batches(model, graph, task, mine, steps, metric, ablation, batch_size, seed, on_progress)
     scores = torch.zeros(graph.n_senders, graph.n_receivers, dtype=torch.float64)
     clean_total = 0.0
-    passes = [(rows, k) for rows in batch_slices(len(task), batch_size) for k in range(1, steps + 1)]
-    batch: _Batch | None = None
-    for rows, k in track(passes, "eap" if steps == 1 else "eap-ig", on_progress):
-        if k == 1:
-            batch = _Batch(model, graph, task, rows, reference, steps, metric)
-        assert batch is not None
-        batch.step(k)
-        if k == steps:
-            scores += batch.scores()
-            clean_total += batch.clean_value
+    for share, clean in chain.from_iterable(all_gather(shares, world)):  # batch order, as one process adds them
+        scores += share
+        clean_total += clean
     scores = scores.float()
     if not bool((scores[graph.allowed] != 0).any()):
         raise CircuitError(

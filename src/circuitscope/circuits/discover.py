@@ -80,22 +80,38 @@ def discover_circuit(
         raise CircuitError(f"n_edges must lie in [0, {n_total}] (the graph's edges), got {n_edges}")
     info: dict[str, Any] = {"seconds": scores.seconds, "clean_value": scores.clean_value, "target": target}
     runner = CircuitRunner(model, task, ablation=ablation, metric=scores.metric, batch_size=batch_size, seed=seed)
-    curve_result = None
-    chosen = n_edges
-    if curve or n_edges is None:
-        counts = default_counts(n_total)
-        if n_edges is not None:
-            counts = sorted({*counts, n_edges})
-        curve_result = faithfulness_curve(model, task, scores, counts=counts, runner=runner, on_progress=on_progress)
-        if chosen is None:
-            reached = curve_result.smallest_reaching(target)
-            chosen = n_total if reached is None else reached
-        info["faithfulness"] = next(p for p in curve_result.points if p.n_edges == chosen).to_dict()
-    else:
-        assert chosen is not None
-        info["faithfulness"] = runner.faithfulness(scores.top_mask(chosen)).to_dict()
+    chosen, curve_result, info["faithfulness"] = _top_edges(
+        model, task, scores, runner, n_edges=n_edges, target=target, curve=curve, on_progress=on_progress
+    )
     circuit = Circuit(
         graph=scores.graph, edges=scores.top_mask(chosen), scores=scores.scores, model_name=model_name, task=task_info,
         method=scores.method, ablation=ablation, steps=scores.steps, info=info, fingerprint=model_fingerprint(model),
     )  # fmt: skip
     return Discovery(circuit, scores, curve_result)
+
+
+def _top_edges(
+    model: HookedModel,
+    task: Task,
+    scores: EdgeScores,
+    runner: CircuitRunner,
+    *,
+    n_edges: int | None,
+    target: float,
+    curve: bool,
+    on_progress: OnProgress | None,
+) -> tuple[int, FaithfulnessCurve | None, dict[str, Any]]:
+    """How many top edges the circuit keeps (``n_edges``, or the fewest reaching ``target`` on the curve), the
+    curve when it is drawn (``curve``, or needed to choose), and the faithfulness of the chosen edges."""
+    if not (curve or n_edges is None):
+        return n_edges, None, runner.faithfulness(scores.top_mask(n_edges)).to_dict()
+    n_total = scores.graph.n_edges
+    counts = default_counts(n_total)
+    if n_edges is not None:
+        counts = sorted({*counts, n_edges})
+    curve_result = faithfulness_curve(model, task, scores, counts=counts, runner=runner, on_progress=on_progress)
+    chosen = n_edges
+    if chosen is None:
+        reached = curve_result.smallest_reaching(target)
+        chosen = n_total if reached is None else reached
+    return chosen, curve_result, next(p for p in curve_result.points if p.n_edges == chosen).to_dict()

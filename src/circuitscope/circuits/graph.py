@@ -187,12 +187,8 @@ class Graph:
         return u, v
 
     def shape_dict(self) -> dict[str, int | bool]:
-        return {
-            "n_layers": self.n_layers,
-            "n_heads": self.n_heads,
-            "n_kv_heads": self.n_kv_heads,
-            "parallel": self.parallel,
-        }
+        """The sizes that fix the graph (``n_layers``, ``n_heads``, ``n_kv_heads``, ``parallel``), by name."""
+        return {name: getattr(self, name) for name in ("n_layers", "n_heads", "n_kv_heads", "parallel")}
 
     def __repr__(self) -> str:
         return (

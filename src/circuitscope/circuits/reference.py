@@ -53,26 +53,34 @@ def reference_outputs(
     *,
     batch_size: int = 32,
     seed: int = 0,
+    rows: range | None = None,
     on_progress: OnProgress | None = None,
 ) -> Float[torch.Tensor, "sender batch pos d_model"]:
     """Every sender's ablated output for every pair of ``task`` (row i belongs to pair i).
+
+    ``rows`` (a block of pairs, all by default) limits it to those pairs (row i belongs to pair
+    ``rows[i]``), in the batches a whole run would use when ``rows`` starts at a multiple of
+    ``batch_size``; ``mean`` is still the mean over every pair.
 
     ``on_progress(stage, done, total)`` is told each batch of prompts run (default: a progress bar on stderr;
     the circuit methods pass :data:`~circuitscope.progress.SILENT`, their own stages being what they report).
     """
     check_ablation(ablation)
     n, seq = len(task), task.seq_len
+    block = range(n) if rows is None else rows
     if ablation == "zero":
         dtype = next(model.hf_model.parameters()).dtype
-        return torch.zeros(graph.n_senders, n, seq, model.cfg.d_model, dtype=dtype, device=model.device)
+        return torch.zeros(graph.n_senders, len(block), seq, model.cfg.d_model, dtype=dtype, device=model.device)
     tokens = task.corrupted_tokens
     if ablation == "resample":
         tokens = tokens[_derangement(task, seed)]
-    batches = track(batch_slices(n, batch_size), "ablated outputs", on_progress)
+    if ablation != "mean":
+        tokens = tokens[block.start : block.stop]
+    batches = track(batch_slices(len(tokens), batch_size), "ablated outputs", on_progress)
     acts = torch.cat([sender_outputs(model, graph, tokens[rows]) for rows in batches], dim=1)
     if ablation != "mean":
         return acts
     valid = (torch.arange(seq)[None, :] <= task.answer_pos[:, None]).to(acts.dtype).to(acts.device)  # [batch, pos]
     count = valid.sum(0).clamp_min(1)  # [pos]
     mean = torch.einsum("ubpd,bp->upd", acts, valid) / count[None, :, None]
-    return mean[:, None].expand(-1, n, -1, -1)
+    return mean[:, None].expand(-1, len(block), -1, -1)

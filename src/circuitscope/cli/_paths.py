@@ -22,7 +22,7 @@ from typing import Any
 
 import typer
 
-from circuitscope.cli.output import emit_json, fail
+from circuitscope.cli._output import emit_json, fail
 from circuitscope.errors import OutputError
 
 __all__ = ["Writes", "check_output_dir", "check_output_file"]

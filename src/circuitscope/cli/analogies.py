@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from circuitscope.cli._options import JsonFlag, OutOpt, check_choice, choice_names
+from circuitscope.cli._output import emit_json, fail, reporting_errors
 from circuitscope.cli._paths import Writes, check_output_file
-from circuitscope.cli.output import emit_json, fail, reporting_errors
 
 if TYPE_CHECKING:
     from circuitscope.embeddings import AnalogyBenchmarkResult, Embeddings, Term

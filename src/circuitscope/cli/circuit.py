@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from circuitscope.cli._launch import across_ranks, is_main
 from circuitscope.cli._options import BatchOpt, HtmlOpt, JsonFlag, ModelOpt, SeedOpt
+from circuitscope.cli._output import emit_json, reporting_errors
 from circuitscope.cli._paths import Writes, check_output_file
-from circuitscope.cli.output import emit_json, reporting_errors
 from circuitscope.core.loading import DEFAULT_MODEL, load_model
 from circuitscope.tasks.library import TASK_NAMES
 
@@ -76,6 +77,7 @@ def _check_task(task: str) -> None:
         raise CircuitError(str(error)) from None
 
 
+@across_ranks  # under torchrun the ranks share EAP's batches of prompts; rank 0 writes
 def circuit(
     model: ModelOpt = DEFAULT_MODEL,
     task: TaskOpt = "ioi",
@@ -117,6 +119,8 @@ def circuit(
         forward = _forward_seconds(hooked, loaded, batch_size)
         found.circuit.info["forward_seconds"] = forward
         found.circuit.info["total_seconds"] = seconds
+    if not is_main():
+        return
     writes = Writes(as_json)
     path = writes.attempt("the circuit", out, lambda: found.circuit.save(out))
     html_path = None

@@ -10,9 +10,9 @@ import torch
 import typer
 
 from circuitscope.cli._options import JsonFlag, OutOpt
+from circuitscope.cli._output import fail, reporting_errors
 from circuitscope.cli._paths import Writes, check_output_file
 from circuitscope.cli._ranges import parse_floats
-from circuitscope.cli.output import fail, reporting_errors
 from circuitscope.errors import CircuitscopeError
 
 if TYPE_CHECKING:

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from circuitscope.cli._options import JsonFlag, ModelOpt, OutOpt
+from circuitscope.cli._output import reporting_errors
 from circuitscope.cli._paths import Writes, check_output_file
-from circuitscope.cli.output import reporting_errors
 from circuitscope.core.loading import DEFAULT_MODEL
 
 if TYPE_CHECKING:

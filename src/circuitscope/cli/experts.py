@@ -14,8 +14,8 @@ import torch
 import typer
 
 from circuitscope.cli._options import JsonFlag, ModelArg, OptionalModelOpt, pick_model
+from circuitscope.cli._output import reporting_errors
 from circuitscope.cli._paths import Writes, check_output_file
-from circuitscope.cli.output import reporting_errors
 from circuitscope.errors import OptionError
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ def corpus(texts: list[str] | None, file: Path | None) -> list[str]:
     return found
 
 
+# A command's shape (typed options, docstring, lazy imports, reporting_errors): alike to every command's, on purpose.
 @torch.no_grad()  # scoped to the command: no process-wide autograd switch
 def experts(
     model_arg: ModelArg = None,

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Annotated
 import torch
 import typer
 
+from circuitscope.cli._launch import across_ranks, is_main
 from circuitscope.cli._options import HtmlOpt, JsonFlag, ModelArg, OptionalModelOpt, SeedOpt, check_choice, pick_model
+from circuitscope.cli._output import reporting_errors
 from circuitscope.cli._paths import Writes, check_output_file
-from circuitscope.cli.output import reporting_errors
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -47,6 +48,7 @@ AblationOpt = Annotated[str, typer.Option("--ablation", help="How a head is knoc
 
 
 # Keyword options one per line, each its own documented knob: alike in shape to other entry points, on purpose.
+@across_ranks  # under torchrun the ranks share the ablations of --text; rank 0 writes
 @torch.no_grad()  # scoped to the command: no process-wide autograd switch
 def heads(
     model_arg: ModelArg = None,
@@ -89,6 +91,8 @@ def heads(
             check_output_file(html, "--html")
     with reporting_errors(as_json):
         analysis = _analyse(model, config)
+    if not is_main():
+        return
     writes = Writes(as_json)
     path = writes.attempt("the HTML report", html, lambda: heads_report(analysis).write(html)) if html else None
     if as_json:

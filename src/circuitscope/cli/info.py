@@ -9,7 +9,7 @@ import torch
 import typer
 
 from circuitscope.cli._options import JsonFlag, ModelArg, OptionalModelOpt, pick_model
-from circuitscope.cli.output import emit_json, reporting_errors
+from circuitscope.cli._output import emit_json, reporting_errors
 from circuitscope.core.catalogue import family_capabilities, family_hooks
 from circuitscope.core.loading import load_model
 from circuitscope.errors import OptionError

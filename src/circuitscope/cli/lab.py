@@ -14,8 +14,8 @@ from typing import Annotated, Any
 import typer
 
 from circuitscope.cli._options import JsonFlag, OutDirOpt, SeedOpt, TrainBatchOpt
+from circuitscope.cli._output import emit_json, reporting_errors
 from circuitscope.cli._paths import Writes, check_output_dir
-from circuitscope.cli.output import emit_json, reporting_errors
 from circuitscope.core.files import atomic_write_json
 
 lab_app = typer.Typer(help="Toy-model labs: superposition, grokking, induction heads.", no_args_is_help=True)
@@ -65,25 +65,34 @@ def superposition(
 
     from circuitscope.progress import stages
     from circuitscope.report.superposition import superposition_report
+    from circuitscope.toy.superposition import TrainingOptions
     from circuitscope.toy.superposition_lab import SuperpositionLab, geometry_experiment, phase_diagram, sparsity_sweep
 
     start = time.perf_counter()
     previous = torch.get_num_threads()
     with reporting_errors(as_json):
+        # threads None: each experiment picks the fastest count for its size
+        training = TrainingOptions(steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads)
         check_output_dir(out, "--out-dir")
         try:
             if threads is not None:
                 torch.set_num_threads(threads)
             with stages("lab superposition") as report:  # training steps on stderr, also under --json
-                common: dict[str, Any] = {"steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed}
-                common["threads"] = threads  # None: each experiment picks the fastest count for its size
-                small = sparsity_sweep(n_features, n_hidden, 0.9, **common, on_progress=report)
-                medium = sparsity_sweep(20, 5, 0.7, **common, on_progress=report)
-                geometry = geometry_experiment(**common, on_progress=report)
-                phases = phase_diagram(**common, on_progress=report)
+                small = sparsity_sweep(n_features, n_hidden, 0.9, training=training, on_progress=report)
+                medium = sparsity_sweep(20, 5, 0.7, training=training, on_progress=report)
+                geometry = geometry_experiment(training=training, on_progress=report)
+                phases = phase_diagram(training=training, on_progress=report)
         finally:
             torch.set_num_threads(previous)
     lab = SuperpositionLab(small, medium, geometry, phases, steps, seed)
+    from rich.console import Console
+
+    for name, spent in lab.times().items():  # on stderr: --json's stdout stays one JSON document
+        Console(stderr=True).print(
+            f"{name}: {spent.seconds:.1f} s training ({spent.sampling_share:.0%} sampling), "
+            f"{spent.threads} torch thread(s)",
+            markup=False,
+        )
     _finish(out, lab.to_json(), superposition_report(lab), as_json, time.perf_counter() - start)
 
 
@@ -128,6 +137,9 @@ def grokking(
         with stages("lab grokking") as report:  # training steps on stderr, also under --json
             result = run_grokking(cfg, out / "checkpoints", threads=threads, on_progress=report)
     payload = {"config_name": config, **result.to_json()}
+    from rich.console import Console
+
+    Console(stderr=True).print(f"trained on {result.threads} torch thread(s)", markup=False)  # stdout: --json only
     _finish(out, payload, grokking_report(result), as_json, time.perf_counter() - start)
 
 

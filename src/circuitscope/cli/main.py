@@ -17,7 +17,7 @@ from typer.core import TyperGroup
 
 import circuitscope.cli as cli_package
 from circuitscope._version import __version__
-from circuitscope.cli.output import emit_json, fail
+from circuitscope.cli._output import emit_json, fail
 from circuitscope.errors import CircuitscopeError
 
 # click's UsageError (BadParameter, NoSuchOption, MissingParameter...): typer >= 0.2x vendors click,

@@ -25,8 +25,8 @@ from circuitscope.cli._options import (
     batch_size_of,
     check_choice,
 )
+from circuitscope.cli._output import reporting_errors
 from circuitscope.cli._paths import Writes, check_output_file
-from circuitscope.cli.output import reporting_errors
 from circuitscope.core.loading import DEFAULT_MODEL, load_model
 from circuitscope.errors import OptionError
 from circuitscope.progress import stages

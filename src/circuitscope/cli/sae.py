@@ -9,9 +9,10 @@ from typing import Annotated, Any
 
 import typer
 
+from circuitscope.cli._launch import across_ranks, is_main
 from circuitscope.cli._options import BatchOpt, JsonFlag, ModelOpt, OutDirOpt, OutOpt, SeedOpt, TrainBatchOpt
+from circuitscope.cli._output import emit_json, fail, reporting_errors
 from circuitscope.cli._paths import Writes, check_output_dir, check_output_file
-from circuitscope.cli.output import emit_json, fail, reporting_errors
 from circuitscope.core.loading import DEFAULT_MODEL
 from circuitscope.errors import OutputError
 
@@ -80,6 +81,7 @@ def _print(payload: dict[str, Any], title: str) -> None:
 
 
 @sae_app.command("collect")
+@across_ranks  # under torchrun the ranks split the shards; the store is the one a single process writes
 def collect(
     out: OutDirOpt,
     model: ModelOpt = DEFAULT_MODEL,
@@ -95,7 +97,7 @@ def collect(
     seed: SeedOpt = 0,
     as_json: JsonFlag = False,
 ) -> None:
-    """Store a hook's activations over a corpus (sharded safetensors + manifest); resumes an interrupted run."""
+    """Store a hook's activations over a corpus (sharded safetensors + manifest); resumes; split under torchrun."""
     import time
 
     from circuitscope.core.loading import load_model
@@ -123,6 +125,8 @@ def collect(
         with stages() as report:  # the library's stage names, unprefixed, on stderr (also under --json)
             store = collect_activations(hooked, text, out, cfg, model_name=model, on_progress=report)
         seconds = time.perf_counter() - start
+    if not is_main():
+        return
     payload = {
         "out": str(out),
         "model": model,
@@ -137,6 +141,7 @@ def collect(
 
 
 @sae_app.command("train")
+@across_ranks  # DDP under torchrun: every rank trains on its share of each batch; rank 0 writes
 def train(
     acts: Annotated[Path, typer.Option("--acts", help="Activation folder from `sae collect`.")],
     out: OutDirOpt,
@@ -178,6 +183,8 @@ def train(
             result = train_sae(
                 store, cfg, out=out, resume=not no_resume, progress_bar=bar, on_progress=None if bar else report
             )
+    if not is_main():
+        return
     payload = {
         "out": str(out),
         "architecture": arch,

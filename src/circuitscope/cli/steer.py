@@ -10,9 +10,9 @@ import torch
 import typer
 
 from circuitscope.cli._options import JsonFlag, LayersOpt, ModelOpt, OutOpt, check_choice
+from circuitscope.cli._output import reporting_errors
 from circuitscope.cli._paths import Writes, check_output_file
 from circuitscope.cli._ranges import parse_floats, parse_layers
-from circuitscope.cli.output import reporting_errors
 from circuitscope.core.loading import DEFAULT_MODEL
 from circuitscope.errors import OptionError
 from circuitscope.progress import OnProgress

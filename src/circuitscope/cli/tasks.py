@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from circuitscope.cli._options import BatchOpt, JsonFlag, ModelOpt, SeedOpt
-from circuitscope.cli.output import emit_json, reporting_errors
+from circuitscope.cli._output import emit_json, reporting_errors
 from circuitscope.core.loading import DEFAULT_MODEL
 
 if TYPE_CHECKING:

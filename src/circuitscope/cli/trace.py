@@ -21,8 +21,8 @@ from circuitscope.cli._options import (
     check_choice,
     choice_names,
 )
+from circuitscope.cli._output import emit_json, reporting_errors
 from circuitscope.cli._paths import Writes, check_output_file
-from circuitscope.cli.output import emit_json, reporting_errors
 from circuitscope.core.loading import DEFAULT_MODEL
 from circuitscope.errors import OptionError
 from circuitscope.tasks.library import TASK_NAMES

@@ -95,24 +95,7 @@ class ModelConfig:
             reason = adapter.unsupported(text)
             if reason is not None:
                 raise UnsupportedModelError(f"circuitscope cannot wire this {adapter.family} model: {reason}")
-        names = {**_SIZE_NAMES, **{size: (attr,) for size, attr in adapter.config_names}}
-
-        computed = adapter.computed_sizes(text) if adapter.computed_sizes is not None else {}
-
-        def size(name: str, default: int | None = None) -> int:
-            if name in computed:
-                return int(computed[name])
-            for attr in names[name]:
-                value = getattr(text, attr, None)
-                if value is not None:
-                    return int(value)
-            if default is None:
-                raise UnsupportedModelError(
-                    f"the {adapter.family} config has none of {names[name]} (the model's {name}); "
-                    "name its attribute in the adapter's config_names"
-                )
-            return default
-
+        size = _SizeReader(text, adapter)
         d_model, n_layers = size("d_model"), size("n_layers")
         # no attention layers (Mamba): no attention heads (Mamba 2's num_heads/head_dim are its SSM heads)
         n_heads = size("n_heads") if adapter.attn is not None else 0
@@ -155,3 +138,28 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class _SizeReader:
+    """The sizes of the text config ``text``: computed by the adapter (``computed_sizes``), or read under the usual
+    attribute names or those it declares (``config_names``)."""
+
+    def __init__(self, text: Any, adapter: Adapter) -> None:
+        self.text, self.family = text, adapter.family
+        self.names = {**_SIZE_NAMES, **{size: (attr,) for size, attr in adapter.config_names}}
+        self.computed = adapter.computed_sizes(text) if adapter.computed_sizes is not None else {}
+
+    def __call__(self, name: str, default: int | None = None) -> int:
+        """The size ``name``; ``default`` when the config sets none (an UnsupportedModelError without a default)."""
+        if name in self.computed:
+            return int(self.computed[name])
+        for attr in self.names[name]:
+            value = getattr(self.text, attr, None)
+            if value is not None:
+                return int(value)
+        if default is None:
+            raise UnsupportedModelError(
+                f"the {self.family} config has none of {self.names[name]} (the model's {name}); "
+                "name its attribute in the adapter's config_names"
+            )
+        return default

@@ -398,9 +398,25 @@ def _weights_hint(folder: Path) -> str:
     return "A weight file may be truncated or corrupt."
 
 
-def _from_folder(folder: Path, dtype: torch.dtype, device_map: Any, what: str) -> tuple[Any, Any]:
+def _pretrained(
+    source: str, dtype: torch.dtype, device_map: Any, failure: Callable[[Exception], str], **hub: Any
+) -> Any:
+    """The model at ``source`` (its config, then its safetensors weights); a failure as a :class:`LoadError`
+    whose message is ``failure(err)``. ``hub``: extra keywords for both loads (``local_files_only``)."""
     from transformers import AutoConfig
 
+    try:
+        config = AutoConfig.from_pretrained(source, **hub)
+        return _auto_class(config).from_pretrained(
+            source, dtype=dtype, device_map=device_map, **_attention_choice(config), use_safetensors=True, **hub
+        )
+    except (LoadError, UnsupportedModelError):  # an unknown family is refused from its config, before weights
+        raise
+    except Exception as err:
+        raise LoadError(failure(err)) from err
+
+
+def _from_folder(folder: Path, dtype: torch.dtype, device_map: Any, what: str) -> tuple[Any, Any]:
     model_type = _config_model_type(folder, what)
     if isinstance(model_type, str):
         with contextlib.suppress(UnsupportedModelError):  # an unknown family fails below, with its own message
@@ -408,21 +424,12 @@ def _from_folder(folder: Path, dtype: torch.dtype, device_map: Any, what: str) -
             if register is not None:
                 register()
     tokenizer = _folder_tokenizer(folder, what)  # cheap, and refuses a damaged tokenizer before the weights load
-    try:
-        config = AutoConfig.from_pretrained(str(folder))
-        model = _auto_class(config).from_pretrained(
-            str(folder),
-            dtype=dtype,
-            device_map=device_map,
-            **_attention_choice(config),
-            use_safetensors=True,
-        )
-    except (LoadError, UnsupportedModelError):  # an unknown family is refused from its config, before weights
-        raise
-    except Exception as err:
-        raise LoadError(
-            f"could not load {what} {str(folder)!r} ({type(err).__name__}: {err}). {_weights_hint(folder)}"
-        ) from err
+    model = _pretrained(
+        str(folder),
+        dtype,
+        device_map,
+        lambda err: f"could not load {what} {str(folder)!r} ({type(err).__name__}: {err}). {_weights_hint(folder)}",
+    )
     return model, tokenizer
 
 
@@ -468,27 +475,18 @@ def _hub_cache_only(text: str) -> bool:
 
 
 def _from_hub(text: str, dtype: torch.dtype, device_map: Any) -> tuple[Any, Any]:
-    from transformers import AutoConfig
-
     cache_only = _hub_cache_only(text)
-    try:
-        config = AutoConfig.from_pretrained(text, local_files_only=cache_only)
-        model = _auto_class(config).from_pretrained(
-            text,
-            dtype=dtype,
-            device_map=device_map,
-            **_attention_choice(config),
-            use_safetensors=True,
-            local_files_only=cache_only,
-        )
-    except (LoadError, UnsupportedModelError):  # an unknown family is refused from its config, before weights
-        raise
-    except Exception as err:
-        raise LoadError(
+    model = _pretrained(
+        text,
+        dtype,
+        device_map,
+        lambda err: (
             f"could not load {text!r} from the Hugging Face hub or its local cache ({type(err).__name__}: {err}). "
             f"Without network, pass a local model folder, a .gguf file, or the embedded {DEFAULT_MODEL!r}."
             + _did_you_mean(text)
-        ) from err
+        ),
+        local_files_only=cache_only,
+    )
     return model, _load_tokenizer(text, local_files_only=cache_only)
 
 

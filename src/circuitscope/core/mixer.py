@@ -125,12 +125,7 @@ def _mixer_out_site(module: nn.Module, mixer_out: HookPoint, resid_mid: HookPoin
 def build_mixer_block(inst: Instrumentation, layer: int, mods: MixerBlockModules) -> None:
     """Register the hook points of mixer layer ``layer`` (see the module's table) on ``inst``."""
     pre, P, state = f"blocks.{layer}.", inst._point, inst._states[layer]
-    resid_pre = P(pre + "hook_resid_pre", layer, [])
-    layer_pre = inst._layer_pre_site(mods.block, resid_pre, state)
-    inst._deps[resid_pre.name] = [layer_pre]
-    if mods.ln1 is not None:
-        p = P(pre + "ln1.hook_normalized", layer, [])
-        inst._deps[p.name] = [inst._output_site(mods.ln1, p)]
+    layer_pre = inst._block_input(layer, mods, state)
     p = P(pre + "mixer.hook_in_proj", layer, [])
     inst._deps[p.name] = [inst._output_site(mods.in_proj, p)]
     if mods.kind == "selective_scan":

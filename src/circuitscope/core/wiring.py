@@ -45,6 +45,7 @@ from torch import nn
 from circuitscope.core import scales
 from circuitscope.core.attention import AttentionCore
 from circuitscope.core.config import ModelConfig
+from circuitscope.core.head_products import HeadProducts, summed_output_site
 from circuitscope.core.hook_points import HookPoint
 from circuitscope.core.moe import moe_modules, moe_sites
 from circuitscope.core.norms import FrozenNorm, frozen_norm
@@ -119,6 +120,7 @@ class Instrumentation:
         self.points: dict[str, HookPoint] = {}
         self._deps: dict[str, list[_Site]] = {}
         self._states = [_LayerState() for _ in self.blocks]
+        self._products = [HeadProducts() for _ in self.blocks]  # hook_result's per-head products (core/head_products)
         self._build()
 
     # ------------------------------------------------------------------ registry
@@ -155,6 +157,8 @@ class Instrumentation:
             state.resid_pre = None
             state.z = None
             state.mlp_in = None
+        for products in self._products:
+            products.raw = None
 
     # ------------------------------------------------------------------ sites
     @staticmethod
@@ -290,7 +294,7 @@ class Instrumentation:
             a = out - resid if post_norm and resid is not None else out if k == 1.0 else out * k
             a0 = a
             if result.active:
-                res = self.head_results(layer, state.z, args, resid)
+                res = self.head_results(layer, self._products[layer].raw, args, resid)
                 new = result(res)
                 if new is not res:
                     a = a + (new - res).sum(-2)
@@ -349,20 +353,20 @@ class Instrumentation:
         return frozen_norm(module)
 
     def head_results(
-        self, layer: int, z: torch.Tensor | None, args: tuple[Any, ...], resid: torch.Tensor | None
+        self, layer: int, raw: torch.Tensor | None, args: tuple[Any, ...], resid: torch.Tensor | None
     ) -> torch.Tensor:
-        """Each head's write into the residual stream, [batch pos head d_model]."""
-        if z is None:
-            raise RuntimeError("hook_result needs hook_z's site; the wiring did not run it")
-        from circuitscope.core.weights import head_out_weights
-
+        """Each head's write into the residual stream, [batch pos head d_model], from its product through
+        ``W_O`` (``raw``, which the output projection's shadowing forward computed: core/head_products.py)."""
+        if raw is None:
+            raise RuntimeError("hook_result needs the per-head products' site; the wiring did not run it")
         mods = self.blocks[layer]
-        w_o, b_o = head_out_weights(mods.o, self.cfg, self.adapter.conv1d)  # [head d_head d_model]
-        raw = torch.einsum("bphd,hdm->bphm", z, w_o.to(z.dtype))
         if self.adapter.residual == "post_norm":
             if mods.attn_out_norm is None or resid is None:
                 raise AttributeError("a post-norm adapter must name attn_out_norm (the LayerNorm of x + attn)")
             norm = self.frozen(mods.attn_out_norm)
+            from circuitscope.core.weights import head_out_weights
+
+            b_o = head_out_weights(mods.o, self.cfg, self.adapter.conv1d)[1]
             total = raw.sum(-2) + resid
             if b_o is not None:
                 total = total + b_o
@@ -394,18 +398,25 @@ class Instrumentation:
             self._deps[p.name] = [self._output_site(self.final_norm, p)]
         del cfg, ad
 
+    def _block_input(self, layer: int, mods: BlockModules, state: _LayerState) -> _Site:
+        """``blocks.L.hook_resid_pre`` and ``ln1.hook_normalized`` (attention and mixer layers alike); returns the
+        site reading the block's input, which the sublayer outputs depend on too."""
+        pre = f"blocks.{layer}."
+        resid_pre = self._point(pre + "hook_resid_pre", layer, [])
+        layer_pre = self._layer_pre_site(mods.block, resid_pre, state)
+        self._deps[resid_pre.name] = [layer_pre]
+        if mods.ln1 is not None:
+            p = self._point(pre + "ln1.hook_normalized", layer, [])
+            self._deps[p.name] = [self._output_site(mods.ln1, p)]
+        return layer_pre
+
     def _build_block(self, layer: int, mods: BlockModules) -> None:
         cfg, ad = self.cfg, self.adapter
         pre = f"blocks.{layer}."
         state = self._states[layer]
         P = self._point
 
-        resid_pre = P(pre + "hook_resid_pre", layer, [])
-        layer_pre = self._layer_pre_site(mods.block, resid_pre, state)
-        self._deps[resid_pre.name] = [layer_pre]
-        if mods.ln1 is not None:
-            p = P(pre + "ln1.hook_normalized", layer, [])
-            self._deps[p.name] = [self._output_site(mods.ln1, p)]
+        layer_pre = self._block_input(layer, mods, state)
         q = P(pre + "attn.hook_q", layer, [])
         k = P(pre + "attn.hook_k", layer, [])
         v = P(pre + "attn.hook_v", layer, [])
@@ -435,7 +446,8 @@ class Instrumentation:
         resid_mid = P(pre + "hook_resid_mid", layer, []) if cfg.residual != "parallel" else None
         out_site = self._attn_out_site(layer, result, attn_out, resid_mid, state)
         summed = ad.residual == "post_norm" and ad.post_norm_input == "sum"  # the post-norm reads the block input
-        self._deps[result.name] = [z_site, out_site] + ([layer_pre] if ad.residual == "pre_norm" or summed else [])
+        products = summed_output_site(mods.o, cfg, ad.conv1d, self._products[layer])  # the heads' sum is o's output
+        self._deps[result.name] = [products, out_site] + ([layer_pre] if ad.residual == "pre_norm" or summed else [])
         self._deps[attn_out.name] = [out_site] + ([layer_pre] if summed else [])
         if resid_mid is not None:
             self._deps[resid_mid.name] = [layer_pre, out_site] if cfg.residual == "pre_norm" or summed else [out_site]

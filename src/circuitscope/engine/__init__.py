@@ -12,6 +12,8 @@ writing it again:
 - :mod:`~circuitscope.engine.grid`: :class:`ScoreGrid`, the result type of scores over named axes;
 - :mod:`~circuitscope.engine.head_ablation`: every attention head ablated alone, on a
   :class:`~circuitscope.core.replay.BlockReplay` (:func:`ablate_each_head`);
+- :mod:`~circuitscope.engine.distributed`: work split across ``torchrun`` ranks and gathered on rank 0
+  (``process_group``, ``shard``, ``gather_to_main``, ``check_same_arguments``);
 - :mod:`~circuitscope.engine.jsonl`: the objects of a JSON-lines file, with file:line errors (:func:`json_lines`).
 """
 

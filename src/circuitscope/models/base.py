@@ -11,8 +11,10 @@ Gemma 3).
 
 A family that shares another's module layout says only how it differs:
 ``ADAPTER = LLAMA.derive(family="gemma", model_types=("gemma",), embed_scale_buffer="embed_scale")``.
-Adapters of unrelated families are keyword lists of the same shape on purpose: each line is
-one fact (a module path) of its family, read by ``circuitscope.core``.
+A sublayer laid out as many families lay theirs out is one line, a named piece of ``models/_layouts.py``
+(``**separate_qkv("self_attn", norm="input_layernorm", q="q_proj", k="k_proj", v="v_proj", o="o_proj")``,
+``**gated_mlp(...)``, ``**base_model(...)``): it sets that group of fields, so a derived family that changes its
+attention or its MLP restates the whole group. The other fields stay one fact a line.
 """
 
 from __future__ import annotations
@@ -25,10 +27,25 @@ from torch import nn
 
 from circuitscope.models._experts import MixtureOfExperts
 
-__all__ = ["CONFIG_SIZES", "Adapter", "MixtureOfExperts", "Paths", "resolve_path", "try_resolve"]
+__all__ = [
+    "CONFIG_SIZES",
+    "Adapter",
+    "MixerKind",
+    "MixtureOfExperts",
+    "Paths",
+    "QkvLayout",
+    "resolve_path",
+    "try_resolve",
+]
 
 Paths = str | tuple[str, ...]
 """One dotted module path, or alternatives tried in order."""
+
+QkvLayout = Literal["concat", "per_head", "grouped"]
+"""How a fused q/k/v projection lays out its output (see ``Adapter.qkv_layout``)."""
+
+MixerKind = Literal["selective_scan", "ssd"]
+"""Which state-space mixer a family has (see ``Adapter.mixer_kind``)."""
 
 CONFIG_SIZES = ("n_layers", "n_heads", "n_kv_heads", "d_model", "d_head", "d_mlp", "d_vocab", "n_ctx")
 """The ``ModelConfig`` sizes an adapter may map to a config attribute of its own (``config_names``)."""
@@ -97,7 +114,7 @@ class Adapter:
     """Separate value projection."""
     qkv: str | None = None
     """Fused query/key/value projection."""
-    qkv_layout: Literal["concat", "per_head", "grouped"] = "concat"
+    qkv_layout: QkvLayout = "concat"
     """Fused layout: ``concat`` is [q | k | v] (GPT-2); ``per_head`` is [head, (q k v), d_head] (GPT-NeoX);
     ``grouped`` is [kv_head, (its n_heads/n_kv_heads queries, k, v), d_head] (Falcon)."""
     attn_out_norm: str | None = None
@@ -176,7 +193,7 @@ class Adapter:
     mixer: str | None = None
     """The state-space mixer of a mixer layer (Mamba's ``mixer``, Bamba's ``mamba``), in the block's attention
     slot: ``x + mixer(ln1 x)``; its output is ``hook_mixer_out``. None for an attention-only family."""
-    mixer_kind: Literal["selective_scan", "ssd"] | None = None
+    mixer_kind: MixerKind | None = None
     """Which mixer it is, so that ``circuitscope.core.mixer`` hooks its internals: ``selective_scan`` (Mamba's S6:
     in_proj, causal conv, x_proj, out_proj) or ``ssd`` (Mamba 2's state-space duality: in_proj, gated norm,
     out_proj; Bamba's mixer too)."""

@@ -8,28 +8,30 @@ word and position embeddings; ``blocks.0.hook_resid_pre`` is their normed sum (w
 token-type embedding).
 """
 
+from circuitscope.models._layouts import BaseModelPaths, base_model, dense_mlp, encoder
 from circuitscope.models.base import Adapter
 
-# Same shape as the other adapters on purpose: one line per module path of this family (see models/base.py).
+
+def bert_base_model(prefix: str, layers: str = "encoder.layer") -> BaseModelPaths:
+    """BERT's base model under ``prefix`` (``bert``; RoBERTa's ``roberta``), or bare (``BertModel``)."""
+    return base_model(
+        prefix, layers=layers, embed="embeddings.word_embeddings", pos_embed="embeddings.position_embeddings", bare=True
+    )
+
+
 ADAPTER = Adapter(
     family="bert",
     model_types=("bert",),
-    layers=("bert.encoder.layer", "encoder.layer"),
-    embed=("bert.embeddings.word_embeddings", "embeddings.word_embeddings"),
-    pos_embed=("bert.embeddings.position_embeddings", "embeddings.position_embeddings"),
+    **bert_base_model("bert"),
     unembed="cls.predictions.decoder",
+    **encoder("BertForMaskedLM"),
     residual="post_norm",
     attn="attention.self",
     q="attention.self.query",
     k="attention.self.key",
     v="attention.self.value",
     o="attention.output.dense",
-    attn_out="attention.output",
+    attn_out="attention.output",  # BertSelfOutput: dense, then LayerNorm(. + x)
     attn_out_norm="attention.output.LayerNorm",
-    mlp_in="intermediate.dense",
-    mlp_down="output.dense",
-    mlp_out="output",
-    causal=False,
-    tokenization="tokenizer",
-    masked_lm_classes=("BertForMaskedLM",),
+    **dense_mlp("", norm=None, up="intermediate.dense", down="output.dense", out="output"),
 )

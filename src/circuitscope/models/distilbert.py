@@ -8,30 +8,18 @@ updates ``LN(x + s) - x`` as for BERT, so the residual stream still decomposes e
 is no final norm, so the analyses that read logits linearly off the residual stream refuse the model.
 """
 
-from circuitscope.models.base import Adapter
+from circuitscope.models._layouts import dense_mlp, encoder, post_norm_attention
+from circuitscope.models.bert import ADAPTER as BERT
+from circuitscope.models.bert import bert_base_model
 
-# Same shape as the other adapters on purpose: one line per module path of this family (see models/base.py).
-ADAPTER = Adapter(
+ADAPTER = BERT.derive(
     family="distilbert",
     model_types=("distilbert",),
-    layers=("distilbert.transformer.layer", "transformer.layer"),
-    embed=("distilbert.embeddings.word_embeddings", "embeddings.word_embeddings"),
-    pos_embed=("distilbert.embeddings.position_embeddings", "embeddings.position_embeddings"),
+    **bert_base_model("distilbert", layers="transformer.layer"),
     unembed="vocab_projector",
-    residual="post_norm",
+    **encoder("DistilBertForMaskedLM"),
     post_norm_input="sum",
-    attn="attention",
-    q="attention.q_lin",
-    k="attention.k_lin",
-    v="attention.v_lin",
-    o="attention.out_lin",
-    attn_out="sa_layer_norm",
-    attn_out_norm="sa_layer_norm",
-    mlp_in="ffn.lin1",
-    mlp_down="ffn.lin2",
-    mlp_out="output_layer_norm",
+    **post_norm_attention("attention", q="q_lin", k="k_lin", v="v_lin", o="out_lin", norm="sa_layer_norm"),
+    **dense_mlp("ffn", norm=None, up="lin1", down="lin2", out="output_layer_norm"),
     config_names=(("d_mlp", "hidden_dim"),),
-    causal=False,
-    tokenization="tokenizer",
-    masked_lm_classes=("DistilBertForMaskedLM",),
 )

@@ -12,6 +12,7 @@ ALiBi configs (Falcon-RW) are refused: their bias is folded into the mask in way
 
 from typing import Any
 
+from circuitscope.models._layouts import base_model, dense_mlp, fused_qkv, own_attention
 from circuitscope.models.base import Adapter
 
 
@@ -31,30 +32,20 @@ def _refused(config: Any) -> str | None:
     return None
 
 
-# Same shape as the other adapters on purpose: one line per module path of this family (see models/base.py).
 ADAPTER = Adapter(
     family="falcon",
     model_types=("falcon",),
-    layers="transformer.h",
-    embed="transformer.word_embeddings",
-    final_norm="transformer.ln_f",
+    **base_model("transformer", layers="h", embed="word_embeddings", final_norm="ln_f"),
     unembed="lm_head",
+    **fused_qkv(
+        "self_attention", norm=("ln_attn", "input_layernorm"), qkv="query_key_value", o="dense", layout="grouped"
+    ),
+    **own_attention("forward", hooks="falcon"),
+    **dense_mlp("mlp", norm=("ln_mlp", "post_attention_layernorm"), up="dense_h_to_4h", down="dense_4h_to_h"),
+    mlp_out_in_place=True,
     residual="pre_norm",
     parallel_residual_attr="parallel_attn",
-    ln1=("ln_attn", "input_layernorm"),
-    ln2=("ln_mlp", "post_attention_layernorm"),
-    attn="self_attention",
-    qkv="self_attention.query_key_value",
-    qkv_layout="grouped",
-    o="self_attention.dense",
-    attn_out="self_attention.dense",
-    mlp_in="mlp.dense_h_to_4h",
-    mlp_down="mlp.dense_4h_to_h",
-    mlp_out="mlp",
-    mlp_out_in_place=True,
     rotary=True,
-    attn_method="forward",
-    attn_hooks="falcon",
     config_names=(("d_mlp", "ffn_hidden_size"),),
     computed_sizes=_kv_heads,
     unsupported=_refused,

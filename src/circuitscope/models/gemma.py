@@ -7,6 +7,7 @@ residual stream. Gemma 3's multimodal models keep the text model under ``model.l
 Gemma 1 has no such norms and has its own adapter file, ``gemma1.py``.
 """
 
+from circuitscope.models._layouts import output_norms
 from circuitscope.models.llama import ADAPTER as LLAMA
 
 _TEXT = ("model.language_model", "model")
@@ -18,10 +19,7 @@ ADAPTER = LLAMA.derive(
     embed=tuple(f"{p}.embed_tokens" for p in _TEXT),
     final_norm=tuple(f"{p}.norm" for p in _TEXT),
     ln2="pre_feedforward_layernorm",
-    attn_out="post_attention_layernorm",
-    attn_out_norm="post_attention_layernorm",
-    mlp_out="post_feedforward_layernorm",
-    mlp_out_norm="post_feedforward_layernorm",
+    **output_norms(attn="post_attention_layernorm", mlp="post_feedforward_layernorm"),
     final_softcap_attr="final_logit_softcapping",
     embed_scale_buffer="embed_scale",
 )

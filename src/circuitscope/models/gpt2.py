@@ -1,25 +1,14 @@
 """GPT-2: learned positions, LayerNorm, fused [q | k | v] projection stored as Conv1D ([in, out])."""
 
+from circuitscope.models._layouts import base_model, dense_mlp, fused_qkv
 from circuitscope.models.base import Adapter
 
-# Same shape as the other adapters on purpose: one line per module path of this family (see models/base.py).
 ADAPTER = Adapter(
     family="gpt2",
     model_types=("gpt2",),
-    layers="transformer.h",
-    embed="transformer.wte",
-    pos_embed="transformer.wpe",
-    final_norm="transformer.ln_f",
+    **base_model("transformer", layers="h", embed="wte", pos_embed="wpe", final_norm="ln_f"),
     unembed="lm_head",
-    ln1="ln_1",
-    ln2="ln_2",
-    attn="attn",
-    qkv="attn.c_attn",
-    qkv_layout="concat",
-    o="attn.c_proj",
-    attn_out="attn.c_proj",
-    mlp_in="mlp.c_fc",
-    mlp_down="mlp.c_proj",
-    mlp_out="mlp",
+    **fused_qkv("attn", norm="ln_1", qkv="c_attn", o="c_proj", layout="concat"),
+    **dense_mlp("mlp", norm="ln_2", up="c_fc", down="c_proj"),
     conv1d=True,
 )

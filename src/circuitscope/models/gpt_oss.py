@@ -5,23 +5,17 @@ Attention passes each head's learned sink logit (``self_attn.sinks``) to the att
 ``hook_pattern`` rows sum to less than 1. The router (``mlp.router``, with a bias) keeps the k largest logits and
 softmaxes over them; the experts apply gpt-oss's clamped SwiGLU inside their own code (``mlp.hook_expert_out``
 is each chosen expert's output after its down projection and bias). The MoE block returns ``(hidden, scores)``;
-``hook_mlp_out`` is the hidden part.
+``hook_mlp_out`` is the hidden part. The experts are laid out as Mixtral's, under its own router ``mlp.router``.
 """
 
-from circuitscope.models.base import MixtureOfExperts
+from dataclasses import replace
+
+from circuitscope.models._layouts import mixture_of_experts
 from circuitscope.models.llama import ADAPTER as LLAMA
+from circuitscope.models.mixtral import EXPERTS as MIXTRAL
 
 ADAPTER = LLAMA.derive(
     family="gpt_oss",
     model_types=("gpt_oss",),
-    mlp_in=None,
-    mlp_in_linear=None,
-    mlp_down=None,
-    experts=MixtureOfExperts(
-        block="mlp",
-        router="mlp.router",
-        experts="mlp.experts",
-        n_experts_attr="num_local_experts",
-        routing="topk_softmax",
-    ),
+    **mixture_of_experts(replace(MIXTRAL, router="mlp.router", routing="topk_softmax")),
 )

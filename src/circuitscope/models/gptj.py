@@ -1,28 +1,19 @@
 """GPT-J: one LayerNorm feeding attention and MLP in parallel, partial interleaved rotary, untied LM head.
 
+GPT-2's model-level names and ``ln_1``; rotary instead of learned positions, nn.Linear projections.
 ``x + attn(ln_1 x) + mlp(ln_1 x)``: no ``hook_resid_mid`` and no ``ln2`` (``ln1`` feeds both sublayers).
 """
 
-from circuitscope.models.base import Adapter
+from circuitscope.models._layouts import dense_mlp, separate_qkv
+from circuitscope.models.gpt2 import ADAPTER as GPT2
 
-# Same shape as the other adapters on purpose: one line per module path of this family (see models/base.py).
-ADAPTER = Adapter(
+ADAPTER = GPT2.derive(
     family="gptj",
     model_types=("gptj",),
-    layers="transformer.h",
-    embed="transformer.wte",
-    final_norm="transformer.ln_f",
-    unembed="lm_head",
+    pos_embed=None,
     residual="parallel",
-    ln1="ln_1",
-    attn="attn",
-    q="attn.q_proj",
-    k="attn.k_proj",
-    v="attn.v_proj",
-    o="attn.out_proj",
-    attn_out="attn.out_proj",
-    mlp_in="mlp.fc_in",
-    mlp_down="mlp.fc_out",
-    mlp_out="mlp",
+    **separate_qkv("attn", norm="ln_1", q="q_proj", k="k_proj", v="v_proj", o="out_proj"),
+    **dense_mlp("mlp", norm=None, up="fc_in", down="fc_out"),
+    conv1d=False,
     rotary=True,
 )

@@ -1,26 +1,15 @@
 """Llama family: Llama, Mistral, Qwen2, Qwen3 (RMSNorm, rotary, gated MLP, grouped-query attention)."""
 
+from circuitscope.models._layouts import base_model, gated_mlp, separate_qkv
 from circuitscope.models.base import Adapter
 
-# Same shape as the other adapters on purpose: one line per module path of this family (see models/base.py).
 ADAPTER = Adapter(
     family="llama",
     model_types=("llama", "mistral", "qwen2", "qwen3"),
-    layers="model.layers",
-    embed="model.embed_tokens",
-    final_norm="model.norm",
+    **base_model("model", layers="layers", embed="embed_tokens", final_norm="norm"),
     unembed="lm_head",
-    ln1="input_layernorm",
-    ln2="post_attention_layernorm",
-    attn="self_attn",
-    q="self_attn.q_proj",
-    k="self_attn.k_proj",
-    v="self_attn.v_proj",
-    o="self_attn.o_proj",
-    attn_out="self_attn.o_proj",
-    mlp_in="mlp.gate_proj",
-    mlp_in_linear="mlp.up_proj",
-    mlp_down="mlp.down_proj",
-    mlp_out="mlp",
+    **separate_qkv("self_attn", norm="input_layernorm", q="q_proj", k="k_proj", v="v_proj", o="o_proj"),
+    **gated_mlp("mlp", norm="post_attention_layernorm", gate="gate_proj", up="up_proj", down="down_proj"),
     rotary=True,
 )
+"""Llama's module names, which most decoder families share: they derive their adapters from this one."""

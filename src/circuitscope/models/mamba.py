@@ -1,16 +1,13 @@
 """Mamba: every block is ``x + mixer(norm(x))``, a selective state-space mixer (no attention, no MLP)."""
 
+from circuitscope.models._layouts import base_model, state_space_mixer
 from circuitscope.models.base import Adapter
 
-# Same shape as the other adapters on purpose: one line per module path of this family (see models/base.py).
 ADAPTER = Adapter(
     family="mamba",
     model_types=("mamba",),
-    layers=("backbone.layers", "layers"),
-    embed=("backbone.embeddings", "embeddings"),
-    final_norm=("backbone.norm_f", "norm_f"),
+    **base_model("backbone", layers="layers", embed="embeddings", final_norm="norm_f", bare=True),
     unembed="lm_head",
     ln1="norm",
-    mixer="mixer",
-    mixer_kind="selective_scan",
+    **state_space_mixer("mixer", kind="selective_scan"),
 )

@@ -6,14 +6,11 @@ Llama's module names; the MLP is ``MixtralSparseMoeBlock``: a router (``mlp.gate
 ``mlp.hook_pre``/``hook_post``.
 """
 
+from circuitscope.models._layouts import mixture_of_experts
 from circuitscope.models.base import MixtureOfExperts
 from circuitscope.models.llama import ADAPTER as LLAMA
 
-ADAPTER = LLAMA.derive(
-    family="mixtral",
-    model_types=("mixtral",),
-    mlp_in=None,
-    mlp_in_linear=None,
-    mlp_down=None,
-    experts=MixtureOfExperts(block="mlp", router="mlp.gate", experts="mlp.experts", n_experts_attr="num_local_experts"),
-)
+EXPERTS = MixtureOfExperts(block="mlp", router="mlp.gate", experts="mlp.experts", n_experts_attr="num_local_experts")
+"""Mixtral's experts, which gpt-oss lays out alike (with its own router and routing)."""
+
+ADAPTER = LLAMA.derive(family="mixtral", model_types=("mixtral",), **mixture_of_experts(EXPERTS))

@@ -12,30 +12,17 @@ Decoding a residual (logit lens, attribution) goes through the head; the analyse
 linearly off the residual stream (direct logit attribution, folding the final norm) refuse the model.
 """
 
+from circuitscope.models._layouts import base_model, encoder, fused_gated_mlp, fused_qkv
 from circuitscope.models.base import Adapter
 
-# Same shape as the other adapters on purpose: one line per module path of this family (see models/base.py).
 ADAPTER = Adapter(
     family="modernbert",
     model_types=("modernbert",),
-    layers=("model.layers", "layers"),
-    embed=("model.embeddings.tok_embeddings", "embeddings.tok_embeddings"),
-    final_norm=("model.final_norm", "final_norm"),
+    **base_model("model", layers="layers", embed="embeddings.tok_embeddings", final_norm="final_norm", bare=True),
     unembed="decoder",
     unembed_head="head",
-    ln1="attn_norm",
-    ln2="mlp_norm",
-    attn="attn",
-    qkv="attn.Wqkv",
-    qkv_layout="concat",
-    o="attn.Wo",
-    attn_out="attn.Wo",
-    mlp_in="mlp.Wi",
-    mlp_gate_up="mlp.Wi",
-    mlp_down="mlp.Wo",
-    mlp_out="mlp",
+    **encoder("ModernBertForMaskedLM"),
+    **fused_qkv("attn", norm="attn_norm", qkv="Wqkv", o="Wo", layout="concat"),
+    **fused_gated_mlp("mlp", norm="mlp_norm", gate_up="Wi", down="Wo"),
     rotary=True,
-    causal=False,
-    tokenization="tokenizer",
-    masked_lm_classes=("ModernBertForMaskedLM",),
 )

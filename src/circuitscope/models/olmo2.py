@@ -5,6 +5,7 @@
 q_norm/k_norm over the full width run after ``hook_q``/``hook_k``. OLMo 3 adds sliding-window layers.
 """
 
+from circuitscope.models._layouts import output_norms
 from circuitscope.models.llama import ADAPTER as LLAMA
 
 ADAPTER = LLAMA.derive(
@@ -12,8 +13,5 @@ ADAPTER = LLAMA.derive(
     model_types=("olmo2", "olmo3"),
     ln1=None,
     ln2=None,
-    attn_out="post_attention_layernorm",
-    attn_out_norm="post_attention_layernorm",
-    mlp_out="post_feedforward_layernorm",
-    mlp_out_norm="post_feedforward_layernorm",
+    **output_norms(attn="post_attention_layernorm", mlp="post_feedforward_layernorm"),
 )

@@ -4,14 +4,8 @@
 and rotary. Every block routes; the router renormalises only when ``norm_topk_prob`` is set.
 """
 
+from circuitscope.models._layouts import mixture_of_experts
 from circuitscope.models.llama import ADAPTER as LLAMA
 from circuitscope.models.qwen3_moe import EXPERTS
 
-ADAPTER = LLAMA.derive(
-    family="olmoe",
-    model_types=("olmoe",),
-    mlp_in=None,
-    mlp_in_linear=None,
-    mlp_down=None,
-    experts=EXPERTS,
-)
+ADAPTER = LLAMA.derive(family="olmoe", model_types=("olmoe",), **mixture_of_experts(EXPERTS))

@@ -7,6 +7,7 @@ mask). OPT-350m's post-norm blocks and its ``project_in``/``project_out`` (``wor
 
 from typing import Any
 
+from circuitscope.models._layouts import base_model, dense_mlp, separate_qkv
 from circuitscope.models.base import Adapter
 
 
@@ -27,27 +28,20 @@ def _unsupported(config: Any) -> str | None:
     return None
 
 
-# Same shape as the other adapters on purpose: one line per module path of this family (see models/base.py).
 ADAPTER = Adapter(
     family="opt",
     model_types=("opt",),
-    layers="model.decoder.layers",
-    embed="model.decoder.embed_tokens",
-    pos_embed="model.decoder.embed_positions",
+    **base_model(
+        "model.decoder",
+        layers="layers",
+        embed="embed_tokens",
+        pos_embed="embed_positions",
+        final_norm="final_layer_norm",
+    ),
     pos_embed_offset=2,
-    final_norm="model.decoder.final_layer_norm",
     unembed="lm_head",
-    ln1="self_attn_layer_norm",
-    ln2="final_layer_norm",
-    attn="self_attn",
-    q="self_attn.q_proj",
-    k="self_attn.k_proj",
-    v="self_attn.v_proj",
-    o="self_attn.out_proj",
-    attn_out="self_attn.out_proj",
-    mlp_in="fc1",
-    mlp_down="fc2",
-    mlp_out="fc2",
+    **separate_qkv("self_attn", norm="self_attn_layer_norm", q="q_proj", k="k_proj", v="v_proj", o="out_proj"),
+    **dense_mlp("", norm="final_layer_norm", up="fc1", down="fc2", out="fc2"),  # no MLP module: the block calls them
     mlp_flat=True,
     config_names=(("d_mlp", "ffn_dim"),),
     unsupported=_unsupported,

@@ -4,17 +4,12 @@
 ``gate_up_proj`` is ``mlp.hook_pre`` (the activated gate), the second ``mlp.hook_pre_linear``.
 """
 
+from circuitscope.models._layouts import fused_gated_mlp, fused_qkv
 from circuitscope.models.llama import ADAPTER as LLAMA
 
 ADAPTER = LLAMA.derive(
     family="phi3",
     model_types=("phi3",),
-    q=None,
-    k=None,
-    v=None,
-    qkv="self_attn.qkv_proj",
-    qkv_layout="concat",
-    mlp_in="mlp.gate_up_proj",
-    mlp_gate_up="mlp.gate_up_proj",
-    mlp_in_linear=None,
+    **fused_qkv("self_attn", norm="input_layernorm", qkv="qkv_proj", o="o_proj", layout="concat"),
+    **fused_gated_mlp("mlp", norm="post_attention_layernorm", gate_up="gate_up_proj", down="down_proj"),
 )

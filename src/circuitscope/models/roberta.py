@@ -7,16 +7,16 @@ As for BERT, ``W_U`` is ``lm_head.decoder``: the head's dense, GELU and LayerNor
 model has no final norm, so the analyses that read logits linearly off the residual stream refuse it.
 """
 
+from circuitscope.models._layouts import encoder
 from circuitscope.models.base import Adapter
 from circuitscope.models.bert import ADAPTER as BERT
+from circuitscope.models.bert import bert_base_model
 
 ADAPTER: Adapter = BERT.derive(
     family="roberta",
     model_types=("roberta",),
-    layers=("roberta.encoder.layer", "encoder.layer"),
-    embed=("roberta.embeddings.word_embeddings", "embeddings.word_embeddings"),
-    pos_embed=("roberta.embeddings.position_embeddings", "embeddings.position_embeddings"),
+    **bert_base_model("roberta"),
     pos_embed_offset=2,
     unembed="lm_head.decoder",
-    masked_lm_classes=("RobertaForMaskedLM",),
+    **encoder("RobertaForMaskedLM"),
 )

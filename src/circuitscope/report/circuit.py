@@ -38,17 +38,8 @@ def circuit_svg(circuit: Circuit, max_edges: int = 150) -> str:
         used.add(s)
         used.add(_owner(g, r))
     layers = sorted({int(n[1:].split(".")[0]) for n in used if n[0] in "am" and n[1].isdigit()})
-    # rows: input, then per used layer a head row and an MLP row, then logits
-    row_of: dict[str, int] = {"input": 0}
-    labels: list[tuple[int, str]] = [(0, "input")]
-    row = 1
-    for layer in layers:
-        row_of[f"a{layer}"] = row
-        row_of[f"m{layer}"] = row + 1
-        labels += [(row, f"L{layer} attn"), (row + 1, f"L{layer} MLP")]
-        row += 2
-    row_of["logits"] = row
-    labels.append((row, "logits"))
+    row_of, labels = _rows(layers)
+    row = row_of["logits"]
     col = _W_NODE + 52  # column pitch: heads 0 .. n_heads - 1, then the MLPs in a column of their own
     left = 130
     width = left + (g.n_heads + 1) * col + 40
@@ -71,21 +62,7 @@ def circuit_svg(circuit: Circuit, max_edges: int = 150) -> str:
     for r, text in labels:
         parts.append(f'<text x="8" y="{24 + r * _ROW}" fill="#5b6475">{html.escape(text)}</text>')
     for s, r, score in sorted(edges, key=lambda e: abs(e[2]) if not math.isnan(e[2]) else 0.0):
-        x0, y0 = pos[s]
-        y0 += _H_NODE / 2
-        target = _owner(g, r)
-        x1, y1 = pos[target]
-        kind = r.rsplit("<", 1)[-1].rstrip(">") if "<" in r else ""
-        x1 += _PORT.get(kind, 0.0) * _W_NODE
-        y1 -= _H_NODE / 2
-        w = 0.6 + 5.4 * (abs(score) / biggest if not math.isnan(score) else 0.0)
-        colour = _NEG if score < 0 else _POS
-        dy = max(20.0, (y1 - y0) / 2)
-        title = html.escape(f"{s} -> {r}: {score:+.4g}")
-        parts.append(
-            f'<path d="M{x0:.1f},{y0:.1f} C{x0:.1f},{y0 + dy:.1f} {x1:.1f},{y1 - dy:.1f} {x1:.1f},{y1:.1f}" '
-            f'fill="none" stroke="{colour}" stroke-opacity="0.55" stroke-width="{w:.2f}"><title>{title}</title></path>'
-        )
+        parts.append(_edge_path(pos[s], pos[_owner(g, r)], s, r, score, biggest))
     for name in sorted(used):
         x, y = pos[name]
         w = _W_NODE + (30 if name in ("input", "logits") else 0)
@@ -97,6 +74,41 @@ def circuit_svg(circuit: Circuit, max_edges: int = 150) -> str:
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _rows(layers: list[int]) -> tuple[dict[str, int], list[tuple[int, str]]]:
+    """The drawing's rows: input, then per used layer a head row and an MLP row, then logits; and their labels."""
+    row_of: dict[str, int] = {"input": 0}
+    labels: list[tuple[int, str]] = [(0, "input")]
+    row = 1
+    for layer in layers:
+        row_of[f"a{layer}"] = row
+        row_of[f"m{layer}"] = row + 1
+        labels += [(row, f"L{layer} attn"), (row + 1, f"L{layer} MLP")]
+        row += 2
+    row_of["logits"] = row
+    labels.append((row, "logits"))
+    return row_of, labels
+
+
+def _edge_path(
+    start: tuple[float, float], end: tuple[float, float], sender: str, receiver: str, score: float, biggest: float
+) -> str:
+    """The ``<path>`` of one edge, from the bottom of its sender's node into its receiver's port."""
+    x0, y0 = start
+    y0 += _H_NODE / 2
+    x1, y1 = end
+    kind = receiver.rsplit("<", 1)[-1].rstrip(">") if "<" in receiver else ""
+    x1 += _PORT.get(kind, 0.0) * _W_NODE
+    y1 -= _H_NODE / 2
+    w = 0.6 + 5.4 * (abs(score) / biggest if not math.isnan(score) else 0.0)
+    colour = _NEG if score < 0 else _POS
+    dy = max(20.0, (y1 - y0) / 2)
+    title = html.escape(f"{sender} -> {receiver}: {score:+.4g}")
+    return (
+        f'<path d="M{x0:.1f},{y0:.1f} C{x0:.1f},{y0 + dy:.1f} {x1:.1f},{y1 - dy:.1f} {x1:.1f},{y1:.1f}" '
+        f'fill="none" stroke="{colour}" stroke-opacity="0.55" stroke-width="{w:.2f}"><title>{title}</title></path>'
+    )
 
 
 def _owner(g: Graph, receiver: str) -> str:

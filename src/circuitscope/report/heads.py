@@ -47,18 +47,21 @@ def _layer_head_heatmap(z: list[list[float]], title: str, layout: dict[str, Any]
     return fig
 
 
+# The two [layer, head] heatmaps' colours, colour bar and hover text.
+_SCORES_STYLE: dict[str, Any] = {
+    "zmin": 0, "zmax": 1, "colorscale": "Blues", "colorbar": {"title": "score"},
+    "hovertemplate": "layer %{y}, head %{x}: %{z:.3f}<extra></extra>",
+}  # fmt: skip
+_ABLATION_STYLE: dict[str, Any] = {
+    "colorscale": "Reds", "colorbar": {"title": "Δ loss"},
+    "hovertemplate": "layer %{y}, head %{x}: +%{z:.3f} nats<extra></extra>",
+}  # fmt: skip
+
+
 def plot_head_scores(result: HeadScores, title: str | None = None) -> Figure:
     """Heatmap [layer, head] of one detector's scores."""
-    return _layer_head_heatmap(
-        result.scores.tolist(),
-        title or f"{result.name.replace('_', '-')} score per head",
-        {"margin": {"t": 50, "b": 40}},
-        zmin=0,
-        zmax=1,
-        colorscale="Blues",
-        colorbar={"title": "score"},
-        hovertemplate="layer %{y}, head %{x}: %{z:.3f}<extra></extra>",
-    )
+    title = title or f"{result.name.replace('_', '-')} score per head"
+    return _layer_head_heatmap(result.scores.tolist(), title, {"margin": {"t": 50, "b": 40}}, **_SCORES_STYLE)
 
 
 def plot_composition(result: CompositionScores, mode: Mode) -> Figure:
@@ -97,15 +100,8 @@ def plot_composition(result: CompositionScores, mode: Mode) -> Figure:
 
 def plot_head_ablation(result: HeadAblation, title: str | None = None) -> Figure:
     """Heatmap [layer, head] of the loss increase."""
-    # Same call shape as plot_head_scores on purpose: one layer x head heatmap, each with its own colours and hover.
-    return _layer_head_heatmap(
-        result.loss_increase.tolist(),
-        title or f"loss increase when each head is {result.method}-ablated (clean {result.clean_loss:.3f})",
-        {},
-        colorscale="Reds",
-        colorbar={"title": "Δ loss"},
-        hovertemplate="layer %{y}, head %{x}: +%{z:.3f} nats<extra></extra>",
-    )
+    title = title or f"loss increase when each head is {result.method}-ablated (clean {result.clean_loss:.3f})"
+    return _layer_head_heatmap(result.loss_increase.tolist(), title, {}, **_ABLATION_STYLE)
 
 
 def plot_pattern(example: HeadExample) -> Figure:
@@ -252,23 +248,27 @@ def heads_report(analysis: HeadsAnalysis) -> Report:
         )
     if text is not None:
         add_text_sections(report, text, analysis.scores, cfg.top)
-    comp = analysis.composition
-    if comp is not None:
-        rows = []
-        for mode in ("q", "k", "v"):
-            for la, ha, lb, hb, s in comp.top(mode, cfg.top):  # type: ignore[arg-type]
-                rows.append([mode.upper(), f"L{la}H{ha}", f"L{lb}H{hb}", s, comp.baseline[mode], comp.baseline_theory])
-        report.add_table(
-            "Strongest composition pairs",
-            ["mode", "writer", "reader", "score", "empirical baseline", "1/sqrt(d_model)"],
-            rows,
-            caption="Elhage et al. 2021: ||M_A M_B||_F / (||M_A||_F ||M_B||_F); the baselines are random Gaussian "
-            "heads of the same shapes and 1/sqrt(d_model).",
-        )
-        report.add_figure("K-composition", plot_composition(comp, "k"))
+    if analysis.composition is not None:
+        _add_composition(report, analysis.composition, cfg.top)
     report.add_table(
         "Run time",
         ["stage", "seconds"],
         [[stage, round(s, 2)] for stage, s in analysis.seconds.items()],
     )
     return report
+
+
+def _add_composition(report: Report, comp: CompositionScores, top: int) -> None:
+    """The ``top`` strongest writer -> reader pairs of each composition mode, and the K-composition heatmap."""
+    rows = []
+    for mode in ("q", "k", "v"):
+        for la, ha, lb, hb, s in comp.top(mode, top):  # type: ignore[arg-type]
+            rows.append([mode.upper(), f"L{la}H{ha}", f"L{lb}H{hb}", s, comp.baseline[mode], comp.baseline_theory])
+    report.add_table(
+        "Strongest composition pairs",
+        ["mode", "writer", "reader", "score", "empirical baseline", "1/sqrt(d_model)"],
+        rows,
+        caption="Elhage et al. 2021: ||M_A M_B||_F / (||M_A||_F ||M_B||_F); the baselines are random Gaussian "
+        "heads of the same shapes and 1/sqrt(d_model).",
+    )
+    report.add_figure("K-composition", plot_composition(comp, "k"))

@@ -111,6 +111,26 @@ def _baseline(
     raise ShapeError("a trace report needs at least one trace: pass traces, heads or neurons")
 
 
+def _add_runs_and_prompt(report: Report, base: TraceBaseline) -> None:
+    """The clean and corrupted runs as KPIs, and the prompt with its subject shaded."""
+    kpis = {
+        "target": repr(base.target),
+        "p clean": f"{base.clean_prob:.4f}",
+        "p corrupted": f"{base.corrupted_prob:.4f}",
+        "corruption": base.corruption,
+        "samples": str(base.n_samples),
+    }
+    report.add_kpis("Clean and corrupted runs", kpis)
+    start, stop = base.subject_range
+    values = [1.0 if start <= i < stop else 0.0 for i in range(len(base.tokens))]
+    report.add_html(
+        "Prompt (subject shaded)",
+        f"<p>{token_html(base.tokens, values, 1.0)}</p>"
+        f'<p class="caption">Subject tokens {start}..{stop - 1} are corrupted; the probability of '
+        f"{html.escape(repr(base.target))} is measured after the last token.</p>",
+    )
+
+
 def trace_report(
     model_name: str,
     traces: Sequence[TraceResult],
@@ -130,22 +150,7 @@ def trace_report(
         f"{model_name} · {base.n_samples} samples · {corruption}"
         + (f" · {seconds:.0f} s" if seconds is not None else ""),
     )
-    kpis = {
-        "target": repr(base.target),
-        "p clean": f"{base.clean_prob:.4f}",
-        "p corrupted": f"{base.corrupted_prob:.4f}",
-        "corruption": base.corruption,
-        "samples": str(base.n_samples),
-    }
-    report.add_kpis("Clean and corrupted runs", kpis)
-    start, stop = base.subject_range
-    values = [1.0 if start <= i < stop else 0.0 for i in range(len(base.tokens))]
-    report.add_html(
-        "Prompt (subject shaded)",
-        f"<p>{token_html(base.tokens, values, 1.0)}</p>"
-        f'<p class="caption">Subject tokens {start}..{stop - 1} are corrupted; the probability of '
-        f"{html.escape(repr(base.target))} is measured after the last token.</p>",
-    )
+    _add_runs_and_prompt(report, base)
     labels = token_labels(base)
     for result in traces:
         report.add_figure(

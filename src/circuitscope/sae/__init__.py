@@ -18,6 +18,7 @@ Typical use::
 from circuitscope.sae import batchtopk, jumprelu, relu, topk  # noqa: F401  (register the architectures)
 from circuitscope.sae.base import ARCHITECTURES, SAE, SAEConfig, architecture_names, create_sae
 from circuitscope.sae.batchtopk import BatchTopKSAE
+from circuitscope.sae.collect import CollectConfig, collect_activations
 from circuitscope.sae.corpus import Contexts, Corpus, build_contexts, default_corpus, load_corpus
 from circuitscope.sae.dashboard import FeatureDashboardData, feature_dashboard_data
 from circuitscope.sae.errors import (
@@ -33,7 +34,7 @@ from circuitscope.sae.io import load_sae, save_sae
 from circuitscope.sae.jumprelu import JumpReLUSAE
 from circuitscope.sae.relu import ReLUSAE
 from circuitscope.sae.splice import SAESplice, run_with_cache_and_saes, run_with_sae
-from circuitscope.sae.store import ActivationStore, CollectConfig, collect_activations, write_store
+from circuitscope.sae.store import ActivationStore, write_store
 from circuitscope.sae.topk import TopKSAE
 from circuitscope.sae.trainer import TrainConfig, TrainResult, geometric_median, train_sae
 

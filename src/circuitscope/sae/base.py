@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import nn
 
 from circuitscope.sae.errors import SAEConfigError, SAEShapeError, UnknownArchitectureError
@@ -96,6 +96,9 @@ class StepContext:
     """Boolean [d_sae]: latents that have not fired for the dead window (TopK's AuxK uses it)."""
     options: dict[str, Any] = field(default_factory=dict)
     """Architecture options from the training config (``aux_k``, ``aux_coefficient``, ``bandwidth``, ...)."""
+    workspace: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Scratch tensors an architecture may keep from one step to the next (the same dict every step of a
+    run): TopK writes its ``[batch, d_sae]`` pre-activations into the same memory each step."""
 
 
 @dataclass
@@ -104,12 +107,27 @@ class TrainOutput:
 
     recon: Float[torch.Tensor, "batch d_in"]
     """The reconstruction."""
-    acts: Float[torch.Tensor, "batch d_sae"]
-    """The feature activations."""
     loss: torch.Tensor
     """Total loss (scalar) to minimise."""
     losses: dict[str, torch.Tensor]
     """Its parts (``mse``, ``l1``, ``l0``, ``aux``), detached."""
+    fired: Int[torch.Tensor, " d_sae"]
+    """How many tokens of the batch each latent fired on (activation > 0)."""
+    l0: torch.Tensor
+    """Latents firing per token, averaged over the batch (scalar)."""
+
+    @classmethod
+    def from_acts(
+        cls,
+        recon: torch.Tensor,
+        acts: Float[torch.Tensor, "batch d_sae"],
+        loss: torch.Tensor,
+        losses: dict[str, torch.Tensor],
+    ) -> TrainOutput:
+        """The output of an architecture that forms the dense feature activations anyway."""
+        with torch.no_grad():
+            active = acts > 0
+            return cls(recon, loss, losses, fired=active.sum(0), l0=active.sum(-1).float().mean())
 
 
 S = TypeVar("S", bound="type[SAE]")

@@ -52,7 +52,7 @@ class BatchTopKSAE(SAE):
                 low = positive.min()
                 first = bool(self.threshold == 0)
                 self.threshold.copy_(low if first else (1 - lr) * self.threshold + lr * low)
-        return TrainOutput(recon, acts.detach(), mse + aux, {"mse": mse.detach(), "aux": aux.detach()})
+        return TrainOutput.from_acts(recon, acts, mse + aux, {"mse": mse.detach(), "aux": aux.detach()})
 
     def buffers_to_save(self) -> dict[str, torch.Tensor]:
         return {"threshold": self.threshold.expand(self.cfg.d_sae).clone()}

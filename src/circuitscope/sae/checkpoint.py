@@ -100,9 +100,12 @@ def _read_state_tensors(ckpt: Path) -> dict[str, torch.Tensor]:
 
 
 def resume_checkpoint(
-    folder: Path, cfg: TrainConfig, sae: SAE, optim: torch.optim.Optimizer
+    folder: Path, cfg: TrainConfig, sae: SAE, optim: torch.optim.Optimizer, source: dict[str, Any]
 ) -> tuple[int, float, list[dict[str, float]], torch.Tensor] | None:
     """Restore the newest intact checkpoint in ``folder``: (step, scale, history, last_fired), or None if none.
+
+    ``source`` is the training store's :attr:`~circuitscope.sae.store.ActivationStore.source` (model, its
+    weights' fingerprint, hook, width): a run begun on a store of another model or hook is refused.
 
     Damaged checkpoints are skipped with a :class:`DamagedCheckpointWarning` naming them; if every
     checkpoint is damaged the run is refused (a fresh start would overwrite them).
@@ -122,6 +125,7 @@ def resume_checkpoint(
                     f"{folder} holds a run with different settings ({', '.join(diff)}); pass the same settings to "
                     "resume, or a new --out folder (nothing was changed)"
                 )
+            _check_source(folder, meta.get("source"), source)
             tensors = _read_state_tensors(ckpt)
         except _DamagedCheckpointError as err:
             damaged.append(str(err))
@@ -145,6 +149,18 @@ def resume_checkpoint(
     return None
 
 
+def _check_source(folder: Path, saved: Any, source: dict[str, Any]) -> None:
+    if not isinstance(saved, dict):
+        return  # a checkpoint of an older circuitscope: it did not record its store
+    differ = [k for k in source if saved.get(k) != source[k]]
+    if differ:
+        what = ", ".join(f"{k}={saved.get(k)!r}, not {source[k]!r}" for k in differ)
+        raise SAEConfigError(
+            f"{folder} holds a run trained on activations of another model or hook ({what}); give the store that run "
+            "was trained on, or a new --out folder (nothing was changed)"
+        )
+
+
 def save_checkpoint(
     folder: Path,
     step: int,
@@ -154,6 +170,7 @@ def save_checkpoint(
     last_fired: torch.Tensor,
     scale: float,
     history: list[dict[str, float]],
+    source: dict[str, Any],
 ) -> None:
     target = folder / "checkpoints" / f"step_{step:08d}"
     partial = target.with_name(target.name + ".partial")  # renamed once complete: a crash leaves no half checkpoint
@@ -169,6 +186,7 @@ def save_checkpoint(
         "train_config": asdict(cfg),
         "sae_config": sae.cfg.to_dict(),
         "history": history,
+        "source": source,
     }
     atomic_write_json(partial / "trainer.json", payload, indent=2)
     if target.exists():

@@ -84,7 +84,7 @@ class JumpReLUSAE(SAE):
         assert isinstance(step, torch.Tensor)
         l0 = step.sum(-1).mean()
         loss = mse + ctx.sparsity_coefficient * l0
-        return TrainOutput(recon, acts.detach(), loss, {"mse": mse.detach(), "l0": l0.detach()})
+        return TrainOutput.from_acts(recon, acts, loss, {"mse": mse.detach(), "l0": l0.detach()})
 
     @torch.no_grad()
     def clamp_threshold(self) -> None:

@@ -37,4 +37,4 @@ class ReLUSAE(SAE):
         else:
             l1 = acts.sum(-1).mean()
         loss = mse + ctx.sparsity_coefficient * l1
-        return TrainOutput(recon, acts, loss, {"mse": mse.detach(), "l1": l1.detach()})
+        return TrainOutput.from_acts(recon, acts, loss, {"mse": mse.detach(), "l1": l1.detach()})

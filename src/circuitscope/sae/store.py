@@ -6,11 +6,8 @@ Layout of a store folder::
                                and the list of complete shards (file, tokens, contexts, sha256)
     shard_00000.safetensors    "activations" [tokens, d_in] and "tokens" [tokens] (the token at each row)
 
-Collection runs the model only up to the hooked layer (``cache_activations`` stops the
-forward pass there). Each shard is written to a temporary name and renamed, and only then
-added to the manifest (also written atomically), so an interrupted collection leaves no
-half-written shard in the manifest; :func:`collect_activations` called again on the same folder
-checks every listed shard and continues after the last good one.
+Collection (:mod:`circuitscope.sae.collect`) writes each shard to a temporary name, renames it,
+and only then lists it in the manifest (also written atomically), so a listed shard is a whole one.
 
 Reading (:meth:`ActivationStore.batches`) is a shuffled, batched stream with bounded memory: each
 epoch visits the shards in a seeded random order, ``shards_in_memory`` at a time, and shuffles the
@@ -24,7 +21,6 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,60 +30,29 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from circuitscope.core.files import atomic_write_json
-from circuitscope.core.hooked_model import HookedModel
 from circuitscope.engine.batching import batch_slices, batched
-from circuitscope.progress import OnProgress, status, track
-from circuitscope.sae.corpus import Contexts, Corpus, build_contexts
 from circuitscope.sae.errors import ActivationStoreError, SAEConfigError
 from circuitscope.sae.io import atomic_save_tensors
 
 __all__ = [
     "MANIFEST",
+    "STORE_DTYPES",
     "STORE_FORMAT",
     "STORE_VERSION",
     "ActivationStore",
-    "CollectConfig",
-    "collect_activations",
+    "check_manifest",
+    "file_sha256",
+    "shard_problem",
     "write_store",
 ]
 
 MANIFEST = "manifest.json"
 STORE_FORMAT = "circuitscope.activations"
 STORE_VERSION = 1
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-@dataclass(frozen=True)
-class CollectConfig:
-    """How to collect activations."""
-
-    hook: str
-    """Hook name, e.g. ``blocks.6.hook_resid_post``."""
-    tokens: int = 500_000
-    """Number of activation vectors (token positions) to store."""
-    context_size: int = 128
-    """Tokens per context, BOS included."""
-    batch_size: int = 16
-    """Contexts per forward pass."""
-    tokens_per_shard: int = 65_536
-    """Rows per shard file (the last shard may be shorter)."""
-    exclude_bos: bool = True
-    """Leave BOS positions out (their activations are outliers that dominate the loss)."""
-    dtype: str = "float32"
-    """Storage dtype: float32, float16 or bfloat16."""
-    seed: int = 0
-    """Seed of the context shuffle."""
-
-    def __post_init__(self) -> None:
-        if self.tokens <= 0 or self.batch_size <= 0 or self.tokens_per_shard <= 0:
-            raise SAEConfigError("tokens, batch_size and tokens_per_shard must be positive")
-        if self.context_size < 2:
-            raise SAEConfigError(f"context_size must be at least 2, got {self.context_size}")
-        if self.dtype not in _DTYPES:
-            raise SAEConfigError(f"dtype must be one of {', '.join(_DTYPES)}, got {self.dtype!r}")
-
-
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 22), b""):
@@ -95,7 +60,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _shard_ok(folder: Path, entry: dict[str, Any], d_in: int, full: bool) -> str | None:
+def shard_problem(folder: Path, entry: dict[str, Any], d_in: int, full: bool) -> str | None:
     """None if the shard matches its manifest entry, else what is wrong."""
     path = folder / str(entry.get("file", ""))
     if not path.is_file():
@@ -110,7 +75,7 @@ def _shard_ok(folder: Path, entry: dict[str, Any], d_in: int, full: bool) -> str
         return f"{path.name} is not a readable safetensors file ({err})"
     if shape != (int(entry["n_tokens"]), d_in):
         return f"{path.name} holds activations of shape {shape}, the manifest says ({entry['n_tokens']}, {d_in})"
-    if full and _sha256(path) != entry.get("sha256"):
+    if full and file_sha256(path) != entry.get("sha256"):
         return f"{path.name} does not match its sha256 in the manifest (the file is corrupt)"
     return None
 
@@ -119,7 +84,7 @@ _MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {"model": str, "hook": st
 _SHARD_FIELDS: dict[str, type | tuple[type, ...]] = {"file": str, "n_tokens": int, "contexts": list}
 
 
-def _check_manifest(manifest: Any, path: Path) -> None:
+def check_manifest(manifest: Any, path: Path) -> None:
     """Refuse a manifest without the fields readers rely on, naming the file and the fields."""
     if not isinstance(manifest, dict):
         raise ActivationStoreError(f"{path} is not a circuitscope activation manifest (not a JSON object)")
@@ -157,11 +122,11 @@ class ActivationStore:
             raise ActivationStoreError(
                 f"{path} has format version {manifest.get('version')}, this circuitscope reads version {STORE_VERSION}"
             )
-        _check_manifest(manifest, path)
+        check_manifest(manifest, path)
         self.manifest: dict[str, Any] = manifest
         self.d_in = int(manifest["d_in"])
         for entry in self.shards:
-            problem = _shard_ok(self.folder, entry, self.d_in, full=verify)
+            problem = shard_problem(self.folder, entry, self.d_in, full=verify)
             if problem:
                 raise ActivationStoreError(
                     f"{self.folder}: {problem}. Run the same collect command again on this folder: it keeps the good "
@@ -188,6 +153,12 @@ class ActivationStore:
     @property
     def model_name(self) -> str:
         return str(self.manifest["model"])
+
+    @property
+    def source(self) -> dict[str, Any]:
+        """What the activations are of: model (name and weights' fingerprint, '' if unknown), hook and width."""
+        fingerprint = str(self.manifest.get("model_fingerprint", ""))
+        return {"model": self.model_name, "model_fingerprint": fingerprint, "hook": self.hook, "d_in": self.d_in}
 
     def load_shard(self, i: int) -> tuple[Float[torch.Tensor, "tokens d_in"], Int[torch.Tensor, " tokens"]]:
         """Activations (as float32) and token ids of shard ``i``."""
@@ -259,158 +230,6 @@ class ActivationStore:
             epoch += 1
 
 
-def _check_resume(manifest: dict[str, Any], expected: dict[str, Any], folder: Path) -> None:
-    for key, value in expected.items():
-        if manifest.get(key) != value:
-            raise ActivationStoreError(
-                f"{folder} already holds activations collected with {key}={manifest.get(key)!r}, not {value!r}; "
-                "use a new --out folder (nothing in this one was changed)"
-            )
-
-
-def collect_activations(
-    model: HookedModel,
-    corpus: Corpus,
-    out: str | os.PathLike[str],
-    cfg: CollectConfig,
-    model_name: str = "",
-    contexts: Contexts | None = None,
-    stop_after_shards: int | None = None,
-    on_progress: OnProgress | None = None,
-) -> ActivationStore:
-    """Run ``model`` over ``corpus`` and store the activations of ``cfg.hook`` under ``out`` (resumes if present).
-
-    ``stop_after_shards`` ends the call after writing that many new shards (for tests and
-    for splitting a long collection over several runs). ``on_progress(stage, done, total)`` is told
-    the batches of contexts run (stage ``Collecting <hook>``; a resumed run counts what is left).
-    """
-    model.hook_point(cfg.hook)  # unknown hook: a clear HookNameError before anything is written
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    if contexts is None:
-        with status("Tokenizing the corpus"):
-            contexts = build_contexts(model, corpus, cfg.context_size, seed=cfg.seed)
-    writer = _ShardWriter(folder, _store_identity(model, corpus, cfg, model_name))
-    writer.resume()
-    skip_first = 1 if (cfg.exclude_bos and contexts.has_bos) else 0
-    needed_contexts = _contexts_needed(cfg, contexts.tokens.shape[0], cfg.context_size - skip_first)
-    next_context = writer.shards[-1]["contexts"][1] if writer.shards else 0
-    new_shards = 0
-    batches = batch_slices(needed_contexts, cfg.batch_size, start=next_context)
-    with torch.inference_mode():
-        for part in track(batches, f"Collecting {cfg.hook}", on_progress, total=len(batches)):
-            toks = contexts.tokens[part]
-            writer.add(_hook_rows(model, cfg, toks, skip_first), toks[:, skip_first:].reshape(-1).to(torch.int32))
-            last = part.stop >= needed_contexts
-            if writer.buffered >= cfg.tokens_per_shard or last:
-                writer.flush(part.stop, keep=cfg.tokens - writer.done if last else None)  # last: exactly the tokens
-                new_shards += 1
-                if stop_after_shards is not None and new_shards >= stop_after_shards and not last:
-                    break
-    if writer.d_in is None:  # nothing left to do: the folder was complete
-        writer.d_in = int(json.loads(writer.manifest_path.read_text())["d_in"])
-        writer.write_manifest(complete=True)
-    return ActivationStore(folder)
-
-
-def _store_identity(model: HookedModel, corpus: Corpus, cfg: CollectConfig, model_name: str) -> dict[str, Any]:
-    """The manifest fields a resumed collection must match."""
-    return {
-        "format": STORE_FORMAT,
-        "version": STORE_VERSION,
-        "model": model_name or model.cfg.model_type,
-        "hook": cfg.hook,
-        "context_size": cfg.context_size,
-        "exclude_bos": cfg.exclude_bos,
-        "dtype": cfg.dtype,
-        "seed": cfg.seed,
-        "tokens_per_shard": cfg.tokens_per_shard,
-        "corpus": {"name": corpus.name, "sha256": corpus.sha256, "n_documents": len(corpus.documents)},
-    }
-
-
-def _contexts_needed(cfg: CollectConfig, n_contexts: int, per_context: int) -> int:
-    """How many contexts give ``cfg.tokens`` activations; refused when the corpus has fewer."""
-    needed = -(-cfg.tokens // per_context)
-    if needed > n_contexts:
-        raise SAEConfigError(
-            f"the corpus gives {n_contexts} contexts of {cfg.context_size} tokens ({n_contexts * per_context} "
-            f"activations), fewer than the {cfg.tokens} requested; lower --tokens or add text"
-        )
-    return needed
-
-
-def _hook_rows(
-    model: HookedModel, cfg: CollectConfig, toks: Int[torch.Tensor, "batch pos"], skip_first: int
-) -> Float[torch.Tensor, "rows d_in"]:
-    """The hook's activations over a batch of contexts, one row per stored token, on the CPU in the store's dtype."""
-    acts = model.cache_activations(toks, cfg.hook)[cfg.hook]
-    if acts.ndim != 3:
-        raise SAEConfigError(
-            f"{cfg.hook} has shape {tuple(acts.shape)}; the store takes [batch, pos, d] activations "
-            "(per-head hooks such as attn.hook_z need flattening first)"
-        )
-    return acts[:, skip_first:].reshape(-1, int(acts.shape[-1])).to("cpu", _DTYPES[cfg.dtype])
-
-
-class _ShardWriter:
-    """The shards of one store folder: the good ones already there, then new ones as rows are buffered."""
-
-    def __init__(self, folder: Path, expected: dict[str, Any]) -> None:
-        self.folder, self.expected = folder, expected
-        self.manifest_path = folder / MANIFEST
-        self.shards: list[dict[str, Any]] = []
-        self.d_in: int | None = None
-        self.done = 0
-        """Activations in the complete shards."""
-        self._acts: list[torch.Tensor] = []
-        self._toks: list[torch.Tensor] = []
-        self.buffered = 0
-        self._start = 0
-
-    def resume(self) -> None:
-        """Keep the listed shards up to the first bad one (a manifest for another collection is refused)."""
-        if self.manifest_path.is_file():
-            try:
-                manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                raise ActivationStoreError(
-                    f"{self.manifest_path} is not valid JSON ({err}); move it away to start over"
-                ) from err
-            _check_manifest(manifest, self.manifest_path)
-            _check_resume(manifest, self.expected, self.folder)
-            for entry in manifest.get("shards", []):
-                if _shard_ok(self.folder, entry, int(manifest["d_in"]), full=True) is not None:
-                    break  # re-collect from the first bad shard on
-                self.shards.append(entry)
-        self.done = sum(int(s["n_tokens"]) for s in self.shards)
-        self._start = self.shards[-1]["contexts"][1] if self.shards else 0
-
-    def add(self, acts: torch.Tensor, toks: torch.Tensor) -> None:
-        self.d_in = int(acts.shape[-1])
-        self._acts.append(acts)
-        self._toks.append(toks)
-        self.buffered += acts.shape[0]
-
-    def flush(self, end: int, keep: int | None) -> None:
-        """Write the buffered rows (the first ``keep`` of them) as the next shard, for contexts up to ``end``."""
-        rows, tok_rows = torch.cat(self._acts), torch.cat(self._toks)
-        if keep is not None:
-            rows, tok_rows = rows[:keep], tok_rows[:keep]
-        name = f"shard_{len(self.shards):05d}.safetensors"
-        atomic_save_tensors({"activations": rows, "tokens": tok_rows}, self.folder / name)
-        entry = {"file": name, "n_tokens": int(rows.shape[0]), "contexts": [self._start, end]}
-        self.shards.append({**entry, "sha256": _sha256(self.folder / name)})
-        self.done += int(rows.shape[0])
-        self.write_manifest(complete=keep is not None)
-        self._acts, self._toks, self.buffered, self._start = [], [], 0, end
-
-    def write_manifest(self, complete: bool) -> None:
-        payload = dict(self.expected)
-        payload.update({"d_in": self.d_in, "n_tokens": self.done, "complete": complete, "shards": self.shards})
-        atomic_write_json(self.manifest_path, payload, indent=2)
-
-
 def write_store(
     activations: Float[torch.Tensor, "n d_in"],
     out: str | os.PathLike[str],
@@ -434,7 +253,7 @@ def write_store(
             folder / name,
         )
         shards.append({"file": name, "n_tokens": int(rows.shape[0]), "contexts": [start, start + int(rows.shape[0])],
-                       "sha256": _sha256(folder / name)})  # fmt: skip
+                       "sha256": file_sha256(folder / name)})  # fmt: skip
     payload = {
         "format": STORE_FORMAT,
         "version": STORE_VERSION,

@@ -33,6 +33,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from circuitscope.engine.distributed import World, check_same_arguments, process_group
 from circuitscope.progress import OnProgress
 from circuitscope.sae.base import ARCHITECTURES, SAE, SAEConfig, StepContext, TrainOutput, create_sae
 from circuitscope.sae.checkpoint import resume_checkpoint, save_checkpoint
@@ -88,21 +89,6 @@ class _Step(nn.Module):
 
     def forward(self, x: torch.Tensor, ctx: StepContext) -> TrainOutput:
         return self.sae.training_forward(x, ctx)
-
-
-def _dist() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _init_distributed() -> bool:
-    """Join the process group torchrun describes; True if this call created it."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
-        return False
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend)
-    return True
 
 
 class _Bar:
@@ -173,15 +159,14 @@ def train_sae(
     every step (on rank 0), beside the terminal bar of ``progress_bar``. ``on_log`` is a metrics logger
     (see :data:`OnLog`): it gets the logged loss values every ``log_every`` steps.
     """
-    created = _init_distributed()
-    try:
-        return _train(
-            store, cfg, Path(out) if out is not None else None, resume, stop_after_steps, progress_bar, on_log,
-            on_progress,
+    folder = Path(out) if out is not None else None
+    with process_group() as world:
+        check_same_arguments(
+            {"store": str(store.folder), "shards": [s.get("sha256") for s in store.shards], "config": asdict(cfg),
+             "out": str(folder), "resume": resume, "stop_after_steps": stop_after_steps},
+            world,
         )  # fmt: skip
-    finally:
-        if created:
-            dist.destroy_process_group()
+        return _train(store, cfg, folder, resume, stop_after_steps, progress_bar, on_log, on_progress, world)
 
 
 def _train(
@@ -192,15 +177,22 @@ def _train(
     stop_after_steps: int | None,
     progress_bar: bool,
     on_log: OnLog | None,
-    on_progress: OnProgress | None = None,
+    on_progress: OnProgress | None,
+    place: World,
 ) -> TrainResult:
-    rank, world = _dist()
+    rank, world = place.rank, place.size
     if cfg.batch_size % world:
         raise SAEConfigError(f"batch_size={cfg.batch_size} must be divisible by the number of processes ({world})")
     sae, scale = _new_sae(store, cfg)
-    optim = torch.optim.AdamW(sae.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    run = _Run(sae, optim, scale, last_fired=torch.zeros(sae.cfg.d_sae, dtype=torch.long))
-    if folder is not None and resume and (resumed := resume_checkpoint(folder, cfg, sae, optim)) is not None:
+    optim = torch.optim.AdamW(
+        sae.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=_fused_adam(sae)
+    )
+    run = _Run(sae, optim, scale, torch.zeros(sae.cfg.d_sae, dtype=torch.long), store.source)
+    if (
+        folder is not None
+        and resume
+        and (resumed := resume_checkpoint(folder, cfg, sae, optim, store.source)) is not None
+    ):
         run.start, run.scale, run.history, run.last_fired = resumed
     steps = cfg.steps if stop_after_steps is None else min(cfg.steps, stop_after_steps)
     bar = _Bar(steps, run.start, progress_bar and rank == 0, on_progress if rank == 0 else None)
@@ -230,9 +222,17 @@ class _Run:
     """Input scale: raw activations are multiplied by it before the SAE sees them."""
     last_fired: torch.Tensor
     """The step at which each latent last fired."""
+    source: dict[str, Any]
+    """The training store's :attr:`~circuitscope.sae.store.ActivationStore.source` (checkpoints record it)."""
     start: int = 0
     """The step the loop (re)starts at."""
     history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _fused_adam(sae: SAE) -> bool:
+    """Adam's fused kernel (one pass over each parameter per step) where torch has it for these parameters."""
+    p = next(sae.parameters())
+    return p.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16) and p.device.type in ("cpu", "cuda")
 
 
 def _new_sae(store: ActivationStore, cfg: TrainConfig) -> tuple[SAE, float]:
@@ -292,11 +292,12 @@ def _steps(
         "bandwidth": cfg.bandwidth,
     }
     local = cfg.batch_size // world
+    workspace: dict[str, torch.Tensor] = {}
     stream = store.batches(cfg.batch_size, seed=cfg.seed, start=run.start, shards_in_memory=cfg.shards_in_memory)
     for step in range(run.start, steps):
         batch = next(stream)[rank * local : (rank + 1) * local] * run.scale
         dead = (step - run.last_fired) >= dead_window
-        ctx = StepContext(sparsity_coefficient=cfg.sparsity_at(step), dead_mask=dead, options=options)
+        ctx = StepContext(cfg.sparsity_at(step), dead_mask=dead, options=options, workspace=workspace)
         out = _optimizer_step(run, model, batch, ctx, cfg, step, world)
         metrics = None
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
@@ -307,7 +308,9 @@ def _steps(
         bar.update(step + 1, metrics)
         due = cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps
         if folder is not None and rank == 0 and due:
-            save_checkpoint(folder, step + 1, cfg, run.sae, run.optim, run.last_fired, run.scale, run.history)
+            save_checkpoint(
+                folder, step + 1, cfg, run.sae, run.optim, run.last_fired, run.scale, run.history, run.source
+            )
     return max(0, steps - run.start)
 
 
@@ -328,7 +331,7 @@ def _optimizer_step(
         sae.normalize_decoder()
     sae.after_optimizer_step()
     with torch.no_grad():
-        fired = (out.acts > 0).sum(0)
+        fired = out.fired.clone()
         if world > 1:
             dist.all_reduce(fired)
         run.last_fired[fired > 0] = step + 1
@@ -338,7 +341,7 @@ def _optimizer_step(
 def _finish(run: _Run, cfg: TrainConfig, steps: int, folder: Path | None, rank: int, world: int) -> None:
     """The last checkpoint; once every step is done, the input scale folded in and the SAE written (SAELens)."""
     if folder is not None and rank == 0:
-        save_checkpoint(folder, steps, cfg, run.sae, run.optim, run.last_fired, run.scale, run.history)
+        save_checkpoint(folder, steps, cfg, run.sae, run.optim, run.last_fired, run.scale, run.history, run.source)
     if steps == cfg.steps:
         run.sae.fold_activation_scale(run.scale)
         if folder is not None and rank == 0:
@@ -353,7 +356,7 @@ def _metrics(
 ) -> dict[str, float]:
     err = (out.recon - batch).pow(2).sum()
     var = (batch - batch.mean(0)).pow(2).sum()
-    values = torch.stack([out.loss.detach(), err, var, (out.acts > 0).float().sum(-1).mean()])
+    values = torch.stack([out.loss.detach(), err, var, out.l0.float()])
     if world > 1:
         dist.all_reduce(values)
         values[0] /= world

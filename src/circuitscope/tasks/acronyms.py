@@ -12,34 +12,19 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
-from circuitscope.tasks.generate import Pair, TaskConfig, build_task, require, single_tokens
+from circuitscope.tasks.generate import Pair, TaskConfig, build_task, require, single_tokens, task_words
 from circuitscope.tasks.task import Task
 
-# Imports, then word lists one declarative fact per line: every task generator is laid out alike on purpose.
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = ["FIRST_WORDS", "SECOND_WORDS", "THIRD_WORDS", "acronyms_task"]
-
-FIRST_WORDS = [
-    "National", "Central", "Global", "Royal", "United", "Federal", "General", "Public", "Local", "Western",
-    "Northern", "Southern", "Eastern", "Modern", "Digital", "Open", "Young", "Free", "Joint", "Urban",
-]  # fmt: skip
-SECOND_WORDS = [
-    "Science", "Trade", "Health", "Energy", "Space", "Water", "Food", "Film", "Art", "Music",
-    "Travel", "Safety", "Labour", "Youth", "Ocean", "Forest", "Housing", "Transport", "Research", "Sports",
-]  # fmt: skip
-THIRD_WORDS = [
-    "Agency", "Board", "Council", "Department", "Foundation", "Group", "Institute", "League", "Museum", "Network",
-    "Office", "Program", "Service", "Society", "Union", "Academy", "Bureau", "Commission", "Trust", "Alliance",
-    "Center", "Exchange", "Panel", "Registry", "Workshop", "Hub", "Initiative", "Ministry", "Partnership", "Venture",
-]  # fmt: skip
+__all__ = ["acronyms_task"]
 
 
 def acronyms_task(model: HookedModel, config: TaskConfig | None = None) -> Task:
     """Acronym pairs for ``model``: the third letter, the third word changed to one with another initial."""
-    cfg = config or TaskConfig()
-    first, second, third = (single_tokens(model, w) for w in (FIRST_WORDS, SECOND_WORDS, THIRD_WORDS))
+    words = task_words("acronyms")
+    first, second, third = (single_tokens(model, words[k]) for k in ("first_words", "second_words", "third_words"))
     initials = sorted({w[0] for w in third})
     require("acronyms", {"first words": (first, 1), "second words": (second, 1), "third-word initials": (initials, 2)})
 
@@ -52,4 +37,4 @@ def acronyms_task(model: HookedModel, config: TaskConfig | None = None) -> Task:
         corrupted = f"The {w1} {w2} {other} ({letters}"
         return Pair(clean, corrupted, w3[0], other[0], {"acronym": letters + w3[0], "corrupted_word": other})
 
-    return build_task(model, cfg, "acronyms", sample)
+    return build_task(model, config or TaskConfig(), "acronyms", sample)

@@ -11,40 +11,29 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
-from circuitscope.tasks.generate import Pair, TaskConfig, build_task, require, single_tokens
+from circuitscope.tasks.generate import Pair, TaskConfig, build_task, either, require, single_tokens, task_words
 from circuitscope.tasks.task import Task
 
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = ["NOUNS", "PLACES", "verb_agreement_task"]
+__all__ = ["verb_agreement_task"]
 
-NOUNS = [
-    ("dog", "dogs"), ("key", "keys"), ("book", "books"), ("car", "cars"), ("house", "houses"),
-    ("teacher", "teachers"), ("bird", "birds"), ("table", "tables"), ("child", "children"), ("man", "men"),
-    ("woman", "women"), ("box", "boxes"), ("tree", "trees"), ("student", "students"), ("door", "doors"),
-    ("flower", "flowers"), ("girl", "girls"), ("boy", "boys"), ("phone", "phones"), ("window", "windows"),
-]  # fmt: skip
-PLACES = [
-    ("in", "garden"), ("in", "kitchen"), ("near", "station"), ("behind", "school"), ("next to", "office"),
-    ("in", "picture"), ("on", "hill"), ("by", "river"), ("under", "bridge"), ("at", "corner"),
-]  # fmt: skip
 _VERB = {"singular": " is", "plural": " are"}
 
 
 def verb_agreement_task(model: HookedModel, config: TaskConfig | None = None) -> Task:
     """Agreement pairs for ``model``: is/are after a singular/plural subject, the subject's number flipped."""
-    cfg = config or TaskConfig()
-    nouns = [(s, p) for s, p in NOUNS if single_tokens(model, [s, p]) == [s, p]]
+    words = task_words("verb-agreement")
+    nouns = [(s, p) for s, p in words["nouns"] if single_tokens(model, [s, p]) == [s, p]]
     require("verb-agreement", {"noun pairs": (nouns, 1)})
 
     def sample(rng: random.Random) -> Pair | None:
-        (singular, plural), (preposition, place) = rng.choice(nouns), rng.choice(PLACES)
-        number = rng.choice(("singular", "plural"))
+        (singular, plural), (preposition, place) = rng.choice(nouns), rng.choice(words["places"])
+        number, flipped = either(rng, ("singular", "plural"))
         subject, other = (singular, plural) if number == "singular" else (plural, singular)
         clean = f"The {subject} {preposition} the {place}"
         corrupted = f"The {other} {preposition} the {place}"
-        flipped = "plural" if number == "singular" else "singular"
         return Pair(clean, corrupted, _VERB[number], _VERB[flipped], {"subject": subject, "number": number})
 
-    return build_task(model, cfg, "verb-agreement", sample)
+    return build_task(model, config or TaskConfig(), "verb-agreement", sample)

@@ -12,27 +12,17 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
-from circuitscope.tasks.generate import Pair, TaskConfig, build_task, require, single_tokens
+from circuitscope.tasks.generate import Pair, TaskConfig, build_task, require, single_tokens, task_words
 from circuitscope.tasks.task import Task
 
-# Imports, then word lists one declarative fact per line: every task generator is laid out alike on purpose.
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = ["COUNTS", "FILLERS", "OBJECTS", "counting_task"]
+__all__ = ["COUNTS", "counting_task"]
 
-OBJECTS = [
-    "pen", "cup", "book", "lamp", "spoon", "plate", "hat", "shoe", "key", "box",
-    "bag", "ball", "clock", "chair", "brush", "coin", "candle", "towel", "kite", "bell",
-]  # fmt: skip
 COUNTS = {2: "two", 3: "three", 4: "four"}
-FILLERS = [
-    "", " today", " this morning", " early this morning", " very early this morning",
-    " yesterday", " last week", " earlier this week", " late last night", " on my way home",
-    " on my way home today", " one day last week", " late one rainy evening", " early one quiet morning",
-    " on one quiet Sunday morning last month", " just before lunch on a busy day",
-]  # fmt: skip
-"""Time phrases that pad the shorter list to the longer one's token length (a different pair per prompt)."""
+"""The list lengths, with their words (the answers). The task's ``fillers`` are time phrases that pad the
+shorter list to the longer one's token length (a different pair per prompt)."""
 
 
 def _listed(objects: list[str]) -> str:
@@ -42,8 +32,8 @@ def _listed(objects: list[str]) -> str:
 
 def counting_task(model: HookedModel, config: TaskConfig | None = None) -> Task:
     """Counting pairs for ``model``: the number of listed objects, the list's length changed."""
-    cfg = config or TaskConfig()
-    objects = single_tokens(model, OBJECTS)
+    words = task_words("counting")
+    objects, fillers = single_tokens(model, words["objects"]), words["fillers"]
     counts = {n: word for n, word in COUNTS.items() if single_tokens(model, [word]) == [word]}
     require("counting", {"objects": (objects, max(COUNTS)), "count words": (list(counts), 2)})
 
@@ -53,13 +43,13 @@ def counting_task(model: HookedModel, config: TaskConfig | None = None) -> Task:
     def sample(rng: random.Random) -> Pair | None:
         n, m = rng.sample(sorted(counts), 2)
         drawn = rng.sample(objects, max(n, m))
-        clean_len = {f: len(model.tok.encode(prompt(drawn[:n], f))) for f in FILLERS}
-        corrupted_len = {f: len(model.tok.encode(prompt(drawn[:m], f))) for f in FILLERS}
-        fits = [(a, b) for a in FILLERS for b in FILLERS if clean_len[a] == corrupted_len[b]]
+        clean_len = {f: len(model.tok.encode(prompt(drawn[:n], f))) for f in fillers}
+        corrupted_len = {f: len(model.tok.encode(prompt(drawn[:m], f))) for f in fillers}
+        fits = [(a, b) for a in fillers for b in fillers if clean_len[a] == corrupted_len[b]]
         if not fits:
             return None
         a, b = rng.choice(fits)
         labels = {"count": str(n), "corrupted_count": str(m)}
         return Pair(prompt(drawn[:n], a), prompt(drawn[:m], b), " " + counts[n], " " + counts[m], labels)
 
-    return build_task(model, cfg, "counting", sample)
+    return build_task(model, config or TaskConfig(), "counting", sample)

@@ -1,9 +1,10 @@
 """The shared mechanics of the task generators: the config, seeded sampling of pairs, the token checks.
 
-Every generator of :mod:`circuitscope.tasks.library` (greater-than, acronyms, ...) keeps its word
-lists to the words that are one token for the model's tokenizer (:func:`single_tokens`), then
-samples clean/corrupted pairs from a seeded :class:`random.Random` with :func:`build_task`, which
-keeps a pair only if
+Every generator of :mod:`circuitscope.tasks.library` (greater-than, acronyms, ...) reads its word
+lists and templates from one data table, ``tasks/data/task_words.jsonl`` (:func:`task_words`: a line
+per list, ``{"task", "list", "words"}``), keeps them to the words that are one token for the model's
+tokenizer (:func:`single_tokens`), then samples clean/corrupted pairs from a seeded
+:class:`random.Random` with :func:`build_task`, which keeps a pair only if
 
 - the clean and the corrupted prompt tokenize to the same length, and
 - both answers are single tokens that the tokenizer would produce right after either prompt
@@ -16,10 +17,12 @@ raises :class:`TaskError` if too few pairs can be made.
 
 from __future__ import annotations
 
+import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from importlib import resources
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from circuitscope.errors import TokenizationError
 from circuitscope.tasks.task import Task, TaskError
@@ -27,7 +30,12 @@ from circuitscope.tasks.task import Task, TaskError
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = ["MAX_DRAWS_PER_PAIR", "Pair", "TaskConfig", "build_task", "continuation", "require", "single_tokens"]
+__all__ = [
+    "MAX_DRAWS_PER_PAIR", "Pair", "TaskConfig", "build_task", "continuation", "either", "require", "single_tokens",
+    "single_tokens_in_both_cases", "task_words",
+]  # fmt: skip
+
+_T = TypeVar("_T")
 
 MAX_DRAWS_PER_PAIR = 50
 """Samples drawn per pair asked for before a generator gives up (most samples are kept)."""
@@ -78,7 +86,26 @@ def single_tokens(model: HookedModel, words: Sequence[str], prefix: str = " ") -
     return kept
 
 
-def require(task: str, pools: dict[str, tuple[Sequence[object], int]]) -> None:
+def single_tokens_in_both_cases(model: HookedModel, words: Sequence[str]) -> list[str]:
+    """The ``words`` that are one token for ``model``'s tokenizer (after a space) as written and in lower case."""
+    lower = set(single_tokens(model, [w.lower() for w in words]))
+    return [w for w in single_tokens(model, words) if w.lower() in lower]
+
+
+def task_words(task: str) -> dict[str, list[Any]]:
+    """The word lists and templates of the built-in task ``task`` by list name (``tasks/data/task_words.jsonl``)."""
+    text = resources.files("circuitscope.tasks").joinpath("data").joinpath("task_words.jsonl").read_text("utf-8")
+    records = [json.loads(line) for line in text.split("\n") if line.strip()]
+    return {r["list"]: r["words"] for r in records if r["task"] == task}
+
+
+def either(rng: random.Random, sides: tuple[_T, _T]) -> tuple[_T, _T]:
+    """One of the two ``sides`` drawn from ``rng``, and the other one."""
+    chosen = rng.choice(sides)
+    return chosen, sides[1] if chosen == sides[0] else sides[0]
+
+
+def require(task: str, pools: Mapping[str, tuple[Sequence[object], int]]) -> None:
     """Refuse a tokenizer that leaves fewer words in a pool than the task needs (``{name: (words, minimum)}``)."""
     short = {name: (len(words), least) for name, (words, least) in pools.items() if len(words) < least}
     if short:

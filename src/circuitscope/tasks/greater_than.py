@@ -20,23 +20,22 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
-from circuitscope.tasks.generate import Pair, TaskConfig, build_task, continuation, require, single_tokens
+from circuitscope.tasks.generate import (
+    Pair,
+    TaskConfig,
+    build_task,
+    continuation,
+    require,
+    single_tokens,
+    task_words,
+)
 from circuitscope.tasks.task import Task
 
-# Imports, then word lists one declarative fact per line: every task generator is laid out alike on purpose.
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = ["CENTURIES", "EVENTS", "TEMPLATES", "greater_than_task"]
+__all__ = ["CENTURIES", "greater_than_task"]
 
-EVENTS = [
-    "war", "siege", "drought", "famine", "strike", "expedition", "reign", "voyage", "revolt", "conflict",
-    "occupation", "crisis", "truce", "journey", "campaign", "plague", "blockade", "rebellion", "alliance", "boom",
-]  # fmt: skip
-TEMPLATES = [
-    "The {event} lasted from the year {start} to the year {century}",
-    "The {event} began in the year {start} and ended in the year {century}",
-]
 CENTURIES = list(range(11, 18))
 """The first two digits of the years (Hanna et al. use the 1100s to the 1700s)."""
 
@@ -48,12 +47,12 @@ def _first_token(model: HookedModel, prompt: str, digits: str) -> str | None:
 
 def greater_than_task(model: HookedModel, config: TaskConfig | None = None) -> Task:
     """Greater-than pairs for ``model``: end year ten later vs ten earlier than the start year; ``01`` corruption."""
-    cfg = config or TaskConfig()
-    events = single_tokens(model, EVENTS)
+    words = task_words("greater-than")
+    events = single_tokens(model, words["events"])
     require("greater-than", {"events": (events, 1)})
 
     def sample(rng: random.Random) -> Pair | None:
-        event, template = rng.choice(events), rng.choice(TEMPLATES)
+        event, template = rng.choice(events), rng.choice(words["templates"])
         century, yy = rng.choice(CENTURIES), rng.randint(10, 89)
         clean = template.format(event=event, start=f"{century}{yy:02d}", century=century)
         corrupted = template.format(event=event, start=f"{century}01", century=century)
@@ -63,4 +62,4 @@ def greater_than_task(model: HookedModel, config: TaskConfig | None = None) -> T
         labels = {"event": event, "start": f"{century}{yy:02d}", "yy": f"{yy:02d}"}
         return Pair(clean, corrupted, later, earlier, labels)
 
-    return build_task(model, cfg, "greater-than", sample)
+    return build_task(model, config or TaskConfig(), "greater-than", sample)

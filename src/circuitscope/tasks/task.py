@@ -145,14 +145,7 @@ class Task:
         for i in range(n):
             src = where[i] if where is not None else f"pair {i}"
             a, b = _encode_pair(model, clean[i], corrupted[i], src)
-            if len(a) != len(b):
-                raise TaskError(
-                    f"{src}: clean and corrupted prompts tokenize to different lengths ({len(a)} vs {len(b)}):\n"
-                    f"  clean:     {model.tok.to_str_tokens(a)}\n  corrupted: {model.tok.to_str_tokens(b)}\n"
-                    "Patching compares them position by position; make them the same length."
-                )
-            if len(a) > model.cfg.n_ctx:
-                raise TaskError(f"{src}: {len(a)} tokens exceed the model's context of {model.cfg.n_ctx}")
+            _check_lengths(model, a, b, src)
             for answer, out in ((correct[i], correct_ids), (incorrect[i], incorrect_ids)):
                 out.append(_answer_id(model, answer, src))
             if metric == "logit_diff" and correct_ids[-1] == incorrect_ids[-1]:
@@ -162,25 +155,39 @@ class Task:
                 )
             rows_clean.append(a)
             rows_corr.append(b)
-        width = max(len(r) for r in rows_clean)
         pad = model.tok.pad_token_id
-        clean_t = torch.full((n, width), pad, dtype=torch.long)
-        corr_t = torch.full((n, width), pad, dtype=torch.long)
-        for i, (a, b) in enumerate(zip(rows_clean, rows_corr, strict=True)):
-            clean_t[i, : len(a)] = torch.tensor(a)
-            corr_t[i, : len(b)] = torch.tensor(b)
         return cls(
             name=name,
             clean_prompts=list(clean),
             corrupted_prompts=list(corrupted),
-            clean_tokens=clean_t,
-            corrupted_tokens=corr_t,
+            clean_tokens=_right_padded(rows_clean, pad),
+            corrupted_tokens=_right_padded(rows_corr, pad),
             answer_pos=torch.tensor([len(r) - 1 for r in rows_clean]),
             correct=torch.tensor(correct_ids),
             incorrect=torch.tensor(incorrect_ids),
             metric=metric,
             labels=labels or {},
         )
+
+
+def _check_lengths(model: HookedModel, clean: list[int], corrupted: list[int], src: str) -> None:
+    """Refuse a pair whose prompts tokenize to different lengths, or longer than the model's context."""
+    if len(clean) != len(corrupted):
+        raise TaskError(
+            f"{src}: clean and corrupted prompts tokenize to different lengths ({len(clean)} vs {len(corrupted)}):\n"
+            f"  clean:     {model.tok.to_str_tokens(clean)}\n  corrupted: {model.tok.to_str_tokens(corrupted)}\n"
+            "Patching compares them position by position; make them the same length."
+        )
+    if len(clean) > model.cfg.n_ctx:
+        raise TaskError(f"{src}: {len(clean)} tokens exceed the model's context of {model.cfg.n_ctx}")
+
+
+def _right_padded(rows: list[list[int]], pad: int) -> Int[torch.Tensor, "batch pos"]:
+    """The token rows in one tensor, each padded on the right with ``pad`` to the longest."""
+    out = torch.full((len(rows), max(len(r) for r in rows)), pad, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.tensor(row)
+    return out
 
 
 def _encode_pair(model: HookedModel, clean: object, corrupted: object, src: str) -> tuple[list[int], list[int]]:

@@ -16,6 +16,7 @@ from circuitscope.toy.induction import InductionConfig, InductionRun, run_induct
 from circuitscope.toy.model import build_toy
 from circuitscope.toy.superposition import (
     SuperpositionModel,
+    TrainingOptions,
     dimensions_per_feature,
     feature_dimensionality,
     train_superposition,
@@ -36,6 +37,7 @@ __all__ = [
     "ToyTransformer",
     "TrainConfig",
     "TrainResult",
+    "TrainingOptions",
     "build_toy",
     "dimensions_per_feature",
     "excluded_loss",

@@ -95,34 +95,36 @@ def fast_last_logits(model: ToyTransformer, x: Int[torch.Tensor, "batch 3"]) -> 
     """Logits at the last position of a 1-layer toy model, equal to ``model(x).logits[:, -1]``.
 
     In a 1-layer model the keys and values at position j depend only on (token, j), so they are
-    computed once per token (tables of size d_vocab instead of batch), and the OV circuit is
-    applied to the tables; only the MLP and the unembedding run per example. Models with more
-    layers, or without learned positions, use ``forward(last_only=True)``.
+    computed once per token (tables of size d_vocab instead of batch); the last token is the same
+    for the whole batch (``=``), so its query, key and value are one row each. Per example only the
+    head outputs (a weighted sum of gathered value rows, d_head wide), ``W_O``, the MLP and the
+    unembedding run. Models with more layers, or without learned positions, use
+    ``forward(last_only=True)``.
     """
     cfg = model.config
-    if cfg.n_layers != 1 or cfg.positional != "learned":
+    if cfg.n_layers != 1 or cfg.positional != "learned" or not bool((x[:, -1] == x[0, -1]).all()):
         return model(x, last_only=True).logits[:, -1]
     block = cast(ToyBlock, model.blocks[0])
     attn = block.attn
     H, E, P = cfg.n_heads, cfg.d_head, x.shape[1]
     W_E, W_pos = model.embed.weight, model.pos_embed.weight
-    W_O = attn.o.weight.T.reshape(H, E, cfg.d_model)  # [H, E, D]
-    q_in = block.ln1(W_E[x[0, -1]] + W_pos[P - 1])  # the last token is shared by the batch ("=")
-    if not bool((x[:, -1] == x[0, -1]).all()):
-        return model(x, last_only=True).logits[:, -1]
-    q = attn.q(q_in).view(H, E)  # [H, E]
-    scores, ov = [], []
-    for j in range(P):
+    last_embed = W_E[x[0, -1]] + W_pos[P - 1]  # [D]: the shared last token
+    last = block.ln1(last_embed)
+    q = attn.q(last).view(H, E)
+    scores, values = [], []
+    for j in range(P - 1):
         table = block.ln1(W_E + W_pos[j])  # [V, D]: every token at position j
         k = attn.k(table).view(-1, H, E)  # [V, H, E]
         v = attn.v(table).view(-1, H, E)
-        scores.append(torch.einsum("he,vhe->vh", q, k)[x[:, j]] * attn.scaling)  # [B, H]
-        ov.append(torch.einsum("vhe,hed->vhd", v, W_O))  # [V, H, D]: what each token at j writes, per head
-    pattern = torch.stack(scores, dim=-1).softmax(-1)  # [B, H, P]
-    attn_out = sum((pattern[:, :, j, None] * ov[j][x[:, j]]).sum(1) for j in range(P))  # [B, D]
-    if attn.o.bias is not None:
-        attn_out = attn_out + attn.o.bias
-    resid = W_E[x[:, -1]] + W_pos[P - 1] + attn_out  # resid_mid at the last position
+        scores.append(torch.einsum("he,vhe->vh", q, k).index_select(0, x[:, j]))  # [B, H]
+        values.append(v.index_select(0, x[:, j]))  # [B, H, E]
+    scores.append(torch.einsum("he,he->h", q, attn.k(last).view(H, E)).expand_as(scores[0]))
+    values.append(attn.v(last).view(1, H, E))  # broadcast over the batch
+    pattern = (torch.stack(scores, dim=-1) * attn.scaling).softmax(-1)  # [B, H, P]
+    z = pattern[:, :, 0, None] * values[0]  # [B, H, E]: each head's output, summed over positions
+    for j in range(1, P):
+        z = z + pattern[:, :, j, None] * values[j]
+    resid = last_embed + attn.o(z.reshape(-1, H * E))  # resid_mid at the last position, [B, D]
     resid = resid + block.mlp(block.ln2(resid))
     return model.unembed(model.ln_final(resid))
 

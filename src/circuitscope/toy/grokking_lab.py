@@ -34,6 +34,7 @@ from circuitscope.toy.grokking import (
     restricted_loss,
 )
 from circuitscope.toy.model import build_toy
+from circuitscope.toy.threads import fastest_thread_count
 from circuitscope.toy.trainer import TrainConfig, TrainResult, full_batch, train
 
 __all__ = ["GrokkingConfig", "GrokkingResult", "build_grokking_model", "run_grokking"]
@@ -117,6 +118,8 @@ class GrokkingResult:
     """``memorisation``, ``circuit_formation``, ``cleanup`` -> [start step, end step or None]."""
     generalised_step: int | None = None
     """First checkpoint step with test loss below 0.1."""
+    threads: int | None = None
+    """torch threads the training ran on (given, or measured fastest of 1 and 2 for this model)."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -204,6 +207,13 @@ def _train(
 
     model, metrics = build_grokking_model(config), _metrics(config, task)
     identity = {"task": "modular_addition", "p": config.p, "train_fraction": config.train_fraction}
+    if threads is None:  # a forward and backward pass of the full batch, timed on 1 and 2 threads
+
+        def forward_backward() -> None:
+            loss_fn(model, (xt, yt)).backward()
+            model.zero_grad(set_to_none=True)
+
+        threads = fastest_thread_count(forward_backward)
 
     def run(steps: int, report: OnProgress | None) -> TrainResult:
         return train(
@@ -264,6 +274,7 @@ def run_grokking(
         key_frequencies=keys,
         restricted_loss=restricted,
         excluded_loss=excluded,
+        threads=run.config.threads,
         **curves,
     )
     result.phases = _phases(result)

@@ -16,6 +16,7 @@ Measurements on the trained ``W`` (column ``W_i`` is feature i's direction):
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,13 +28,18 @@ from circuitscope.progress import OnProgress
 from circuitscope.toy.errors import LabConfigError
 
 __all__ = [
+    "PAPER_TRAINING",
     "Interference",
     "SuperpositionModel",
+    "TrainedInstances",
+    "TrainingOptions",
+    "TrainingTime",
     "choose_threads",
     "dimensions_per_feature",
     "feature_dimensionality",
     "feature_generator",
     "feature_superposition",
+    "instance_chunks",
     "interference",
     "loss_and_grads",
     "sample_features",
@@ -78,7 +84,7 @@ def sample_features(
     if out is None:
         out = torch.empty(n_instances, batch, n_features)
     generator.random(out=out.numpy(), dtype=np.float32)
-    return out.mul_((-1.0 / probability)[:, None, :]).add_(1.0).relu_()
+    return torch.addcmul(out.new_ones(()), out, (-1.0 / probability)[:, None, :], out=out).relu_()
 
 
 def feature_generator(seed: int) -> np.random.Generator:
@@ -98,28 +104,45 @@ def loss_and_grads(
     """The loss of :class:`SuperpositionModel` summed over instances and its gradients in closed form.
 
     ``h = W x``, ``y = ReLU(Wᵀ h + b)``, ``L = Σ_i I_i mean_b (y_i - x_i)²``; with ``d = (y - x) [y > 0]`` and
-    ``s = 2 I / batch``: ``∂L/∂b = s Σ_b d``, ``∂L/∂W = h ⊗ (s d) + (W (s d)) ⊗ x``. Five batched matrix
-    products and a few in-place passes over the batch, instead of autograd's graph of temporaries (the
-    tests compare both). ``buffers``: two float32 tensors shaped like ``x`` to compute in, reused between
-    steps (a fresh batch-sized tensor per step costs more in page faults than the arithmetic on it).
+    ``s = 2 I / batch``: ``∂L/∂b = s Σ_b d``, ``∂L/∂W = h ⊗ (s d) + (W (s d)) ⊗ x``. The bias rides in the
+    products as an extra hidden unit that is always 1 (``h₁ = [h, 1]``, ``W_b = [W; b]``: ``Wᵀ h + b = W_bᵀ h₁``
+    and ``h₁ ⊗ d`` holds ``Σ_b d`` in its last row), so one pass over the batch is four batched matrix
+    products and two in-place passes, instead of autograd's graph of temporaries (the tests compare
+    both). ``buffers``: two float32 tensors shaped like ``x`` to compute in, reused between steps (a
+    fresh batch-sized tensor per step costs more in page faults than the arithmetic on it).
     Returns ``(loss or None, grad_W, grad_b)``.
     """
-    batch = x.shape[1]
-    scale = (2.0 / batch) * importance  # [instance, feature]
-    h = torch.bmm(x, W.transpose(1, 2))  # [instance, batch, hidden]
+    n_instances, batch, n_features = x.shape
+    n_hidden = W.shape[1]
+    scale = ((2.0 / batch) * importance)[:, None, :]  # [instance, 1, feature]
+    one = torch.zeros(n_hidden + 1)
+    one[n_hidden] = 1.0  # added to every row of x W₀ᵀ: the constant hidden unit
+    W0 = torch.cat([W, W.new_zeros(n_instances, 1, n_features)], 1)  # [instance, hidden + 1, feature]
+    h1 = torch.baddbmm(one, x, W0.transpose(1, 2))  # [instance, batch, hidden + 1] = [h, 1]
     pre, d = buffers if buffers is not None else (torch.empty_like(x), torch.empty_like(x))
-    torch.baddbmm(b[:, None, :], h, W, out=pre)  # [instance, batch, feature]
+    torch.bmm(h1, torch.cat([W, b[:, None, :]], 1), out=pre)  # Wᵀ h + b, [instance, batch, feature]
     torch.sub(pre, x, out=d)
     # y - x where the ReLU is active: ReLU's own backward kernel (gradient, input, threshold), in place
     torch.ops.aten.threshold_backward.grad_input(d, pre, 0.0, grad_input=d)
     loss = None
     if with_loss:  # the residual where the ReLU is off is -x, not the gradient's 0
         loss = ((pre.clamp_min(0) - x).square().sum(1) * importance).sum() / batch
-    ds_W = torch.bmm(d, (W * scale[:, None, :]).transpose(1, 2))  # (s d) Wᵀ, [instance, batch, hidden]
-    grad_W = torch.bmm(h.transpose(1, 2), d).mul_(scale[:, None, :])
-    grad_W.baddbmm_(ds_W.transpose(1, 2), x)
-    grad_b = d.sum(1).mul_(scale)
-    return loss, grad_W, grad_b
+    ds_W = torch.bmm(d, (W * scale).transpose(1, 2))  # (s d) Wᵀ, [instance, batch, hidden]
+    grad = torch.bmm(h1.transpose(1, 2), d).mul_(scale)  # [instance, hidden + 1, feature]: [h ⊗ s d; s Σ_b d]
+    grad_W = grad[:, :n_hidden].baddbmm_(ds_W.transpose(1, 2), x)
+    return loss, grad_W, grad[:, n_hidden]
+
+
+CHUNK_ENTRIES = 1 << 18
+"""Batch entries (instances x batch x features, float32) one pass of training computes on: the chunk's
+batch-sized buffers (features, pre-activations, residuals) then stay in a core's 2 MB cache instead of
+streaming through memory; larger problems are trained a few instances at a time."""
+
+
+def instance_chunks(n_instances: int, batch_size: int, n_features: int) -> list[slice]:
+    """Consecutive instance ranges of at most ``CHUNK_ENTRIES`` batch entries each (at least one instance)."""
+    per = max(1, CHUNK_ENTRIES // (batch_size * n_features))
+    return [slice(i, min(i + per, n_instances)) for i in range(0, n_instances, per)]
 
 
 def choose_threads(n_features: int, n_hidden: int, n_instances: int, batch_size: int) -> int:
@@ -133,27 +156,85 @@ def choose_threads(n_features: int, n_hidden: int, n_instances: int, batch_size:
     return 1 if work <= 200 * 20 * 20 * 1024 else min(2, torch.get_num_threads())
 
 
+@dataclass(frozen=True)
+class TrainingOptions:
+    """How the superposition models train (Adam, constant lr, no weight decay); the paper's settings by default."""
+
+    steps: int = 10_000
+    """Training steps."""
+    batch_size: int = 1024
+    """Feature vectors drawn per step and instance."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    seed: int = 0
+    """Seed of the initialisation and of the feature draws."""
+    threads: int | None = None
+    """torch threads while training (restored afterwards); None: :func:`choose_threads` picks by size."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise LabConfigError(
+                f"steps ({self.steps}) and batch_size ({self.batch_size}) must be at least 1 and lr ({self.lr}) "
+                "positive"
+            )
+        if self.threads is not None and self.threads < 1:
+            raise LabConfigError(f"threads must be at least 1 (or None to choose by size), got {self.threads}")
+
+
+PAPER_TRAINING = TrainingOptions()
+"""The paper's settings: 10,000 steps of batch 1024, lr 1e-3 (seed 0, threads chosen by size)."""
+
+
+@dataclass(frozen=True)
+class TrainingTime:
+    """Where one training run's time went, and the thread count it ran on."""
+
+    seconds: float
+    """Wall-clock seconds of the training loop."""
+    sampling_seconds: float
+    """Of those, the seconds spent drawing the features."""
+    threads: int
+    """torch threads the loop ran on."""
+
+    @property
+    def sampling_share(self) -> float:
+        """The fraction of the training time spent sampling."""
+        return self.sampling_seconds / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, float | int]:
+        return {
+            "seconds": self.seconds,
+            "sampling_seconds": self.sampling_seconds,
+            "sampling_share": self.sampling_share,
+            "threads": self.threads,
+        }
+
+
+@dataclass(frozen=True)
+class TrainedInstances:
+    """The result of :func:`train_superposition`."""
+
+    model: SuperpositionModel
+    losses: list[float]
+    """Batch loss (before the update) at steps 0, ``log_every``, ... and the last step."""
+    time: TrainingTime
+
+
 def train_superposition(
     n_features: int,
     n_hidden: int,
     importance: Float[torch.Tensor, "instance feature"],
     probability: Float[torch.Tensor, "instance feature"],
+    options: TrainingOptions = PAPER_TRAINING,
     *,
-    steps: int = 10_000,
-    batch_size: int = 1024,
-    lr: float = 1e-3,
-    seed: int = 0,
     log_every: int = 100,
-    threads: int | None = None,
     description: str = "superposition",
     on_progress: OnProgress | None = None,
-) -> tuple[SuperpositionModel, list[float]]:
-    """Train one instance per row of ``importance``/``probability`` (Adam, constant lr, no weight decay).
+) -> TrainedInstances:
+    """Train one instance per row of ``importance``/``probability`` with ``options``.
 
-    Returns the model and the batch loss (before the update) at steps 0, ``log_every``, ... and the last
-    step. ``threads``: torch threads while training (restored afterwards); None picks
-    :func:`choose_threads`. ``on_progress(description, steps_done, steps)`` is told the training steps,
-    every ``log_every`` steps and at the end.
+    Returns the model, the batch losses and the time spent (sampling apart). ``on_progress(description,
+    steps_done, steps)`` is told the training steps, every ``log_every`` steps and at the end.
     """
     if importance.shape != probability.shape or importance.shape[-1] != n_features:
         raise LabConfigError(
@@ -162,45 +243,75 @@ def train_superposition(
         )
     if not bool(((probability > 0) & (probability <= 1)).all()):
         raise LabConfigError("feature probabilities (1 - sparsity) must lie in (0, 1]")
-    if steps < 1 or batch_size < 1 or log_every < 1 or not lr > 0:
-        raise LabConfigError(
-            f"steps ({steps}), batch_size ({batch_size}) and log_every ({log_every}) must be at least 1 and "
-            f"lr ({lr}) positive"
-        )
+    if log_every < 1:
+        raise LabConfigError(f"log_every must be at least 1, got {log_every}")
+    steps, n_instances = options.steps, importance.shape[0]
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = SuperpositionModel(n_features, n_hidden, importance.shape[0])
-    importance = importance.float()
-    probability = probability.float()
-    generator = feature_generator(seed)
-    x = torch.empty(importance.shape[0], batch_size, n_features)
-    buffers = (torch.empty_like(x), torch.empty_like(x))
-    W, b = model.W, model.b_final
-    optimizer = torch.optim.Adam([W, b], lr=lr, fused=True)
+        torch.manual_seed(options.seed)
+        model = SuperpositionModel(n_features, n_hidden, n_instances)
+    step = _Step(model, importance.float(), probability.float(), options)
+    optimizer = torch.optim.Adam([model.W, model.b_final], lr=options.lr, fused=True)
     losses: list[torch.Tensor] = []
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads or choose_threads(n_features, n_hidden, importance.shape[0], batch_size))
+    threads = options.threads or choose_threads(n_features, n_hidden, n_instances, options.batch_size)
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
     try:
         if on_progress is not None:
             on_progress(description, 0, steps)
-        for step in range(steps):
-            log = step % log_every == 0 or step == steps - 1
-            with torch.no_grad():
-                sample_features(generator, batch_size, probability, out=x)
-                loss, W.grad, b.grad = loss_and_grads(W, b, x, importance, with_loss=log, buffers=buffers)
+        for i in range(steps):
+            log = i % log_every == 0 or i == steps - 1
+            loss = step.gradients(with_loss=log)  # into model.W.grad, model.b_final.grad
             optimizer.step()
             if loss is not None:
                 losses.append(loss)
                 if on_progress is not None:
-                    on_progress(description, step + 1, steps)
+                    on_progress(description, i + 1, steps)
     finally:
         torch.set_num_threads(previous)
+    spent = TrainingTime(time.perf_counter() - start, step.sampling_seconds, threads)
     values = torch.stack(losses).tolist()
     if not all(math.isfinite(v) for v in values):
         raise FloatingPointError(f"the training loss became {values[-1]}; lower the lr")
     if on_progress is not None:
         on_progress(description, steps, steps)
-    return model.eval(), values
+    return TrainedInstances(model.eval(), values, spent)
+
+
+class _Step:
+    """One training step's sampling and closed-form gradients, a chunk of instances at a time.
+
+    Each chunk (:func:`instance_chunks`) has its features and two work buffers [chunk, batch, feature],
+    reused every step; the chunks draw their features in instance order from one generator.
+    """
+
+    def __init__(
+        self, model: SuperpositionModel, importance: torch.Tensor, probability: torch.Tensor, options: TrainingOptions
+    ) -> None:
+        self.W, self.b = model.W, model.b_final
+        self.importance, self.probability, self.batch = importance, probability, options.batch_size
+        self.generator = feature_generator(options.seed)
+        n_instances, n_features = importance.shape
+        self.chunks = instance_chunks(n_instances, self.batch, n_features)
+        self.buffers = [[torch.empty(c.stop - c.start, self.batch, n_features) for _ in range(3)] for c in self.chunks]
+        self.grad_W, self.grad_b = torch.empty_like(self.W), torch.empty_like(self.b)
+        self.W.grad, self.b.grad = self.grad_W, self.grad_b  # filled in place, chunk by chunk
+        self.sampling_seconds = 0.0
+
+    @torch.no_grad()
+    def gradients(self, with_loss: bool) -> torch.Tensor | None:
+        """Draw a batch, write the gradients into the parameters' ``.grad``; the loss if ``with_loss``."""
+        loss = torch.zeros(()) if with_loss else None
+        for c, (x, pre, d) in zip(self.chunks, self.buffers, strict=True):
+            start = time.perf_counter()
+            sample_features(self.generator, self.batch, self.probability[c], out=x)
+            self.sampling_seconds += time.perf_counter() - start
+            part, self.grad_W[c], self.grad_b[c] = loss_and_grads(
+                self.W[c], self.b[c], x, self.importance[c], with_loss=with_loss, buffers=(pre, d)
+            )
+            if loss is not None and part is not None:
+                loss += part
+        return loss
 
 
 def dimensions_per_feature(W: Float[torch.Tensor, "... hidden feature"]) -> Float[torch.Tensor, "..."]:

@@ -7,7 +7,9 @@
 3. ``geometry``: n = 200, m = 20, importance 1, 1/(1-S) from 1 to 20: D* per sparsity (plateau at
    1/2) and the per-feature dimensionalities D_i (clusters at 1, 3/4, 2/3, 1/2, 2/5, 3/8).
 4. ``phase_diagram``: n = 2, m = 1 over relative importance and density.
-Interference (max and mean |cos|) against random directions is measured for every sweep.
+Interference (max and mean |cos|) against random directions is measured for every sweep. Each
+experiment trains with ``training`` (:class:`~circuitscope.toy.superposition.TrainingOptions`: the
+paper's steps, batch, lr by default) and tells ``on_progress(stage, steps_done, steps)`` the steps.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from jaxtyping import Float
 from circuitscope.progress import OnProgress
 from circuitscope.toy.errors import LabConfigError
 from circuitscope.toy.superposition import (
+    PAPER_TRAINING,
     Interference,
+    TrainingOptions,
+    TrainingTime,
     dimensions_per_feature,
     feature_dimensionality,
     feature_superposition,
@@ -63,6 +68,8 @@ class SweepResult:
     """D* per sparsity."""
     interference: list[Interference]
     final_loss: float
+    time: TrainingTime
+    """Training time, sampling apart, and threads."""
 
     def n_represented(self, threshold: float = 0.5) -> list[int]:
         """Features with ``||W_i|| > threshold``, per sparsity."""
@@ -75,18 +82,10 @@ def sparsity_sweep(
     importance_decay: float = 0.9,
     sparsities: tuple[float, ...] = DEFAULT_SPARSITIES,
     *,
-    steps: int = 10_000,
-    batch_size: int = 1024,
-    lr: float = 1e-3,
-    seed: int = 0,
-    threads: int | None = None,
+    training: TrainingOptions = PAPER_TRAINING,
     on_progress: OnProgress | None = None,
 ) -> SweepResult:
-    """Train one model per sparsity (in parallel) with importance ``importance_decay ** i``.
-
-    ``threads``: torch threads while training (None: chosen by size). ``on_progress(stage, steps_done, steps)``
-    is told the training steps.
-    """
+    """Train one model per sparsity (in parallel) with importance ``importance_decay ** i``."""
     if n_hidden >= n_features:
         raise LabConfigError(
             f"this experiment studies compression: n_hidden ({n_hidden}) must be smaller than n_features ({n_features})"
@@ -94,33 +93,26 @@ def sparsity_sweep(
     if not sparsities or not all(0 <= s < 1 for s in sparsities):
         raise LabConfigError(f"sparsities must lie in [0, 1), got {sparsities}")
     importance = importance_decay ** torch.arange(n_features, dtype=torch.float32)
-    probability = torch.tensor([1 - s for s in sparsities])[:, None].expand(-1, n_features)
-    model, loss = train_superposition(
-        n_features,
-        n_hidden,
-        importance[None].expand(len(sparsities), -1).contiguous(),
-        probability.contiguous(),
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        threads=threads,
-        description=f"superposition {n_features}->{n_hidden}",
-        on_progress=on_progress,
+    per_model = importance[None].expand(len(sparsities), -1).contiguous()  # [sparsity, feature]
+    probability = torch.tensor([1 - s for s in sparsities])[:, None].expand(-1, n_features).contiguous()
+    stage = f"superposition {n_features}->{n_hidden}"
+    run = train_superposition(
+        n_features, n_hidden, per_model, probability, training, description=stage, on_progress=on_progress
     )
-    W = model.W.detach()
+    W = run.model.W.detach()
     return SweepResult(
         n_features=n_features,
         n_hidden=n_hidden,
         sparsities=list(sparsities),
         importance=importance,
         W=W,
-        b=model.b_final.detach(),
+        b=run.model.b_final.detach(),
         norms=W.norm(dim=1),
         superposition=feature_superposition(W),
         dimensions_per_feature=dimensions_per_feature(W).tolist(),
-        interference=[interference(W[i], seed=seed) for i in range(len(sparsities))],
-        final_loss=loss[-1],
+        interference=[interference(W[i], seed=training.seed) for i in range(len(sparsities))],
+        final_loss=run.losses[-1],
+        time=run.time,
     )
 
 
@@ -137,6 +129,8 @@ class GeometryResult:
     feature_dimensionality: Float[torch.Tensor, "sparsity feature"]
     """D_i per feature (0 for features that are not represented)."""
     interference: list[Interference]
+    time: TrainingTime
+    """Training time, sampling apart, and threads."""
 
     def cluster_fractions(self, tolerance: float = 0.04) -> dict[str, float]:
         """Fraction of represented features whose D_i lies within ``tolerance`` of each paper cluster."""
@@ -148,53 +142,36 @@ class GeometryResult:
         return out
 
 
-# Same keyword options as sparsity_sweep and phase_diagram on purpose: each experiment passes them to
-# train_superposition, and the lab's command hands all three the same ones.
 def geometry_experiment(
     n_features: int = 200,
     n_hidden: int = 20,
     n_sparsities: int = 20,
     max_inverse_density: float = 20.0,
     *,
-    steps: int = 10_000,
-    batch_size: int = 1024,
-    lr: float = 1e-3,
-    seed: int = 0,
-    threads: int | None = None,
+    training: TrainingOptions = PAPER_TRAINING,
     on_progress: OnProgress | None = None,
 ) -> GeometryResult:
-    """Uniform importance; ``1/(1-S)`` log-spaced from 1 to ``max_inverse_density``.
-
-    ``threads``: torch threads while training (None: chosen by size). ``on_progress(stage, steps_done, steps)``
-    is told the training steps.
-    """
+    """Uniform importance; ``1/(1-S)`` log-spaced from 1 to ``max_inverse_density``."""
     if n_hidden >= n_features:
         raise LabConfigError(f"n_hidden ({n_hidden}) must be smaller than n_features ({n_features})")
     if max_inverse_density < 1 or n_sparsities < 1:
         raise LabConfigError("max_inverse_density must be >= 1 and n_sparsities >= 1")
     inverse = torch.logspace(0, math.log10(max_inverse_density), n_sparsities)
     probability = (1 / inverse)[:, None].expand(-1, n_features).contiguous()
-    model, _ = train_superposition(
-        n_features,
-        n_hidden,
-        torch.ones(n_sparsities, n_features),
-        probability,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        threads=threads,
-        description=f"geometry {n_features}->{n_hidden}",
-        on_progress=on_progress,
+    uniform = torch.ones(n_sparsities, n_features)  # importance
+    stage = f"geometry {n_features}->{n_hidden}"
+    run = train_superposition(
+        n_features, n_hidden, uniform, probability, training, description=stage, on_progress=on_progress
     )
-    W = model.W.detach()
+    W = run.model.W.detach()
     return GeometryResult(
         n_features=n_features,
         n_hidden=n_hidden,
         inverse_density=inverse.tolist(),
         dimensions_per_feature=dimensions_per_feature(W).tolist(),
         feature_dimensionality=feature_dimensionality(W),
-        interference=[interference(W[i], seed=seed) for i in range(n_sparsities)],
+        interference=[interference(W[i], seed=training.seed) for i in range(n_sparsities)],
+        time=run.time,
     )
 
 
@@ -208,43 +185,25 @@ class PhaseDiagram:
     """[importance][density]: ``not represented``, ``dedicated`` (feature 2 alone) or ``superposition``."""
     w1: Float[torch.Tensor, "importance density"]
     w2: Float[torch.Tensor, "importance density"]
+    time: TrainingTime
+    """Training time, sampling apart, and threads."""
 
 
 def phase_diagram(
     n_importance: int = 9,
     n_density: int = 9,
     *,
-    steps: int = 10_000,
-    batch_size: int = 1024,
-    lr: float = 1e-3,
-    seed: int = 0,
     threshold: float = 0.5,
-    threads: int | None = None,
+    training: TrainingOptions = PAPER_TRAINING,
     on_progress: OnProgress | None = None,
 ) -> PhaseDiagram:
-    """Feature 1 has importance 1; feature 2 has importance 0.1..10 and both have density 0.01..1.
-
-    ``threads``: torch threads while training (None: chosen by size). ``on_progress(stage, steps_done, steps)``
-    is told the training steps.
-    """
+    """Feature 1 has importance 1; feature 2 has importance 0.1..10 and both have density 0.01..1."""
     importance = torch.logspace(-1, 1, n_importance)
     density = torch.logspace(-2, 0, n_density)
     imp = torch.stack([torch.ones(n_importance * n_density), importance.repeat_interleave(n_density)], dim=1)
     prob = density.repeat(n_importance)[:, None].expand(-1, 2).contiguous()
-    model, _ = train_superposition(
-        2,
-        1,
-        imp,
-        prob,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        threads=threads,
-        description="phase diagram 2->1",
-        on_progress=on_progress,
-    )
-    W = model.W.detach()[:, 0]  # [cell, feature]
+    run = train_superposition(2, 1, imp, prob, training, description="phase diagram 2->1", on_progress=on_progress)
+    W = run.model.W.detach()[:, 0]  # [cell, feature]
     w1, w2 = W[:, 0].reshape(n_importance, n_density), W[:, 1].reshape(n_importance, n_density)
     phase = []
     for i in range(n_importance):
@@ -253,7 +212,7 @@ def phase_diagram(
             a, b = abs(float(w1[i, j])), abs(float(w2[i, j]))
             row.append("not represented" if b < threshold else ("superposition" if a >= threshold else "dedicated"))
         phase.append(row)
-    return PhaseDiagram(importance.tolist(), density.tolist(), phase, w1, w2)
+    return PhaseDiagram(importance.tolist(), density.tolist(), phase, w1, w2, run.time)
 
 
 def _interference_list(items: list[Any]) -> list[dict[str, float]]:
@@ -304,4 +263,14 @@ class SuperpositionLab:
                 "density": self.phases.density,
                 "phase": self.phases.phase,
             },
+            "training_time": {name: t.to_json() for name, t in self.times().items()},
+        }
+
+    def times(self) -> dict[str, TrainingTime]:
+        """Each experiment's training time (sampling apart) and threads, by the experiment's name."""
+        return {
+            f"{self.small.n_features}->{self.small.n_hidden}": self.small.time,
+            f"{self.medium.n_features}->{self.medium.n_hidden}": self.medium.time,
+            f"{self.geometry.n_features}->{self.geometry.n_hidden} geometry": self.geometry.time,
+            "2->1 phase diagram": self.phases.time,
         }

@@ -6,49 +6,21 @@ outside it mean-ablated over the ABC distribution (:func:`evaluate_circuit`), wr
 circuit file (:func:`circuit_of`) and puts GPT-2 small's published circuit beside it (:func:`gpt2_small`).
 """
 
-# The names this module exports, one per line: the API spelled out on purpose (alike in shape to others').
+from circuitscope.circuits.ioi import result
 from circuitscope.circuits.ioi.ablation import HeadMeanAblation, TemplateMeans, template_means
 from circuitscope.circuits.ioi.classify import find_head_classes
 from circuitscope.circuits.ioi.evaluate import circuit_of, evaluate_circuit
 from circuitscope.circuits.ioi.positions import IOIPositions, ioi_positions
 from circuitscope.circuits.ioi.reference import gpt2_small, published_circuit
-from circuitscope.circuits.ioi.result import (
-    HEAD_CLASSES,
-    ROLES,
-    CircuitEvaluation,
-    ClassFinding,
-    CompletenessPoint,
-    HeadClass,
-    HeadClasses,
-    HeadEvidence,
-    IOICircuitResult,
-    MinimalityPoint,
-    PublishedCircuit,
-    Role,
-    ThresholdRule,
-)
+from circuitscope.circuits.ioi.result import *  # noqa: F403  (the result types: result.__all__, added below)
 from circuitscope.circuits.ioi.run import MIN_ACCURACY, IOICircuitConfig, ioi_circuit
 
-# The names this module exports, one per line: the API spelled out on purpose (alike in shape to others').
 __all__ = [
-    "HEAD_CLASSES",
     "MIN_ACCURACY",
-    "ROLES",
-    "CircuitEvaluation",
-    "ClassFinding",
-    "CompletenessPoint",
-    "HeadClass",
-    "HeadClasses",
-    "HeadEvidence",
     "HeadMeanAblation",
     "IOICircuitConfig",
-    "IOICircuitResult",
     "IOIPositions",
-    "MinimalityPoint",
-    "PublishedCircuit",
-    "Role",
     "TemplateMeans",
-    "ThresholdRule",
     "circuit_of",
     "evaluate_circuit",
     "find_head_classes",
@@ -58,3 +30,4 @@ __all__ = [
     "published_circuit",
     "template_means",
 ]
+__all__ += result.__all__

@@ -1,8 +1,7 @@
 """The IOI circuit's result types: head classes, the threshold rule, the circuit's evaluation.
 
-Wang et al. 2022 ("Interpretability in the Wild") found GPT-2 small's IOI circuit class by class
-with path patching. :func:`~circuitscope.circuits.ioi.ioi_circuit` repeats their steps on any
-causal model; these dataclasses hold what it finds, so the report and ``--json`` show all of it.
+These dataclasses hold everything :func:`~circuitscope.circuits.ioi.ioi_circuit` finds, so the
+report and ``--json`` show all of it.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from jaxtyping import Float
 from circuitscope.circuits.circuit import Circuit
 from circuitscope.engine.grid import ScoreGrid, _plain
 
-# The names this module exports, one per line: the API spelled out on purpose (alike in shape to others').
 __all__ = [
     "HEAD_CLASSES",
     "ROLES",

@@ -27,7 +27,7 @@ from circuitscope.analysis.attribution import answer_logits
 from circuitscope.circuits.ioi.classify import find_head_classes
 from circuitscope.circuits.ioi.evaluate import circuit_of, evaluate_circuit, ioi_template_means
 from circuitscope.circuits.ioi.reference import gpt2_small
-from circuitscope.circuits.ioi.result import IOICircuitResult, ThresholdRule
+from circuitscope.circuits.ioi.result import CircuitEvaluation, HeadClasses, IOICircuitResult, ThresholdRule
 from circuitscope.core.fingerprint import model_fingerprint
 from circuitscope.engine.batching import batch_slices
 from circuitscope.progress import OnProgress
@@ -36,6 +36,7 @@ from circuitscope.tasks.metrics import evaluate_metric
 from circuitscope.tasks.task import Task
 
 if TYPE_CHECKING:
+    from circuitscope.circuits.circuit import Circuit
     from circuitscope.core.hooked_model import HookedModel
 
 __all__ = ["MIN_ACCURACY", "IOICircuitConfig", "ioi_circuit"]
@@ -88,6 +89,29 @@ def _clean_logit_diffs(model: HookedModel, task: Task, batch_size: int) -> Float
     return torch.cat(out).float().cpu()
 
 
+def _circuit_and_evaluation(
+    model: HookedModel,
+    task: Task,
+    classes: HeadClasses,
+    config: IOICircuitConfig,
+    name: str,
+    warnings: list[str],
+    on_progress: OnProgress | None,
+) -> tuple[CircuitEvaluation | None, Circuit | None]:
+    """The circuit the classes make and its evaluation (None, None with a warning when no class has a member)."""
+    if not classes.all_heads:
+        warnings.append(
+            f"no class found a member under the threshold rule (k_std={config.rule.k_std}): no circuit to evaluate; "
+            "a smaller k_std admits more heads"
+        )
+        return None, None
+    evaluation = evaluate_circuit(
+        model, task, classes, n_reference=config.n_reference, n_random=config.n_random, seed=config.seed,
+        batch_size=config.batch_size, on_progress=on_progress,
+    )  # fmt: skip
+    return evaluation, circuit_of(model, classes, task, model_name=name)
+
+
 def ioi_circuit(
     model: HookedModel,
     config: IOICircuitConfig | None = None,
@@ -122,18 +146,9 @@ def ioi_circuit(
     classes = find_head_classes(
         model, task, rule=config.rule, batch_size=config.batch_size, means=means, on_progress=on_progress
     )
-    evaluation = circuit = None
-    if does_ioi and not classes.all_heads:
-        warnings.append(
-            f"no class found a member under the threshold rule (k_std={config.rule.k_std}): no circuit to evaluate; "
-            "a smaller k_std admits more heads"
-        )
-    elif does_ioi:
-        evaluation = evaluate_circuit(
-            model, task, classes, n_reference=config.n_reference, n_random=config.n_random, seed=config.seed,
-            batch_size=config.batch_size, on_progress=on_progress,
-        )  # fmt: skip
-        circuit = circuit_of(model, classes, task, model_name=name)
+    evaluation, circuit = (
+        _circuit_and_evaluation(model, task, classes, config, name, warnings, on_progress) if does_ioi else (None, None)
+    )
     return IOICircuitResult(
         model_name=name,
         fingerprint=model_fingerprint(model),

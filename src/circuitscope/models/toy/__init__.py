@@ -13,30 +13,18 @@ from __future__ import annotations
 
 import contextlib
 
+from circuitscope.models._layouts import base_model, dense_mlp, separate_qkv
 from circuitscope.models.base import Adapter
 
 __all__ = ["ADAPTER", "register_auto_classes"]
 
-# Same shape as the other adapters on purpose: one line per module path of this family (see models/base.py).
 ADAPTER = Adapter(
     family="toy",
     model_types=("circuitscope_toy",),
-    layers="blocks",
-    embed="embed",
-    pos_embed="pos_embed",
-    final_norm="ln_final",
+    **base_model("", layers="blocks", embed="embed", pos_embed="pos_embed", final_norm="ln_final"),
     unembed="unembed",
-    ln1="ln1",
-    ln2="ln2",
-    attn="attn",
-    q="attn.q",
-    k="attn.k",
-    v="attn.v",
-    o="attn.o",
-    attn_out="attn.o",
-    mlp_in="mlp.W_in",
-    mlp_down="mlp.W_out",
-    mlp_out="mlp",
+    **separate_qkv("attn", norm="ln1", q="q", k="k", v="v", o="o"),
+    **dense_mlp("mlp", norm="ln2", up="W_in", down="W_out"),
     register=lambda: register_auto_classes(),
 )
 

@@ -206,6 +206,7 @@ class ToyBlock(nn.Module):
         self.ln2 = _norm(config)
         self.mlp = ToyMLP(config)
 
+    # ToyAttention.forward's signature again on purpose: the block hands the mask and last_only on to attention
     def forward(
         self,
         hidden_states: Float[torch.Tensor, "B P D"],
