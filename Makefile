@@ -47,7 +47,7 @@ lint: $(VENV)/.dev
 
 # two test processes on the two cores (pytest-xdist), each file kept on one process so its module fixtures load once
 test: chromium $(VENV)/.dev .data/all-MiniLM-L6-v2/config.json lint
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile --durations=25
 
 # TransformerLens goes in its own venv (.venv-bench, see benchmarks/RESULTS.md), never in the test venv
 .venv-bench/.created:

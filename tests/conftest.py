@@ -32,6 +32,12 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
 
 
 @pytest.fixture(scope="module")
+def text_model(tiny: TinyModels) -> cs.HookedModel:
+    """The tiny text model (``tiny.text()``), one copy per test module: for modules whose tests attach hooks to it."""
+    return tiny.text()
+
+
+@pytest.fixture(scope="module")
 def gemma() -> cs.HookedModel:
     """The embedded Gemma-3-270M (real tier only: tests that take it are marked ``real``), once per module."""
     return cs.load_model(cs.DEFAULT_MODEL)

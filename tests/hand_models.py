@@ -64,7 +64,6 @@ def _write_head(attn: Any, rows: slice, q: torch.Tensor, k: torch.Tensor, v: tor
     attn.o.weight[:, rows] = o
 
 
-# the signature and build_toy call look like toy/superposition_lab.py's (duplicates D2): a hand-set model, not the lab's
 def induction_model(
     d_vocab: int = 64,
     n_ctx: int = 64,

@@ -34,18 +34,15 @@ def _traced(kind: str, n_samples: int) -> FactTraceResult:
     return trace_facts(_model(), FACTS, kind=kind, n_samples=n_samples, window=2)  # type: ignore[arg-type]  # a str for the Literal option
 
 
-def _on_ranks(kind: str) -> FactTraceResult:
+def _on_ranks(kind: str) -> tuple[FactTraceResult, str]:
+    """The facts traced across the ranks, then a launch given another ``n_samples`` on each rank (one spawn)."""
     with process_group():
-        return _traced(kind, 2)
-
-
-def _disagreeing() -> str:
-    with process_group():
+        result = _traced(kind, 2)
         try:
             _traced("resid", 2 + int(os.environ["RANK"]))
         except DistributedError as e:
-            return str(e)
-        return "accepted"
+            return result, str(e)
+        return result, "accepted"
 
 
 def test_each_fact_is_its_causal_trace() -> None:
@@ -70,10 +67,9 @@ def test_each_fact_is_its_causal_trace() -> None:
 def test_two_ranks_split_the_facts_and_equal_one_process() -> None:
     one = _traced("resid", 2)
     on_ranks = run_ranks(_on_ranks, 2, "resid")
-    for result in on_ranks:  # every rank gets every fact's trace, in fact order
+    for result, _ in on_ranks:  # every rank gets every fact's trace, in fact order
         assert len(result.traces) == 3
         for a, b in zip(one.traces, result.traces, strict=True):
             assert a.baseline == b.baseline
             torch.testing.assert_close(a.restored, b.restored, atol=0, rtol=0)
-    messages = run_ranks(_disagreeing, 2)
-    assert all("n_samples: rank 0=2, rank 1=3" in m for m in messages)
+    assert all("n_samples: rank 0=2, rank 1=3" in message for _, message in on_ranks)

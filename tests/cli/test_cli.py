@@ -77,5 +77,9 @@ def test_every_command_group_is_registered() -> None:
         "circuit-eval",
         "heads",
         "trace",
+        "patch",
+        "experts",
+        "transcoders",
+        "graph",
     ):
         assert command in result.stdout, command

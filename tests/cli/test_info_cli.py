@@ -93,3 +93,21 @@ def test_info_of_a_model_shows_its_family_capabilities(tiny: TinyModels) -> None
     assert json.loads(result.stdout)["capabilities"] == family_capabilities(adapter_for("llama")).to_json()
     people = runner.invoke(app, ["info", str(folder)])
     assert "capabilities" in people.stdout and "per-head hooks yes" in people.stdout
+
+
+def test_family_narrows_the_table_by_family_or_model_type() -> None:
+    everything = json.loads(runner.invoke(app, ["info", "--families", "--json"]).stdout)["families"]
+    by_type = runner.invoke(app, ["info", "--family", "mistral", "--json"])
+    assert by_type.exit_code == 0, by_type.output
+    assert json.loads(by_type.stdout)["families"] == [f for f in everything if "mistral" in f["model_types"]]
+    by_name = json.loads(runner.invoke(app, ["info", "--families", "--family", "gpt2", "--json"]).stdout)["families"]
+    assert [f["family"] for f in by_name] == ["gpt2"]
+    people = runner.invoke(app, ["info", "--family", "llama"]).stdout
+    assert people.startswith("llama (llama, mistral, qwen2, qwen3)") and "gpt2 (" not in people
+
+
+def test_an_unknown_family_is_refused_with_the_families_listed() -> None:
+    result = runner.invoke(app, ["info", "--family", "nosuch", "--json"])
+    assert result.exit_code == 1
+    message = json.loads(result.stdout)["message"]
+    assert "'nosuch'" in message and all(a.family in message for a in all_adapters())

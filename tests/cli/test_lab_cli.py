@@ -39,3 +39,18 @@ def test_lab_grokking_json_has_test_loss_and_bad_p_is_an_error(tmp_path) -> None
 def test_lab_induction_bad_layers(tmp_path) -> None:
     bad = CliRunner().invoke(app, ["lab", "induction", "--layers", "two", "--out", str(tmp_path), "--json"])
     assert bad.exit_code == 1 and "--layers" in json.loads(bad.stdout)["message"]
+
+
+def test_a_lab_that_cannot_train_is_refused_before_any_work(tmp_path) -> None:
+    """lr <= 0, steps < 1 and batch < 1 are refused by each lab's configuration before the output folder is made."""
+    for args in (
+        ["superposition", "--lr", "0"],
+        ["superposition", "--lr", "-1"],
+        ["grokking", "--lr", "0"],
+        ["grokking", "--lr", "-0.5"],
+    ):
+        out = tmp_path / "-".join(args)
+        bad = CliRunner().invoke(app, ["lab", *args, "--out", str(out), "--json"])
+        assert bad.exit_code == 1, (args, bad.output)
+        assert json.loads(bad.stdout)["error"] == "LabConfigError" and "lr" in json.loads(bad.stdout)["message"]
+        assert not out.exists()

@@ -4,9 +4,6 @@ loads, and a ``torchrun`` launch of 2 ranks printing (once) what one process pri
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +15,7 @@ import circuitscope as cs
 from circuitscope.analysis.patching import activation_patching
 from circuitscope.cli.main import app
 from circuitscope.tasks.library import resolve_task
+from tests.cli._launch import one_thread, torchrun
 from tests.tiny_models import TinyModels
 
 runner = CliRunner()
@@ -43,12 +41,7 @@ def _args(folder: Path, pairs: Path, target: str, *extra: str) -> list[str]:
 
 
 def _one_thread(args: list[str]) -> Any:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the ranks' thread count below: the same kernels, the same rounding
-    try:
-        return runner.invoke(app, args, env={"CIRCUITSCOPE_NO_PROGRESS": "1"})
-    finally:
-        torch.set_num_threads(before)
+    return one_thread(app, args)
 
 
 def test_patch_prints_the_library_result(folder: Path, pairs: Path, tmp_path: Path) -> None:
@@ -75,10 +68,7 @@ def test_bad_options_are_refused_before_the_model_loads(pairs: Path, tmp_path: P
 
 @pytest.mark.slow  # a torchrun launch: two fresh processes importing torch and transformers (~20 s busy)
 def test_torchrun_patch_equals_one_process(folder: Path, pairs: Path) -> None:
-    env = {**os.environ, "CIRCUITSCOPE_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "circuitscope.cli.main", *_args(folder, pairs, "resid_pre", "--json")]  # fmt: skip
-    launched = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
+    launched = torchrun(_args(folder, pairs, "resid_pre", "--json"))
     assert launched.returncode == 0, launched.stderr[-3000:]
     printed = json.loads(launched.stdout)  # one JSON document: only rank 0 printed
     alone = json.loads(_one_thread(_args(folder, pairs, "resid_pre", "--json")).stdout)

@@ -3,6 +3,8 @@ recorded run's, equals the recorded run itself on every causal tiny family it su
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -46,3 +48,38 @@ def test_a_bad_cut_is_refused(tiny: TinyModels) -> None:
     prefix = PrefixReplay(BlockReplay(model, torch.randint(3, 90, (2, 10))))
     with pytest.raises(ValueError, match=r"first=4 needs positions 4\.\.9"):
         prefix.block(0, prefix.replay.resid_pre[0][:, 3:], 4, torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama_gqa", "gemma3"])  # learned positions; rotary + GQA; a window of 4
+def test_patching_and_tracing_reuse_the_prefix_through_one_mechanism(tiny: TinyModels, family: str) -> None:
+    """``BlockReplay.run(..., from_pos=p)`` (patching) is :meth:`PrefixReplay.block` stepped layer by layer
+    (tracing), bit for bit, and both equal the full hooked forward pass of the edited run."""
+    model = tiny.hooked(family)
+    tokens = torch.randint(3, 90, (2, 10), generator=torch.Generator().manual_seed(0))
+    replay = BlockReplay(model, tokens, keep_prefix=True)
+    assert replay.prefix is not None and replay.reuses_prefix and replay.prefix_reason is None
+    edit = torch.randn(4, 4, model.cfg.d_model, generator=torch.Generator().manual_seed(1))
+    resid = replay.resid_pre[1].repeat(2, 1, 1)
+    resid[:, 6:] += edit  # positions 6.. edited at layer 1, positions 0..5 as recorded
+    with torch.no_grad():
+        part = replay.run_resid(1, resid[:, 6:].contiguous(), from_pos=6)
+        stepped = resid[:, 6:]
+        for layer in range(1, model.cfg.n_layers):
+            stepped = replay.prefix.block(layer, stepped, 6, torch.tensor([0, 1, 0, 1]))
+        assert torch.equal(stepped, part)
+        logits = replay.run(1, resid[:, 6:].contiguous(), torch.full((4,), 9), from_pos=6)
+        full = model.run_with_hooks(tokens.repeat(2, 1), fwd_hooks=[("blocks.1.hook_resid_pre", lambda x, hook: resid)])
+    # the suffix's keys and values projected apart from the prefix's: float32 rounding, as above
+    torch.testing.assert_close(logits, full[:, 9], atol=1e-5, rtol=1e-5)
+
+
+def test_a_refused_family_gets_its_reason(tiny: TinyModels) -> None:
+    model = tiny.hooked("mamba")
+    tokens = torch.randint(3, 90, (2, 10), generator=torch.Generator().manual_seed(0))
+    replay = BlockReplay(model, tokens, keep_prefix=True)
+    assert replay.prefix is not None and not replay.reuses_prefix
+    assert replay.prefix_reason == replay.prefix.reason and "state-space mixer layers" in str(replay.prefix_reason)
+    with pytest.raises(UnsupportedModelError, match=re.escape(str(replay.prefix_reason))):
+        replay.run(0, replay.resid_pre[0][:, 4:], torch.full((2,), 9), from_pos=4)
+    without = BlockReplay(model, tokens)  # no keys and values recorded: the reason says how to get them
+    assert without.prefix is None and "keep_prefix=True" in str(without.prefix_reason)

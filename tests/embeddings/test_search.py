@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from circuitscope.embeddings import Embeddings, evaluate_analogies, parse_analogy_file
-from circuitscope.embeddings.search import analogy_scores, best_rows, search_threads
+from circuitscope.embeddings.search import SearchSettings, analogy_scores, best_rows, search_threads
 
 
 def _brute(
@@ -44,10 +44,10 @@ def test_best_rows_equals_brute_force(
     )
     extra = torch.randint(-1, 203, (150, 4), generator=g)  # more barred rows, -1 pads
     masked = torch.cat([abc, extra], 1)
-    value, row = best_rows(
-        unit, abc, masked, method, block=block, cluster_bits=bits, first_blocks=first, question_batch=37,
-        chunk_blocks=3, frequency_bands=bands,
-    )  # fmt: skip
+    settings = SearchSettings(
+        block=block, cluster_bits=bits, first_blocks=first, question_batch=37, chunk_blocks=3, frequency_bands=bands
+    )
+    value, row = best_rows(unit, abc, masked, method, settings=settings)
     expected = _brute(unit, abc, masked, method)
     assert torch.equal(row, expected)
     ref = analogy_scores(unit, abc, expected[:, None], method)[:, 0]
@@ -122,10 +122,10 @@ def test_the_search_thread_count_is_restored_and_changes_nothing() -> None:
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        one = best_rows(unit, abc, abc, block=16, threads=1)
+        one = best_rows(unit, abc, abc, settings=SearchSettings(block=16), threads=1)
         assert torch.get_num_threads() == 2
-        two = best_rows(unit, abc, abc, block=16, threads=2)
-        auto = best_rows(unit, abc, abc, block=16)  # search_threads()
+        two = best_rows(unit, abc, abc, settings=SearchSettings(block=16), threads=2)
+        auto = best_rows(unit, abc, abc, settings=SearchSettings(block=16))  # search_threads()
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
@@ -136,8 +136,20 @@ def test_the_search_thread_count_is_restored_and_changes_nothing() -> None:
         best_rows(unit, abc, abc, threads=0)
 
 
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [({"block": 0}, "first_blocks must be positive"), ({"question_batch": -1}, "must be positive"),
+     ({"cluster_bits": -1}, "0 or more"), ({"frequency_bands": -2}, "0 or more")],
+)  # fmt: skip
+def test_search_settings_out_of_range_are_refused(bad: dict[str, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SearchSettings(**bad)
+    assert SearchSettings(cluster_bits=0, frequency_bands=0).block == 64  # 0 is allowed there: no grouping
+
+
 @pytest.mark.parametrize(("cores", "load", "torch_threads", "expected"), [
-    (2, 0.0, 2, 2), (2, 0.58, 2, 1), (2, 3.5, 2, 1), (8, 2.2, 8, 5), (8, 0.1, 4, 4), (4, 9.0, 4, 1),
+    (2, 0.0, 2, 2), (2, 0.58, 2, 2), (2, 1.0, 2, 1), (2, 1.3, 2, 1), (2, 3.5, 2, 1), (8, 2.2, 8, 6), (8, 0.1, 4, 4),
+    (4, 9.0, 4, 1),
 ])  # fmt: skip
 def test_search_threads_are_the_free_cores(
     monkeypatch: pytest.MonkeyPatch, cores: int, load: float, torch_threads: int, expected: int

@@ -9,6 +9,7 @@ from circuitscope.engine.distributed import (
     DistributedError,
     World,
     all_gather,
+    argument_digest,
     check_same_arguments,
     concat_shards,
     gather_to_main,
@@ -24,6 +25,24 @@ def test_shards_tile_the_range_in_rank_order(n: int, size: int) -> None:
     blocks = [shard(n, World(r, size)) for r in range(size)]
     assert [i for b in blocks for i in b] == list(range(n))
     assert max(len(b) for b in blocks) - min(len(b) for b in blocks) <= 1
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 7])
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_round_robin_deals_one_item_to_each_rank_in_turn(n: int, size: int) -> None:
+    shares = [shard(n, World(r, size), "round_robin") for r in range(size)]
+    assert sorted(i for s in shares for i in s) == list(range(n))  # disjoint, and every item once
+    assert all(all(i % size == r for i in s) for r, s in enumerate(shares))  # item i goes to rank i mod size
+    with pytest.raises(ValueError, match="unknown shard strategy 'random'"):
+        shard(n, World(0, size), "random")  # type: ignore[arg-type]  # the bad input under test
+
+
+def test_the_argument_digest_tells_tokens_and_texts_apart() -> None:
+    tokens = torch.tensor([[1, 2, 3]])
+    assert argument_digest(tokens, "a") == argument_digest(tokens.clone(), "a")
+    others = [argument_digest(tokens.view(3, 1), "a"), argument_digest(tokens + 1, "a"), argument_digest(tokens, "b"),
+              argument_digest(tokens.float(), "a"), argument_digest("ab", "c"), argument_digest("a", "bc")]  # fmt: skip
+    assert len({argument_digest(tokens, "a"), *others}) == 7  # shape, values, text, dtype, where a text ends
 
 
 def test_one_process_is_the_identity() -> None:

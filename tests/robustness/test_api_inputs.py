@@ -18,12 +18,6 @@ from circuitscope.tasks.metrics import check_normalisable, normalise
 from tests.tiny_models import VOCAB, TinyModels, char_tokenizer
 
 
-# A module-scoped model of its own (the tests here attach hooks to it): alike to other modules', on purpose.
-@pytest.fixture(scope="module")
-def llama(tiny: TinyModels) -> cs.HookedModel:
-    return tiny.hooked("llama_gqa", char_tokenizer())
-
-
 @pytest.fixture(scope="module")
 def bert(tiny: TinyModels) -> cs.HookedModel:
     return tiny.hooked("bert", char_tokenizer())

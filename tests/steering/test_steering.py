@@ -25,56 +25,50 @@ from circuitscope.steering import (
 )
 from tests.tiny_models import TinyModels
 
-# A module-scoped model of its own (the tests here attach hooks to it): alike to other modules', on purpose.
 HOOK = "blocks.1.hook_resid_pre"
 TEXT = "the cat sat on the mat"
 
 
 @pytest.fixture(scope="module")
-def model(tiny: TinyModels) -> cs.HookedModel:
-    return tiny.text()
+def vec(text_model: cs.HookedModel) -> SteeringVector:
+    return actadd_vector(text_model, "love", "hate", HOOK)
 
 
-@pytest.fixture(scope="module")
-def vec(model: cs.HookedModel) -> SteeringVector:
-    return actadd_vector(model, "love", "hate", HOOK)
-
-
-def _greedy_by_full_forwards(model: cs.HookedModel, prompt: str, n: int, v: SteeringVector) -> list[int]:
+def _greedy_by_full_forwards(text_model: cs.HookedModel, prompt: str, n: int, v: SteeringVector) -> list[int]:
     """Greedy generation the slow way: a full steered forward pass over the whole text for each new token."""
-    tokens = model.to_tokens(prompt)
+    tokens = text_model.to_tokens(prompt)
     for _ in range(n):
-        logits = model.run_with_hooks(tokens, steering_hooks(v, model))
+        logits = text_model.run_with_hooks(tokens, steering_hooks(v, text_model))
         tokens = torch.cat([tokens, logits[:, -1].argmax(-1, keepdim=True)], 1)
     return tokens[0].tolist()
 
 
-def _resid(model: cs.HookedModel, hooks: list) -> torch.Tensor:
-    _, cache = model.run_with_cache(TEXT, names=HOOK, fwd_hooks=hooks)
+def _resid(text_model: cs.HookedModel, hooks: list) -> torch.Tensor:
+    _, cache = text_model.run_with_cache(TEXT, names=HOOK, fwd_hooks=hooks)
     return cache[HOOK][0]
 
 
 @torch.no_grad()
 @pytest.mark.parametrize("mode", ["add", "project"])
-def test_coefficient_zero_changes_nothing(model: cs.HookedModel, vec: SteeringVector, mode: str) -> None:
-    plain = model(TEXT)
-    steered = model.run_with_hooks(TEXT, steering_hooks(vec.with_(coefficient=0.0, mode=mode), model))
+def test_coefficient_zero_changes_nothing(text_model: cs.HookedModel, vec: SteeringVector, mode: str) -> None:
+    plain = text_model(TEXT)
+    steered = text_model.run_with_hooks(TEXT, steering_hooks(vec.with_(coefficient=0.0, mode=mode), text_model))
     assert torch.equal(plain, steered)
-    assert model.active_hooks() == []
+    assert text_model.active_hooks() == []
 
 
 @torch.no_grad()
-def test_addition_is_exact_from_start_pos(model: cs.HookedModel, vec: SteeringVector) -> None:
-    before = _resid(model, [])
-    after = _resid(model, steering_hooks(vec.with_(coefficient=3.0, start_pos=4, end_pos=None), model))
+def test_addition_is_exact_from_start_pos(text_model: cs.HookedModel, vec: SteeringVector) -> None:
+    before = _resid(text_model, [])
+    after = _resid(text_model, steering_hooks(vec.with_(coefficient=3.0, start_pos=4, end_pos=None), text_model))
     torch.testing.assert_close(after[:4], before[:4], rtol=0, atol=0)
     torch.testing.assert_close(after[4:], before[4:] + 3.0 * vec.vector, rtol=0, atol=0)  # the hook's own two ops
 
 
 @torch.no_grad()
-def test_projection_leaves_no_component(model: cs.HookedModel, vec: SteeringVector) -> None:
-    before = _resid(model, [])
-    after = _resid(model, steering_hooks(vec.with_(mode="project", start_pos=2, end_pos=None), model))
+def test_projection_leaves_no_component(text_model: cs.HookedModel, vec: SteeringVector) -> None:
+    before = _resid(text_model, [])
+    after = _resid(text_model, steering_hooks(vec.with_(mode="project", start_pos=2, end_pos=None), text_model))
     u = vec.unit
     assert float((before[2:] @ u).abs().min()) > 1e-3  # there was a component to remove
     # x - (x . u) u leaves float32 rounding of |x| ~0.3 along u (measured 1.5e-8)
@@ -85,42 +79,44 @@ def test_projection_leaves_no_component(model: cs.HookedModel, vec: SteeringVect
 
 
 @torch.no_grad()
-def test_generation_steers_each_new_position_like_a_full_forward(model: cs.HookedModel, vec: SteeringVector) -> None:
+def test_generation_steers_each_new_position_like_a_full_forward(
+    text_model: cs.HookedModel, vec: SteeringVector
+) -> None:
     """Cached generation (one position per step) must steer the same positions as full forward passes."""
     v = vec.with_(coefficient=6.0, start_pos=3, end_pos=None)
-    got = model.generate("abc", max_new_tokens=6, hooks=steering_hooks(v, model))
-    assert got.tokens.tolist() == _greedy_by_full_forwards(model, "abc", 6, v)
-    plain = model.generate("abc", max_new_tokens=6)
+    got = text_model.generate("abc", max_new_tokens=6, hooks=steering_hooks(v, text_model))
+    assert got.tokens.tolist() == _greedy_by_full_forwards(text_model, "abc", 6, v)
+    plain = text_model.generate("abc", max_new_tokens=6)
     assert plain.tokens.tolist() != got.tokens.tolist()  # the coefficient is large enough to matter
 
 
 @torch.no_grad()
-def test_a_position_window_steers_only_inside_it(model: cs.HookedModel, vec: SteeringVector) -> None:
-    before = _resid(model, [])
-    after = _resid(model, steering_hooks(vec.with_(coefficient=2.0, start_pos=1, end_pos=3), model))
+def test_a_position_window_steers_only_inside_it(text_model: cs.HookedModel, vec: SteeringVector) -> None:
+    before = _resid(text_model, [])
+    after = _resid(text_model, steering_hooks(vec.with_(coefficient=2.0, start_pos=1, end_pos=3), text_model))
     torch.testing.assert_close(after[1:3], before[1:3] + 2.0 * vec.vector, rtol=0, atol=0)  # the hook's own ops
     rest = [0, *range(3, after.shape[0])]
     torch.testing.assert_close(after[rest], before[rest], rtol=0, atol=0)  # outside the window: untouched
     assert (vec.start_pos, vec.end_pos) == (1, 2)  # ActAdd injects at the front of the prompt
     # during cached generation, positions past the window are left alone: same tokens as full forwards
     v = vec.with_(coefficient=6.0, start_pos=2, end_pos=4)
-    got = model.generate("ab", max_new_tokens=4, hooks=steering_hooks(v, model))
-    assert got.tokens.tolist() == _greedy_by_full_forwards(model, "ab", 4, v)
+    got = text_model.generate("ab", max_new_tokens=4, hooks=steering_hooks(v, text_model))
+    assert got.tokens.tolist() == _greedy_by_full_forwards(text_model, "ab", 4, v)
 
 
-def test_actadd_is_the_activation_difference(model: cs.HookedModel, vec: SteeringVector) -> None:
-    acts = activations_at_position(model, ["love", "hate"], HOOK, -1)[HOOK]
+def test_actadd_is_the_activation_difference(text_model: cs.HookedModel, vec: SteeringVector) -> None:
+    acts = activations_at_position(text_model, ["love", "hate"], HOOK, -1)[HOOK]
     torch.testing.assert_close(vec.vector, acts[0] - acts[1], atol=0, rtol=0)  # the same subtraction
     assert vec.method == "actadd" and vec.details["positive"] == "love"
 
 
-def test_caa_is_the_mean_difference_and_pca_finds_the_shared_axis(model: cs.HookedModel) -> None:
+def test_caa_is_the_mean_difference_and_pca_finds_the_shared_axis(text_model: cs.HookedModel) -> None:
     pairs = [("good day", "bad day"), ("good cat", "bad cat"), ("good one", "bad one")]
-    caa = caa_vector(model, pairs, HOOK)
-    pos = activations_at_position(model, [p for p, _ in pairs], HOOK)[HOOK]
-    neg = activations_at_position(model, [n for _, n in pairs], HOOK)[HOOK]
+    caa = caa_vector(text_model, pairs, HOOK)
+    pos = activations_at_position(text_model, [p for p, _ in pairs], HOOK)[HOOK]
+    neg = activations_at_position(text_model, [n for _, n in pairs], HOOK)[HOOK]
     torch.testing.assert_close(caa.vector, (pos - neg).mean(0), atol=0, rtol=0)  # the same mean of differences
-    pca = pca_vector(model, pairs, HOOK)
+    pca = pca_vector(text_model, pairs, HOOK)
     diffs = pos - neg
     assert float(torch.nn.functional.cosine_similarity(pca.vector, diffs.mean(0), dim=0)) > 0.5
     assert (diffs @ pca.unit).mean() > 0
@@ -128,11 +124,11 @@ def test_caa_is_the_mean_difference_and_pca_finds_the_shared_axis(model: cs.Hook
 
 
 def test_saved_vector_loads_identical_and_is_refused_elsewhere(
-    tiny: TinyModels, model: cs.HookedModel, vec: SteeringVector, tmp_path: Path
+    tiny: TinyModels, text_model: cs.HookedModel, vec: SteeringVector, tmp_path: Path
 ) -> None:
     v = vec.with_(coefficient=2.5, mode="project", start_pos=1)
     path = save_vector(v, tmp_path / "love.safetensors")
-    back = load_vector(path, model=model)
+    back = load_vector(path, model=text_model)
     assert torch.equal(back.vector, v.vector)
     assert (
         back.hook,
@@ -161,21 +157,21 @@ def test_saved_vector_loads_identical_and_is_refused_elsewhere(
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_wrong_dimension_is_a_clear_error(model: cs.HookedModel) -> None:
+def test_wrong_dimension_is_a_clear_error(text_model: cs.HookedModel) -> None:
     bad = SteeringVector(torch.ones(7), HOOK)
     with pytest.raises(SteeringVectorMismatchError, match="dimension 7"):
-        steering_hooks(bad, model)
+        steering_hooks(bad, text_model)
     with pytest.raises(cs.ShapeError, match="dimension 7"):
-        model.run_with_hooks(TEXT, steering_hooks(bad))  # unchecked: refused when it meets the activation
-    assert model.active_hooks() == []
+        text_model.run_with_hooks(TEXT, steering_hooks(bad))  # unchecked: refused when it meets the activation
+    assert text_model.active_hooks() == []
     with pytest.raises(SteeringVectorMismatchError, match="does not have"):
-        steering_hooks(SteeringVector(torch.ones(32), "blocks.9.hook_resid_pre"), model)
+        steering_hooks(SteeringVector(torch.ones(32), "blocks.9.hook_resid_pre"), text_model)
 
 
-def test_sweep_zero_coefficient_column_is_the_baseline(model: cs.HookedModel) -> None:
+def test_sweep_zero_coefficient_column_is_the_baseline(text_model: cs.HookedModel) -> None:
     sweep = steering_sweep(
-        model,
-        lambda layer: actadd_vector(model, "yes", "no", f"blocks.{layer}.hook_resid_pre"),
+        text_model,
+        lambda layer: actadd_vector(text_model, "yes", "no", f"blocks.{layer}.hook_resid_pre"),
         layers=[0, 1],
         coefficients=[0.0, 8.0],
         effect=target_logprob(["i feel", "you are"], ["l", "h"]),
@@ -189,12 +185,12 @@ def test_sweep_zero_coefficient_column_is_the_baseline(model: cs.HookedModel) ->
     assert sweep.hooks == ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre"]
 
 
-def test_function_vector_is_the_sum_of_top_head_outputs(model: cs.HookedModel) -> None:
-    result = function_vector(model, ICL_TASKS["uppercase"], n_shots=2, n_prompts=3, n_eval=3, top_k=3, layer=1)
+def test_function_vector_is_the_sum_of_top_head_outputs(text_model: cs.HookedModel) -> None:
+    result = function_vector(text_model, ICL_TASKS["uppercase"], n_shots=2, n_prompts=3, n_eval=3, top_k=3, layer=1)
     assert result.aie.shape == (2, 4) and len(result.top_heads) == 3
     order = result.aie.flatten().argsort(descending=True)[:3]
     assert result.top_heads == [divmod(int(i), 4) for i in order]
     assert result.vector.hook == "blocks.1.hook_resid_pre" and result.vector.d == 32
     for acc in (result.icl_accuracy, result.zero_shot_accuracy, result.zero_shot_fv_accuracy):
         assert 0.0 <= acc <= 1.0
-    assert model.active_hooks() == []
+    assert text_model.active_hooks() == []

@@ -41,7 +41,6 @@ def test_periodic_batch_repeats_a_block_with_a_random_period() -> None:
 
 
 def test_two_layer_attention_only_model_grows_an_induction_circuit() -> None:
-    # One keyword per line, each value to its field by name: parallel on purpose, not shared logic.
     config = InductionConfig(
         n_layers=2,
         n_heads=1,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
 import circuitscope as cs
-from circuitscope.toy import ToyConfig
+from circuitscope.toy import ToyConfig, ToyTransformer
 from circuitscope.toy.model import build_toy
 
 
@@ -100,3 +102,25 @@ def test_save_and_load_round_trip(tmp_path) -> None:
 def test_bad_config_is_a_clear_error(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ToyConfig(**kwargs)
+
+
+def _same_model(built: ToyTransformer, explicit: ToyTransformer) -> None:
+    assert built.config.to_dict() == explicit.config.to_dict()
+    expected = explicit.state_dict()
+    assert built.state_dict().keys() == expected.keys()
+    assert all(torch.equal(value, expected[name]) for name, value in built.state_dict().items())
+
+
+def test_build_toy_of_takes_the_experiments_fields_by_name() -> None:
+    """The labs' models are the ones the explicit build_toy calls make: same config, same seeded weights."""
+    from circuitscope.toy.grokking_lab import GrokkingConfig, build_grokking_model
+    from circuitscope.toy.induction import InductionConfig, build_induction_model
+
+    sizes: dict[str, Any] = dict(d_vocab=10, n_ctx=16, d_model=16, n_layers=3, n_heads=2, layer_norm=False)
+    _same_model(build_induction_model(InductionConfig(**sizes, seed=5)), build_toy(5, attn_only=True, **sizes))
+    text = InductionConfig(data="text", d_model=16, n_heads=2, seed=5)
+    _same_model(build_induction_model(text), build_toy(5, d_vocab=256, d_model=16, n_heads=2, attn_only=True))
+    widths: dict[str, Any] = {"d_model": 16, "n_heads": 2, "d_head": 8, "d_mlp": 32}
+    nanda = {"n_ctx": 3, "n_layers": 1, "layer_norm": False, "act_fn": "relu", "init": "fan_in", "bias": False}
+    grokking = build_grokking_model(GrokkingConfig(p=7, seed=3, **widths))
+    _same_model(grokking, build_toy(3, d_vocab=8, **widths, **nanda))

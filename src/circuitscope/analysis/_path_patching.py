@@ -49,7 +49,7 @@ from circuitscope.core.hook_points import HookPoint
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.core.replay import BlockReplay
 from circuitscope.engine.batching import batched
-from circuitscope.engine.grid import MetricGrid, component_labels
+from circuitscope.engine.grid import AxisName, MetricGrid, component_labels
 from circuitscope.errors import ShapeError
 from circuitscope.progress import OnProgress, track
 from circuitscope.tasks.metrics import MetricName, normalise
@@ -74,6 +74,8 @@ class PathPatchingResult(MetricGrid):
     """What receives the paths: ``logits``, or e.g. ``q of L9H6, L9H9``."""
     tokens: Int[torch.Tensor, "batch pos"]
     """The clean tokens used, BOS included."""
+    axes: tuple[AxisName, ...] = ("layer", "head")
+    """Always ``("layer", "head")``: the sender's layer and head."""
 
 
 class _Stop(Exception):  # noqa: N818 (control flow)
@@ -145,12 +147,10 @@ def _result(
 ) -> PathPatchingResult:
     # 0 at the clean run, 1 at the corrupted run (normalise's "clean" end is our 1)
     scores = normalise(raw, corrupted, clean)
-    # One keyword per line, each value to its field by name: parallel on purpose, not shared logic.
     return PathPatchingResult(
         receivers=label,
         scores=scores,
         raw=raw,
-        axes=("layer", "head"),
         labels=component_labels(model, ("layer", "head")),
         metric=metric,
         clean_value=clean,
@@ -296,7 +296,8 @@ def _patched_logits(
     return logits
 
 
-# Same signature as path_patching on purpose: the reference takes every argument the fast path does.
+# Same shape as src/circuitscope/analysis/_path_patching.py:path_patching on purpose: the reference takes every
+# argument the fast path does (but its batching), so a test calls both alike and compares them.
 @torch.no_grad()
 def naive_path_patching(
     model: HookedModel,

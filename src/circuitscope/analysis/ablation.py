@@ -36,7 +36,7 @@ from circuitscope.analysis.patching import copies_metric
 from circuitscope.core.hook_points import HookPoint
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.core.replay import BlockReplay, unembed_at
-from circuitscope.engine.grid import MetricGrid, ScoreGrid, component_labels
+from circuitscope.engine.grid import AxisName, MetricGrid, ScoreGrid, component_labels
 from circuitscope.engine.head_ablation import ablate_each_head
 from circuitscope.errors import ShapeError
 from circuitscope.progress import OnProgress
@@ -185,20 +185,7 @@ def ablation_values(
                 f"resampling needs reference prompts at least as long as the task's ({tokens.shape[1]} < "
                 f"{task.seq_len} tokens)"
             )
-        generator = torch.Generator().manual_seed(seed)
-        need = task.answer_pos + 1
-        picks = []
-        for i in range(len(task)):
-            ok = (lengths >= need[i]).clone()
-            if own:
-                ok[i] = False
-            candidates = torch.nonzero(ok).flatten()
-            if len(candidates) == 0:
-                raise ShapeError(
-                    f"prompt {i}: no other reference prompt is long enough ({int(need[i])} tokens) to resample from"
-                )
-            picks.append(int(candidates[torch.randint(len(candidates), (1,), generator=generator)]))
-        index = torch.tensor(picks)
+        index = _resample_picks(task, lengths, own, seed)
         return {n: cache[n][index] for n in names}
     for name in names:
         act = cache[name].float()
@@ -219,6 +206,26 @@ def ablation_values(
                 "at least as long as the task's, with per_position=True"
             )
     return out
+
+
+def _resample_picks(task: Task, lengths: torch.Tensor, own: bool, seed: int) -> torch.Tensor:
+    """For each task prompt, the reference prompt it resamples from: drawn (seeded) among those at least as long
+    as its answer position needs, never its own pair's row when the references are the task's corrupted prompts
+    (``own``)."""
+    generator = torch.Generator().manual_seed(seed)
+    need = task.answer_pos + 1
+    picks = []
+    for i in range(len(task)):
+        ok = (lengths >= need[i]).clone()
+        if own:
+            ok[i] = False
+        candidates = torch.nonzero(ok).flatten()
+        if len(candidates) == 0:
+            raise ShapeError(
+                f"prompt {i}: no other reference prompt is long enough ({int(need[i])} tokens) to resample from"
+            )
+        picks.append(int(candidates[torch.randint(len(candidates), (1,), generator=generator)]))
+    return torch.tensor(picks)
 
 
 def _hooks(
@@ -258,7 +265,8 @@ class AblationResult(ScoreGrid):
     corrupted_value: float
     """Mean metric of the corrupted run (for the normalised score)."""
 
-    # Same shape as HeadAblation.loss_increase on purpose: each result names its scores in its own words.
+    # Same shape as src/circuitscope/analysis/head_ablation.py:HeadAblation on purpose: each result names its
+    # scores (and clean value) in its own words through properties; an alias has no logic to share.
     @property
     def ablated(self) -> Float[torch.Tensor, " batch"]:
         """Metric per prompt on the clean prompts with the components ablated: the scores."""
@@ -323,6 +331,8 @@ class HeadAblationScan(MetricGrid):
 
     method: str
     """``zero``, ``mean`` or ``resample``."""
+    axes: tuple[AxisName, ...] = ("layer", "head")
+    """Always ``("layer", "head")``."""
 
 
 @torch.no_grad()
@@ -362,12 +372,10 @@ def head_ablation_scan(
     raw = ablate_each_head(
         replay, by_layer, measure, batch_size=batch_size, stage=f"{method}-ablating heads", on_progress=on_progress
     )
-    # One keyword per line, each value to its field by name: parallel on purpose, not shared logic.
     return HeadAblationScan(
         method=method,
         scores=raw - clean_value,
         raw=raw,
-        axes=("layer", "head"),
         labels=component_labels(model, ("layer", "head")),
         metric=metric,
         clean_value=clean_value,

@@ -256,7 +256,8 @@ def attribution_patching(
 
 
 # ---------------------------------------------------------------------------------------------- agreement
-# Fields one per line, a docstring under each (the house style of results): alike in shape only, on purpose.
+# Same shape as src/circuitscope/sae/evaluate.py:SAEEvalResult on purpose: two unrelated results, each field
+# with its docstring (the house style); there is no logic in them to share.
 @dataclass(frozen=True)
 class AttributionCorrelation:
     """How well attribution patching predicts activation patching for one target."""

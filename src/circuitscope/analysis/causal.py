@@ -28,7 +28,8 @@ from circuitscope.tasks.task import Task
 __all__ = ["CausalAnalysis", "HeadSummary", "causal_analysis"]
 
 
-# Fields one per line, a docstring under each (the house style of results): alike in shape only, on purpose.
+# Same shape as src/circuitscope/sae/evaluate.py:SAEEvalResult on purpose: two unrelated results, each field
+# with its docstring (the house style); there is no logic in them to share.
 @dataclass(frozen=True)
 class HeadSummary:
     """One of the heads that matter most."""
@@ -45,6 +46,8 @@ class HeadSummary:
     """Its attention pattern on the first prompt (query x key)."""
 
 
+# Same shape as src/circuitscope/analysis/experts.py:RoutingStats on purpose: an unrelated result, fields one per
+# line. Same shape as src/circuitscope/analysis/heads_analysis.py:HeadsAnalysis on purpose: likewise.
 @dataclass(frozen=True)
 class CausalAnalysis:
     """Everything the causal report shows."""
@@ -193,7 +196,8 @@ def _top_heads(model: HookedModel, task: Task, heads: PatchingResult, dla: DLARe
     return out
 
 
-# Keyword options one per line, each its own documented knob: alike in shape to other entry points, on purpose.
+# Same shape as src/circuitscope/circuits/_faithfulness.py:CircuitRunner on purpose: a model, a task and keyword
+# options one per line (batch size, seed, ...) is how entry points take their arguments; nothing to share.
 def causal_analysis(
     model: HookedModel,
     task: Task,

@@ -28,7 +28,8 @@ from circuitscope.tasks.task import Task
 __all__ = ["DLAResult", "direct_logit_attribution"]
 
 
-# Fields one per line, a docstring under each (the house style of results): alike in shape only, on purpose.
+# Same shape as src/circuitscope/tasks/task.py:Task on purpose: two unrelated dataclasses of tensors, each field
+# with its docstring. Same shape as src/circuitscope/toy/superposition_lab.py:SweepResult on purpose: likewise.
 @dataclass(frozen=True)
 class DLAResult:
     """Mean direct contributions to the logit difference at the answer positions."""

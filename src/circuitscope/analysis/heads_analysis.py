@@ -49,7 +49,8 @@ EXAMPLE_SENTENCE = "When Mary and John went to the store, John gave a drink to"
 """Real-text example for the OV detectors (copying heads attend to the names here)."""
 
 
-# A frozen config, one validated field per line: alike in shape to the other configs, on purpose.
+# Same shape as src/circuitscope/tasks/generate.py:TaskConfig on purpose: a frozen config whose fields are
+# checked in __post_init__, each with its own bounds and message; the checks have nothing in common to share.
 @dataclass(frozen=True)
 class HeadsConfig:
     """Settings of :func:`heads_analysis`."""
@@ -79,7 +80,8 @@ class HeadsConfig:
             raise ValueError(f"HeadsConfig.seq_len must be at least 2 (a repeat needs two tokens), got {self.seq_len}")
 
 
-# Fields one per line, a docstring under each (the house style of results): alike in shape only, on purpose.
+# Same shape as src/circuitscope/analysis/experts.py:LayerRouting on purpose: two unrelated results, each field
+# with its docstring (the house style); there is no logic in them to share.
 @dataclass(frozen=True)
 class HeadExample:
     """One head's attention pattern on one example sequence."""

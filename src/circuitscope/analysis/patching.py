@@ -14,7 +14,6 @@ resumes the forward pass at the patched layer from the cached corrupted residual
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -28,7 +27,7 @@ from circuitscope.core.hook_points import HookPoint
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.core.replay import BlockReplay, unembed_at
 from circuitscope.engine.batching import batched
-from circuitscope.engine.distributed import all_gather, check_same_arguments, shard
+from circuitscope.engine.distributed import all_gather, argument_digest, check_same_arguments, shard
 from circuitscope.engine.grid import AxisName, MetricGrid, component_labels
 from circuitscope.errors import ShapeError, UnsupportedAnalysisError
 from circuitscope.progress import OnProgress, track
@@ -36,13 +35,9 @@ from circuitscope.tasks.metrics import MetricName, check_normalisable, evaluate_
 from circuitscope.tasks.task import Task
 
 __all__ = [
-    "PATCH_TARGETS",
-    "PatchTarget",
-    "PatchingResult",
-    "activation_patching",
-    "copies_metric",
+    "PATCH_TARGETS", "PatchTarget", "PatchingResult", "activation_patching", "copies_metric",
     "naive_activation_patching",
-]
+]  # fmt: skip
 
 PatchTarget = Literal[
     "resid_pre", "attn_out", "mixer_out", "mlp_out", "head_out", "head_out_by_pos", "q", "k", "v", "pattern"
@@ -178,7 +173,8 @@ def _run_values(
     return clean_value, float(copies_metric(task, metric, corrupted_logits, clean_logits).mean(1)[0])
 
 
-# Keyword options one per line, each its own documented knob: alike in shape to other entry points, on purpose.
+# Same shape as src/circuitscope/analysis/experts.py:expert_ablation_scan on purpose: both are public sweeps over
+# (model, task, one choice) whose keyword options (metric, progress) are spelled out, one per line.
 @torch.no_grad()
 def activation_patching(
     model: HookedModel,
@@ -200,7 +196,7 @@ def activation_patching(
     prompts differ), the earlier positions' keys and values reused from the corrupted run
     (:meth:`BlockReplay.run`'s ``from_pos``); a residual-stream patch that changes nothing is not run.
     Under ``torchrun`` (a process group joined with :func:`circuitscope.engine.distributed.process_group`)
-    the forward passes are split across the ranks, which must be given the same arguments (refused before
+    the forward passes are dealt to the ranks round-robin, which must be given the same arguments (refused before
     any work otherwise), and every rank returns the whole result, equal to the one-process result.
     """
     chosen = _check(model, task, target, layers)
@@ -214,7 +210,9 @@ def activation_patching(
     axes, items, n_items = _items(model, target, task.seq_len)
     raw = torch.full((len(chosen), n_items), corrupted_value)  # a patch that changes nothing scores the corrupted run
     chunks = _chunks(task, target, chosen, items, clean_cache, replay, max(1, batch_size // len(task)))
-    mine = [chunks[i] for i in shard(len(chunks))]
+    # round-robin: a pass resuming at a later layer (or from a later position) costs less; the gathered passes
+    # fill ``raw`` by their own indices, so the order they come back in does not matter
+    mine = [chunks[i] for i in shard(len(chunks), strategy="round_robin")]
     done: list[tuple[int, list[int], torch.Tensor]] = []
     for chunk in track(mine, f"patching {target}", on_progress):
         done.append(
@@ -326,12 +324,11 @@ def _arguments(
     model: HookedModel, task: Task, target: PatchTarget, metric: str, chosen: list[int], batch_size: int
 ) -> dict[str, object]:
     """What every rank of a distributed sweep must agree on (the prompts by a hash of their tokens)."""
-    digest = hashlib.sha256()
-    for t in (task.clean_tokens, task.corrupted_tokens, task.answer_pos, task.correct, task.incorrect):
-        digest.update(t.cpu().contiguous().numpy().tobytes())
     return {
         "model": model_fingerprint(model),
-        "task": digest.hexdigest()[:16],
+        "task": argument_digest(
+            task.clean_tokens, task.corrupted_tokens, task.answer_pos, task.correct, task.incorrect
+        ),
         "target": target,
         "metric": metric,
         "layers": chosen,
@@ -365,7 +362,8 @@ def _result(
     )
 
 
-# Same signature as activation_patching on purpose: the reference takes every argument the fast path does.
+# Same shape as src/circuitscope/analysis/patching.py:activation_patching on purpose: the reference takes every
+# argument the fast path does (the tests call both alike), without the batching.
 @torch.no_grad()
 def naive_activation_patching(
     model: HookedModel,

@@ -14,7 +14,8 @@ Batched (:mod:`circuitscope.analysis.tracing_engine`): clean activations are cac
 corrupted run is recorded once (:class:`~circuitscope.core.replay.BlockReplay`), many restorations
 share a forward pass (rows = restorations x samples) in which each restoration joins at the layer
 it restores and only the tokens from the restored one on are computed (the earlier ones' keys and
-values are the corrupted run's: :class:`~circuitscope.core.prefix_kv.PrefixReplay`), with logits at
+values are the corrupted run's: :class:`~circuitscope.core.prefix_kv.PrefixReplay`, which
+``BlockReplay(..., keep_prefix=True)`` builds), with logits at
 the last token only. Tokens before the subject are not corrupted (a causal model), so restoring them
 is a no-op: those cells get the corrupted probability (an effect of exactly 0) without running
 anything; so do restorations of the last layer's output at an earlier token.
@@ -23,7 +24,7 @@ anything; so do restorations of the last layer's output at an earlier token.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import torch
 
@@ -43,19 +44,23 @@ from circuitscope.analysis.tracing_results import (
     NeuronTraceResult,
     TraceBaseline,
     TraceConfig,
+    TraceOptions,
     TraceResult,
+    config_of,
 )
 from circuitscope.core.hook_points import HookPoint
 from circuitscope.core.hooked_model import HookedModel
-from circuitscope.core.prefix_kv import PrefixReplay
 from circuitscope.core.replay import BlockReplay
 from circuitscope.engine.grid import AxisName, component_labels
 from circuitscope.errors import ShapeError, TokenizationError
-from circuitscope.progress import OnProgress
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 __all__ = [
     "CORRUPTIONS", "TRACE_KINDS", "Corruption", "HeadTraceResult", "NeuronTraceResult", "TraceBaseline", "TraceConfig",
-    "TraceResult", "causal_trace", "embedding_noise", "embedding_std", "subject_span", "trace_heads", "trace_neurons",
+    "TraceKind", "TraceOptions", "TraceResult", "causal_trace", "embedding_noise", "embedding_std", "subject_span",
+    "trace_heads", "trace_neurons",
 ]  # fmt: skip
 
 TraceKind = Literal["resid", "mlp", "attn"]
@@ -76,10 +81,6 @@ def _prompt_tokens(model: HookedModel, prompt: Prompt) -> torch.Tensor:
     if not isinstance(prompt, torch.Tensor) or prompt.ndim != 1 or prompt.numel() == 0:
         raise ShapeError("the prompt must be text or a non-empty 1-d tensor of token ids")
     return prompt.to(model.device)
-
-
-def _tuple(subjects: Sequence[str] | None) -> tuple[str, ...] | None:
-    return None if subjects is None else tuple(subjects)
 
 
 def _span(model: HookedModel, tokens: torch.Tensor, subject: Subject) -> tuple[int, int]:
@@ -105,6 +106,38 @@ def _target_id(model: HookedModel, target: str | int | None, clean_probs: torch.
     return int(target)
 
 
+def _saver(store: dict[str, torch.Tensor]) -> Callable[[torch.Tensor, HookPoint], None]:
+    """A hook keeping the first value each hook point sees (the recorded run's; the prefix recording fires again)."""
+
+    def save(x: torch.Tensor, hook: HookPoint) -> None:
+        store.setdefault(hook.name, x.detach())
+
+    return save
+
+
+def _corrupted_run(
+    model: HookedModel, cfg: TraceConfig, span: tuple[int, int], corrupted_tokens: torch.Tensor, names: Sequence[str]
+) -> tuple[BlockReplay, dict[str, torch.Tensor], float | None]:
+    """The corrupted run recorded (with its keys and values; the noise added to the subject's embeddings for
+    ``"noise"``), its activations at ``names`` and the noise's std."""
+    saved: dict[str, torch.Tensor] = {}
+    hooks: list[tuple[str, Callable[..., Any]]] = [(n, _saver(saved)) for n in names]
+    noise_std: float | None = None
+    if cfg.corruption == "noise":
+        noise_std = cfg.noise_scale * embedding_std(model)
+        noise = embedding_noise(model, span[1] - span[0], n_samples=cfg.n_samples, std=noise_std, seed=cfg.seed)
+
+        def add_noise(x: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+            x = x.clone()
+            x[:, span[0] : span[1]] += noise
+            return x
+
+        hooks.insert(0, ("hook_embed", add_noise))
+    with model.hooks(hooks):
+        replay = BlockReplay(model, corrupted_tokens, keep_prefix=True)
+    return replay, saved, noise_std
+
+
 @torch.no_grad()
 def _prepare(
     model: HookedModel,
@@ -119,41 +152,18 @@ def _prepare(
     span = _span(model, tokens, subject)
     has_tok = model.tokenizer is not None
     str_tokens = model.to_str_tokens(tokens) if has_tok else [str(int(t)) for t in tokens]
-    last = tokens.shape[0] - 1
+    last = torch.tensor([tokens.shape[0] - 1], device=tokens.device)
     clean: dict[str, torch.Tensor] = {}
-    corrupted: dict[str, torch.Tensor] = {}
-
-    def saver(store: dict[str, torch.Tensor]) -> Callable[[torch.Tensor, HookPoint], None]:
-        def save(x: torch.Tensor, hook: HookPoint) -> None:
-            store[hook.name] = x.detach()
-
-        return save
-
-    with model.hooks([(n, saver(clean)) for n in clean_names]):
+    with model.hooks([(n, _saver(clean)) for n in clean_names]):
         clean_run = BlockReplay(model, tokens[None])
-    clean_probs = clean_run.logits_at(torch.tensor([last], device=tokens.device)).float().softmax(-1)[0]
+    clean_probs = clean_run.logits_at(last).float().softmax(-1)[0]
     target_id = _target_id(model, target, clean_probs)
-    noise_std: float | None = None
-    replaced: list[str] = []
-    hooks: list[tuple[str, Callable[..., Any]]] = [(n, saver(corrupted)) for n in corrupted_names]
     if cfg.corruption == "noise":
-        noise_std = cfg.noise_scale * embedding_std(model)
-        noise = embedding_noise(model, span[1] - span[0], n_samples=cfg.n_samples, std=noise_std, seed=cfg.seed)
-
-        def add_noise(x: torch.Tensor, hook: HookPoint) -> torch.Tensor:
-            x = x.clone()
-            x[:, span[0] : span[1]] += noise
-            return x
-
-        hooks.insert(0, ("hook_embed", add_noise))
-        corrupted_tokens = tokens[None].repeat(cfg.n_samples, 1)
+        corrupted_tokens, replaced = tokens[None].repeat(cfg.n_samples, 1), []
     else:
         corrupted_tokens, replaced = _replacements(model, prompt, subject, tokens, span, cfg, target_id)
-    with model.hooks(hooks):
-        replay = BlockReplay(model, corrupted_tokens)
-    rows = corrupted_tokens.shape[0]
-    corrupted_probs = replay.logits_at(torch.full((rows,), last, device=tokens.device)).float().softmax(-1)
-    per_sample = corrupted_probs[:, target_id].tolist()
+    replay, corrupted, noise_std = _corrupted_run(model, cfg, span, corrupted_tokens, corrupted_names)
+    per_sample = replay.logits_at(last.repeat(replay.batch)).float().softmax(-1)[:, target_id].tolist()
     subject_text = subject if isinstance(subject, str) else "".join(str_tokens[span[0] : span[1]])
     baseline = TraceBaseline(
         tokens=str_tokens,
@@ -170,7 +180,7 @@ def _prepare(
         replacement_subjects=replaced,
         seed=cfg.seed,
     )
-    return _Setup(model, tokens, span, cfg, baseline, replay, PrefixReplay(replay), clean, corrupted)
+    return _Setup(model, tokens, span, cfg, baseline, replay, clean, corrupted)
 
 
 def _grid(
@@ -209,7 +219,6 @@ def _positions(setup: _Setup, at: At) -> list[int]:
 # ---------------------------------------------------------------------------------------------- public
 
 
-# Keyword options one per line, each its own documented knob: alike in shape to other entry points, on purpose.
 @torch.no_grad()
 def causal_trace(
     model: HookedModel,
@@ -217,15 +226,9 @@ def causal_trace(
     subject: Subject,
     *,
     kind: TraceKind = "resid",
-    corruption: Corruption = "noise",
-    noise_scale: float = 3.0,
-    n_samples: int = 10,
-    subjects: Sequence[str] | None = None,
     window: int = 10,
     target: str | int | None = None,
-    seed: int = 0,
-    batch_size: int = 256,
-    on_progress: OnProgress | None = None,
+    **options: Unpack[TraceOptions],
 ) -> TraceResult:
     """Restore each (layer, token) state of ``kind`` into the subject-corrupted run: ``[layer, pos]`` effects.
 
@@ -233,14 +236,14 @@ def causal_trace(
     ``(start, stop)`` token span). ``kind="resid"`` restores ``blocks.L.hook_resid_post`` (the
     layer's output); ``"mlp"``/``"attn"`` restore the MLP/attention outputs of ``window`` layers
     centred on L. ``target`` is a single-token string or id (default: the clean top-1 token).
-    ``on_progress(stage, done, total)`` is called as the batches complete; without it a progress
-    bar shows on a terminal (as in the other analyses).
+    ``options``: how the subject is corrupted (``corruption``, ``noise_scale``, ``n_samples``, ``subjects``,
+    ``seed``), ``batch_size`` and ``on_progress``, as :class:`TraceOptions` lists them (shared by every trace).
     """
     if kind not in TRACE_KINDS:
         raise ShapeError(f"unknown trace kind {kind!r}; choose one of {TRACE_KINDS}")
     if not (isinstance(window, int) and window >= 1):
         raise ShapeError(f"window must be an integer >= 1 (layers restored together), got {window!r}")
-    cfg = TraceConfig(corruption, noise_scale, n_samples, _tuple(subjects), seed, batch_size)
+    cfg, on_progress = config_of(options)
     hook = _KIND_HOOK[kind]
     n_layers = model.cfg.n_layers
     setup = _prepare(model, prompt, subject, cfg, target, [f"blocks.{la}.{hook}" for la in range(n_layers)])
@@ -262,8 +265,6 @@ def causal_trace(
     return TraceResult(**grid, kind=kind, window=1 if kind == "resid" else window)
 
 
-# causal_trace, trace_heads and trace_neurons share their corruption keywords (corruption ... on_progress) on
-# purpose: each is a public entry point whose signature documents every option; TraceConfig holds them inside.
 @torch.no_grad()
 def trace_heads(
     model: HookedModel,
@@ -272,21 +273,16 @@ def trace_heads(
     *,
     at: At = "subject_last",
     layers: Sequence[int] | None = None,
-    corruption: Corruption = "noise",
-    noise_scale: float = 3.0,
-    n_samples: int = 10,
-    subjects: Sequence[str] | None = None,
     target: str | int | None = None,
-    seed: int = 0,
-    batch_size: int = 256,
-    on_progress: OnProgress | None = None,
+    **options: Unpack[TraceOptions],
 ) -> HeadTraceResult:
     """Restore one attention head's output (``blocks.L.attn.hook_z``, head h) at a time: ``[layer, head]`` effects.
 
     ``at`` picks the tokens where the head is restored: ``"subject_last"`` (default), ``"last"``,
-    ``"all"`` (every token at once) or a position. Layers not in ``layers`` are NaN.
+    ``"all"`` (every token at once) or a position. Layers not in ``layers`` are NaN. ``target`` and
+    ``options`` as in :func:`causal_trace`.
     """
-    cfg = TraceConfig(corruption, noise_scale, n_samples, _tuple(subjects), seed, batch_size)
+    cfg, on_progress = config_of(options)
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     chosen = list(range(n_layers)) if layers is None else [int(la) for la in layers]
     for la in chosen:
@@ -315,14 +311,8 @@ def trace_neurons(
     at: At = "subject_last",
     neurons: Sequence[int] | None = None,
     candidates: int | None = None,
-    corruption: Corruption = "noise",
-    noise_scale: float = 3.0,
-    n_samples: int = 10,
-    subjects: Sequence[str] | None = None,
     target: str | int | None = None,
-    seed: int = 0,
-    batch_size: int = 256,
-    on_progress: OnProgress | None = None,
+    **options: Unpack[TraceOptions],
 ) -> NeuronTraceResult:
     """Restore one MLP neuron (``blocks.{layer}.mlp.hook_post``) at a time; the top neurons by indirect effect.
 
@@ -330,9 +320,10 @@ def trace_neurons(
     many of them: those whose restoration writes most to the residual stream, |clean - corrupted
     activation| (summed over the restored tokens, mean over samples) x the norm of the neuron's
     output weights. A neuron whose activation is unchanged has an effect of exactly 0, so this
-    keeps the large effects at a fraction of the cost on wide MLPs.
+    keeps the large effects at a fraction of the cost on wide MLPs. ``target`` and ``options`` as in
+    :func:`causal_trace`.
     """
-    cfg = TraceConfig(corruption, noise_scale, n_samples, _tuple(subjects), seed, batch_size)
+    cfg, on_progress = config_of(options)
     model.check_layer_head(layer)
     layer %= model.cfg.n_layers
     if top_k < 1 or (candidates is not None and candidates < 1):

@@ -63,9 +63,15 @@ class _Setup:
     cfg: TraceConfig
     baseline: TraceBaseline
     replay: BlockReplay
-    prefix: PrefixReplay
+    """The corrupted run, recorded with its keys and values (``keep_prefix=True``)."""
     clean: dict[str, torch.Tensor]
     corrupted: dict[str, torch.Tensor]
+
+    @property
+    def prefix(self) -> PrefixReplay:
+        """The corrupted run's keys and values, to run blocks on the positions from a restored token on."""
+        assert self.replay.prefix is not None  # recorded with keep_prefix=True
+        return self.replay.prefix
 
 
 def _entry(group: list[_Restore], n_layers: int) -> int:

@@ -11,18 +11,21 @@ as in one process, so the result is the one-process result. One process needs no
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from jaxtyping import Float
 
 from circuitscope.analysis.tracing import TraceKind, causal_trace
-from circuitscope.analysis.tracing_results import Corruption, TraceResult
+from circuitscope.analysis.tracing_results import TraceOptions, TraceResult, config_of
+from circuitscope.core.fingerprint import model_fingerprint
 from circuitscope.core.hooked_model import HookedModel
-from circuitscope.engine.distributed import all_gather, check_same_arguments, current_world, shard
+from circuitscope.engine.distributed import all_gather, argument_digest, check_same_arguments, current_world, shard
 from circuitscope.errors import ShapeError
-from circuitscope.progress import OnProgress
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 __all__ = ["FactLike", "FactTraceResult", "trace_facts"]
 
@@ -69,56 +72,36 @@ class FactTraceResult:
         }
 
 
-# Keyword options one per line, causal_trace's own (each documented there): alike in shape to other entry points.
 def trace_facts(
     model: HookedModel,
     facts: Sequence[FactLike],
     *,
     kind: TraceKind = "resid",
-    corruption: Corruption = "noise",
-    noise_scale: float = 3.0,
-    n_samples: int = 10,
     window: int = 10,
-    seed: int = 0,
-    batch_size: int = 256,
-    on_progress: OnProgress | None = None,
+    **options: Unpack[TraceOptions],
 ) -> FactTraceResult:
     """:func:`~circuitscope.analysis.tracing.causal_trace` of every fact, the target its object's first token.
 
-    Under ``torchrun`` each rank traces its block of the facts and every rank returns the whole result.
+    ``kind``, ``window`` and ``options`` (:class:`~circuitscope.analysis.tracing_results.TraceOptions`: the
+    corruption, samples, seed, batch size, progress) as in ``causal_trace``. Under ``torchrun`` each rank
+    traces its block of the facts and every rank returns the whole result.
     """
     if not facts:
         raise ShapeError("no facts to trace: give at least one (tasks.load_facts() has the shipped set)")
     world = current_world()
-    cfg = model.cfg
-    check_same_arguments(
-        {
-            "model": [cfg.family, cfg.n_layers, cfg.d_model, cfg.d_vocab],
-            "facts": [[f.subject, f.prompt, f.object] for f in facts],
-            "kind": kind,
-            "corruption": corruption,
-            "noise_scale": noise_scale,
-            "n_samples": n_samples,
-            "window": window,
-            "seed": seed,
-            "batch_size": batch_size,
-        },
-        world,
-    )
+    cfg, _ = config_of(options)  # checked before any work, the same on every rank
+    texts = (text for f in facts for text in (f.subject, f.prompt, f.object))
+    arguments = {"model": model_fingerprint(model), "facts": argument_digest(*texts), "kind": kind, "window": window}
+    check_same_arguments({**arguments, **asdict(cfg)}, world)
     mine = [
         causal_trace(
             model,
             facts[i].prompt,
             facts[i].subject,
             kind=kind,
-            corruption=corruption,
-            noise_scale=noise_scale,
-            n_samples=n_samples,
             window=window,
             target=model.tok.encode(facts[i].object, prepend_bos=False)[0],
-            seed=seed,
-            batch_size=batch_size,
-            on_progress=on_progress,
+            **options,
         )
         for i in shard(len(facts), world)
     ]

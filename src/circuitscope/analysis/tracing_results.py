@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, TypedDict, cast, get_args
 
 import torch
 from jaxtyping import Float
@@ -18,18 +19,12 @@ from jaxtyping import Float
 from circuitscope.analysis._top import top_cells
 from circuitscope.engine.grid import ScoreGrid
 from circuitscope.errors import ShapeError
+from circuitscope.progress import OnProgress
 
-# The names this module exports, one per line: the API spelled out on purpose (alike in shape to others').
 __all__ = [
-    "CORRUPTIONS",
-    "Corruption",
-    "HeadTraceResult",
-    "NeuronTraceResult",
-    "TraceBaseline",
-    "TraceConfig",
-    "TraceResult",
-    "strongest_cells",
-]
+    "CORRUPTIONS", "Corruption", "HeadTraceResult", "NeuronTraceResult", "TraceBaseline", "TraceConfig",
+    "TraceOptions", "TraceResult", "config_of", "strongest_cells",
+]  # fmt: skip
 
 Corruption = Literal["noise", "resample"]
 """How the subject is corrupted: Gaussian noise on its embeddings, or other subjects put in its place."""
@@ -64,6 +59,29 @@ class TraceConfig:
             raise ShapeError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
         if self.subjects is not None and not all(isinstance(s, str) and s.strip() for s in self.subjects):
             raise ShapeError("subjects must be non-empty strings")
+
+
+class TraceOptions(TypedDict, total=False):
+    """The keyword options every tracing entry point takes: :class:`TraceConfig`'s fields (each documented
+    and defaulted there; ``subjects`` any sequence of strings) and ``on_progress``, called
+    ``(stage, done, total)`` as the batches complete (default: a progress bar on a terminal)."""
+
+    corruption: Corruption
+    noise_scale: float
+    n_samples: int
+    subjects: Sequence[str] | None
+    seed: int
+    batch_size: int
+    on_progress: OnProgress | None
+
+
+def config_of(options: TraceOptions) -> tuple[TraceConfig, OnProgress | None]:
+    """The :class:`TraceConfig` of the options (checked there) and their ``on_progress``."""
+    given = cast(dict[str, Any], dict(options))
+    on_progress = given.pop("on_progress", None)
+    if given.get("subjects") is not None:
+        given["subjects"] = tuple(given["subjects"])
+    return TraceConfig(**given), on_progress
 
 
 @dataclass(frozen=True)
@@ -101,24 +119,10 @@ class TraceBaseline:
     def n_samples(self) -> int:
         return len(self.corrupted_probs)
 
-    # A JSON view of this result's own fields: alike in shape to other results' views, on purpose.
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "tokens": self.tokens,
-            "token_ids": self.token_ids,
-            "subject": self.subject,
-            "subject_range": list(self.subject_range),
-            "target": self.target,
-            "target_id": self.target_id,
-            "clean_prob": self.clean_prob,
-            "corrupted_prob": self.corrupted_prob,
-            "corrupted_probs": self.corrupted_probs,
-            "corruption": self.corruption,
-            "n_samples": self.n_samples,
-            "noise_std": self.noise_std,
-            "replacement_subjects": self.replacement_subjects,
-            "seed": self.seed,
-        }
+        """Every field (``subject_range`` a list) and ``n_samples``."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**out, "subject_range": list(self.subject_range), "n_samples": self.n_samples}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,15 +144,19 @@ class _Restorations(ScoreGrid, ABC):
         return self.scores
 
     @abstractmethod
+    def _own_json(self) -> dict[str, Any]:
+        """The trace's own fields, JSON-ready."""
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: the baseline's fields, ``restored`` and ``indirect_effect``, and the trace's own."""
+        """JSON-ready: the trace's own fields, the baseline's, ``restored`` and ``indirect_effect``."""
+        restored = {"restored": self.restored.tolist(), "indirect_effect": self.indirect_effect.tolist()}
+        return {**self._own_json(), **self.baseline.to_dict(), **restored}
 
     def to_json(self) -> dict[str, Any]:
         """The same as :meth:`to_dict`."""
         return self.to_dict()
 
 
-# Fields one per line, a docstring under each (the house style of results): alike in shape only, on purpose.
 @dataclass(frozen=True, kw_only=True)
 class TraceResult(_Restorations):
     """A layer x token causal trace of one kind of state: ``scores`` (the indirect effects) on ``("layer", "pos")``."""
@@ -158,14 +166,8 @@ class TraceResult(_Restorations):
     window: int
     """Layers restored together (1 for ``"resid"``)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "window": self.window,
-            **self.baseline.to_dict(),
-            "restored": self.restored.tolist(),
-            "indirect_effect": self.indirect_effect.tolist(),
-        }
+    def _own_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "window": self.window}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,12 +181,9 @@ class HeadTraceResult(_Restorations):
         """``(layer, head, effect)`` of the k heads with the largest indirect effect."""
         return top_cells(self.indirect_effect, k)
 
-    def to_dict(self) -> dict[str, Any]:
+    def _own_json(self) -> dict[str, Any]:
         return {
-            **self.baseline.to_dict(),
             "positions": self.positions,
-            "restored": self.restored.tolist(),
-            "indirect_effect": self.indirect_effect.tolist(),
             "top": [{"layer": la, "head": h, "effect": e} for la, h, e in self.top(10)],
         }
 
@@ -202,16 +201,9 @@ class NeuronTraceResult(_Restorations):
     top: list[tuple[int, float]] = field(default_factory=list)
     """``(neuron, effect)`` of the ``top_k`` neurons with the largest indirect effect."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.baseline.to_dict(),
-            "layer": self.layer,
-            "positions": self.positions,
-            "neurons": self.neurons,
-            "restored": self.restored.tolist(),
-            "indirect_effect": self.indirect_effect.tolist(),
-            "top": [{"neuron": n, "effect": e} for n, e in self.top],
-        }
+    def _own_json(self) -> dict[str, Any]:
+        top = [{"neuron": n, "effect": e} for n, e in self.top]
+        return {"layer": self.layer, "positions": self.positions, "neurons": self.neurons, "top": top}
 
 
 def strongest_cells(result: TraceResult, k: int = 5) -> list[tuple[int, int, float]]:

@@ -61,7 +61,8 @@ class Sender:
     """Head index for heads."""
 
 
-# Same fields as Sender on purpose: the two ends of an edge, each with its own kinds and its own layer/head meaning.
+# Same shape as src/circuitscope/circuits/graph.py:Sender on purpose: the two ends of an edge, each with its own
+# kinds and its own layer/head meaning.
 @dataclass(frozen=True)
 class Receiver:
     """A place that reads the residual stream (before its norm)."""

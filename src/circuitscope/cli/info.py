@@ -14,6 +14,7 @@ from circuitscope.core.catalogue import family_capabilities, family_hooks
 from circuitscope.core.loading import load_model
 from circuitscope.errors import OptionError
 from circuitscope.models import adapter_for, all_adapters
+from circuitscope.models.base import Adapter
 
 DEFAULT_PROMPT = "When Mary and John went to the store, John gave a drink to"
 
@@ -30,14 +31,22 @@ def info(
     model_arg: ModelArg = None,
     model_opt: OptionalModelOpt = None,
     families: FamiliesFlag = False,
+    family: Annotated[
+        str | None,
+        typer.Option(
+            help="List only this family (implies --families): its name or one of its model types, e.g. mistral."
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Show a model's family, sizes, capabilities and hook names; or, with --families, every family's hooks."""
-    if families:
+    if families or family is not None:
         with reporting_errors(as_json):
             if model_opt is not None or model_arg is not None:
-                raise OptionError("--families lists every family and loads no model: drop the model, or --families")
-            _print_families(as_json)
+                if families:
+                    raise OptionError("--families lists every family and loads no model: drop the model, or --families")
+                raise OptionError("--family lists one family and loads no model: drop the model, or --family")
+            _print_families(_chosen_families(family), as_json)
         return
     with reporting_errors(as_json):
         model = pick_model(model_opt, model_arg)
@@ -66,9 +75,24 @@ def info(
     console.print(f"per block, as blocks.{{0..{hooked.cfg.n_layers - 1}}}.NAME: {', '.join(per_block)}")
 
 
-def _print_families(as_json: bool) -> None:
-    """Every adapter's family, model types, capabilities and hook points (from the adapters alone)."""
+def _chosen_families(name: str | None) -> tuple[Adapter, ...]:
+    """The adapters ``--family NAME`` names (by family or by one of its model types); every adapter for None."""
     adapters = all_adapters()
+    if name is None:
+        return adapters
+    key = name.strip().lower()
+    chosen = tuple(a for a in adapters if key == a.family or key in a.model_types)
+    if not chosen:
+        known = ", ".join(sorted({a.family for a in adapters}))
+        raise OptionError(
+            f"--family {name!r} is no family circuitscope knows; give one of {known} "
+            "(or one of their model types: see circuitscope info --families)"
+        )
+    return chosen
+
+
+def _print_families(adapters: tuple[Adapter, ...], as_json: bool) -> None:
+    """The ``adapters``' family, model types, capabilities and hook points (from the adapters alone)."""
     if as_json:
         rows = [{**family_hooks(a).to_json(), "capabilities": family_capabilities(a).to_json()} for a in adapters]
         emit_json({"families": rows})

@@ -54,7 +54,7 @@ def superposition(
     seed: SeedOpt = 0,
     out: OutDirOpt = Path("lab-superposition"),
     batch_size: TrainBatchOpt = 1024,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate (the paper: 1e-3).", min=0.0)] = 1e-3,
+    lr: Annotated[float, typer.Option(help="Adam learning rate, positive (the paper: 1e-3).")] = 1e-3,
     n_features: Annotated[int, typer.Option(help="Features of the first sweep (paper: 5).", min=2)] = 5,
     n_hidden: Annotated[int, typer.Option(help="Hidden dimensions of the first sweep (paper: 2).", min=1)] = 2,
     threads: ThreadsOpt = None,

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-# The shared option types, one per line (cli/_options.py): every command imports its own set, on purpose.
+# Same shape as src/circuitscope/cli/trace.py:cli._options on purpose: both modules import the same shared option
+# types from cli/_options.py (one name a line, as ruff formats an import too long for one line).
 from circuitscope.cli._options import (
     BatchOpt,
     BatchRowsOpt,
@@ -208,7 +209,8 @@ def _circuit(hooked: HookedModel, model: str, config: IOICircuitConfig) -> IOICi
         return ioi_circuit(hooked, config, model_name=model, on_progress=on_progress)
 
 
-# Keyword options one per line, each its own documented knob: alike in shape to other entry points, on purpose.
+# Same shape as src/circuitscope/cli/experts.py:experts on purpose: a typer command's options are typed parameters,
+# one a line, then the docstring and reporting_errors, as in every command.
 @report_app.command("task")
 def task(
     name: Annotated[

@@ -105,7 +105,8 @@ def collect(
     from circuitscope.sae import CollectConfig, collect_activations
 
     with _reporting(as_json, "the activations", out):
-        # One keyword per line, each value to its field by name: parallel on purpose, not shared logic.
+        # Same shape as src/circuitscope/circuits/ioi/classify.py:find_head_classes on purpose: each option goes to
+        # its config field by name, one keyword a line (a pass-through, not shared logic).
         cfg = CollectConfig(
             hook=hook,
             tokens=tokens,
@@ -163,7 +164,8 @@ def train(
     from circuitscope.sae import ActivationStore, TrainConfig, train_sae
 
     with _reporting(as_json, "the SAE or its checkpoints", out):
-        # Same shape as collect's CollectConfig(...) on purpose: each option goes to its config field by name.
+        # Same shape as src/circuitscope/cli/sae.py:collect on purpose: each command's options go to its own config's
+        # fields by name, one keyword a line (CollectConfig and TrainConfig share no field handling to merge).
         cfg = TrainConfig(
             architecture=arch,
             k=k,

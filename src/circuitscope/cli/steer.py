@@ -207,7 +207,6 @@ def _generations(
 def _report(found: _Steering, model: str, recipe: _Recipe, prompt: str) -> Report:
     from circuitscope.report.steering import steering_report
 
-    # One keyword per line, each value to its field by name: parallel on purpose, not shared logic.
     return steering_report(
         found.sweep,
         found.best,

@@ -19,7 +19,8 @@ CheckFlag = Annotated[
 PromptsOpt = Annotated[int, typer.Option("--n-prompts", min=1, help="Prompt pairs per task (with --check).")]
 
 
-# Keyword options one per line, each its own documented knob: alike in shape to other entry points, on purpose.
+# Same shape as src/circuitscope/cli/heads.py:heads on purpose: a typer command's options are typed parameters,
+# one a line (the shared option types of cli/_options.py with their defaults).
 def tasks(
     model: ModelOpt = DEFAULT_MODEL,
     check: CheckFlag = False,

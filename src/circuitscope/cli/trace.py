@@ -1,4 +1,9 @@
-"""``circuitscope trace``: causal tracing (ROME) of a factual prompt, as HTML and --json."""
+"""``circuitscope trace``: causal tracing (ROME) of a factual prompt, or of a fact file, as HTML and --json.
+
+Under ``torchrun`` every rank runs the command (the ranks are checked to have the same options before the
+model loads): ``--facts FILE`` deals the facts to the ranks (:mod:`circuitscope.cli._trace_facts`); one
+prompt is traced whole on every rank. Rank 0 prints and writes.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 # The shared option types, one per line (cli/_options.py): every command imports its own set, on purpose.
+from circuitscope.cli._launch import across_ranks, is_main
 from circuitscope.cli._options import (
     BatchOpt,
     BatchRowsOpt,
@@ -23,6 +29,7 @@ from circuitscope.cli._options import (
 )
 from circuitscope.cli._output import emit_json, reporting_errors
 from circuitscope.cli._paths import Writes, check_output_file
+from circuitscope.cli._trace_facts import FactsRun, choice_kinds, trace_fact_file
 from circuitscope.core.loading import DEFAULT_MODEL
 from circuitscope.errors import OptionError
 from circuitscope.tasks.library import TASK_NAMES
@@ -34,6 +41,15 @@ PromptOpt = Annotated[str, typer.Option(help="A factual prompt: 'The Eiffel Towe
 SubjectOpt = Annotated[str, typer.Option(help="The subject as written in the prompt, e.g. 'The Eiffel Tower'.")]
 FactOpt = Annotated[
     int | None, typer.Option("--fact", help="Trace fact N of the shipped set instead of --prompt/--subject.")
+]
+FactsFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--facts",
+        help="Trace every fact of this fact file (JSONL, the shipped set's format) instead of one prompt; "
+        "under torchrun the facts are split across the ranks.",
+        show_default=False,
+    ),
 ]
 ListFactsOpt = Annotated[bool, typer.Option("--list-facts", help="List the shipped facts and exit.")]
 CorruptionOpt = Annotated[
@@ -101,8 +117,10 @@ def _list_facts(as_json: bool) -> None:
         console.print(f"{i:3d}  {f.prompt!r} -> {f.object!r}   (subject {f.subject!r})", highlight=False, markup=False)
 
 
+@across_ranks  # under torchrun: --facts splits the facts across the ranks; rank 0 prints and writes
 def trace(
     model: ModelOpt = DEFAULT_MODEL,
+    facts: FactsFileOpt = None,
     prompt: PromptOpt = "",
     subject: SubjectOpt = "",
     fact: FactOpt = None,
@@ -131,6 +149,13 @@ def trace(
         return
     corruption = corruption or ("resample" if task is not None else "noise")
     at = _check_choices(kind, corruption, heads_at, as_json)
+    if facts is not None:  # every fact of a file: the options naming one prompt are refused
+        single = {"--prompt": bool(prompt), "--subject": bool(subject), "--fact": fact is not None, "--heads": heads,
+                  "--task": task is not None, "--target": bool(target), "--neurons": neurons is not None}  # fmt: skip
+        options = {"corruption": corruption, "noise_scale": noise_scale, "n_samples": samples, "window": window,
+                   "seed": seed, "batch_size": batch_size_of(batch_size, batch_rows)}  # fmt: skip
+        trace_fact_file(model, FactsRun(facts, choice_kinds(kind), options, out, as_json), single)
+        return
     from circuitscope.core.loading import load_model
 
     started = time.perf_counter()
@@ -157,9 +182,11 @@ def trace(
 def _hand_over(
     found: _Traces, traced: _Input, model: str, corruption: str, window: int, out: Path, seconds: float, as_json: bool
 ) -> None:
-    """The traces to the HTML report, then to stdout (--json, or the summary in words)."""
+    """The traces to the HTML report, then to stdout (--json, or the summary in words); on rank 0 only."""
     from circuitscope.report.tracing import trace_report
 
+    if not is_main():
+        return
     writes = Writes(as_json)
     path = writes.attempt(
         "the HTML report",
@@ -250,7 +277,7 @@ def _trace(
     from circuitscope.analysis.tracing import causal_trace, trace_heads, trace_neurons
     from circuitscope.progress import stages
 
-    kinds = ("resid", "mlp", "attn") if kind == "all" else (kind,)
+    kinds = choice_kinds(kind)
     with stages("trace") as report:  # bars on a terminal, periodic lines otherwise (stderr, also under --json)
         common = {**common, "on_progress": report}
         traces = [causal_trace(hooked, prompt, subject, kind=k, window=window, **common) for k in kinds]  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""Resume a recorded forward pass one block at a time, at a layer *and* a position.
+"""The one mechanism that reuses a recorded run's keys and values for the positions before an edit.
 
 An edit at token ``t`` of a causal model (a restored activation, a patched residual stream)
 leaves every position before ``t`` as the recorded run had it, at every layer: their keys and
@@ -7,20 +7,22 @@ values are the recorded run's. :class:`PrefixReplay` wraps a
 the attention finds the recorded keys and values of positions ``< t`` in front of the new ones,
 through the family's own key/value cache argument (``cache.update``, the mechanism of
 generation), and the mask, rotary embeddings and position ids recorded for the whole sequence are
-cut to rows ``t..``. It steps one block per call (:meth:`PrefixReplay.block`), each row a copy of
-one row of the recorded batch (``source``), so that a caller can let rows join at the layer where
-they first differ from the recorded run (causal tracing does; ``BlockReplay.run`` runs one stack
-from one layer for all rows).
+cut to rows ``t..``. Each row is a copy of one row of the recorded batch (``source``). Two jobs use
+it: causal tracing steps one block per call (:meth:`PrefixReplay.block`) so that rows join at the
+layer where they first differ from the recorded run; activation patching runs a whole stack from one
+layer (:meth:`PrefixReplay.run_blocks`, behind ``BlockReplay.run(..., from_pos=p)``).
 
 The keys and values are recorded once, at construction, by running every block on its recorded
-input with a cache object that keeps what the attention hands it; the same pass checks, for
-every block, that the attention called the cache exactly once and that cutting the call at a
-position reproduces the recorded stream. Supported: causal decoders whose every block is an
-attention block (dense, mixture-of-experts; rotary or learned positions; sliding windows;
-grouped-query attention). Not supported, :attr:`PrefixReplay.reason` says why and
-``first=0`` (every position) still works: state-space and hybrid mixers (Mamba, Mamba 2, Bamba:
-their state is no key/value cache), attentions that bypass the cache argument, and blocks called
-with a per-position argument this module does not know how to cut (an ALiBi bias, for instance).
+input with a cache object that keeps what the attention hands it (hooks attached to the model fire
+in these calls too); the same pass checks, for every block, that the attention called the cache
+exactly once and that cutting the call at a position reproduces the recorded stream.
+
+**What is supported** (the one statement of it): causal decoders whose every block is an attention
+block (dense, mixture-of-experts; rotary or learned positions; sliding windows; grouped-query
+attention). Not supported, :attr:`PrefixReplay.reason` says why and ``first=0`` (every position)
+still works: state-space and hybrid mixers (Mamba, Mamba 2, Bamba: their state is no key/value
+cache), attentions that bypass the cache argument, and blocks called with a per-position argument
+this module does not know how to cut (an ALiBi bias, for instance).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from jaxtyping import Float, Int
 
-from circuitscope.core.replay import unembed_at
+from circuitscope.core.unembed import unembed_at
 from circuitscope.errors import UnsupportedModelError
 
 if TYPE_CHECKING:
@@ -192,12 +194,19 @@ class PrefixReplay:
 
         Hooks attached to the model fire as usual; their position axis is ``seq - first`` long.
         """
+        return self.run_blocks(range(layer, layer + 1), hidden, first, source)
+
+    def run_blocks(self, layers: range, hidden: torch.Tensor, first: int, source: torch.Tensor) -> torch.Tensor:
+        """Blocks ``layers`` (consecutive) on positions ``first..`` (``hidden``, ``[rows, pos - first, d_model]``),
+        row ``i`` a copy of recorded row ``source[i]``: the output of the last, as :meth:`block` runs one."""
         if first and not self.supported:
             raise UnsupportedModelError(f"cannot skip positions on this model ({self.reason}); use first=0")
         if not 0 <= first < self.seq or hidden.shape[1] != self.seq - first:
             raise ValueError(f"first={first} needs positions {first}..{self.seq - 1}, got {hidden.shape[1]} positions")
         try:
-            return self._call(layer, hidden, first, source)
+            for layer in layers:
+                hidden = self._call(layer, hidden, first, source)
+            return hidden
         finally:
             self.model.wiring.clear_state()
 

@@ -12,16 +12,12 @@ the model fire as usual inside the replayed blocks.
 **Prefix reuse.** An edit at position ``p`` (or later) cannot change any earlier position, at any
 layer: their keys and values are the recorded run's. ``run(start, resid, positions, from_pos=p)``
 therefore computes only positions ``p..`` of blocks ``start..``: ``resid`` is the residual stream
-entering block ``start`` at those positions only (``[rows, pos - p, d_model]``), the earlier
-positions' keys and values come from the recorded run through the family's own key/value cache
-(transformers' ``DynamicCache``, the mechanism of generation), and the masks, rotary embeddings and
-position ids of the shorter call are the ones the model itself makes for it (recorded once per
-``p`` by a call in which every block only records its arguments). Hooks inside the replayed blocks
-then see positions ``p..`` only (their position axis is ``pos - p`` long); ``positions`` stay
-absolute. It needs ``BlockReplay(model, tokens, keep_prefix=True)``, which keeps the recorded
-run's key/value cache; :attr:`BlockReplay.reuses_prefix` says whether it is available (attention-only
-causal models: a state-space mixer's state is not a key/value cache); ``from_pos=0`` always
-works and runs every position, as without prefix reuse. Causal tracing and patching call it alike.
+entering block ``start`` at those positions only (``[rows, pos - p, d_model]``) and ``positions`` stay
+absolute. The mechanism is :class:`~circuitscope.core.prefix_kv.PrefixReplay` (causal tracing uses
+it too; its docstring says which models it supports, :attr:`BlockReplay.prefix_reason` why not);
+``BlockReplay(model, tokens, keep_prefix=True)`` builds it, :attr:`BlockReplay.reuses_prefix` says
+whether it applies. Hooks inside the replayed blocks then see positions ``p..`` only (their position
+axis is ``pos - p`` long); ``from_pos=0`` always works and runs every position.
 
 This calls the family's own modules; it re-implements nothing. It is tested against the
 full forward pass for every causal family (prefix reuse against the full replay as well).
@@ -34,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from jaxtyping import Float, Int
 
+from circuitscope.core.prefix_kv import PrefixReplay
+from circuitscope.core.unembed import unembed_at
 from circuitscope.errors import UnsupportedModelError
 
 if TYPE_CHECKING:
@@ -44,43 +42,6 @@ __all__ = ["BlockReplay", "unembed_at"]
 
 class _Stop(Exception):  # noqa: N818 (control flow)
     pass
-
-
-def _swap_cache(value: Any, cache: Any) -> Any:
-    """``value`` with every transformers ``Cache`` in it (a block's ``cache`` argument) replaced by ``cache``."""
-    from transformers.cache_utils import Cache
-
-    if isinstance(value, Cache):
-        return cache
-    if isinstance(value, tuple):
-        return tuple(_swap_cache(v, cache) for v in value)
-    if isinstance(value, dict):
-        return {k: _swap_cache(v, cache) for k, v in value.items()}
-    return value
-
-
-def unembed_at(
-    model: HookedModel,
-    resid: Float[torch.Tensor, "batch pos d_model"],
-    positions: Int[torch.Tensor, " batch"],
-    columns: Int[torch.Tensor, " column"] | None = None,
-) -> Float[torch.Tensor, "batch d_vocab"]:
-    """Final norm, unembedding and final softcapping of one position per row (hooks fire as usual).
-
-    ``columns``: only these vocabulary entries, ``[batch, column]`` (a metric that reads a few logits, such
-    as a logit difference, needs no full-vocabulary product; the final transform is elementwise).
-    """
-    norm, unembed = model.wiring.final_norm, model.wiring.unembed
-    if norm is None or unembed is None:
-        raise UnsupportedModelError(f"the {model.cfg.family} model has no final norm and unembedding")
-    rows = torch.arange(resid.shape[0], device=resid.device)
-    normed = norm(resid)[rows, positions]  # the norm is called: its hook fires
-    if columns is None:
-        return model.unembed_resid(normed, normed=True)
-    if model.wiring.unembed_head is not None or not isinstance(unembed, torch.nn.Linear):
-        return model.unembed_resid(normed, normed=True)[:, columns]
-    bias = None if unembed.bias is None else unembed.bias[columns]
-    return model.wiring.softcap_logits(torch.nn.functional.linear(normed, unembed.weight[columns], bias))
 
 
 def _expand(value: Any, batch: int, copies: int) -> Any:
@@ -104,8 +65,8 @@ class BlockReplay:
     def __init__(
         self, model: HookedModel, tokens: Int[torch.Tensor, "batch pos"], *, keep_prefix: bool = False
     ) -> None:
-        """``keep_prefix``: also keep every layer's keys and values of the recorded run, which ``from_pos > 0``
-        needs (one key/value cache of the whole batch in memory; a model with state-space mixers keeps none)."""
+        """``keep_prefix``: also record every layer's keys and values (:class:`PrefixReplay`, built here with the
+        hooks attached now), which ``from_pos > 0`` needs (one key/value cache of the whole batch in memory)."""
         if not model.cfg.causal or model.wiring.final_norm is None or model.wiring.unembed is None:
             raise UnsupportedModelError(
                 f"resuming a forward pass needs a causal LM with a final norm and an unembedding ({model.cfg.family})"
@@ -118,9 +79,6 @@ class BlockReplay:
         self._args: list[tuple[Any, ...]] = []
         self.final_resid: torch.Tensor = torch.empty(0)
         """Output of the last block (the final residual stream, before the final norm)."""
-        self._outputs: list[Any] = []  # each block's output, its structure for the recording stubs
-        self._kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # each layer's keys, values (prefix reuse)
-        self._suffix: dict[int, tuple[list[tuple[Any, ...]], list[dict[str, Any]]]] = {}  # by from_pos
         handles = []
         for block in model.wiring.blocks:
 
@@ -131,22 +89,15 @@ class BlockReplay:
                 self._kwargs.append({k: v for k, v in kwargs.items() if k != "hidden_states"})
 
             handles.append(block.block.register_forward_pre_hook(record, with_kwargs=True))
-            handles.append(block.block.register_forward_hook(lambda _m, _a, out: self._outputs.append(out)))
 
         def finish(_m: torch.nn.Module, _args: Any, output: Any) -> None:
             self.final_resid = (output[0] if isinstance(output, tuple) else output).detach()
             raise _Stop  # nothing after the last block is needed: no full-vocabulary unembedding
 
         handles.append(model.wiring.blocks[-1].block.register_forward_hook(finish))
-        self._keep = keep_prefix and not model.cfg.mixer_layers
-        cache = self._new_cache() if self._keep else None  # the keys and values prefix reuse needs
         try:
             with torch.no_grad():
-                if cache is None:
-                    model.forward(tokens)
-                else:
-                    with model._passing(tokens):  # the model's own pass, with its key/value cache kept
-                        model.hf_model(input_ids=tokens, cache=cache, use_cache=True)
+                model.forward(tokens)
         except _Stop:
             pass
         finally:
@@ -155,10 +106,8 @@ class BlockReplay:
                 h.remove()
         if len(self.resid_pre) != model.cfg.n_layers:
             raise UnsupportedModelError("the model did not call each block exactly once; cannot replay it")
-        if cache is not None:
-            self._kv = [(layer.keys, layer.values) for layer in cache.layers]
-            if len(self._kv) != model.cfg.n_layers:
-                raise UnsupportedModelError("the model's key/value cache has not one layer per block; cannot replay it")
+        self.prefix: PrefixReplay | None = PrefixReplay(self) if keep_prefix else None
+        """The recorded keys and values that ``from_pos > 0`` reuses (None without ``keep_prefix``)."""
 
     @property
     def logits(self) -> Float[torch.Tensor, "batch pos d_vocab"]:
@@ -173,9 +122,16 @@ class BlockReplay:
 
     @property
     def reuses_prefix(self) -> bool:
-        """Whether ``from_pos > 0`` is supported: built with ``keep_prefix=True`` and every layer is attention
-        (its keys and values can be reused)."""
-        return self._keep
+        """Whether ``from_pos > 0`` is supported: built with ``keep_prefix=True`` on a model whose keys and values
+        :class:`PrefixReplay` can reuse."""
+        return self.prefix is not None and self.prefix.supported
+
+    @property
+    def prefix_reason(self) -> str | None:
+        """Why ``from_pos > 0`` is not supported (None when it is)."""
+        if self.prefix is None:
+            return "from_pos > 0 reuses the recorded keys and values: build BlockReplay(..., keep_prefix=True)"
+        return self.prefix.reason
 
     def run(
         self,
@@ -219,87 +175,20 @@ class BlockReplay:
                 f"({n_pos - from_pos} positions), got {resid.shape[1]}"
             )
         copies = resid.shape[0] // self.batch
-        model = self.model
-        all_args, all_kwargs, cache = self._args, self._kwargs, None
         if from_pos:
-            all_args, all_kwargs = self._suffix_call(from_pos)
-            cache = self._prefix_cache(from_pos, copies, start)
-        hidden = resid
-        for layer in range(start, model.cfg.n_layers):
-            args = _swap_cache(_expand(all_args[layer], self.batch, copies), cache)
-            kwargs = _swap_cache(_expand(all_kwargs[layer], self.batch, copies), cache)
-            out = model.wiring.blocks[layer].block(hidden, *args, **kwargs)
-            hidden = out[0] if isinstance(out, tuple) else out
-        return hidden
-
-    # ------------------------------------------------------------------ prefix reuse
-    def _new_cache(self) -> Any:
-        from transformers.cache_utils import DynamicCache
-
-        cache = DynamicCache(config=self.model.hf_model.config)
-        for layer in cache.layers:  # a sliding-window layer keeps every position (the prefixes slice them)
-            keep_all = getattr(layer, "activate_past_recording", None)
-            if callable(keep_all):
-                keep_all()
-        return cache
-
-    def _keys_values(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Every layer's keys and values in the recorded run ([batch kv_head pos d_head] each)."""
-        if self._kv is None:
-            if self.model.cfg.mixer_layers:
+            if self.prefix is None:
+                raise ValueError(str(self.prefix_reason))
+            if not self.prefix.supported:
                 raise UnsupportedModelError(
-                    f"{self.model.cfg.family} has state-space mixer layers, whose state is no key/value cache: "
+                    f"cannot reuse the earlier positions' keys and values ({self.prefix.reason}); "
                     "replay it with from_pos=0"
                 )
-            raise ValueError(
-                "from_pos > 0 reuses the recorded keys and values: build BlockReplay(..., keep_prefix=True)"
-            )
-        return self._kv
-
-    def _prefix_cache(self, from_pos: int, copies: int, start: int = 0) -> Any:
-        """A fresh cache holding the recorded keys and values of positions ``..from_pos - 1`` (layers ``start..``)."""
-        from transformers.cache_utils import DynamicCache
-
-        cache = DynamicCache(config=self.model.hf_model.config)  # as generation has it after a prefill
-        for index, (k, v) in enumerate(self._keys_values()):
-            if index >= start:
-                k, v = k[:, :, :from_pos], v[:, :, :from_pos]
-                layer: Any = cache.layers[index]  # a key/value layer (a model with mixers has no prefix reuse)
-                layer.update(_expand(k, self.batch, copies), _expand(v, self.batch, copies))
-        return cache
-
-    def _suffix_call(self, from_pos: int) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]]]:
-        """The arguments the model passes each block for positions ``from_pos..`` after a cached prefix."""
-        if from_pos not in self._suffix:
-            args: list[tuple[Any, ...]] = []
-            kwargs: list[dict[str, Any]] = []
-            blocks = [b.block for b in self.model.wiring.blocks]
-
-            def stub(layer: int) -> Any:
-                def forward(*a: Any, **kw: Any) -> Any:  # records the block's arguments instead of computing
-                    hidden = a[0] if a else kw.pop("hidden_states")
-                    args.append(tuple(a[1:]))
-                    kwargs.append(kw)
-                    if layer == len(blocks) - 1:
-                        raise _Stop
-                    out = self._outputs[layer]
-                    return (hidden, *out[1:]) if isinstance(out, tuple) else hidden
-
-                return forward
-
-            for layer, block in enumerate(blocks):
-                block.__dict__["forward"] = stub(layer)  # nn.Module looks instance attributes up first
-            try:
-                self.model.hf_model(
-                    input_ids=self.tokens[:, from_pos:], cache=self._prefix_cache(from_pos, 1), use_cache=True
-                )
-            except _Stop:
-                pass
-            finally:
-                for block in blocks:
-                    block.__dict__.pop("forward", None)
-                self.model.wiring.clear_state()
-            if len(args) != len(blocks):
-                raise UnsupportedModelError("the model did not call each block exactly once; cannot replay it")
-            self._suffix[from_pos] = (args, kwargs)
-        return self._suffix[from_pos]
+            source = torch.arange(self.batch, device=resid.device).repeat(copies)  # copy-major rows
+            return self.prefix.run_blocks(range(start, self.model.cfg.n_layers), resid, from_pos, source)
+        hidden = resid
+        for layer in range(start, self.model.cfg.n_layers):
+            args = _expand(self._args[layer], self.batch, copies)
+            kwargs = _expand(self._kwargs[layer], self.batch, copies)
+            out = self.model.wiring.blocks[layer].block(hidden, *args, **kwargs)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden

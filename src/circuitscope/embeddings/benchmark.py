@@ -248,11 +248,12 @@ def _gensim_answers(
 ) -> torch.Tensor:
     """gensim's answer row to each question (-1 for none): the best row that does not fold to an input word,
     unless all of the top 5 rows (the three input rows barred) fold to one (then the 5th of them)."""
-    from circuitscope.embeddings.search import analogy_scores, best_rows
+    from circuitscope.embeddings.search import SearchSettings, analogy_scores, best_rows
 
     variants = _variants(canonical, abc)  # other rows folding to an input word: [q, m]
     variants = torch.nn.functional.pad(variants, (0, max(0, TOPN - variants.shape[1])), value=-1)
-    _, best = best_rows(unit, abc, torch.cat([abc, variants], 1), method, question_batch=batch_size, threads=threads)
+    settings = SearchSettings(question_batch=batch_size)
+    _, best = best_rows(unit, abc, torch.cat([abc, variants], 1), method, settings=settings, threads=threads)
     var_scores = analogy_scores(unit, abc, variants, method)
     best_score = analogy_scores(unit, abc, best[:, None], method)[:, 0]  # same formula as the variants
     ranked_v, order = var_scores.sort(1, descending=True)

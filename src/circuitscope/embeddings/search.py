@@ -36,16 +36,17 @@ from jaxtyping import Float, Int
 from circuitscope.embeddings.analogy import COSMUL_EPS, METHODS, Method
 from circuitscope.engine.batching import batch_slices
 
-__all__ = ["analogy_scores", "best_rows", "search_threads"]
+__all__ = ["SearchSettings", "analogy_scores", "best_rows", "search_threads"]
 
 
 def search_threads() -> int:
     """torch threads for :func:`best_rows`: the cores no other process is using, at least 1, at most torch's setting.
 
-    The free cores are the usable cores less the 1-minute load average, rounded down. The search's exact
-    step is thousands of small matrix products, and on a thread whose core another process holds each
-    one waits for it: on the shared 2-core machine the Google set took 62-93 s on 2 threads against
-    4-5 s on one (load 3-4), while with both cores free 2 threads were 1.45x faster than one
+    The free cores are the usable cores less the 1-minute load average, rounded up: a core counts as free
+    unless it is busy for the whole minute. The search's exact step is thousands of small matrix
+    products, and on a thread whose core another process holds each one waits for it: on the shared
+    2-core machine the Google set took 62-93 s on 2 threads against 4-5 s on one (load 3-4), while at
+    load 0.7-0.8 (partly the benchmark's own runs) 2 threads were 1.4-1.6x faster than one
     (benchmarks/RESULTS_analogies.md). A busy machine gets one thread, an idle one all of torch's.
     """
     try:
@@ -56,7 +57,7 @@ def search_threads() -> int:
         busy = os.getloadavg()[0]
     except OSError:  # no load average on this platform: assume busy
         busy = float(cores)
-    return max(1, min(torch.get_num_threads(), math.floor(cores - busy)))
+    return max(1, min(torch.get_num_threads(), math.ceil(cores - busy)))
 
 
 _NEG = -torch.inf
@@ -237,15 +238,30 @@ def _scored_blocks(
 
 
 @dataclass(frozen=True)
-class _Knobs:
-    """The search's settings (see :func:`best_rows`)."""
+class SearchSettings:
+    """How :func:`best_rows` orders, blocks and batches the rows: its speed and memory, never its answer."""
 
-    block: int
-    chunk_blocks: int
-    question_batch: int
-    first_blocks: int
-    cluster_bits: int
-    frequency_bands: int
+    cluster_bits: int = 10
+    """Rows are first grouped by the signs of that many fixed random projections, so that a block holds rows
+    of similar direction (its bound is tighter); 0 keeps the given order."""
+    frequency_bands: int = 6
+    """The groups are formed within that many halvings of the given order (the last half, the quarter before
+    it, ...), which keeps frequent words together in a frequency-ordered vocabulary; 0 groups all rows at once."""
+    block: int = 64
+    """Rows per block (consecutive in that order)."""
+    chunk_blocks: int = 4
+    """Blocks whose bounds are computed in one matrix product."""
+    question_batch: int = 1024
+    """Questions whose bounds are held at once."""
+    first_blocks: int = 16
+    """How many of each question's most promising blocks are scored first, to set the bar the other blocks'
+    bounds must reach."""
+
+    def __post_init__(self) -> None:
+        if min(self.block, self.chunk_blocks, self.question_batch, self.first_blocks) < 1:
+            raise ValueError("block, chunk_blocks, question_batch and first_blocks must be positive")
+        if min(self.cluster_bits, self.frequency_bands) < 0:
+            raise ValueError("cluster_bits and frequency_bands must be 0 or more")
 
 
 def best_rows(
@@ -254,12 +270,7 @@ def best_rows(
     masked: Int[torch.Tensor, "q m"],
     method: Method = "3cosadd",
     *,
-    block: int = 64,
-    chunk_blocks: int = 4,
-    question_batch: int = 1024,
-    first_blocks: int = 16,
-    cluster_bits: int = 10,
-    frequency_bands: int = 6,
+    settings: SearchSettings | None = None,
     threads: int | None = None,
 ) -> tuple[Float[torch.Tensor, " q"], Int[torch.Tensor, " q"]]:
     """Each question's best-scoring row of ``unit`` among the rows not listed in ``masked[q]`` (-1 pads).
@@ -267,25 +278,14 @@ def best_rows(
     ``unit`` has unit-length rows; ``abc[q]`` are the rows of ``a``, ``b`` and ``c``. Returns the
     best score and its row, ``-inf`` and -1 where every row is masked. Exactly the argmax of
     :func:`analogy_scores` over all unmasked rows (exactly equal scores are broken by a fixed
-    row order). ``block``: rows per block; ``chunk_blocks``: blocks whose bounds are computed in
-    one product; ``question_batch``: questions whose bounds are held at once; ``first_blocks``: how
-    many of each question's most promising blocks are scored first, to set the bar the other
-    blocks' bounds must reach; ``cluster_bits``: rows are first grouped by the signs of that many
-    fixed random projections, so a block holds rows of similar direction (its bound is tighter);
-    0 keeps the given order; ``frequency_bands``: the groups are formed within that many halvings
-    of the given order (the last half, the quarter before it, ...), which keeps frequent words
-    together in a frequency-ordered vocabulary; 0 groups all rows at once. ``threads``: torch
-    threads while searching (restored after); None: :func:`search_threads` (the free cores).
+    row order), whatever the ``settings`` (None: the defaults of :class:`SearchSettings`). ``threads``:
+    torch threads while searching (restored after); None: :func:`search_threads` (the free cores).
     """
     if method not in METHODS:
         raise ValueError(f"method must be '3cosadd' or '3cosmul', got {method!r}")
-    if min(block, chunk_blocks, question_batch, first_blocks) < 1:
-        raise ValueError("block, chunk_blocks, question_batch and first_blocks must be positive")
-    if min(cluster_bits, frequency_bands) < 0:
-        raise ValueError("cluster_bits and frequency_bands must be 0 or more")
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be positive (or None for the free cores), got {threads}")
-    knobs = _Knobs(block, chunk_blocks, question_batch, first_blocks, cluster_bits, frequency_bands)
+    knobs = settings or SearchSettings()
     previous = torch.get_num_threads()
     threads = search_threads() if threads is None else threads
     try:
@@ -298,7 +298,7 @@ def best_rows(
 
 
 def _best_rows(
-    unit: torch.Tensor, abc: torch.Tensor, masked: torch.Tensor, method: Method, knobs: _Knobs
+    unit: torch.Tensor, abc: torch.Tensor, masked: torch.Tensor, method: Method, knobs: SearchSettings
 ) -> tuple[torch.Tensor, torch.Tensor]:
     n_vocab, n_q = unit.shape[0], abc.shape[0]
     best_v = torch.full((n_q,), _NEG, dtype=unit.dtype)

@@ -8,9 +8,12 @@ causal tracing over a fact set, EAP over a dataset, activation collection):
    and every function below is the identity, so the same code runs in one process unchanged;
 2. :func:`check_same_arguments` refuses, before any work, a launch whose ranks disagree on the
    arguments (every rank names the keys that differ);
-3. :func:`shard` gives a rank its contiguous block of ``range(n)``: blocks differ in length by at
-   most one and, concatenated in rank order, are ``range(n)``, so gathering in rank order restores
-   the single-process order;
+3. :func:`shard` gives a rank its share of ``range(n)``: by default a contiguous block (blocks differ
+   in length by at most one and, concatenated in rank order, are ``range(n)``, so gathering in rank
+   order restores the single-process order); ``strategy="round_robin"`` deals items ``rank, rank +
+   size, ...`` instead, which balances work whose cost falls (or rises) along the range (patching's
+   passes resuming at later layers, the head-ablation scan's); :func:`argument_digest` is the short
+   hash of tokens or texts that :func:`check_same_arguments` compares in place of the data itself;
 4. :func:`gather_to_main` (rank 0 gets the list of every rank's object, the others ``None``) and
    :func:`all_gather` (every rank gets it); :func:`concat_shards` joins tensors gathered that way.
 
@@ -19,12 +22,13 @@ The objects travel through ``torch.distributed``'s object collectives (in memory
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import torch
 import torch.distributed as dist
@@ -32,9 +36,12 @@ import torch.distributed as dist
 from circuitscope.errors import CircuitscopeError
 
 __all__ = [
+    "SHARD_STRATEGIES",
     "DistributedError",
+    "ShardStrategy",
     "World",
     "all_gather",
+    "argument_digest",
     "check_same_arguments",
     "concat_shards",
     "current_world",
@@ -44,6 +51,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+ShardStrategy = Literal["contiguous", "round_robin"]
+"""How :func:`shard` deals ``range(n)``: contiguous blocks, or one item to each rank in turn."""
+SHARD_STRATEGIES: tuple[str, ...] = get_args(ShardStrategy)
 
 
 class DistributedError(CircuitscopeError, RuntimeError):
@@ -108,14 +119,20 @@ def process_group(backend: str | None = None) -> Iterator[World]:
             dist.destroy_process_group()
 
 
-def shard(n: int, world: World | None = None) -> range:
-    """This rank's contiguous block of ``range(n)``; the blocks in rank order concatenate to ``range(n)``.
+def shard(n: int, world: World | None = None, strategy: ShardStrategy = "contiguous") -> range:
+    """This rank's share of ``range(n)``: the shares of all ranks are disjoint and cover ``range(n)``.
 
-    The first ``n % size`` ranks get one item more. A rank may get an empty range when ``n < size``.
+    ``"contiguous"``: a block; the blocks in rank order concatenate to ``range(n)``, the first ``n % size``
+    ranks getting one item more. ``"round_robin"``: ``range(rank, n, size)``, for work whose items grow
+    cheaper (or dearer) along the range. A rank may get an empty range when ``n < size``.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
+    if strategy not in SHARD_STRATEGIES:
+        raise ValueError(f"unknown shard strategy {strategy!r}; choose one of {SHARD_STRATEGIES}")
     w = world or current_world()
+    if strategy == "round_robin":
+        return range(w.rank, n, w.size)
     base, extra = divmod(n, w.size)
     start = w.rank * base + min(w.rank, extra)
     return range(start, start + base + (1 if w.rank < extra else 0))
@@ -146,6 +163,20 @@ def concat_shards(parts: Sequence[torch.Tensor], dim: int = 0) -> torch.Tensor:
     if not parts:
         raise ValueError("no shards to join")
     return torch.cat(list(parts), dim=dim)
+
+
+def argument_digest(*parts: torch.Tensor | str) -> str:
+    """A short hash (16 hex digits) of tensors' values and shapes and of texts, in order, for
+    :func:`check_same_arguments`: ranks given other prompts or facts get another digest."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, str):
+            data = part.encode("utf-8")
+        else:
+            digest.update(repr((str(part.dtype), tuple(part.shape))).encode())
+            data = part.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()  # any dtype
+        digest.update(len(data).to_bytes(8, "little") + data)  # lengths first: parts cannot run into each other
+    return digest.hexdigest()[:16]
 
 
 def check_same_arguments(arguments: Mapping[str, Any], world: World | None = None) -> None:

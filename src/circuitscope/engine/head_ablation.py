@@ -25,7 +25,7 @@ from torch import Tensor
 from circuitscope.core.capabilities import require_attention
 from circuitscope.core.replay import BlockReplay
 from circuitscope.engine.batching import batched
-from circuitscope.engine.distributed import all_gather, check_same_arguments, current_world
+from circuitscope.engine.distributed import all_gather, check_same_arguments, current_world, shard
 from circuitscope.progress import OnProgress, progress
 
 __all__ = ["Measure", "ablate_each_head"]
@@ -60,7 +60,7 @@ def ablate_each_head(
     work = [(layer, heads) for layer in range(n_layers) for heads in batched(range(n_heads), copies)]
     world = current_world()
     check_same_arguments({"batch": list(replay.tokens.shape), "batch_size": batch_size, "stage": stage}, world)
-    mine = work[world.rank :: world.size]
+    mine = [work[i] for i in shard(len(work), world, "round_robin")]
     parts: list[tuple[int, list[int], Tensor]] = []
     steps = mine if on_progress is not None else progress(mine, stage, total=len(mine))
     for done, (layer, heads) in enumerate(steps, 1):

@@ -8,29 +8,29 @@ import torch
 from jaxtyping import Float, Int
 
 from circuitscope.errors import ShapeError
+from circuitscope.probes.standardise import Standardisation
 
 __all__ = ["CCSProbe", "train_ccs"]
 
 
-# Same shape as LinearProbe on purpose: CCS standardises each side of a pair with its own statistics.
 @dataclass(frozen=True)
 class CCSProbe:
     """``p(x) = sigmoid(normalise(x) · weight + bias)``; the truth of a pair is ``(p(x+) + 1 - p(x-)) / 2``."""
 
     weight: Float[torch.Tensor, " d"]
     bias: float
-    mean_pos: Float[torch.Tensor, " d"]
-    mean_neg: Float[torch.Tensor, " d"]
-    std_pos: Float[torch.Tensor, " d"]
-    std_neg: Float[torch.Tensor, " d"]
+    pos: Standardisation
+    """How the positive side of a pair is normalised (its own statistics, as in the paper)."""
+    neg: Standardisation
+    """How the negative side is normalised."""
     loss: float
     """Final CCS loss (consistency + confidence) of the best of the random restarts."""
 
     def credence(
         self, x_pos: Float[torch.Tensor, "n d"], x_neg: Float[torch.Tensor, "n d"]
     ) -> Float[torch.Tensor, " n"]:
-        p_pos = torch.sigmoid(((x_pos.float() - self.mean_pos) / self.std_pos) @ self.weight + self.bias)
-        p_neg = torch.sigmoid(((x_neg.float() - self.mean_neg) / self.std_neg) @ self.weight + self.bias)
+        p_pos = torch.sigmoid(self.pos(x_pos) @ self.weight + self.bias)
+        p_neg = torch.sigmoid(self.neg(x_neg) @ self.weight + self.bias)
         return (p_pos + 1 - p_neg) / 2
 
     def accuracy(self, x_pos: torch.Tensor, x_neg: torch.Tensor, labels: Int[torch.Tensor, " n"]) -> float:
@@ -58,10 +58,8 @@ def train_ccs(
     """
     if x_pos.shape != x_neg.shape or x_pos.ndim != 2:
         raise ShapeError(f"x_pos and x_neg must both be [n, d], got {tuple(x_pos.shape)} and {tuple(x_neg.shape)}")
-    mp, mn = x_pos.float().mean(0), x_neg.float().mean(0)
-    sp = x_pos.float().std(0, unbiased=False).clamp_min(1e-6)
-    sn = x_neg.float().std(0, unbiased=False).clamp_min(1e-6)
-    zp, zn = (x_pos.float() - mp) / sp, (x_neg.float() - mn) / sn
+    pos, neg = Standardisation.fit(x_pos), Standardisation.fit(x_neg)
+    zp, zn = pos(x_pos), neg(x_neg)
     g = torch.Generator().manual_seed(seed)
     best: tuple[float, torch.Tensor, float] | None = None
     d = x_pos.shape[1]
@@ -82,4 +80,4 @@ def train_ccs(
         if best is None or final < best[0]:
             best = (final, w.detach().clone(), float(b.detach()))
     assert best is not None
-    return CCSProbe(best[1], best[2], mp, mn, sp, sn, best[0])
+    return CCSProbe(best[1], best[2], pos, neg, best[0])

@@ -9,6 +9,7 @@ import torch
 from jaxtyping import Float, Int
 
 from circuitscope.errors import ShapeError
+from circuitscope.probes.standardise import Standardisation
 
 __all__ = ["LinearProbe", "split_indices", "train_probe"]
 
@@ -23,7 +24,7 @@ class LinearProbe:
     mean: Float[torch.Tensor, " d"]
     """Feature means of the training set."""
     std: Float[torch.Tensor, " d"]
-    """Feature standard deviations of the training set (floored at 1e-6)."""
+    """Feature standard deviations of the training set (floored at 1e-6); with ``mean``, a :class:`Standardisation`."""
     train_accuracy: float
     test_accuracy: float
     """Accuracy on the held-out split (NaN if none was held out)."""
@@ -36,7 +37,7 @@ class LinearProbe:
     def logits(self, x: Float[torch.Tensor, "n d"]) -> Float[torch.Tensor, " n"]:
         if x.shape[-1] != self.weight.shape[0]:
             raise ShapeError(f"the probe takes {self.weight.shape[0]} features, got {x.shape[-1]}")
-        return ((x.float() - self.mean) / self.std) @ self.weight + self.bias
+        return Standardisation(self.mean, self.std)(x) @ self.weight + self.bias
 
     def predict(self, x: Float[torch.Tensor, "n d"]) -> Int[torch.Tensor, " n"]:
         return (self.logits(x) > 0).long()
@@ -117,9 +118,8 @@ def train_probe(
     train, test = split_indices(len(y), test_fraction, seed, y, groups)
     xf = x.float()
     xt, yt = xf[train], y[train].float()
-    mean = xt.mean(0)
-    std = xt.std(0, unbiased=False).clamp_min(1e-6)
-    z = (xt - mean) / std
+    scale = Standardisation.fit(xt)
+    z = scale(xt)
     w = torch.zeros(x.shape[1], requires_grad=True)
     b = torch.zeros((), requires_grad=True)
     opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
@@ -136,8 +136,8 @@ def train_probe(
     probe = LinearProbe(
         weight=w.detach(),
         bias=float(b.detach()),
-        mean=mean,
-        std=std,
+        mean=scale.mean,
+        std=scale.std,
         train_accuracy=0.0,
         test_accuracy=float("nan"),
         n_train=len(train),

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure
 
-__all__ = ["NUMBER_FORMAT", "component_names", "layer_heatmap", "round_numbers"]
+__all__ = ["NUMBER_FORMAT", "component_names", "layer_heatmap", "round_numbers", "titled"]
 
 NUMBER_FORMAT = ".3~r"
 """d3 format of tick and hover numbers: three significant digits, trailing zeros dropped (0.25, 1.2, 340)."""
@@ -18,6 +18,12 @@ def round_numbers(fig: Figure) -> Figure:
     """Round the numeric axes' ticks and hover values (category axes are left as they are)."""
     fig.update_xaxes(tickformat=NUMBER_FORMAT, hoverformat=NUMBER_FORMAT)
     fig.update_yaxes(tickformat=NUMBER_FORMAT, hoverformat=NUMBER_FORMAT)
+    return fig
+
+
+def titled(fig: Figure, title: str, x: str, y: str | None = None, **layout: Any) -> Figure:
+    """``fig`` with its title and axis titles set (and any other ``layout`` keywords): how a figure ends."""
+    fig.update_layout(title=title, xaxis_title=x, **({} if y is None else {"yaxis_title": y}), **layout)
     return fig
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from circuitscope.report.figures import titled
 from circuitscope.report.html import Report
 from circuitscope.toy.grokking_lab import GENERALISED, GrokkingResult
 
@@ -45,8 +46,7 @@ def plot_grokking_curves(result: GrokkingResult) -> Figure:
     ):
         fig.add_scatter(x=result.steps, y=values, name=name, line={"dash": dash})
     _mark_phases(fig, result)
-    fig.update_layout(title="losses over training", xaxis_title="step", yaxis_title="cross-entropy", yaxis_type="log")
-    return fig
+    return titled(fig, "losses over training", "step", "cross-entropy", yaxis_type="log")
 
 
 def plot_accuracy_and_weights(result: GrokkingResult) -> Figure:
@@ -59,10 +59,9 @@ def plot_accuracy_and_weights(result: GrokkingResult) -> Figure:
         x=result.steps, y=result.weight_norm, name="sum of squared weights", secondary_y=True, line={"dash": "dot"}
     )
     _mark_phases(fig, result)
-    fig.update_layout(title="accuracy and total weight norm", xaxis_title="step")
     fig.update_yaxes(title_text="accuracy", secondary_y=False)
     fig.update_yaxes(title_text="Σ w²", secondary_y=True)
-    return fig
+    return titled(fig, "accuracy and total weight norm", "step")
 
 
 def plot_fourier_norms(result: GrokkingResult) -> Figure:
@@ -73,13 +72,9 @@ def plot_fourier_norms(result: GrokkingResult) -> Figure:
     fig = go.Figure(
         go.Heatmap(z=z, x=result.steps, y=list(range(1, len(z) + 1)), colorscale="Viridis", colorbar={"title": "norm"})
     )
-    fig.update_layout(
-        title=f"embedding Fourier norms; key frequencies {result.key_frequencies}",
-        xaxis_title="step",
-        yaxis_title="frequency k",
-        height=520,
+    return titled(
+        fig, f"embedding Fourier norms; key frequencies {result.key_frequencies}", "step", "frequency k", height=520
     )
-    return fig
 
 
 def plot_final_spectrum(result: GrokkingResult) -> Figure:
@@ -88,13 +83,7 @@ def plot_final_spectrum(result: GrokkingResult) -> Figure:
     final = result.fourier_norms[-1]
     colours = ["#d62828" if k + 1 in result.key_frequencies else "#8d99ae" for k in range(len(final))]
     fig = go.Figure(go.Bar(x=list(range(1, len(final) + 1)), y=final, marker_color=colours))
-    # Title and axes as plotly keywords: every figure ends alike, on purpose.
-    fig.update_layout(
-        title="final embedding: norm per frequency (key frequencies in red)",
-        xaxis_title="frequency k",
-        yaxis_title="norm",
-    )
-    return fig
+    return titled(fig, "final embedding: norm per frequency (key frequencies in red)", "frequency k", "norm")
 
 
 def _phase_text(result: GrokkingResult) -> str:

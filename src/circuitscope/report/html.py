@@ -16,7 +16,7 @@ from typing import Any
 
 from circuitscope.core.files import atomic_write_text
 
-__all__ = ["Report", "caption_html", "figure_html", "paragraphs_html", "table_html", "token_html"]
+__all__ = ["Report", "caption_html", "figure_html", "page_html", "paragraphs_html", "table_html", "token_html"]
 
 _CSS = """
 :root { --ink:#1d2330; --muted:#5b6475; --line:#e3e6ec; --accent:#3558d4; --bg:#fbfbfd; }
@@ -113,17 +113,8 @@ class Report:
             f'<section id="{s.anchor}"{_class_attr(s.css_class)}><h2>{html.escape(s.title)}</h2>{s.body}</section>'
             for s in self.sections
         )
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        from circuitscope._version import __version__
-
-        return (
-            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{html.escape(self.title)}</title><style>{_CSS}</style>"
-            f"<script>{get_plotlyjs()}</script></head><body>"
-            f"<header><h1>{html.escape(self.title)}</h1><p>{html.escape(self.subtitle)}</p></header>"
-            f"<nav>{nav}</nav><main>{body}</main>"
-            f"<footer>circuitscope {html.escape(__version__)} · {stamp}</footer></body></html>\n"
+        return page_html(
+            self.title, self.subtitle, f"<nav>{nav}</nav><main>{body}</main>", head=f"<script>{get_plotlyjs()}</script>"
         )
 
     def write(self, path: str | os.PathLike[str]) -> Path:
@@ -132,6 +123,20 @@ class Report:
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(target, self.to_html())  # shared (0o644): a report is meant to be read by others
         return target
+
+
+def page_html(title: str, subtitle: str, body: str, head: str = "") -> str:
+    """The page shell every report shares: the house style, a heading, ``body`` (trusted HTML), a footer."""
+    from circuitscope._version import __version__
+
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style>{head}</head><body>"
+        f"<header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header>{body}"
+        f"<footer>circuitscope {html.escape(__version__)} · {stamp}</footer></body></html>\n"
+    )
 
 
 def table_html(columns: list[str], rows: list[list[Any]]) -> str:

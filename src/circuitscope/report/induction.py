@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from circuitscope.report.figures import titled
 from circuitscope.report.heads import plot_composition, plot_head_ablation, plot_head_scores
 from circuitscope.report.html import Report
 from circuitscope.toy.induction import InductionRun
@@ -39,12 +40,7 @@ def plot_loss_curves(runs: list[InductionRun]) -> Figure:
                 opacity=0.5,
                 annotation_text=f"L{run.config.n_layers} induction",
             )
-    fig.update_layout(
-        title="training loss (20-step moving average); dotted: first induction score > 0.3",
-        xaxis_title="step",
-        yaxis_title="loss",
-    )
-    return fig
+    return titled(fig, "training loss (20-step moving average); dotted: first induction score > 0.3", "step", "loss")
 
 
 def plot_icl(runs: list[InductionRun]) -> Figure:
@@ -53,13 +49,7 @@ def plot_icl(runs: list[InductionRun]) -> Figure:
     fig = go.Figure()
     for run in runs:
         fig.add_scatter(x=run.steps, y=run.icl_score, name=f"{run.config.n_layers} layer(s)", mode="lines+markers")
-    # Title and axes as plotly keywords: every figure ends alike, on purpose.
-    fig.update_layout(
-        title="in-context learning score: loss late in the context minus loss early",
-        xaxis_title="step",
-        yaxis_title="Δ loss (nats)",
-    )
-    return fig
+    return titled(fig, "in-context learning score: loss late in the context minus loss early", "step", "Δ loss (nats)")
 
 
 def plot_head_curves(run: InductionRun) -> Figure:
@@ -92,12 +82,8 @@ def plot_head_curves(run: InductionRun) -> Figure:
             col=1,
         )
         fig.add_hline(y=run.composition.baseline["k"], line_dash="dash", line_color="grey", row=1, col=1)  # type: ignore[arg-type]
-    fig.update_layout(
-        title=f"{n_layers}-layer model: head scores over training (dashed grey: random K-comp baseline)",
-        xaxis_title="step",
-        height=420,
-    )
-    return fig
+    title = f"{n_layers}-layer model: head scores over training (dashed grey: random K-comp baseline)"
+    return titled(fig, title, "step", height=420)
 
 
 def _summary_row(run: InductionRun) -> list[Any]:

@@ -1,5 +1,5 @@
 """The causal-tracing report: ROME-style layer x token heatmaps, head heatmaps and top neurons of a factual
-prompt, as figures and as one self-contained HTML page."""
+prompt, as figures and as one self-contained HTML page; and the page of a fact set (:func:`facts_report`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
+from circuitscope.analysis.tracing_facts import FactTraceResult
 from circuitscope.analysis.tracing_results import (
     HeadTraceResult,
     NeuronTraceResult,
@@ -18,7 +19,15 @@ from circuitscope.errors import ShapeError
 from circuitscope.report.figures import layer_heatmap
 from circuitscope.report.html import Report, token_html
 
-__all__ = ["plot_heads", "plot_neurons", "plot_trace", "token_labels", "trace_report"]
+__all__ = [
+    "facts_report",
+    "plot_fact_effects",
+    "plot_heads",
+    "plot_neurons",
+    "plot_trace",
+    "token_labels",
+    "trace_report",
+]
 
 _COLORS = {"resid": "Purples", "mlp": "Greens", "attn": "Reds"}
 _NAMES = {"resid": "hidden state (resid_post)", "mlp": "MLP output", "attn": "attention output"}
@@ -178,4 +187,61 @@ def trace_report(
             + ", ".join(labels[p] for p in neurons.positions)
             + ".",
         )
+    return report
+
+
+def plot_fact_effects(results: Sequence[FactTraceResult]) -> Any:
+    """Mean indirect effect over the facts, by layer, at the subject's last token and at the last token."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for result in results:
+        for where, effect in (("subject's last token", result.subject_last_effect), ("last token", result.last_effect)):
+            fig.add_trace(
+                go.Scatter(
+                    x=list(range(effect.shape[1])),
+                    y=effect.mean(0).tolist(),
+                    mode="lines+markers",
+                    name=f"{result.kind} at the {where}",
+                    line={"dash": "solid" if where == "last token" else "dot"},
+                )
+            )
+    fig.update_layout(
+        title=f"Mean indirect effect over {len(results[0].traces)} facts",
+        xaxis_title="layer (centre of the window for mlp and attn)",
+        yaxis_title="indirect effect (probability)",
+        height=420,
+        margin={"l": 60, "r": 20, "t": 50, "b": 60},
+    )
+    return fig
+
+
+def facts_report(model_name: str, results: Sequence[FactTraceResult], seconds: float | None = None) -> Report:
+    """The report of a fact set: the mean effects by layer, one row per fact, and each fact's heatmaps."""
+    if not results or not results[0].traces:
+        raise ShapeError("a fact-set report needs at least one kind traced over at least one fact")
+    first = results[0].traces
+    report = Report(
+        f"Causal tracing over {len(first)} facts",
+        f"{model_name} · {first[0].baseline.n_samples} samples · {first[0].baseline.corruption} corruption"
+        + (f" · {seconds:.0f} s" if seconds is not None else ""),
+    )
+    report.add_figure(
+        "Mean indirect effect by layer",
+        plot_fact_effects(results),
+        "Probability of each fact's object restored by putting back one clean state, minus the corrupted run's, "
+        "averaged over the facts: at the subject's last token (dotted) and at the prompt's last token.",
+    )
+    rows: list[list[object]] = []
+    for i, trace in enumerate(first):
+        base = trace.baseline
+        layer, pos, effect = strongest_cells(trace, 1)[0]
+        rows.append(
+            [i, base.subject, base.target, base.clean_prob, base.corrupted_prob, layer, base.tokens[pos], effect]
+        )
+    columns = ["fact", "subject", "target", "p clean", "p corrupted", "layer", "token", "indirect effect"]
+    report.add_table(f"Each fact ({first[0].kind}: its strongest restoration)", columns, rows)
+    for i, traces in enumerate(zip(*(r.traces for r in results), strict=True)):
+        for trace in traces:
+            report.add_figure(f"Fact {i}: {trace.baseline.subject!r}, restored {trace.kind}", plot_trace(trace))
     return report

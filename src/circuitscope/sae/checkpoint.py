@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
+from torch import nn
 
 from circuitscope.core.files import atomic_write_json, read_json_object, require_fields
 from circuitscope.errors import DamagedCheckpointWarning
@@ -28,13 +29,24 @@ from circuitscope.sae.errors import SAEConfigError, SAEFormatError
 from circuitscope.sae.io import atomic_save_tensors
 from circuitscope.sae.train_config import TrainConfig
 
-__all__ = ["CHECKPOINT_VERSION", "resume_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "checkpoint_folders",
+    "checkpoint_tensors",
+    "restore_tensors",
+    "resume_checkpoint",
+    "save_checkpoint",
+    "write_checkpoint",
+]
 
 CHECKPOINT_VERSION = 1
 _STEP_NAME = re.compile(r"step_(\d{8,})")
 
 
-def _checkpoint_state(sae: SAE, optim: torch.optim.Optimizer, last_fired: torch.Tensor) -> dict[str, torch.Tensor]:
+def checkpoint_tensors(
+    sae: nn.Module, optim: torch.optim.Optimizer, last_fired: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """A module's weights (``sae.*``), its Adam moments (``optim.<param>.<key>``) and ``trainer.last_fired``."""
     tensors = {f"sae.{k}": v for k, v in sae.state_dict().items()}
     params = dict(sae.named_parameters())
     by_id = {id(p): n for n, p in params.items()}
@@ -46,7 +58,8 @@ def _checkpoint_state(sae: SAE, optim: torch.optim.Optimizer, last_fired: torch.
     return tensors
 
 
-def _restore(sae: SAE, optim: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+def restore_tensors(sae: nn.Module, optim: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The inverse of :func:`checkpoint_tensors`: weights and Adam moments restored; ``last_fired`` returned."""
     sae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("sae.")})
     params = dict(sae.named_parameters())
     for name, p in params.items():
@@ -56,7 +69,7 @@ def _restore(sae: SAE, optim: torch.optim.Optimizer, tensors: dict[str, torch.Te
     return tensors["trainer.last_fired"]
 
 
-def _checkpoints(folder: Path) -> list[Path]:
+def checkpoint_folders(folder: Path) -> list[Path]:
     """Complete checkpoint folders, newest first (``notes/``, ``step_abc/``, ``*.partial`` are ignored)."""
     found = []
     for path in (folder / "checkpoints").glob("step_*"):
@@ -111,7 +124,7 @@ def resume_checkpoint(
     checkpoint is damaged the run is refused (a fresh start would overwrite them).
     """
     damaged: list[str] = []
-    for ckpt in _checkpoints(folder):
+    for ckpt in checkpoint_folders(folder):
         try:
             meta = _read_trainer_json(ckpt)
             if meta.get("version") != CHECKPOINT_VERSION:
@@ -130,7 +143,7 @@ def resume_checkpoint(
         except _DamagedCheckpointError as err:
             damaged.append(str(err))
             continue
-        last_fired = _restore(sae, optim, tensors)
+        last_fired = restore_tensors(sae, optim, tensors)
         if damaged:
             warnings.warn(
                 DamagedCheckpointWarning(
@@ -172,12 +185,6 @@ def save_checkpoint(
     history: list[dict[str, float]],
     source: dict[str, Any],
 ) -> None:
-    target = folder / "checkpoints" / f"step_{step:08d}"
-    partial = target.with_name(target.name + ".partial")  # renamed once complete: a crash leaves no half checkpoint
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
-    atomic_save_tensors(_checkpoint_state(sae, optim, last_fired), partial / "state.safetensors")
     payload = {
         "format": "circuitscope.sae_checkpoint",
         "version": CHECKPOINT_VERSION,
@@ -188,6 +195,17 @@ def save_checkpoint(
         "history": history,
         "source": source,
     }
+    write_checkpoint(folder, step, checkpoint_tensors(sae, optim, last_fired), payload)
+
+
+def write_checkpoint(folder: Path, step: int, tensors: dict[str, torch.Tensor], payload: dict[str, Any]) -> None:
+    """``folder/checkpoints/step_XXXXXXXX/{state.safetensors, trainer.json}``, written whole or not at all."""
+    target = folder / "checkpoints" / f"step_{step:08d}"
+    partial = target.with_name(target.name + ".partial")  # renamed once complete: a crash leaves no half checkpoint
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    atomic_save_tensors(tensors, partial / "state.safetensors")
     atomic_write_json(partial / "trainer.json", payload, indent=2)
     if target.exists():
         shutil.rmtree(target)

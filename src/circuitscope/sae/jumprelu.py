@@ -17,7 +17,7 @@ from torch import nn
 
 from circuitscope.sae.base import SAE, SAEConfig, StepContext, TrainOutput, register_architecture
 
-__all__ = ["JumpReLUSAE"]
+__all__ = ["JumpReLUSAE", "jumprelu", "jumprelu_training"]
 
 
 def _kernel(pre: torch.Tensor, threshold: torch.Tensor, bandwidth: float) -> torch.Tensor:
@@ -55,6 +55,21 @@ class _Step(torch.autograd.Function):
         return torch.zeros_like(pre), grad_threshold, None
 
 
+def jumprelu(pre: Float[torch.Tensor, "... d_sae"], threshold: torch.Tensor) -> Float[torch.Tensor, "... d_sae"]:
+    """``pre · H(pre - threshold)``: a latent passes only above its threshold (inference)."""
+    return pre * (pre > threshold).to(pre.dtype)
+
+
+def jumprelu_training(
+    pre: Float[torch.Tensor, "batch d_sae"], threshold: torch.Tensor, bandwidth: float
+) -> tuple[Float[torch.Tensor, "batch d_sae"], Float[torch.Tensor, "batch d_sae"]]:
+    """The activations and the step ``H(pre - threshold)``, both with the straight-through threshold gradients."""
+    acts = _JumpReLU.apply(pre, threshold, bandwidth)
+    step = _Step.apply(pre, threshold, bandwidth)
+    assert isinstance(acts, torch.Tensor) and isinstance(step, torch.Tensor)
+    return acts, step
+
+
 @register_architecture("jumprelu")
 class JumpReLUSAE(SAE):
     """A latent fires only above its own learned threshold."""
@@ -71,17 +86,14 @@ class JumpReLUSAE(SAE):
         self.threshold.fill_(0.001)
 
     def activation(self, pre: Float[torch.Tensor, "... d_sae"]) -> Float[torch.Tensor, "... d_sae"]:
-        return pre * (pre > self.threshold).to(pre.dtype)
+        return jumprelu(pre, self.threshold)
 
     def training_forward(self, x: Float[torch.Tensor, "batch d_in"], ctx: StepContext) -> TrainOutput:
         bandwidth = float(ctx.options.get("bandwidth", 0.001))
         pre = self.pre_acts(x)
-        acts = _JumpReLU.apply(pre, self.threshold, bandwidth)
-        assert isinstance(acts, torch.Tensor)
+        acts, step = jumprelu_training(pre, self.threshold, bandwidth)
         recon = self.decode(acts)
         mse = self.mse(recon, x)
-        step = _Step.apply(pre, self.threshold, bandwidth)
-        assert isinstance(step, torch.Tensor)
         l0 = step.sum(-1).mean()
         loss = mse + ctx.sparsity_coefficient * l0
         return TrainOutput.from_acts(recon, acts, loss, {"mse": mse.detach(), "l0": l0.detach()})

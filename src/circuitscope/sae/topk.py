@@ -21,10 +21,16 @@ from jaxtyping import Float, Int
 from circuitscope.sae.base import SAE, StepContext, TrainOutput, register_architecture
 from circuitscope.sae.sparse import gathered_pre_acts, sparse_decode
 
-__all__ = ["TopKSAE", "auxk_loss", "sparse_decode"]
+__all__ = ["TopKSAE", "auxk_loss", "sparse_decode", "topk_activation"]
 
 ValuesAt = Callable[[Int[torch.Tensor, "batch k"]], Float[torch.Tensor, "batch k"]]
 """The (differentiable) pre-activations at the given latent indices, row by row."""
+
+
+def topk_activation(pre: Float[torch.Tensor, "... d_sae"], k: int) -> Float[torch.Tensor, "... d_sae"]:
+    """``TopK_k(ReLU(pre))``: the ``k`` largest pre-activations of each row kept (negative ones give 0), the rest 0."""
+    vals, idx = pre.topk(k, dim=-1)
+    return torch.zeros_like(pre).scatter(-1, idx, torch.relu(vals))
 
 
 def auxk_loss(
@@ -68,8 +74,7 @@ class TopKSAE(SAE):
 
     def activation(self, pre: Float[torch.Tensor, "... d_sae"]) -> Float[torch.Tensor, "... d_sae"]:
         assert self.cfg.k is not None
-        vals, idx = pre.topk(self.cfg.k, dim=-1)
-        return torch.zeros_like(pre).scatter(-1, idx, torch.relu(vals))
+        return topk_activation(pre, self.cfg.k)
 
     def training_forward(self, x: Float[torch.Tensor, "batch d_in"], ctx: StepContext) -> TrainOutput:
         assert self.cfg.k is not None

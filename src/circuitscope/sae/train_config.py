@@ -20,6 +20,8 @@ BDecInit = Literal["geometric_median", "mean", "zeros"]
 """Decoder bias initialisation."""
 
 
+# Same shape as src/circuitscope/toy/grokking_lab.py:GrokkingConfig on purpose: a configuration is a dataclass
+# with a docstring under each field; the SAE trainer's fields and a lab's share no meaning to merge.
 @dataclass
 class TrainConfig:
     """How to train an SAE (sizes, optimiser, sparsity, bookkeeping)."""

@@ -103,7 +103,8 @@ def caa_vector(
     return _built(model, diffs.mean(0), hook, "caa", details, coefficient=coefficient, mode=mode, start_pos=start_pos)
 
 
-# Same signature as caa_vector on purpose: both recipes read the same contrast pairs.
+# Same shape as src/circuitscope/steering/build.py:caa_vector on purpose: both recipes read the same contrast pairs
+# and take the same placement options; only the reduction of the differences (mean, first component) differs.
 def pca_vector(
     model: HookedModel,
     pairs: Sequence[tuple[str, str]],

@@ -22,7 +22,8 @@ class TaskError(CircuitscopeError, ValueError):
     """A task that cannot be run as given (mismatched lengths, answers that are not one token, ...)."""
 
 
-# Fields one per line, a docstring under each (the house style of results): alike in shape only, on purpose.
+# Same shape as src/circuitscope/toy/superposition_lab.py:SweepResult on purpose: two unrelated dataclasses of
+# tensors, each field with its docstring; there is no logic in them to share.
 @dataclass(frozen=True)
 class Task:
     """Prompt pairs with answers. Row i of every tensor belongs to pair i.

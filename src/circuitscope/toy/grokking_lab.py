@@ -33,7 +33,7 @@ from circuitscope.toy.grokking import (
     logit_table,
     restricted_loss,
 )
-from circuitscope.toy.model import build_toy
+from circuitscope.toy.model import build_toy_of
 from circuitscope.toy.threads import fastest_thread_count
 from circuitscope.toy.trainer import TrainConfig, TrainResult, full_batch, train
 
@@ -43,7 +43,7 @@ GENERALISED = 0.1
 """Test loss below which a run counts as generalised."""
 
 
-# Same shape as InductionConfig (and the SAE's TrainConfig) on purpose: a lab's configuration is a frozen
+# Same shape as src/circuitscope/toy/induction.py:InductionConfig on purpose: a lab's configuration is a frozen
 # dataclass with a docstring under each field; the training fields go to TrainConfig.of by name.
 @dataclass(frozen=True)
 class GrokkingConfig:
@@ -137,19 +137,9 @@ class GrokkingResult:
 
 
 def build_grokking_model(config: GrokkingConfig) -> ToyTransformer:
-    return build_toy(
-        seed=config.seed,
-        d_vocab=config.p + 1,
-        n_ctx=3,
-        d_model=config.d_model,
-        n_layers=1,
-        n_heads=config.n_heads,
-        d_head=config.d_head,
-        d_mlp=config.d_mlp,
-        layer_norm=False,
-        act_fn="relu",
-        init="fan_in",
-        bias=False,
+    """Nanda et al.'s 1-layer model of ``config``: no LayerNorm, ReLU MLP, no biases, fan-in init; inputs ``a b =``."""
+    return build_toy_of(
+        config, d_vocab=config.p + 1, n_ctx=3, n_layers=1, layer_norm=False, act_fn="relu", init="fan_in", bias=False
     )
 
 

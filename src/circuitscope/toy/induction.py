@@ -31,13 +31,14 @@ from circuitscope.engine.loss import next_token_loss
 from circuitscope.models.toy.modeling import ToyTransformer
 from circuitscope.progress import OnProgress
 from circuitscope.toy.errors import LabConfigError
-from circuitscope.toy.model import build_toy
+from circuitscope.toy.model import build_toy_of
 from circuitscope.toy.trainer import BatchFn, MetricFn, TrainConfig, seeded_batches, train
 
 __all__ = [
     "InductionConfig",
     "InductionData",
     "InductionRun",
+    "build_induction_model",
     "induction_json",
     "periodic_batch",
     "repeated_segment_batch",
@@ -94,6 +95,12 @@ class InductionConfig:
             raise LabConfigError(f"n_ctx must be at least 16 for repeated segments, got {self.n_ctx}")
         if self.data not in get_args(InductionData):
             raise LabConfigError(f"data must be 'repeated', 'periodic' or 'text', got {self.data!r}")
+        if self.batch_size < 1:
+            raise LabConfigError(f"batch_size must be at least 1 (sequences per step), got {self.batch_size}")
+        if self.n_heads < 1 or self.d_model < 1 or self.d_vocab < 1:
+            raise LabConfigError(
+                f"n_heads ({self.n_heads}), d_model ({self.d_model}) and d_vocab ({self.d_vocab}) must be at least 1"
+            )
         if self.d_model % self.n_heads:
             raise LabConfigError(f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads})")
         TrainConfig.of(self)  # validates the training fields
@@ -263,6 +270,38 @@ def _checkpoint_metrics(
     }
 
 
+def build_induction_model(config: InductionConfig) -> ToyTransformer:
+    """The attention-only model of ``config`` (learned positions), freshly initialised from its seed."""
+    return build_toy_of(config, d_vocab=config.vocab, attn_only=True, positional="learned")
+
+
+def _own_next_token_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The model's own next-token loss on the sequences of ``batch``."""
+    return model(batch[0], labels=batch[0]).loss
+
+
+def _final_measurements(
+    run: InductionRun,
+    hooked: HookedModel,
+    probe: torch.Tensor,
+    ablation_tokens: torch.Tensor | None,
+    on_progress: OnProgress | None,
+) -> None:
+    """Fill in ``run``'s head scores and compositions of the trained ``hooked`` model, and its heads' ablation
+    importance on ``ablation_tokens`` (None: not measured)."""
+    run.final_induction = induction_scores(hooked, probe)
+    run.final_previous_token = previous_token_scores(hooked, probe)
+    run.composition = composition_scores(hooked)
+    if ablation_tokens is None:
+        return
+
+    def ablation_progress(stage: str, done: int, total: int) -> None:  # silent without on_progress
+        if on_progress is not None:
+            on_progress(f"{run.config.n_layers}-layer: {stage}", done, total)
+
+    run.ablation = head_ablation_importance(hooked, ablation_tokens, "mean", on_progress=ablation_progress)
+
+
 def train_induction_model(
     config: InductionConfig,
     out: str | Path | None = None,
@@ -276,35 +315,17 @@ def train_induction_model(
     ``on_progress(stage, done, total)`` is told the training steps (stage ``{n}-layer``) and the
     ablation passes (``{n}-layer: ...``).
     """
-    # One keyword per line, each value to its field by name: parallel on purpose, not shared logic.
-    model: ToyTransformer = build_toy(
-        seed=config.seed,
-        d_vocab=config.vocab,
-        n_ctx=config.n_ctx,
-        d_model=config.d_model,
-        n_layers=config.n_layers,
-        n_heads=config.n_heads,
-        attn_only=True,
-        layer_norm=config.layer_norm,
-        positional="learned",
-    )
+    model = build_induction_model(config)
     hooked = HookedModel(model)
     held_out, batches = _data(config)
     probe = repeated_random_tokens(config.vocab, config.n_ctx // 2 - 1, 16, torch.Generator().manual_seed(77))
-    metrics = _checkpoint_metrics(hooked, held_out, probe, config.n_ctx)
-
-    def loss_fn(m: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        out = m(batch[0], labels=batch[0])
-        return out.loss
-
-    train_config = TrainConfig.of(config, threads=threads)
     result = train(
         model,
-        loss_fn,
+        _own_next_token_loss,
         batches,
-        train_config,
+        TrainConfig.of(config, threads=threads),
         out=out,
-        metrics=metrics,
+        metrics=_checkpoint_metrics(hooked, held_out, probe, config.n_ctx),
         identity={"task": "induction", "data": config.data},
         description=f"{config.n_layers}-layer",
         on_progress=on_progress,
@@ -321,16 +342,7 @@ def train_induction_model(
         k_composition=list(m["k_composition"]),
         hooked=hooked,
     )
-    run.final_induction = induction_scores(hooked, probe)
-    run.final_previous_token = previous_token_scores(hooked, probe)
-    run.composition = composition_scores(hooked)
-    if measure_ablation:
-
-        def ablation_progress(stage: str, done: int, total: int) -> None:  # silent without on_progress
-            if on_progress is not None:
-                on_progress(f"{config.n_layers}-layer: {stage}", done, total)
-
-        run.ablation = head_ablation_importance(hooked, held_out[:64], "mean", on_progress=ablation_progress)
+    _final_measurements(run, hooked, probe, held_out[:64] if measure_ablation else None, on_progress)
     return run
 
 

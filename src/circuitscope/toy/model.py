@@ -7,6 +7,7 @@ model family of its own and lives with its adapter in :mod:`circuitscope.models.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -14,7 +15,7 @@ from torch import nn
 
 from circuitscope.models.toy.modeling import ToyConfig, ToyTransformer
 
-__all__ = ["build_toy", "n_params"]
+__all__ = ["build_toy", "build_toy_of", "n_params"]
 
 
 def build_toy(seed: int | None = None, **config: Any) -> ToyTransformer:
@@ -25,6 +26,15 @@ def build_toy(seed: int | None = None, **config: Any) -> ToyTransformer:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return ToyTransformer(cfg)
+
+
+def build_toy_of(experiment: object, **overrides: Any) -> ToyTransformer:
+    """:func:`build_toy` sized by a lab's experiment: its fields named like :class:`ToyConfig`'s arguments
+    (``d_model``, ``n_heads``, ...) and its ``seed``; arguments it lacks keep their defaults, and ``overrides``
+    win (the rule of :meth:`circuitscope.toy.trainer.TrainConfig.of` for the training fields)."""
+    names = [name for name in inspect.signature(ToyConfig.__init__).parameters if name not in ("self", "kwargs")]
+    taken = {name: getattr(experiment, name) for name in [*names, "seed"] if hasattr(experiment, name)}
+    return build_toy(**{**taken, **overrides})
 
 
 def n_params(model: nn.Module) -> int:

@@ -26,6 +26,7 @@ from circuitscope.toy.errors import LabConfigError
 from circuitscope.toy.superposition import (
     PAPER_TRAINING,
     Interference,
+    TrainedInstances,
     TrainingOptions,
     TrainingTime,
     dimensions_per_feature,
@@ -46,6 +47,27 @@ __all__ = [
 ]
 
 DEFAULT_SPARSITIES = (0.0, 0.7, 0.9, 0.97, 0.99, 0.999)
+
+REPRESENTED = 0.5
+"""The norm ``||W_i||`` above which a feature counts as represented (the sweeps' counts, the phase diagram)."""
+
+
+def _train(
+    experiment: str,
+    n_hidden: int,
+    importance: torch.Tensor,
+    probability: torch.Tensor,
+    training: TrainingOptions,
+    on_progress: OnProgress | None,
+) -> tuple[Float[torch.Tensor, "instance hidden feature"], TrainedInstances]:
+    """One model per row of ``importance`` and ``probability`` (both [instance, feature]), trained as the
+    experiment's stage (``geometry 200->20``): the trained weights and the run."""
+    n_features = importance.shape[-1]
+    description = f"{experiment} {n_features}->{n_hidden}"
+    run = train_superposition(
+        n_features, n_hidden, importance, probability, training, description=description, on_progress=on_progress
+    )
+    return run.model.W.detach(), run
 
 
 # Fields one per line, a docstring under each (the house style of results): alike in shape only, on purpose.
@@ -71,7 +93,7 @@ class SweepResult:
     time: TrainingTime
     """Training time, sampling apart, and threads."""
 
-    def n_represented(self, threshold: float = 0.5) -> list[int]:
+    def n_represented(self, threshold: float = REPRESENTED) -> list[int]:
         """Features with ``||W_i|| > threshold``, per sparsity."""
         return [int(k) for k in (self.norms > threshold).sum(-1)]
 
@@ -95,11 +117,7 @@ def sparsity_sweep(
     importance = importance_decay ** torch.arange(n_features, dtype=torch.float32)
     per_model = importance[None].expand(len(sparsities), -1).contiguous()  # [sparsity, feature]
     probability = torch.tensor([1 - s for s in sparsities])[:, None].expand(-1, n_features).contiguous()
-    stage = f"superposition {n_features}->{n_hidden}"
-    run = train_superposition(
-        n_features, n_hidden, per_model, probability, training, description=stage, on_progress=on_progress
-    )
-    W = run.model.W.detach()
+    W, run = _train("superposition", n_hidden, per_model, probability, training, on_progress)
     return SweepResult(
         n_features=n_features,
         n_hidden=n_hidden,
@@ -159,11 +177,7 @@ def geometry_experiment(
     inverse = torch.logspace(0, math.log10(max_inverse_density), n_sparsities)
     probability = (1 / inverse)[:, None].expand(-1, n_features).contiguous()
     uniform = torch.ones(n_sparsities, n_features)  # importance
-    stage = f"geometry {n_features}->{n_hidden}"
-    run = train_superposition(
-        n_features, n_hidden, uniform, probability, training, description=stage, on_progress=on_progress
-    )
-    W = run.model.W.detach()
+    W, run = _train("geometry", n_hidden, uniform, probability, training, on_progress)
     return GeometryResult(
         n_features=n_features,
         n_hidden=n_hidden,
@@ -193,7 +207,7 @@ def phase_diagram(
     n_importance: int = 9,
     n_density: int = 9,
     *,
-    threshold: float = 0.5,
+    threshold: float = REPRESENTED,
     training: TrainingOptions = PAPER_TRAINING,
     on_progress: OnProgress | None = None,
 ) -> PhaseDiagram:
@@ -202,8 +216,8 @@ def phase_diagram(
     density = torch.logspace(-2, 0, n_density)
     imp = torch.stack([torch.ones(n_importance * n_density), importance.repeat_interleave(n_density)], dim=1)
     prob = density.repeat(n_importance)[:, None].expand(-1, 2).contiguous()
-    run = train_superposition(2, 1, imp, prob, training, description="phase diagram 2->1", on_progress=on_progress)
-    W = run.model.W.detach()[:, 0]  # [cell, feature]
+    W_cells, run = _train("phase diagram", 1, imp, prob, training, on_progress)
+    W = W_cells[:, 0]  # [cell, feature]
     w1, w2 = W[:, 0].reshape(n_importance, n_density), W[:, 1].reshape(n_importance, n_density)
     phase = []
     for i in range(n_importance):

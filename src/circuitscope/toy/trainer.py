@@ -204,6 +204,29 @@ def _resume(
     return start
 
 
+def _update(
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    step: int,
+) -> float:
+    """One optimiser step at ``step``'s learning rate; returns the batch loss before the update."""
+    for group in optimizer.param_groups:
+        group["lr"] = config.lr_at(step)
+    loss = loss_fn(model, batch)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise FloatingPointError(f"the training loss became {value} at step {step}; lower the lr")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    return value
+
+
 def train(
     model: torch.nn.Module,
     loss_fn: LossFn,
@@ -249,18 +272,7 @@ def train(
         if on_progress is not None:
             on_progress(description, start, config.steps)
         for step in range(start, config.steps):
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr_at(step)
-            loss = loss_fn(model, batches(step))
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise FloatingPointError(f"the training loss became {value} at step {step}; lower the lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            result.loss.append(value)
+            result.loss.append(_update(model, loss_fn, batches(step), optimizer, config, step))
             done_steps = step + 1
             if done_steps % config.checkpoint_every == 0 or done_steps == config.steps:
                 checkpoint(done_steps)

@@ -274,7 +274,8 @@ def _backup(search: _Search, movers: Heads, direct: PathPatchingResult, means: T
     return search.finding("backup_name_mover", method, grid, "positive", members, _NAME_MOVER_ATTENTION, copy)
 
 
-# Keyword options one per line, each its own documented knob: alike in shape to other entry points, on purpose.
+# Same shape as src/circuitscope/sae/frequency.py:store_frequencies on purpose: keyword options one per line
+# (batch size, progress) is how entry points take their arguments; nothing to share.
 @torch.no_grad()
 def find_head_classes(
     model: HookedModel,

@@ -235,7 +235,8 @@ class CompletenessPoint:
         )
 
 
-# Fields one per line, a docstring under each (the house style of results): alike in shape only, on purpose.
+# Same shape as src/circuitscope/circuits/ioi/result.py:CompletenessPoint on purpose: the two criteria of the
+# paper, each a removal set, two F values and their gap under its own names (which the JSON keeps).
 @dataclass(frozen=True)
 class MinimalityPoint:
     """For one circuit head v, the set K that shows it matters: |F(C \\ (K ∪ {v})) - F(C \\ K)|."""

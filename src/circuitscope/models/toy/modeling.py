@@ -206,7 +206,8 @@ class ToyBlock(nn.Module):
         self.ln2 = _norm(config)
         self.mlp = ToyMLP(config)
 
-    # ToyAttention.forward's signature again on purpose: the block hands the mask and last_only on to attention
+    # Same shape as src/circuitscope/models/toy/modeling.py:ToyAttention on purpose: the block's forward takes
+    # attention's arguments and hands the mask and last_only on to it.
     def forward(
         self,
         hidden_states: Float[torch.Tensor, "B P D"],
