@@ -46,8 +46,9 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/lint-imports
 
 # two test processes on the two cores (pytest-xdist), each file kept on one process so its module fixtures load once
+# (tests/conftest.py makes the groups: a file each, a README block each) and the long files handed out first
 test: chromium $(VENV)/.dev .data/all-MiniLM-L6-v2/config.json lint
-	$(PY) -m pytest -n 2 --dist loadfile --durations=25
+	$(PY) -m pytest -n 2 --dist loadgroup --no-loadscope-reorder --durations=25
 
 # TransformerLens goes in its own venv (.venv-bench, see benchmarks/RESULTS.md), never in the test venv
 .venv-bench/.created:

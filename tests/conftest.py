@@ -25,6 +25,23 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("COLUMNS", "400")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """How ``make test`` shares the tests between its two processes (``--dist loadgroup``).
+
+    - Each test file is one group, run by one process, so that its module fixtures load once; but every
+      block of test_readme.py goes on its own (each loads its own model), so both processes share its blocks.
+    - In a distributed run the files with a real-model or slow test go first: the long groups start early
+      and the short ones fill in at the end, so neither process is left alone with a long file at the end.
+    """
+    for item in items:
+        if item.path.name != "test_readme.py" and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    if getattr(config.option, "loadgroup", False):  # set on pytest-xdist's workers under --dist loadgroup
+        heavy = {item.path for item in items if item.get_closest_marker("real") or item.get_closest_marker("slow")}
+        items.sort(key=lambda item: item.path not in heavy)  # stable: collection order within each part
+
+
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
     """Every tiny model built once per session; ``tiny.hooked("gpt2")`` etc. hand out fresh copies."""
@@ -37,10 +54,36 @@ def text_model(tiny: TinyModels) -> cs.HookedModel:
     return tiny.text()
 
 
+def model_state(model: cs.HookedModel) -> tuple[object, ...]:
+    """What a test could leave changed on a model: hooks, mode, which tensors and their values, the tokenizer."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one summation order, whatever the test left the thread count at
+    try:
+        params = tuple(
+            (name, p.data_ptr(), p.dtype, p.requires_grad, float(p.detach().sum()))
+            for name, p in model.named_parameters()
+        )
+    finally:
+        torch.set_num_threads(threads)
+    tok = model.tokenizer
+    return (model.active_hooks(), model.hf_model.training, params, tok and (len(tok), tok.padding_side))
+
+
+@pytest.fixture(scope="session")
+def _gemma_once() -> tuple[cs.HookedModel, tuple[object, ...]]:
+    """The embedded Gemma-3-270M loaded once per test process (a load parses its 33 MB tokenizer), its state."""
+    model = cs.load_model(cs.DEFAULT_MODEL)
+    return model, model_state(model)
+
+
 @pytest.fixture(scope="module")
-def gemma() -> cs.HookedModel:
-    """The embedded Gemma-3-270M (real tier only: tests that take it are marked ``real``), once per module."""
-    return cs.load_model(cs.DEFAULT_MODEL)
+def gemma(_gemma_once: tuple[cs.HookedModel, tuple[object, ...]]) -> Iterator[cs.HookedModel]:
+    """The embedded Gemma-3-270M (real tier only: tests that take it are marked ``real``), shared by the modules
+    of a test process: after each module it must be as loaded (no hook, eval mode, the same weights), or the
+    module errors here (give it its own ``cs.load_model(cs.DEFAULT_MODEL)`` if it must change the model)."""
+    model, loaded = _gemma_once
+    yield model
+    assert model_state(model) == loaded, "this module left the shared Gemma changed (hooks, mode or weights)"
 
 
 @pytest.fixture

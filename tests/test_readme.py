@@ -2,6 +2,10 @@
 
 A block that loads the embedded ``gemma-3-270m`` runs in the real tier; a block whose first line is
 ``# tiny model`` runs in the fast tier; any other block runs in the real tier.
+
+Each ``load_model("gemma-3-270m")`` of a block loads the model from its cache as written, weights and all,
+except that the cache's tokenizer (a 33 MB ``tokenizer.json``, most of a load's time) is parsed once per test
+process and handed to every later load; after each block it must be as parsed.
 """
 
 from __future__ import annotations
@@ -9,10 +13,14 @@ from __future__ import annotations
 import re
 import sys
 import types
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from circuitscope.core import loading
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -67,7 +75,44 @@ def test_block_extraction() -> None:
     assert [b.id for b in readme_blocks(text, ROOT / "docs" / "x.md")] == ["docs/x.md:3", "docs/x.md:10"]
 
 
+def _tokenizer_state(tokenizer: Any) -> tuple[object, ...]:
+    """What a block could change on a shared tokenizer."""
+    t = tokenizer
+    return len(t), t.padding_side, t.truncation_side, t.model_max_length, str(t.special_tokens_map), t.pad_token_id
+
+
+@pytest.fixture(scope="session")
+def _parsed() -> dict[tuple[str, int, int], tuple[Any, tuple[object, ...]]]:
+    """The cached model's tokenizers parsed so far, by (folder, size and mtime of tokenizer.json), with their state."""
+    return {}
+
+
+@pytest.fixture
+def tokenizer_once(
+    _parsed: dict[tuple[str, int, int], tuple[Any, tuple[object, ...]]], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """``load_model`` of a cached model takes its tokenizer parsed once (see the module); any other load is as is."""
+    real = loading._folder_tokenizer
+
+    def folder_tokenizer(folder: Path, what: str) -> Any:
+        file = folder / "tokenizer.json"
+        if what != "cached model" or not file.is_file():
+            return real(folder, what)
+        stat = file.stat()
+        key = (str(folder.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in _parsed:
+            tokenizer = real(folder, what)
+            _parsed[key] = tokenizer, _tokenizer_state(tokenizer)
+        return _parsed[key][0]
+
+    monkeypatch.setattr(loading, "_folder_tokenizer", folder_tokenizer)
+    yield
+    for tokenizer, state in _parsed.values():
+        assert _tokenizer_state(tokenizer) == state, "the block changed the shared tokenizer"
+
+
 @pytest.mark.parametrize("block", [pytest.param(b, marks=_tier(b), id=b.id) for b in BLOCKS + DOC_BLOCKS])
+@pytest.mark.usefixtures("tokenizer_once")
 def test_readme_block_runs(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # a block that writes a file writes it here
     code = compile(block.source, f"{block.path}:{block.line}", "exec", dont_inherit=True)  # not this file's __future__

@@ -265,13 +265,6 @@ def test_bad_requests_are_refused(tiny: TinyModels) -> None:
     assert model.active_hooks() == []
 
 
-@pytest.fixture(scope="module")
-def gemma() -> HookedModel:
-    import circuitscope as cs
-
-    return cs.load_model(cs.DEFAULT_MODEL)
-
-
 @pytest.mark.real
 def test_attribution_on_gemma_ioi_agrees_with_activation_patching(gemma: HookedModel) -> None:
     from circuitscope.tasks import IOIConfig, ioi_task

@@ -24,7 +24,6 @@ from circuitscope.analysis.tracing import (
     trace_heads,
     trace_neurons,
 )
-from circuitscope.core.prefix_kv import PrefixReplay
 from circuitscope.core.replay import BlockReplay
 from circuitscope.errors import ShapeError, TokenizationError
 from circuitscope.report.tracing import plot_heads, plot_neurons, plot_trace
@@ -235,7 +234,7 @@ def test_the_trace_equals_one_full_forward_per_restoration_on_each_family(tiny: 
     model = tiny.hooked(family)
     tokens = torch.tensor([5, 17, 42, 9, 33, 61, 2, 70, 11, 23])
     n, seq = model.cfg.n_layers, len(tokens)
-    assert PrefixReplay(BlockReplay(model, tokens[None])).supported == (family != "bamba")
+    assert BlockReplay(model, tokens[None], keep_prefix=True).reuses_prefix == (family != "bamba")
     attention = [la for la in range(n) if la not in model.cfg.mixer_layers]
     for kind in ("resid", "mlp", "attn") if len(attention) == n else ("resid", "mlp"):
         result = causal_trace(model, tokens, (2, 4), kind=kind, window=2, n_samples=2, batch_size=6, noise_scale=5.0)  # type: ignore[arg-type]  # a str from the loop for the Literal option

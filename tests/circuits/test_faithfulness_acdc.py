@@ -16,6 +16,7 @@ from circuitscope.circuits import (
     faithfulness_curve,
     graph_of,
 )
+from circuitscope.core.fingerprint import model_fingerprint
 from circuitscope.report.circuit import plot_curve
 from circuitscope.tasks import Task, evaluate_metric
 from tests.tiny_models import TinyModels, random_task
@@ -78,6 +79,8 @@ def test_acdc_damage_is_bounded_by_threshold_times_removals(tiny: TinyModels) ->
     kept_tried = circuit.edges & tried
     assert bool((circuit.scores[kept_tried] >= tau).all())  # kept edges did damage when tried
     assert circuit.info["edges_tried"] == int(tried.sum())
+    assert circuit.task == {"name": task.name, "n_prompts": 4, "metric": "kl"}  # the provenance Circuit.found records
+    assert circuit.fingerprint == model_fingerprint(model) and circuit.method == "acdc"
     everything = acdc(model, task, 1e9)
     assert everything.n_edges == 0
 
@@ -93,6 +96,8 @@ def test_discover_circuit_methods_and_bad_names(tiny: TinyModels) -> None:
     smaller = [p for p in found.curve.points if p.n_edges < chosen]
     assert all(p.normalized < 0.5 for p in smaller)
     fixed = discover_circuit(model, task, "eap-ig", steps=2, n_edges=7, curve=False)
-    assert fixed.circuit.n_edges == 7 and fixed.circuit.method == "eap-ig"
+    assert fixed.circuit.n_edges == 7 and fixed.circuit.method == "eap-ig" and fixed.circuit.steps == 2
+    assert fixed.circuit.task == {"name": task.name, "n_prompts": len(task), "metric": task.metric}
+    assert fixed.circuit.fingerprint == model_fingerprint(model)
     with pytest.raises(CircuitError, match="unknown circuit discovery method 'pathfinder'"):
         discover_circuit(model, task, "pathfinder")  # type: ignore[arg-type]  # the unknown method under test

@@ -81,5 +81,6 @@ def test_every_command_group_is_registered() -> None:
         "experts",
         "transcoders",
         "graph",
+        "study",
     ):
         assert command in result.stdout, command

@@ -87,3 +87,28 @@ def test_bad_input_is_refused_before_the_work(folders: tuple[Path, Path], tmp_pa
     code, payload = _run(other, out, "--json")
     assert code == 1 and payload["error"] == "TranscoderModelError"
     assert not out.exists() and not (tmp_path / "g.json").exists()
+
+
+def test_contexts_and_the_feature_cap(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    """``--contexts N``: each kept feature's top activating contexts among N of the default corpus, the library's
+    (graphs/contexts.py, tested there) in the graph JSON; ``--max-feature-nodes``: that many feature nodes."""
+    from circuitscope.graphs import feature_top_contexts
+    from circuitscope.sae import default_corpus
+    from circuitscope.transcoders.io import load_transcoders
+
+    out = tmp_path / "g.html"
+    code, payload = _run(folders, out, "--contexts", "4", "--max-feature-nodes", "6", "--node-threshold", "1")
+    assert code == 0, payload
+    assert payload["features"] == 6 < payload["active_features"]
+    document = json.loads((tmp_path / "g.json").read_text())
+    kept = [n for n in document["nodes"] if n["feature_type"] == "cross layer transcoder"]
+    assert kept
+    model = cs.load_model(folders[0])
+    features = {(int(n["layer"]), int(n["feature"])) for n in kept}
+    tc = load_transcoders(folders[1], model)
+    expected = feature_top_contexts(model, tc, features, default_corpus(), n_contexts=4)
+    assert any(expected.values())  # some kept feature fires in the corpus
+    for node in kept:
+        assert node.get("top_contexts", []) == expected[int(node["layer"]), int(node["feature"])]
+        peaks = [max(c["activations"]) for c in node.get("top_contexts", [])]
+        assert peaks == sorted(peaks, reverse=True) and all(p > 0 for p in peaks)

@@ -8,6 +8,7 @@ import re
 import pytest
 import torch
 
+from circuitscope.core.hook_points import HookPoint
 from circuitscope.core.prefix_kv import PrefixReplay
 from circuitscope.core.replay import BlockReplay
 from circuitscope.errors import UnsupportedModelError
@@ -21,8 +22,9 @@ CAUSAL = [t.name for t in TINY if t.causal]
 def test_blocks_from_a_position_reproduce_the_recorded_run(tiny: TinyModels, family: str) -> None:
     model = tiny.hooked(family)
     tokens = torch.randint(3, 90, (2, 10), generator=torch.Generator().manual_seed(0))  # > the sliding windows of 4
-    replay = BlockReplay(model, tokens)
-    prefix = PrefixReplay(replay)
+    replay = BlockReplay(model, tokens, keep_prefix=True)
+    prefix = replay.prefix
+    assert isinstance(prefix, PrefixReplay)
     n = model.cfg.n_layers
     source = torch.tensor([1, 0, 1])  # rows copying recorded rows 1, 0, 1
     assert prefix.supported == (family not in MIXERS), prefix.reason
@@ -45,7 +47,8 @@ def test_blocks_from_a_position_reproduce_the_recorded_run(tiny: TinyModels, fam
 
 def test_a_bad_cut_is_refused(tiny: TinyModels) -> None:
     model = tiny.hooked("llama_gqa")
-    prefix = PrefixReplay(BlockReplay(model, torch.randint(3, 90, (2, 10))))
+    prefix = BlockReplay(model, torch.randint(3, 90, (2, 10)), keep_prefix=True).prefix
+    assert prefix is not None
     with pytest.raises(ValueError, match=r"first=4 needs positions 4\.\.9"):
         prefix.block(0, prefix.replay.resid_pre[0][:, 3:], 4, torch.tensor([0, 1]))
 
@@ -83,3 +86,31 @@ def test_a_refused_family_gets_its_reason(tiny: TinyModels) -> None:
         replay.run(0, replay.resid_pre[0][:, 4:], torch.full((2,), 9), from_pos=4)
     without = BlockReplay(model, tokens)  # no keys and values recorded: the reason says how to get them
     assert without.prefix is None and "keep_prefix=True" in str(without.prefix_reason)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gemma3"])
+def test_hooks_see_the_recorded_pass_once_and_their_edits_are_in_the_kept_keys_and_values(
+    tiny: TinyModels, family: str
+) -> None:
+    """The keys and values are kept from the recorded pass itself: a hook attached then fires once per block with
+    every position (no second, hidden pass), and an edit inside a block (here the values) is in what the suffix
+    attends to, so running from a position equals the hooked forward pass."""
+    model = tiny.hooked(family)
+    tokens = torch.randint(3, 90, (2, 10), generator=torch.Generator().manual_seed(0))
+    seen: list[tuple[str, int]] = []
+
+    def count(x: torch.Tensor, hook: HookPoint) -> None:
+        seen.append((hook.name, int(x.shape[1])))
+
+    def halve(x: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+        return x * 0.5
+
+    hooks = [("blocks.*.attn.hook_v", halve), ("blocks.*.hook_mlp_out", count)]
+    with model.hooks(hooks):
+        replay = BlockReplay(model, tokens, keep_prefix=True)
+        assert replay.reuses_prefix
+        assert seen == [(f"blocks.{layer}.hook_mlp_out", 10) for layer in range(model.cfg.n_layers)]
+        with torch.no_grad():
+            logits = replay.run(1, replay.resid_pre[1][:, 6:].contiguous(), torch.full((2,), 9), from_pos=6)
+        full = model(tokens)[:, 9]
+    torch.testing.assert_close(logits, full, atol=1e-5, rtol=1e-5)  # float32 rounding, as above

@@ -8,6 +8,7 @@ import torch
 import circuitscope as cs
 from circuitscope.errors import UnsupportedAnalysisError
 from circuitscope.graphs import Sources, local_replacement
+from circuitscope.graphs.frozen import skipped_projections
 from circuitscope.transcoders.errors import TranscoderModelError
 from circuitscope.transcoders.modules import TranscoderSet
 from tests.graphs.conftest import random_transcoders
@@ -34,6 +35,23 @@ def test_errors_make_any_transcoders_reproduce_the_real_model(
     repl = local_replacement(model, tc, prompt)
     assert float(repl.errors.abs().max()) > 0.1  # random transcoders: the errors carry the MLPs
     torch.testing.assert_close(repl.run(model, tc).logits[0].detach(), repl.logits, rtol=0, atol=1e-12)
+
+
+def test_skipped_projections_change_nothing_on_separate_queries_and_keys(tiny: TinyModels) -> None:
+    """The replacement pass skips the MLPs' and the queries' and keys' projections (graphs/frozen.py): it still
+    reproduces the real model, and under the skip those projections return zeros."""
+    model = tiny.hooked("gemma3")  # separate q and k projections, gated MLPs, norms after each sublayer
+    tc = random_transcoders(model)
+    prompt = torch.tensor([3, 1, 4, 1, 5, 9])
+    repl = local_replacement(model, tc, prompt)
+    torch.testing.assert_close(repl.run(model, tc, batch=2).logits[1].detach(), repl.logits, rtol=1e-5, atol=1e-5)
+    block = model.wiring.blocks[0]
+    assert block.q is not None and block.k is not None and block.mlp_down is not None
+    x = torch.randn(2, model.cfg.d_model)
+    mlp = block.block.get_submodule("mlp")  # Gemma 3's MLP module: skipped whole
+    with skipped_projections(model):
+        assert not block.q(x).any() and not block.k(x).any() and not mlp(x).any()
+    assert block.q(x).any() and mlp(x).any()  # restored after the block
 
 
 def test_the_replacement_model_is_affine_in_embeddings_errors_and_features(relu64: Pair, prompt: torch.Tensor) -> None:

@@ -15,11 +15,6 @@ from circuitscope.tasks.ioi import NAMES
 pytestmark = pytest.mark.real
 
 
-@pytest.fixture(scope="module")
-def gemma() -> cs.HookedModel:
-    return cs.load_model(cs.DEFAULT_MODEL)
-
-
 def test_ioi_prompts_pair_up(gemma: cs.HookedModel) -> None:
     for corruption in ("abc", "swap"):
         task = ioi_task(gemma, IOIConfig(n_prompts=40, seed=3, corruption=corruption))  # type: ignore[arg-type]

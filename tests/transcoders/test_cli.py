@@ -39,8 +39,13 @@ def test_train_then_eval(tiny: TinyModels, corpus_file: Path, tmp_path: Path) ->
     trained = _json(["transcoders", "train", *model, "--out", str(out), *sizes, "--layers", "0-1"])
     assert trained["steps"] == 10 and trained["config"]["layers"] == [0, 1]  # type: ignore[index]
     assert load_transcoders(out).cfg.d_sae == 48
-    evaluated = _json(["transcoders", "eval", str(out), *model, "--contexts", "3", "--context-size", "32"])
+    page = tmp_path / "eval.html"
+    evaluated = _json(
+        ["transcoders", "eval", str(out), *model, "--contexts", "3", "--context-size", "32", "--html", str(page)]
+    )
     assert len(evaluated["layers"]) == 2 and evaluated["tokens"] == 96  # type: ignore[arg-type]
+    assert evaluated["html"] == str(page)  # the report of these numbers (tests/transcoders/test_eval_report.py)
+    assert f"{evaluated['replaced']['ce']:.4g}</td>" in page.read_text()  # type: ignore[index]
     assert evaluated["replaced_with_error"]["agreement"] == 1.0  # type: ignore[index]
     # another run's folder is refused before any work, with the folder left as it was
     before = sorted(p.name for p in out.iterdir())

@@ -107,10 +107,10 @@ def _target_id(model: HookedModel, target: str | int | None, clean_probs: torch.
 
 
 def _saver(store: dict[str, torch.Tensor]) -> Callable[[torch.Tensor, HookPoint], None]:
-    """A hook keeping the first value each hook point sees (the recorded run's; the prefix recording fires again)."""
+    """A hook keeping the value each hook point sees in the recorded run."""
 
     def save(x: torch.Tensor, hook: HookPoint) -> None:
-        store.setdefault(hook.name, x.detach())
+        store[hook.name] = x.detach()
 
     return save
 

@@ -30,7 +30,6 @@ from circuitscope.circuits._faithfulness import CircuitRunner
 from circuitscope.circuits.circuit import Circuit
 from circuitscope.circuits.graph import CircuitError
 from circuitscope.circuits.reference import Ablation
-from circuitscope.core.fingerprint import model_fingerprint
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.progress import OnProgress, track
 from circuitscope.tasks.metrics import evaluate_metric
@@ -100,20 +99,11 @@ def acdc(
     graph = runner.graph
     keep, scores, tried = _prune(runner, criterion, threshold, on_progress)
     final = runner.faithfulness(keep)
-    return Circuit(
-        graph=graph,
-        edges=keep,
-        scores=scores,
-        model_name=model_name,
-        task={"name": task.name, "n_prompts": len(task), "metric": runner.metric},
-        method="acdc",
-        ablation=ablation,
-        steps=1,
-        info={
-            "threshold": threshold, "criterion": criterion, "edges_tried": tried, "seconds": time.perf_counter() - t0,
-            "faithfulness": final.to_dict(),
-        },
-        fingerprint=model_fingerprint(model),
+    info = {"threshold": threshold, "criterion": criterion, "edges_tried": tried, "seconds": time.perf_counter() - t0,
+            "faithfulness": final.to_dict()}  # fmt: skip
+    return Circuit.found(
+        model, task, keep, scores, graph=graph, model_name=model_name, method="acdc", ablation=ablation, info=info,
+        metric=runner.metric,
     )  # fmt: skip
 
 

@@ -28,7 +28,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Bool, Float
@@ -36,6 +36,10 @@ from jaxtyping import Bool, Float
 from circuitscope.circuits.graph import CircuitError, Graph
 from circuitscope.core.files import atomic_write_text
 from circuitscope.core.fingerprint import model_fingerprint
+
+if TYPE_CHECKING:
+    from circuitscope.core.hooked_model import HookedModel
+    from circuitscope.tasks.task import Task
 
 __all__ = ["FORMAT", "VERSION", "Circuit", "UnfingerprintedCircuitWarning"]
 
@@ -80,6 +84,29 @@ class Circuit:
             raise CircuitError(
                 "the circuit keeps an edge the graph does not have (a sender downstream of its receiver)"
             )
+
+    @classmethod
+    def found(
+        cls,
+        model: HookedModel,
+        task: Task,
+        edges: Bool[torch.Tensor, "sender receiver"],
+        scores: Float[torch.Tensor, "sender receiver"],
+        *,
+        graph: Graph,
+        model_name: str,
+        method: str,
+        ablation: str,
+        steps: int = 1,
+        info: dict[str, Any] | None = None,
+        metric: str | None = None,
+    ) -> Circuit:
+        """A circuit found on ``model`` for ``task``, with the provenance every discovery records: the task's name,
+        prompt count and metric (``metric`` when the search used another than the task's own) and the model's
+        fingerprint."""
+        about = {"name": task.name, "n_prompts": len(task), "metric": metric or task.metric}
+        fingerprint = model_fingerprint(model)
+        return cls(graph, edges, scores, model_name, about, method, ablation, steps, info or {}, fingerprint)
 
     # ------------------------------------------------------------------ views
     @property

@@ -10,7 +10,6 @@ from circuitscope.circuits._faithfulness import CircuitRunner, FaithfulnessCurve
 from circuitscope.circuits.circuit import Circuit
 from circuitscope.circuits.graph import CircuitError
 from circuitscope.circuits.reference import Ablation, check_ablation
-from circuitscope.core.fingerprint import model_fingerprint
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.progress import OnProgress
 from circuitscope.tasks.task import Task
@@ -63,8 +62,6 @@ def discover_circuit(
     check_ablation(ablation)
     if not 0 < target <= 1.5:
         raise CircuitError(f"target faithfulness must be in (0, 1.5], got {target}")
-    task_info = {"name": task.name, "n_prompts": len(task), "metric": task.metric}
-
     if method == "acdc":
         circuit = acdc(
             model, task, threshold, ablation=ablation, batch_size=batch_size, seed=seed, model_name=model_name,
@@ -83,9 +80,9 @@ def discover_circuit(
     chosen, curve_result, info["faithfulness"] = _top_edges(
         model, task, scores, runner, n_edges=n_edges, target=target, curve=curve, on_progress=on_progress
     )
-    circuit = Circuit(
-        graph=scores.graph, edges=scores.top_mask(chosen), scores=scores.scores, model_name=model_name, task=task_info,
-        method=scores.method, ablation=ablation, steps=scores.steps, info=info, fingerprint=model_fingerprint(model),
+    circuit = Circuit.found(
+        model, task, scores.top_mask(chosen), scores.scores, graph=scores.graph, model_name=model_name,
+        method=scores.method, ablation=ablation, steps=scores.steps, info=info,
     )  # fmt: skip
     return Discovery(circuit, scores, curve_result)
 

@@ -29,7 +29,7 @@ grouped-query attention the key and value inputs belong to a key/value head, nam
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import torch
 from jaxtyping import Bool
@@ -47,34 +47,33 @@ class CircuitError(CircuitscopeError, ValueError):
     """A circuit, graph or discovery request that cannot be used as given."""
 
 
+Kind = TypeVar("Kind", SenderKind, ReceiverKind)
+
+
 @dataclass(frozen=True)
-class Sender:
+class _End(Generic[Kind]):
+    """One end of an edge: the fields a sender and a receiver share."""
+
+    name: str
+    """Sender: ``input``, ``a{layer}.h{head}`` or ``m{layer}``; receiver: ``a{layer}.h{head}<q>``,
+    ``a{layer}.h{head}<k>`` / ``a{layer}.kv{g}<k>``, ``m{layer}`` or ``logits``."""
+    kind: Kind
+    """Sender: what writes (the embedding, an attention head or an MLP); receiver: the query, key or value input of
+    a head, an MLP input, or the final residual stream."""
+    layer: int
+    """Block index (-1 for the input, ``n_layers`` for the logits)."""
+    head: int | None = None
+    """The head: of a head sender, the head index; of a receiver, the query head (q) or key/value head (k, v)."""
+
+
+@dataclass(frozen=True)
+class Sender(_End[SenderKind]):
     """A node that writes into the residual stream."""
 
-    name: str
-    """``input``, ``a{layer}.h{head}`` or ``m{layer}``."""
-    kind: SenderKind
-    """What writes: the embedding, an attention head or an MLP."""
-    layer: int
-    """Block index (-1 for the input)."""
-    head: int | None = None
-    """Head index for heads."""
 
-
-# Same shape as src/circuitscope/circuits/graph.py:Sender on purpose: the two ends of an edge, each with its own
-# kinds and its own layer/head meaning.
 @dataclass(frozen=True)
-class Receiver:
+class Receiver(_End[ReceiverKind]):
     """A place that reads the residual stream (before its norm)."""
-
-    name: str
-    """``a{layer}.h{head}<q>``, ``a{layer}.h{head}<k>`` / ``a{layer}.kv{g}<k>``, ``m{layer}`` or ``logits``."""
-    kind: ReceiverKind
-    """Query, key or value input of a head, MLP input, or the final residual stream."""
-    layer: int
-    """Block index (``n_layers`` for the logits)."""
-    head: int | None = None
-    """Query head (q) or key/value head (k, v)."""
 
     @property
     def node(self) -> str:

@@ -3,8 +3,8 @@
 One spelling per concept: ``--model`` names the model (``info``, ``run`` and ``heads`` also take
 it as their old positional argument, see :func:`pick_model`); ``--out`` is a file (an HTML
 report, a JSON file) and ``--out-dir`` a folder (``--out`` still works there, as its old
-spelling); ``--batch-size`` is the rows of one forward pass (``--batch-rows`` is its old,
-hidden spelling); ``--json`` prints machine-readable JSON.
+spelling); ``--batch-size`` is the rows of one forward pass (``--batch-rows`` is its old
+spelling, where a command took it); ``--json`` prints machine-readable JSON.
 
 A string option whose values are a library ``Literal`` type is checked by :func:`check_choice`,
 which reads the values with :func:`typing.get_args`, so the command line and the library never
@@ -34,7 +34,6 @@ __all__ = [
     "OutOpt",
     "SeedOpt",
     "TrainBatchOpt",
-    "batch_size_of",
     "check_choice",
     "choice_names",
     "pick_model",
@@ -58,7 +57,16 @@ HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Also write a self-
 BatchOpt = Annotated[
     int, typer.Option("--batch-size", min=1, help="Rows of one forward pass (prompts, or patched copies of them).")
 ]
-BatchRowsOpt = Annotated[int | None, typer.Option("--batch-rows", min=1, hidden=True, help="Old name of --batch-size.")]
+BatchRowsOpt = Annotated[
+    int,
+    typer.Option(
+        "--batch-size",
+        "--batch-rows",
+        min=1,
+        help="Rows of one forward pass (prompts, or patched copies of them); --batch-rows is its older spelling.",
+    ),
+]
+"""``--batch-size`` of a command that also took the older spelling ``--batch-rows``."""
 TrainBatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Training examples per optimiser step.")]
 SeedOpt = Annotated[
     int, typer.Option("--seed", help="Seed of everything random (prompts, data, noise, initialisation).")
@@ -73,11 +81,6 @@ def pick_model(option: str | None, argument: str | None) -> str:
             f"the model is given twice, as {argument!r} and as --model {option!r}: give it once, with --model"
         )
     return option or argument or DEFAULT_MODEL
-
-
-def batch_size_of(batch_size: int, batch_rows: int | None) -> int:
-    """``--batch-size``, or its old spelling ``--batch-rows`` when that is given."""
-    return batch_rows or batch_size
 
 
 def choice_names(choices: Any) -> tuple[str, ...]:

@@ -44,7 +44,6 @@ def corpus(texts: list[str] | None, file: Path | None) -> list[str]:
     return found
 
 
-# A command's shape (typed options, docstring, lazy imports, reporting_errors): alike to every command's, on purpose.
 @torch.no_grad()  # scoped to the command: no process-wide autograd switch
 def experts(
     model_arg: ModelArg = None,

@@ -55,20 +55,24 @@ ValidateOpt = Annotated[
                  "the measured effects beside the predicted ones (0: none)."),
 ]  # fmt: skip
 MemoryOpt = Annotated[float, typer.Option("--memory-gb", min=0.0001, help="Refuse graphs estimated above this memory.")]
+MaxFeaturesOpt = Annotated[
+    int,
+    typer.Option("--max-feature-nodes", min=0, help="At most this many feature nodes, the most influential on the "
+                 "logits computed first (0: every active feature)."),
+]  # fmt: skip
+MAX_FEATURE_NODES = 1024  # GraphConfig's default (graphs/graph.py; not imported here: it would import torch)
 
 
 def _summary(graph: AttributionGraph, pruned: PrunedGraph, scores: GraphScores) -> dict[str, Any]:
+    from circuitscope.graphs import graph_counts
+
     stats = graph.stats
     return {
         "prompt": graph.prompt,
         "tokens": graph.str_tokens,
         "logits": [{"token": n.token, "id": n.index, "probability": n.probability} for n in graph.nodes
                    if n.kind == "logit"],
-        "nodes": len(graph.nodes),
-        "features": graph.n_features,
-        "edges": int((graph.adjacency != 0).sum()),
-        "nodes_kept": int(pruned.node_mask.sum()),
-        "edges_kept": int((pruned.edge_mask & (graph.adjacency != 0)).sum()),
+        **graph_counts(graph, pruned).to_json(),
         "replacement_score": scores.replacement,
         "completeness_score": scores.completeness,
         "seconds": None if stats is None else stats.seconds,
@@ -85,7 +89,8 @@ def _print(summary: dict[str, Any], written: list[str]) -> None:
     logits = ", ".join(f"{x['token']!r} {x['probability']:.3f}" for x in summary["logits"])
     console.print(f"prompt {summary['prompt']!r} -> {escape(logits)}", markup=False, highlight=False)
     console.print(
-        f"{summary['nodes']} nodes ({summary['features']} features), {summary['edges']} edges; kept "
+        f"{summary['nodes']} nodes ({summary['features']} of {summary['active_features']} active features), "
+        f"{summary['edges']} edges; kept "
         f"{summary['nodes_kept']} nodes, {summary['edges_kept']} edges; replacement score "
         f"{summary['replacement_score']:.3f}, completeness {summary['completeness_score']:.3f}; "
         f"{summary['seconds']:.1f} s ({summary['seconds_per_batch']:.2f} s per backward batch)",
@@ -138,6 +143,7 @@ def graph(
     memory_gb: MemoryOpt = 4.0,
     contexts: ContextsOpt = 0,
     validate: ValidateOpt = 0,
+    max_feature_nodes: MaxFeaturesOpt = MAX_FEATURE_NODES,
 ) -> None:
     """The attribution graph of a prompt's next token: an interactive page, and its JSON beside it."""
     with reporting_errors(as_json):
@@ -149,7 +155,7 @@ def graph(
         from circuitscope.report.attribution_graph import graph_page
         from circuitscope.transcoders.io import load_transcoders
 
-        config = GraphConfig(max_logits, logit_probability, batch_size, target, memory_gb)
+        config = GraphConfig(max_logits, logit_probability, batch_size, target, memory_gb, max_feature_nodes or None)
         hooked = load_model(model)
         tc = load_transcoders(transcoders, hooked)
         from circuitscope.progress import stages

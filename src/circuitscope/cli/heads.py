@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Annotated
 import torch
 import typer
 
+from circuitscope.analysis.copying import CopyingConfig
+from circuitscope.analysis.heads_analysis import HeadsConfig
+from circuitscope.cli._config_options import Configured, config_options
 from circuitscope.cli._launch import across_ranks, is_main
 from circuitscope.cli._options import HtmlOpt, JsonFlag, ModelArg, OptionalModelOpt, SeedOpt, check_choice, pick_model
 from circuitscope.cli._output import reporting_errors
@@ -21,17 +24,9 @@ from circuitscope.cli._paths import Writes, check_output_file
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from circuitscope.analysis.heads_analysis import HeadsAnalysis, HeadsConfig
+    from circuitscope.analysis.heads_analysis import HeadsAnalysis
     from circuitscope.analysis.heads_text import TextConfig
 
-SeqLenOpt = Annotated[int, typer.Option("--seq-len", help="Length of each half of the repeated random tokens.", min=2)]
-SequencesOpt = Annotated[int, typer.Option("--batch", help="Number of repeated random sequences.", min=1)]
-TopOpt = Annotated[
-    int, typer.Option("--top", help="Heads listed per detector (and composition pairs per mode).", min=1)
-]
-CompositionOpt = Annotated[
-    bool, typer.Option("--composition/--no-composition", help="Also compute Q/K/V composition scores.")
-]
 TextOpt = Annotated[
     str | None,
     typer.Option(
@@ -47,21 +42,17 @@ TextWindowOpt = Annotated[int, typer.Option("--text-window", help="Tokens per co
 AblationOpt = Annotated[str, typer.Option("--ablation", help="How a head is knocked out on --text: 'mean' or 'zero'.")]
 
 
-# Keyword options one per line, each its own documented knob: alike in shape to other entry points, on purpose.
 @across_ranks  # under torchrun the ranks share the ablations of --text; rank 0 writes
+@config_options(HeadsConfig, "seq_len>=2 batch>=1 top>=1 composition", into="settings")
+@config_options(CopyingConfig, "k>=1 n_tokens>=2", into="copying")
 @torch.no_grad()  # scoped to the command: no process-wide autograd switch
 def heads(
     model_arg: ModelArg = None,
     model_opt: OptionalModelOpt = None,
     html: HtmlOpt = None,
-    seq_len: SeqLenOpt = 32,
-    batch: SequencesOpt = 8,
-    top: TopOpt = 5,
-    composition: CompositionOpt = True,
-    k: Annotated[int, typer.Option("--k", help="Top/bottom k of the OV copying scores.", min=1)] = 5,
-    n_tokens: Annotated[
-        int, typer.Option("--n-tokens", help="Tokens sampled for the OV copying scores.", min=2)
-    ] = 2000,
+    *,
+    settings: Configured[HeadsConfig],
+    copying: Configured[CopyingConfig],
     seed: SeedOpt = 0,
     text: TextOpt = None,
     text_tokens: TextTokensOpt = 256,
@@ -71,22 +62,12 @@ def heads(
     as_json: JsonFlag = False,
 ) -> None:
     """Score every attention head as previous-token, duplicate-token, induction, copying and copy-suppression."""
-    from circuitscope.analysis.copying import CopyingConfig
-    from circuitscope.analysis.heads_analysis import HeadsConfig
     from circuitscope.report.heads import heads_report
 
     with reporting_errors(as_json, ValueError):
         model = pick_model(model_opt, model_arg)
         text_config = _text_config(text, text_tokens, text_window, ablation, examples, seed)
-        config = HeadsConfig(
-            seq_len=seq_len,
-            batch=batch,
-            top=top,
-            composition=composition,
-            copying=CopyingConfig(k=k, n_tokens=n_tokens, seed=seed),
-            seed=seed,
-            text=text_config,
-        )
+        config = settings.build(copying=copying.build(seed=seed), seed=seed, text=text_config)
         if html is not None:
             check_output_file(html, "--html")
     with reporting_errors(as_json):

@@ -14,18 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-# Same shape as src/circuitscope/cli/trace.py:cli._options on purpose: both modules import the same shared option
-# types from cli/_options.py (one name a line, as ruff formats an import too long for one line).
-from circuitscope.cli._options import (
-    BatchOpt,
-    BatchRowsOpt,
-    JsonFlag,
-    ModelOpt,
-    OutOpt,
-    SeedOpt,
-    batch_size_of,
-    check_choice,
-)
+from circuitscope.cli._options import BatchRowsOpt, JsonFlag, ModelOpt, OutOpt, SeedOpt, check_choice
 from circuitscope.cli._output import reporting_errors
 from circuitscope.cli._paths import Writes, check_output_file
 from circuitscope.core.loading import DEFAULT_MODEL, load_model
@@ -179,22 +168,20 @@ def ioi(
         Path | None,
         typer.Option("--circuit-out", help="Where to save the circuit file (default: next to --out, .circuit.json)."),
     ] = None,
-    batch_size: BatchOpt = 256,
-    batch_rows: BatchRowsOpt = None,
+    batch_size: BatchRowsOpt = 256,
     as_json: JsonFlag = False,
 ) -> None:
     """Indirect-object identification (Wang et al. 2022): the IOI circuit class by class beside GPT-2 small's,
     then which components make the model say the IO (--quick: only the latter)."""
     with reporting_errors(as_json):
         check_choice(corruption, Corruption, "--corruption")
-        rows = batch_size_of(batch_size, batch_rows)
-        config = _circuit_config(k_std, max_heads, circuit_prompts, n_reference, seed, rows)
+        config = _circuit_config(k_std, max_heads, circuit_prompts, n_reference, seed, batch_size)
         check_output_file(out, "--out")
         saved_to = circuit_out or out.with_name(f"{out.stem}.circuit.json")
         if not quick:
             check_output_file(saved_to, "--circuit-out", "ioi.circuit.json")
         hooked = load_model(model)
-        analysis = _causal(hooked, model, n_prompts, seed, corruption, positional, rows)
+        analysis = _causal(hooked, model, n_prompts, seed, corruption, positional, batch_size)
         circuit = None if quick else _circuit(hooked, model, config)
     if circuit is None:
         _finish(analysis, out, as_json)
@@ -209,8 +196,6 @@ def _circuit(hooked: HookedModel, model: str, config: IOICircuitConfig) -> IOICi
         return ioi_circuit(hooked, config, model_name=model, on_progress=on_progress)
 
 
-# Same shape as src/circuitscope/cli/experts.py:experts on purpose: a typer command's options are typed parameters,
-# one a line, then the docstring and reporting_errors, as in every command.
 @report_app.command("task")
 def task(
     name: Annotated[
@@ -225,8 +210,7 @@ def task(
     n_prompts: Annotated[int, typer.Option("--n-prompts", min=2, help="Prompt pairs of a built-in task.")] = 32,
     seed: SeedOpt = 0,
     out: OutOpt = Path("reports/task.html"),
-    batch_size: BatchOpt = 256,
-    batch_rows: BatchRowsOpt = None,
+    batch_size: BatchRowsOpt = 256,
     as_json: JsonFlag = False,
 ) -> None:
     """The same report for a built-in task (--task) or your own prompt pairs (--pairs)."""
@@ -239,7 +223,7 @@ def task(
         check_output_file(out, "--out")
         hooked = load_model(model)
         loaded = resolve_task(hooked, spec, n_prompts=n_prompts, seed=seed)
-        analysis = causal_analysis(hooked, loaded, model_name=model, batch_size=batch_size_of(batch_size, batch_rows))
+        analysis = causal_analysis(hooked, loaded, model_name=model, batch_size=batch_size)
     _finish(analysis, out, as_json)
 
 

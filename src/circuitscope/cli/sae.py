@@ -9,12 +9,15 @@ from typing import Annotated, Any
 
 import typer
 
+from circuitscope.cli._config_options import Configured, config_options
 from circuitscope.cli._launch import across_ranks, is_main
-from circuitscope.cli._options import BatchOpt, JsonFlag, ModelOpt, OutDirOpt, OutOpt, SeedOpt, TrainBatchOpt
+from circuitscope.cli._options import BatchOpt, JsonFlag, ModelOpt, OutDirOpt, OutOpt, SeedOpt
 from circuitscope.cli._output import emit_json, fail, reporting_errors
 from circuitscope.cli._paths import Writes, check_output_dir, check_output_file
 from circuitscope.core.loading import DEFAULT_MODEL
 from circuitscope.errors import OutputError
+from circuitscope.sae.collect import CollectConfig
+from circuitscope.sae.train_config import TrainConfig
 
 CorpusOpt = Annotated[
     list[str] | None,
@@ -82,19 +85,19 @@ def _print(payload: dict[str, Any], title: str) -> None:
 
 @sae_app.command("collect")
 @across_ranks  # under torchrun the ranks split the shards; the store is the one a single process writes
+@config_options(
+    CollectConfig,
+    "hook tokens>=1 context_size>=2 batch_size>=1 tokens_per_shard>=1 dtype seed",
+    defaults={"hook": "blocks.6.hook_resid_post"},
+)
 def collect(
     out: OutDirOpt,
     model: ModelOpt = DEFAULT_MODEL,
-    hook: Annotated[str, typer.Option(help="Hook name to collect.")] = "blocks.6.hook_resid_post",
-    tokens: Annotated[int, typer.Option(help="Activations (token positions) to store.", min=1)] = 500_000,
-    context_size: Annotated[int, typer.Option(help="Tokens per context, BOS included.", min=2)] = 128,
-    batch_size: BatchOpt = 16,
-    tokens_per_shard: Annotated[int, typer.Option(help="Rows per shard file.", min=1)] = 65_536,
-    dtype: Annotated[str, typer.Option(help="Storage dtype: float32, float16, bfloat16.")] = "float32",
+    *,
+    options: Configured[CollectConfig],
     include_bos: Annotated[bool, typer.Option("--include-bos", help="Also store BOS positions.")] = False,
     corpus: CorpusOpt = None,
     text_field: TextFieldOpt = "text",
-    seed: SeedOpt = 0,
     as_json: JsonFlag = False,
 ) -> None:
     """Store a hook's activations over a corpus (sharded safetensors + manifest); resumes; split under torchrun."""
@@ -102,25 +105,14 @@ def collect(
 
     from circuitscope.core.loading import load_model
     from circuitscope.progress import stages
-    from circuitscope.sae import CollectConfig, collect_activations
+    from circuitscope.sae import collect_activations
 
     with _reporting(as_json, "the activations", out):
-        # Same shape as src/circuitscope/circuits/ioi/classify.py:find_head_classes on purpose: each option goes to
-        # its config field by name, one keyword a line (a pass-through, not shared logic).
-        cfg = CollectConfig(
-            hook=hook,
-            tokens=tokens,
-            context_size=context_size,
-            batch_size=batch_size,
-            tokens_per_shard=tokens_per_shard,
-            exclude_bos=not include_bos,
-            dtype=dtype,
-            seed=seed,
-        )
+        cfg = options.build(exclude_bos=not include_bos)
         check_output_dir(out, "--out-dir")
         _check_corpus(corpus)
         hooked = load_model(model)
-        hooked.hook_point(hook)
+        hooked.hook_point(cfg.hook)
         text = _corpus(corpus, text_field)
         start = time.perf_counter()
         with stages() as report:  # the library's stage names, unprefixed, on stderr (also under --json)
@@ -131,7 +123,7 @@ def collect(
     payload = {
         "out": str(out),
         "model": model,
-        "hook": hook,
+        "hook": cfg.hook,
         "n_tokens": store.n_tokens,
         "d_in": store.d_in,
         "shards": len(store.shards),
@@ -143,41 +135,28 @@ def collect(
 
 @sae_app.command("train")
 @across_ranks  # DDP under torchrun: every rank trains on its share of each batch; rank 0 writes
+@config_options(
+    TrainConfig,
+    "architecture k>=1 expansion>=1 d_sae>=1 tokens>=1 batch_size>=1 lr sparsity_coefficient>=0.0 checkpoint_every>=0 "
+    "seed",
+    flags={"architecture": "--arch", "sparsity_coefficient": "--sparsity"},
+    defaults={"checkpoint_every": 500},
+    helps={"d_sae": "Number of latents (overrides --expansion)."},
+)
 def train(
     acts: Annotated[Path, typer.Option("--acts", help="Activation folder from `sae collect`.")],
     out: OutDirOpt,
-    arch: Annotated[str, typer.Option("--arch", help="relu, topk, batchtopk or jumprelu.")] = "topk",
-    k: Annotated[int, typer.Option(help="Active latents per token (topk, batchtopk).", min=1)] = 32,
-    expansion: Annotated[int, typer.Option(help="d_sae = expansion * d_in.", min=1)] = 16,
-    d_sae: Annotated[int | None, typer.Option(help="Number of latents (overrides --expansion).", min=1)] = None,
-    tokens: Annotated[int, typer.Option(help="Training activations (cycles the store).", min=1)] = 2_000_000,
-    batch_size: TrainBatchOpt = 4096,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 4e-4,
-    sparsity: Annotated[float | None, typer.Option(help="L1 (relu) or L0 (jumprelu) coefficient.", min=0.0)] = None,
-    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints (0: end only).", min=0)] = 500,
-    seed: SeedOpt = 0,
+    *,
+    options: Configured[TrainConfig],
     no_resume: Annotated[bool, typer.Option("--no-resume", help="Ignore checkpoints in --out-dir.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Train an SAE on stored activations (resumes from the latest checkpoint in --out-dir; DDP under torchrun)."""
     from circuitscope.progress import bars_enabled, stages
-    from circuitscope.sae import ActivationStore, TrainConfig, train_sae
+    from circuitscope.sae import ActivationStore, train_sae
 
     with _reporting(as_json, "the SAE or its checkpoints", out):
-        # Same shape as src/circuitscope/cli/sae.py:collect on purpose: each command's options go to its own config's
-        # fields by name, one keyword a line (CollectConfig and TrainConfig share no field handling to merge).
-        cfg = TrainConfig(
-            architecture=arch,
-            k=k,
-            expansion=expansion,
-            d_sae=d_sae,
-            tokens=tokens,
-            batch_size=batch_size,
-            lr=lr,
-            sparsity_coefficient=sparsity,
-            checkpoint_every=checkpoint_every,
-            seed=seed,
-        )
+        cfg = options.build()
         check_output_dir(out, "--out-dir")
         store = ActivationStore(acts)
         with stages("sae train") as report:  # progress on stderr, also under --json
@@ -189,7 +168,7 @@ def train(
         return
     payload = {
         "out": str(out),
-        "architecture": arch,
+        "architecture": cfg.architecture,
         "d_in": result.sae.cfg.d_in,
         "d_sae": result.sae.cfg.d_sae,
         "steps": result.steps,

@@ -19,7 +19,7 @@ CheckFlag = Annotated[
 PromptsOpt = Annotated[int, typer.Option("--n-prompts", min=1, help="Prompt pairs per task (with --check).")]
 
 
-# Same shape as src/circuitscope/cli/heads.py:heads on purpose: a typer command's options are typed parameters,
+# Same shape as src/circuitscope/cli/graph.py:graph on purpose: a typer command's options are typed parameters,
 # one a line (the shared option types of cli/_options.py with their defaults).
 def tasks(
     model: ModelOpt = DEFAULT_MODEL,

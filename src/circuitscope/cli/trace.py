@@ -14,19 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-# The shared option types, one per line (cli/_options.py): every command imports its own set, on purpose.
 from circuitscope.cli._launch import across_ranks, is_main
-from circuitscope.cli._options import (
-    BatchOpt,
-    BatchRowsOpt,
-    JsonFlag,
-    ModelOpt,
-    OutOpt,
-    SeedOpt,
-    batch_size_of,
-    check_choice,
-    choice_names,
-)
+from circuitscope.cli._options import BatchRowsOpt, JsonFlag, ModelOpt, OutOpt, SeedOpt, check_choice, choice_names
 from circuitscope.cli._output import emit_json, reporting_errors
 from circuitscope.cli._paths import Writes, check_output_file
 from circuitscope.cli._trace_facts import FactsRun, choice_kinds, trace_fact_file
@@ -138,8 +127,7 @@ def trace(
     heads_at: HeadsAtOpt = "subject_last",
     neurons: NeuronsOpt = None,
     candidates: CandidatesOpt = 256,
-    batch_size: BatchOpt = 256,
-    batch_rows: BatchRowsOpt = None,
+    batch_size: BatchRowsOpt = 256,
     out: OutOpt = Path("trace.html"),
     as_json: JsonFlag = False,
 ) -> None:
@@ -153,7 +141,7 @@ def trace(
         single = {"--prompt": bool(prompt), "--subject": bool(subject), "--fact": fact is not None, "--heads": heads,
                   "--task": task is not None, "--target": bool(target), "--neurons": neurons is not None}  # fmt: skip
         options = {"corruption": corruption, "noise_scale": noise_scale, "n_samples": samples, "window": window,
-                   "seed": seed, "batch_size": batch_size_of(batch_size, batch_rows)}  # fmt: skip
+                   "seed": seed, "batch_size": batch_size}  # fmt: skip
         trace_fact_file(model, FactsRun(facts, choice_kinds(kind), options, out, as_json), single)
         return
     from circuitscope.core.loading import load_model
@@ -173,7 +161,7 @@ def trace(
             "subjects": traced.subjects if corruption == "resample" else None,
             "target": target or traced.target,
             "seed": seed,
-            "batch_size": batch_size_of(batch_size, batch_rows),
+            "batch_size": batch_size,
         }
         found = _trace(hooked, prompt, traced.subject, kind, window, at if heads else None, neurons, candidates, common)
     _hand_over(found, traced, model, corruption, window, out, time.perf_counter() - started, as_json)

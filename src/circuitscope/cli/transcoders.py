@@ -8,9 +8,9 @@ from typing import Annotated, Any
 import typer
 
 from circuitscope.cli._launch import across_ranks, is_main
-from circuitscope.cli._options import JsonFlag, LayersOpt, ModelOpt, OutDirOpt, SeedOpt
+from circuitscope.cli._options import HtmlOpt, JsonFlag, LayersOpt, ModelOpt, OutDirOpt, SeedOpt
 from circuitscope.cli._output import emit_json, reporting_errors
-from circuitscope.cli._paths import check_output_dir
+from circuitscope.cli._paths import Writes, check_output_dir, check_output_file
 from circuitscope.cli._ranges import parse_layers
 from circuitscope.core.loading import DEFAULT_MODEL
 
@@ -119,10 +119,13 @@ def evaluate(
     context_size: ContextSizeOpt = 128,
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Contexts of one forward pass.", min=1)] = 2,
+    html: HtmlOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Per-layer FVU, L0 and dead features; CE, KL and agreement with every MLP replaced (with and without errors)."""
     with reporting_errors(as_json):
+        if html is not None:
+            check_output_file(html, "--html", "transcoders.html")
         from circuitscope.core.loading import load_model
         from circuitscope.progress import stages
         from circuitscope.sae import build_contexts
@@ -134,9 +137,16 @@ def evaluate(
         tokens = build_contexts(hooked, _corpus(corpus, text_field), context_size, seed=seed).tokens[-contexts:]
         with stages("transcoders eval") as report:
             result = evaluate_transcoders(hooked, tc, tokens, batch_size=batch_size, on_progress=report)
-    payload = {"folder": str(folder), "model": model, **result.to_json()}
+    writes = Writes(as_json)
+    html_path = None
+    if html is not None:
+        from circuitscope.report.transcoders_eval import transcoders_eval_report
+
+        page = transcoders_eval_report(result, model, str(folder))
+        html_path = writes.attempt("the HTML report", html, lambda: page.write(html))
+    payload = {"folder": str(folder), "model": model, **result.to_json(), "html": html_path}
     if as_json:
-        emit_json(payload)
+        writes.emit_json(payload)
         return
     from rich.console import Console
     from rich.table import Table
@@ -158,6 +168,9 @@ def evaluate(
         },
         "every MLP replaced",
     )
+    if html_path is not None:
+        Console().print(f"wrote {html_path}", markup=False, highlight=False)
+    writes.done()
 
 
 def register(app: typer.Typer) -> None:

@@ -12,10 +12,13 @@ it: causal tracing steps one block per call (:meth:`PrefixReplay.block`) so that
 layer where they first differ from the recorded run; activation patching runs a whole stack from one
 layer (:meth:`PrefixReplay.run_blocks`, behind ``BlockReplay.run(..., from_pos=p)``).
 
-The keys and values are recorded once, at construction, by running every block on its recorded
-input with a cache object that keeps what the attention hands it (hooks attached to the model fire
-in these calls too); the same pass checks, for every block, that the attention called the cache
-exactly once and that cutting the call at a position reproduces the recorded stream.
+The keys and values are kept during the recorded pass itself: :class:`KeyValueCapture` hands every
+block a cache object that keeps what the attention gives it, so they are the keys and values of the
+run the hooks attached then saw and edited, and those hooks fire once per recorded position, as in
+any forward pass. :class:`PrefixReplay` then checks, for every block, that the attention called the
+cache exactly once and that cutting a call at a position reproduces the uncut call (two calls per
+block with the model's hooks paused: they are a check of the family's cache handling, not a run a
+hook should see).
 
 **What is supported** (the one statement of it): causal decoders whose every block is an attention
 block (dense, mixture-of-experts; rotary or learned positions; sliding windows; grouped-query
@@ -27,6 +30,8 @@ this module does not know how to cut (an ALiBi bias, for instance).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -36,9 +41,10 @@ from circuitscope.core.unembed import unembed_at
 from circuitscope.errors import UnsupportedModelError
 
 if TYPE_CHECKING:
+    from circuitscope.core.hooked_model import HookedModel
     from circuitscope.core.replay import BlockReplay
 
-__all__ = ["PrefixReplay"]
+__all__ = ["KeyValueCapture", "PrefixReplay"]
 
 _CACHE_KEYS = ("cache", "past_key_values", "layer_past")
 _CUT_LAST = ("position_ids", "cache_position")  # [..., pos]
@@ -67,10 +73,51 @@ def _is_cache(value: Any) -> bool:
     return isinstance(value, Cache | _Prefix)
 
 
+class KeyValueCapture:
+    """The recorded pass's cache arguments, one per block: each keeps the keys and values its attention used."""
+
+    def __init__(self, model: HookedModel) -> None:
+        self.active = not model.cfg.mixer_layers  # a state-space layer keeps no keys and values (PrefixReplay says so)
+        self.layers: list[_Prefix | None] = []
+        """Per block, in call order: its cache object (None when the block takes no one cache argument)."""
+
+    def block_arguments(
+        self, block: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """A block call's arguments with a keeping cache object as its cache argument (by name or by position)."""
+        import inspect
+
+        params = list(inspect.signature(block.forward).parameters)
+        named = [k for k, v in kwargs.items() if k in _CACHE_KEYS or _is_cache(v)]
+        placed = [i for i, (p, a) in enumerate(zip(params, args, strict=False)) if p in _CACHE_KEYS or _is_cache(a)]
+        if not self.active or len(named) + len(placed) != 1:
+            self.layers.append(None)
+            return args, kwargs
+        self.layers.append(_Prefix())
+        if named:
+            return args, {**kwargs, named[0]: self.layers[-1]}
+        return (*args[: placed[0]], self.layers[-1], *args[placed[0] + 1 :]), kwargs
+
+
+@contextmanager
+def _hooks_paused(model: HookedModel) -> Iterator[None]:
+    """The model's hook functions set aside (and put back however the block exits); the wiring stays as it is."""
+    points = [p for p in model.wiring.points.values() if p.active]
+    saved = [(p, p.fwd, p.bwd) for p in points]
+    try:
+        for p in points:
+            p.fwd, p.bwd = [], []
+        yield
+    finally:
+        for p, fwd, bwd in saved:
+            p.fwd, p.bwd = fwd, bwd
+
+
 class PrefixReplay:
     """A recorded run's keys and values at every layer, to run single blocks on the positions from ``first`` on."""
 
-    def __init__(self, replay: BlockReplay) -> None:
+    def __init__(self, replay: BlockReplay, captured: KeyValueCapture) -> None:
+        """``captured``: the cache objects the recorded pass handed its blocks (``BlockReplay(keep_prefix=True)``)."""
         self.replay = replay
         self.model = replay.model
         self.seq = int(replay.tokens.shape[1])
@@ -81,7 +128,7 @@ class PrefixReplay:
         """Why positions cannot be skipped on this model (None when they can)."""
         try:
             with torch.no_grad():
-                self._record()
+                self._record(captured)
         except UnsupportedModelError as e:
             self.reason = str(e)
             self.keys_values = []
@@ -94,27 +141,37 @@ class PrefixReplay:
         return self.reason is None
 
     # ------------------------------------------------------------------ recording
-    def _record(self) -> None:
-        model, replay = self.model, self.replay
+    def _record(self, captured: KeyValueCapture) -> None:
+        model = self.model
         if model.cfg.mixer_layers:
             raise UnsupportedModelError(f"{model.cfg.family} has state-space mixer layers: no key/value cache to reuse")
-        first = self.seq // 2
         self._kwargs = [self._named(layer) for layer in range(model.cfg.n_layers)]
         for layer in range(model.cfg.n_layers):
-            cache = _Prefix()
-            out = self._call(layer, replay.resid_pre[layer], 0, None, cache)
-            if cache.calls != 1 or cache.seen is None:
-                raise UnsupportedModelError(
-                    f"the {model.cfg.family} attention of block {layer} did not go through its key/value cache once"
-                )
-            self.keys_values.append((cache.seen[0].detach(), cache.seen[1].detach()))
-            if first > 0:  # the cut call must reproduce the recorded stream at the later positions
-                part = self._call(layer, replay.resid_pre[layer][:, first:], first, None)
-                if not torch.allclose(part, out[:, first:], rtol=1e-3, atol=1e-4 * float(out.abs().max()) + 1e-6):
-                    raise UnsupportedModelError(
-                        f"block {layer} of {model.cfg.family} gives other values when its earlier positions come "
-                        "from the key/value cache"
-                    )
+            self.keys_values.append(self._seen(captured.layers[layer] if layer < len(captured.layers) else None, layer))
+        first = self.seq // 2
+        if first > 0:
+            with _hooks_paused(model):
+                for layer in range(model.cfg.n_layers):
+                    self._check_cut(layer, first)
+
+    def _seen(self, cache: _Prefix | None, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if cache is None or cache.calls != 1 or cache.seen is None:
+            raise UnsupportedModelError(
+                f"the {self.model.cfg.family} attention of block {layer} did not go through its key/value cache once"
+            )
+        return cache.seen[0].detach(), cache.seen[1].detach()
+
+    def _check_cut(self, layer: int, first: int) -> None:
+        """A call cut at ``first`` must reproduce the uncut call at the later positions."""
+        hidden, own = self.replay.resid_pre[layer], _Prefix()
+        out = self._call(layer, hidden, 0, None, own)
+        k, v = self._seen(own, layer)
+        part = self._call(layer, hidden[:, first:], first, None, _Prefix(k[:, :, :first], v[:, :, :first]))
+        if not torch.allclose(part, out[:, first:], rtol=1e-3, atol=1e-4 * float(out.abs().max()) + 1e-6):
+            raise UnsupportedModelError(
+                f"block {layer} of {self.model.cfg.family} gives other values when its earlier positions come "
+                "from the key/value cache"
+            )
 
     def _named(self, layer: int) -> dict[str, Any]:
         """Block ``layer``'s recorded arguments by name (positional ones named from its signature), checked."""

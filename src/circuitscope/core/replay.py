@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from jaxtyping import Float, Int
 
-from circuitscope.core.prefix_kv import PrefixReplay
+from circuitscope.core.prefix_kv import KeyValueCapture, PrefixReplay
 from circuitscope.core.unembed import unembed_at
 from circuitscope.errors import UnsupportedModelError
 
@@ -65,8 +65,9 @@ class BlockReplay:
     def __init__(
         self, model: HookedModel, tokens: Int[torch.Tensor, "batch pos"], *, keep_prefix: bool = False
     ) -> None:
-        """``keep_prefix``: also record every layer's keys and values (:class:`PrefixReplay`, built here with the
-        hooks attached now), which ``from_pos > 0`` needs (one key/value cache of the whole batch in memory)."""
+        """``keep_prefix``: also keep every layer's keys and values of this recorded pass (the hooks attached now
+        see and edit it once, as any forward pass; :class:`PrefixReplay`), which ``from_pos > 0`` needs (one
+        key/value cache of the whole batch in memory)."""
         if not model.cfg.causal or model.wiring.final_norm is None or model.wiring.unembed is None:
             raise UnsupportedModelError(
                 f"resuming a forward pass needs a causal LM with a final norm and an unembedding ({model.cfg.family})"
@@ -80,13 +81,16 @@ class BlockReplay:
         self.final_resid: torch.Tensor = torch.empty(0)
         """Output of the last block (the final residual stream, before the final norm)."""
         handles = []
+        captured = KeyValueCapture(model) if keep_prefix else None
         for block in model.wiring.blocks:
 
-            def record(_m: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            def record(_m: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
                 hidden = args[0] if args else kwargs["hidden_states"]
                 self.resid_pre.append(hidden.detach())
                 self._args.append(tuple(args[1:]))
                 self._kwargs.append({k: v for k, v in kwargs.items() if k != "hidden_states"})
+                # keep_prefix: the attention hands its keys and values to a cache object that keeps them
+                return None if captured is None else captured.block_arguments(_m, args, kwargs)
 
             handles.append(block.block.register_forward_pre_hook(record, with_kwargs=True))
 
@@ -106,7 +110,7 @@ class BlockReplay:
                 h.remove()
         if len(self.resid_pre) != model.cfg.n_layers:
             raise UnsupportedModelError("the model did not call each block exactly once; cannot replay it")
-        self.prefix: PrefixReplay | None = PrefixReplay(self) if keep_prefix else None
+        self.prefix: PrefixReplay | None = None if captured is None else PrefixReplay(self, captured)
         """The recorded keys and values that ``from_pos > 0`` reuses (None without ``keep_prefix``)."""
 
     @property

@@ -168,8 +168,6 @@ def solve_analogy(
         ranked[rows] = -torch.inf
     k = min(top, len(emb) - (len(set(rows)) if exclude_inputs else 0))
     best = ranked.topk(k)
-    # Same shape as src/circuitscope/circuits/_acdc.py:acdc on purpose: a result built keyword by keyword, each
-    # value to its own field; two unrelated results, nothing to share.
     return AnalogyResult(
         expression=text,
         terms=terms,

@@ -22,7 +22,20 @@ from circuitscope.progress import OnProgress, track
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = ["FramingScore", "PromptVariantResult", "evaluate_prompt_variants"]
+__all__ = ["FramingScore", "PromptVariantResult", "bootstrap_ci", "evaluate_prompt_variants"]
+
+
+def bootstrap_ci(values: Float[torch.Tensor, " n"], n_boot: int, seed: int) -> tuple[float, float]:
+    """The 95% percentile-bootstrap interval ``(low, high)`` of the mean of ``values`` (``n_boot`` resamples).
+
+    For a paired comparison pass the per-item differences: the same resample of items is then used for
+    both sides, which is what makes the interval paired.
+    """
+    g = torch.Generator().manual_seed(seed)
+    n = values.shape[0]
+    idx = torch.randint(0, n, (n_boot, n), generator=g)
+    means = values[idx].mean(1)
+    return float(means.quantile(0.025)), float(means.quantile(0.975))
 
 
 @dataclass(frozen=True)
@@ -63,11 +76,7 @@ class PromptVariantResult:
     seed: int
 
     def _ci(self, values: torch.Tensor) -> tuple[float, float]:
-        g = torch.Generator().manual_seed(self.seed)
-        n = values.shape[0]
-        idx = torch.randint(0, n, (self.n_boot, n), generator=g)
-        means = values[idx].mean(1)
-        return float(means.quantile(0.025)), float(means.quantile(0.975))
+        return bootstrap_ci(values, self.n_boot, self.seed)
 
     def scores(self) -> list[FramingScore]:
         """Per framing: accuracy, mean p(answer), mean margin with 95% CIs, and the paired effect vs the first."""

@@ -14,7 +14,15 @@ from circuitscope.graphs.files import (
     write_subgraph,
 )
 from circuitscope.graphs.graph import NODE_KINDS, AttributionGraph, GraphConfig, GraphNode, GraphStats, NodeKind
-from circuitscope.graphs.prune import GraphScores, PrunedGraph, graph_scores, node_influence, prune_graph
+from circuitscope.graphs.prune import (
+    GraphCounts,
+    GraphScores,
+    PrunedGraph,
+    graph_counts,
+    graph_scores,
+    node_influence,
+    prune_graph,
+)
 from circuitscope.graphs.replacement import ActiveFeatures, LocalReplacement, Sources, local_replacement
 from circuitscope.graphs.validate import EdgeCheck, EdgeValidation, validate_edges
 
@@ -28,6 +36,7 @@ __all__ = [
     "EdgeValidation",
     "GraphBudgetError",
     "GraphConfig",
+    "GraphCounts",
     "GraphInputError",
     "GraphNode",
     "GraphScores",
@@ -41,6 +50,7 @@ __all__ = [
     "estimate_bytes",
     "feature_top_contexts",
     "feature_top_logits",
+    "graph_counts",
     "graph_json",
     "graph_scores",
     "local_replacement",

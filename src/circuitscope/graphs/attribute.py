@@ -1,23 +1,22 @@
 """Attribution graphs: the direct effect of every source on every target in the local replacement model.
 
-Targets are the active features (their input is the encoder pre-activation ``x @ W_enc[:, i] + b_enc[i]`` of
-what their layer's transcoder reads) and the logits of the most likely next tokens (their input is the logit
-minus the mean logit, ``final @ (W_U[:, t] - mean_v W_U) * logit_factor`` plus the centred bias). Sources are
-the embeddings, the error terms and the active features. The replacement model (graphs/replacement.py) is
-affine in the sources, so the direct effect of source ``s`` on target ``t`` is the gradient of ``t``'s input
-at the point where ``s`` writes, dotted with what ``s`` writes there: the embedding vector, the error vector,
-or the feature's activation times its decoder row (cross-layer: summed over the layers it writes to).
+The rows (each target's edges from every source) come from batched backward passes (graphs/rows.py). Which
+rows are computed, as circuit-tracer's ``attribute`` does:
 
-One forward pass runs ``batch_size`` copies of the prompt and keeps its graph; each backward pass injects one
-target's input direction per copy (its encoder column at its layer and position, or its centred unembedding at
-the last position) and reads every source's edge to it off the gradients: ``ceil(targets / batch_size)``
-backward passes in all.
+- **every active feature is a node** (``max_feature_nodes`` at ``None`` or at least the active features): the
+  rows of all targets, features then logits, ``batch_size`` per backward pass, in node order;
+- **under the cap**: the logit rows first; then, in rounds of ``update_interval`` backward passes, the
+  features not yet computed that are the most influential on the logits, the influence estimated through the
+  rows computed so far (prune.py :func:`~circuitscope.graphs.prune.partial_influence`: a feature's paths to
+  the logits through features not yet computed are not counted yet), until ``max_feature_nodes`` features.
+  Only those features become nodes; the others' edges are left out of the graph (circuit-tracer drops their
+  columns), their total contribution to each target's input kept in ``uncomputed``. Within a round the
+  features are computed by layer (the set is the same), so that a backward pass runs through fewer layers.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -25,7 +24,9 @@ import torch
 from circuitscope.engine.batching import batch_slices
 from circuitscope.graphs.budget import check_budget
 from circuitscope.graphs.graph import AttributionGraph, GraphConfig, GraphNode, GraphStats
-from circuitscope.graphs.replacement import FrozenPass, LocalReplacement, Sources, check_replaceable, local_replacement
+from circuitscope.graphs.prune import normalized_rows, partial_influence
+from circuitscope.graphs.replacement import LocalReplacement, Sources, check_replaceable, local_replacement
+from circuitscope.graphs.rows import RowReader, Targets, graph_targets
 from circuitscope.progress import OnProgress, track
 
 if TYPE_CHECKING:
@@ -33,17 +34,6 @@ if TYPE_CHECKING:
     from circuitscope.transcoders.modules import TranscoderSet
 
 __all__ = ["attribution_graph", "logit_targets"]
-
-
-@dataclass(frozen=True)
-class _Target:
-    layer: int
-    """The layer whose transcoder input the target reads; -1: the final normalised residual (a logit)."""
-    position: int
-    direction: torch.Tensor
-    """[d]: the input direction (an encoder column, a centred unembedding row)."""
-    bias: float
-    """The constant part of the input (b_enc, the centred unembedding bias)."""
 
 
 def logit_targets(probs: torch.Tensor, config: GraphConfig, forced: int | None = None) -> list[int]:
@@ -58,76 +48,18 @@ def logit_targets(probs: torch.Tensor, config: GraphConfig, forced: int | None =
     return [forced, *[t for t in tokens if t != forced]][: config.max_logits]
 
 
-def _unembedding(model: HookedModel, tokens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centred unembedding columns [k, d] and centred biases [k], times the family's logit factor."""
-    w_u = model.W_U.detach()
-    factor = model.wiring.logit_factor()
-    directions = (w_u[:, tokens] - w_u.mean(1, keepdim=True)).T * factor
-    bias = getattr(model.wiring.unembed, "bias", None)
-    if not isinstance(bias, torch.Tensor):
-        return directions, torch.zeros(len(tokens), dtype=directions.dtype)
-    b = bias.detach()
-    return directions, (b[tokens] - b.mean()) * factor
-
-
-def _targets(
-    repl: LocalReplacement, transcoders: TranscoderSet, model: HookedModel, logits: list[int]
-) -> list[_Target]:
-    f = repl.features
-    out: list[_Target] = []
-    for layer, pos, idx in zip(f.layer.tolist(), f.position.tolist(), f.index.tolist(), strict=True):
-        w_enc, b_enc = transcoders.encoder(layer)
-        out.append(_Target(layer, pos, w_enc[:, idx].detach(), float(b_enc[idx].detach())))
-    directions, biases = _unembedding(model, logits)
-    last = int(repl.tokens.shape[0]) - 1
-    out += [_Target(-1, last, d, float(b)) for d, b in zip(directions, biases, strict=True)]
-    return out
-
-
-def _target_values(fp: FrozenPass, chunk: list[_Target]) -> torch.Tensor:
-    """Each target's input without its constant, read on row ``i`` of the pass for target ``i`` [len(chunk)]."""
-    values = []
-    for row, t in enumerate(chunk):
-        x = fp.final if t.layer < 0 else fp.inputs[t.layer]
-        values.append(x[row, t.position] @ t.direction.to(x.dtype))
-    return torch.stack(values)
-
-
-class _Writes:
-    """What every source writes where, to turn gradients at the write points into edge weights."""
-
-    def __init__(self, repl: LocalReplacement, transcoders: TranscoderSet) -> None:
-        self.errors = repl.errors
-        self.embed = repl.embed
-        self.n_features = len(repl.features)
-        self.per_layer = []
-        for layer in range(repl.errors.shape[0]):
-            ids, rows = repl.feature_writes(transcoders, layer)
-            acts = repl.features.activation[ids]
-            self.per_layer.append((ids, repl.features.position[ids], rows.to(self.embed.dtype) * acts[:, None]))
-
-    def edges(self, grad_embed: torch.Tensor, grad_writes: list[torch.Tensor]) -> torch.Tensor:
-        """[batch, features + errors + embeddings]: each row's edges from every source, in node order."""
-        batch = grad_embed.shape[0]
-        features = torch.zeros(batch, self.n_features, dtype=grad_embed.dtype)
-        for (ids, pos, vectors), g in zip(self.per_layer, grad_writes, strict=True):
-            if len(ids):  # every feature's vector against every position's gradient (one product), then its own
-                dots = g @ vectors.T  # [batch, pos, k]
-                features.index_add_(1, ids, dots[:, pos, torch.arange(len(ids))])
-        errors = torch.stack([(g * e).sum(-1) for g, e in zip(grad_writes, self.errors, strict=True)], 1)
-        embeddings = (grad_embed * self.embed).sum(-1)
-        return torch.cat([features, errors.flatten(1), embeddings], 1)
-
-
-def _nodes(model: HookedModel, repl: LocalReplacement, logits: list[int], probs: torch.Tensor) -> list[GraphNode]:
+def _nodes(
+    model: HookedModel, repl: LocalReplacement, kept: torch.Tensor, logits: list[int], probs: torch.Tensor
+) -> list[GraphNode]:
     f = repl.features
     n_layers, n_pos = repl.errors.shape[0], int(repl.tokens.shape[0])
     nodes = [
         GraphNode("feature", layer, pos, idx, activation=act)
         for layer, pos, idx, act in zip(
-            f.layer.tolist(), f.position.tolist(), f.index.tolist(), f.activation.tolist(), strict=True
+            f.layer[kept].tolist(), f.position[kept].tolist(), f.index[kept].tolist(), f.activation[kept].tolist(),
+            strict=True,
         )
-    ]
+    ]  # fmt: skip
     nodes += [GraphNode("error", layer, pos, -1) for layer in range(n_layers) for pos in range(n_pos)]
     text = _token_texts(model, repl.tokens.tolist())
     nodes += [GraphNode("embedding", -1, pos, int(t), token=text[pos]) for pos, t in enumerate(repl.tokens.tolist())]
@@ -152,28 +84,98 @@ def _prompt_tokens(model: HookedModel, prompt: str | torch.Tensor) -> tuple[str,
     return text, tokens
 
 
+class _Rows:
+    """The computed rows [m, sources], whose target each is (ids among the :class:`Targets`), and the time."""
+
+    def __init__(self, capacity: int, n_sources: int, dtype: torch.dtype) -> None:
+        self.values = torch.zeros(capacity, n_sources, dtype=dtype)
+        self.ids = torch.zeros(capacity, dtype=torch.long)
+        self.filled = 0
+        self.batches = 0
+        self.seconds = 0.0
+
+    def add(self, reader: RowReader, ids: torch.Tensor) -> None:
+        began = time.perf_counter()
+        end = self.filled + len(ids)
+        self.values[self.filled : end, : reader.n_sources] = reader.rows(ids).to(self.values.dtype)
+        self.ids[self.filled : end] = ids
+        self.filled, self.batches = end, self.batches + 1
+        self.seconds += time.perf_counter() - began
+
+
+def _every_row(reader: RowReader, on_progress: OnProgress | None) -> _Rows:
+    """Every target's row, ``batch`` per backward pass in node order."""
+    n, dtype = len(reader.targets), torch.promote_types(reader.writes.embed.dtype, torch.float32)
+    rows = _Rows(n, reader.n_sources, dtype)
+    for piece in track(batch_slices(n, reader.batch), "attribution graph: backward passes", on_progress):
+        rows.add(reader, torch.arange(n)[piece])
+    return rows
+
+
+def _ranked_rows(
+    reader: RowReader, n_features: int, probs: torch.Tensor, cap: int, interval: int, on_progress: OnProgress | None
+) -> tuple[_Rows, float]:
+    """The logits' rows, then the rows of the ``cap`` features most influential on the logits, re-estimated
+    every ``interval`` backward passes; and the seconds the estimates took."""
+    n_logits, batch = len(probs), reader.batch
+    n_nodes = reader.n_sources + n_logits
+    dtype = torch.promote_types(reader.writes.embed.dtype, torch.float32)
+    rows = _Rows(n_logits + cap, n_nodes, dtype)
+    normalized = torch.zeros_like(rows.values)  # each row divided by its absolute sum, once
+    logit_ids = torch.arange(n_features, n_features + n_logits)
+    weights = torch.zeros(n_nodes, dtype=dtype)
+    weights[reader.n_sources :] = probs.to(dtype)
+    # the node of each target: features are nodes 0.., logits come after the errors and embeddings
+    node_of = torch.cat([torch.arange(n_features), torch.arange(reader.n_sources, n_nodes)])
+    visited = torch.zeros(n_features, dtype=torch.bool)
+    ranking = 0.0
+    for piece in batch_slices(n_logits, batch):
+        rows.add(reader, logit_ids[piece])
+    total = -(-cap // batch) + rows.batches
+    done = 0
+    while rows.filled - n_logits < cap:
+        began = time.perf_counter()
+        normalized[done : rows.filled] = normalized_rows(rows.values[done : rows.filled])
+        done = rows.filled
+        known = node_of[rows.ids[:done]]
+        influence = partial_influence(normalized[:done], known, weights, normalized=True)[:n_features]
+        order = torch.sort(influence, descending=True, stable=True).indices
+        pending = order[~visited[order]][: min(interval * batch, cap - (rows.filled - n_logits))]
+        pending = pending[torch.sort(reader.targets.layer[pending], stable=True).indices]
+        ranking += time.perf_counter() - began
+        for piece in batch_slices(len(pending), batch):
+            rows.add(reader, pending[piece])
+            visited[pending[piece]] = True
+            if on_progress is not None:
+                on_progress("attribution graph: backward passes", rows.batches, total)
+    return rows, ranking
+
+
 def _adjacency(
-    fp: FrozenPass,
-    writes: _Writes,
-    targets: list[_Target],
-    rows: list[int],
-    n: int,
-    batch: int,
-    on_progress: OnProgress | None,
-) -> tuple[torch.Tensor, int]:
-    """The adjacency [n, n] (the targets' rows filled in, ``batch`` targets per backward pass) and the number of
-    backward passes."""
-    dtype = torch.promote_types(writes.embed.dtype, torch.float32)
-    adjacency = torch.zeros(n, n, dtype=dtype)
-    chunks = batch_slices(len(targets), batch)
-    points = [fp.embed, *fp.writes]
-    for piece in track(chunks, "attribution graph: backward passes", on_progress):
-        chunk = targets[piece]
-        grads = torch.autograd.grad(_target_values(fp, chunk).sum(), points, retain_graph=True, allow_unused=True)
-        g_embed, *g_writes = (torch.zeros_like(t) if g is None else g for g, t in zip(grads, points, strict=True))
-        edges = writes.edges(g_embed, g_writes)[: len(chunk)]
-        adjacency[rows[piece], : edges.shape[1]] = edges.detach().to(dtype)
-    return adjacency, len(chunks)
+    rows: _Rows, n_features: int, n_sources: int, n_logits: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The square adjacency on the kept features (those with a row) and the other nodes, the part of each
+    target's input from the features left out, and the kept targets' ids (node ``i`` is target ``ids[i]`` for
+    the features, the logits at the end)."""
+    ids = rows.ids[: rows.filled]
+    order = torch.argsort(ids)  # the features first (their ids come before the logits'), each ascending
+    values = rows.values[: rows.filled, :n_sources]
+    if not torch.equal(order, torch.arange(len(ids))):
+        values, ids = values[order], ids[order]
+    n_kept = len(ids) - n_logits
+    n = n_sources - n_features + len(ids)
+    adjacency = torch.zeros(n, n, dtype=values.dtype)
+    targets = torch.cat([torch.arange(n_kept), torch.arange(n - n_logits, n)])
+    uncomputed = torch.zeros(n, dtype=values.dtype)
+    if n_kept == n_features:
+        adjacency[targets, :n_sources] = values
+        return adjacency, uncomputed, ids
+    left_out = torch.ones(n_features, dtype=torch.bool)
+    left_out[ids[:n_kept]] = False
+    columns = torch.cat([ids[:n_kept], torch.arange(n_features, n_sources)])
+    adjacency[targets, : len(columns)] = values[:, columns]
+    uncomputed[targets] = values[:, :n_features][:, left_out].sum(1)
+    return adjacency, uncomputed, ids
 
 
 def attribution_graph(
@@ -200,28 +202,39 @@ def attribution_graph(
     repl = local_replacement(model, transcoders, tokens.to(model.device))
     probs = torch.softmax(repl.logits[-1].double(), -1)
     logits = logit_targets(probs, cfg, forced)
+    n_f = len(repl.features)
+    cap = n_f if cfg.max_feature_nodes is None else min(cfg.max_feature_nodes, n_f)
     writes = max(len(transcoders.decoders(layer)) for layer in transcoders.layers)
-    check_budget(model.cfg, len(tokens), len(repl.features), len(logits), cfg.batch_size, cfg.memory_gb, writes)
-    targets = _targets(repl, transcoders, model, logits)
-    n_f, n = len(repl.features), len(repl.features) + (model.cfg.n_layers + 1) * len(tokens) + len(logits)
-    batch = min(cfg.batch_size, len(targets))
-    fp = repl.run(model, transcoders, batch=batch, logits=False)
+    check_budget(
+        model.cfg, len(tokens), n_f, len(logits), cfg.batch_size, cfg.memory_gb, writes, cap=cfg.max_feature_nodes
+    )
+    targets = graph_targets(repl, transcoders, model, logits)
+    reader = RowReader(model, transcoders, repl, targets, min(cfg.batch_size, len(targets)))
     forward = time.perf_counter() - start
-    rows = [*range(n_f), *range(n - len(logits), n)]
-    began = time.perf_counter()
-    adjacency, n_batches = _adjacency(fp, _Writes(repl, transcoders), targets, rows, n, batch, on_progress)
-    per_batch = (time.perf_counter() - began) / max(n_batches, 1)
-    inputs, biases = _inputs_and_biases(model, transcoders, repl, targets, fp, n, rows)
-    del fp
-    stats = GraphStats(n_batches, forward, per_batch, time.perf_counter() - start)
+    if cap == n_f:
+        rows, ranking = _every_row(reader, on_progress), 0.0
+    else:
+        logit_probs = probs[logits]
+        rows, ranking = _ranked_rows(reader, n_f, logit_probs, cap, cfg.update_interval, on_progress)
+    n_sources = reader.n_sources
+    del reader
+    adjacency, uncomputed, target_ids = _adjacency(rows, n_f, n_sources, len(logits))
+    n = len(adjacency)
+    node_rows = torch.cat([torch.arange(len(target_ids) - len(logits)), torch.arange(n - len(logits), n)])
+    inputs, biases = _inputs_and_biases(model, transcoders, repl, targets, n, node_rows, target_ids)
+    per_batch = rows.seconds / max(rows.batches, 1)
+    stats = GraphStats(rows.batches, forward, per_batch, ranking, time.perf_counter() - start)
+    kept = target_ids[target_ids < n_f]
     return AttributionGraph(
         prompt=text,
         tokens=repl.tokens.tolist(),
         str_tokens=_token_texts(model, repl.tokens.tolist()),
-        nodes=_nodes(model, repl, logits, probs),
+        nodes=_nodes(model, repl, kept, logits, probs),
         adjacency=adjacency,
         inputs=inputs,
         biases=biases,
+        uncomputed=uncomputed,
+        n_active_features=n_f,
         n_layers=model.cfg.n_layers,
         d_sae=transcoders.cfg.d_sae,
         model_name=getattr(model.hf_model.config, "_name_or_path", "") or model.cfg.family,
@@ -235,23 +248,24 @@ def _inputs_and_biases(
     model: HookedModel,
     transcoders: TranscoderSet,
     repl: LocalReplacement,
-    targets: list[_Target],
-    fp: FrozenPass,
+    targets: Targets,
     n: int,
-    rows: list[int],
+    node_rows: torch.Tensor,
+    target_ids: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each target's input on the prompt (row 0 of the pass, with the recorded sources) and with every source at
-    zero (one more forward pass of the replacement model)."""
+    """Each kept target's input on the prompt (the replacement model with the recorded sources) and with every
+    source at zero; node ``node_rows[i]`` is target ``target_ids[i]``."""
+    from circuitscope.graphs.rows import target_values
+
     zero = Sources(
         torch.zeros_like(repl.embed), torch.zeros_like(repl.errors), torch.zeros_like(repl.features.activation)
     )
+    dtype = torch.promote_types(repl.embed.dtype, torch.float32)
+    inputs, biases = torch.zeros(n, dtype=dtype), torch.zeros(n, dtype=dtype)
     with torch.no_grad():
-        empty = repl.run(model, transcoders, zero, logits=False)
-        inputs = torch.zeros(n, dtype=torch.promote_types(repl.embed.dtype, torch.float32))
-        biases = torch.zeros_like(inputs)
-        for row, t in zip(rows, targets, strict=True):
-            x, x0 = (fp.final, empty.final) if t.layer < 0 else (fp.inputs[t.layer], empty.inputs[t.layer])
-            d = t.direction.to(x.dtype)
-            inputs[row] = float(x[0, t.position] @ d) + t.bias
-            biases[row] = float(x0[0, t.position] @ d) + t.bias
+        row0 = torch.zeros(len(target_ids), dtype=torch.long)
+        for where, sources in ((inputs, None), (biases, zero)):
+            fp = repl.run(model, transcoders, sources, logits=False)
+            values = target_values(fp, targets, target_ids, row0)
+            where[node_rows] = values.to(dtype) + targets.bias[target_ids].to(dtype)
     return inputs, biases

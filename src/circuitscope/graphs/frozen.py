@@ -9,6 +9,11 @@ module: it changes nothing). :func:`frozen_norms` then swaps each norm module's 
 that scale held fixed (core/norms.py :class:`~circuitscope.core.norms.FrozenNorm`), for as long as the block
 lasts; the hook points on the norms' outputs still fire, on the frozen values. Frozen patterns are plain hook
 functions on ``hook_pattern`` (:func:`pattern_hooks`).
+
+The replacement model throws away what the MLPs and the attention scores compute: its MLP outputs are the
+transcoders' (its write hooks replace ``hook_mlp_out``) and its patterns are the recorded ones. So
+:func:`skipped_projections` makes each dense MLP's projections and each separate query and key projection
+return zeros instead (on Gemma-3-270M that is about 80% of the forward pass's matrix products).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ if TYPE_CHECKING:
     from circuitscope.core.hook_points import HookPoint
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = ["frozen_norms", "norm_modules", "pattern_hooks", "record_scales"]
+__all__ = ["frozen_norms", "norm_modules", "pattern_hooks", "record_scales", "skipped_projections"]
 
 
 def norm_modules(model: HookedModel) -> list[nn.Module]:
@@ -106,6 +111,58 @@ def frozen_norms(model: HookedModel, scales: list[torch.Tensor]) -> Iterator[Non
         yield
     finally:
         for module in modules:
+            module.__dict__.pop("forward", None)
+
+
+def _zeros_forward(width: int) -> Any:
+    def forward(x: torch.Tensor, *_args: Any, **_kwargs: Any) -> torch.Tensor:
+        return x.new_zeros((*x.shape[:-1], width))
+
+    return forward
+
+
+def _mlp_container(block: nn.Module, down: nn.Module | None) -> nn.Module | None:
+    """The module holding the MLP's output projection as a direct child (not the block itself), or None."""
+    if down is None:
+        return None
+    for module in block.modules():
+        if module is not block and any(child is down for child in module.children()):
+            return module
+    return None
+
+
+def _swap(module: object, width: object, swapped: list[nn.Module]) -> None:
+    if isinstance(module, nn.Module) and isinstance(width, int):
+        module.forward = _zeros_forward(width)  # type: ignore[method-assign]
+        swapped.append(module)
+
+
+def _width(module: object) -> object:
+    return getattr(module, "out_features", None) or getattr(module, "nf", None)
+
+
+@contextmanager
+def skipped_projections(model: HookedModel) -> Iterator[None]:
+    """Within the block every dense MLP and every separate query and key projection return zeros of their
+    output's shape (their forward hooks still fire): for passes whose ``hook_mlp_out`` and ``hook_pattern``
+    hooks replace what they feed. The MLP is skipped whole when a module holds its output projection (Gemma's
+    and GPT-2's ``mlp``), else projection by projection; a projection whose output width is not known
+    (``out_features``, or GPT-2's ``nf``) or that is fused with the values keeps computing, which changes
+    nothing but time."""
+    swapped: list[nn.Module] = []
+    try:
+        for block in model.wiring.blocks:
+            container = _mlp_container(block.block, block.mlp_down)
+            if container is not None and container is not block.ln2:
+                _swap(container, model.cfg.d_model, swapped)
+            else:
+                for name in ("mlp_in", "mlp_in_linear", "mlp_gate_up", "mlp_down"):
+                    _swap(getattr(block, name, None), _width(getattr(block, name, None)), swapped)
+            for name in ("q", "k"):
+                _swap(getattr(block, name, None), _width(getattr(block, name, None)), swapped)
+        yield
+    finally:
+        for module in swapped:
             module.__dict__.pop("forward", None)
 
 

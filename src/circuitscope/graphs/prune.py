@@ -25,7 +25,17 @@ import torch
 from circuitscope.errors import OptionError
 from circuitscope.graphs.graph import AttributionGraph
 
-__all__ = ["GraphScores", "PrunedGraph", "graph_scores", "node_influence", "prune_graph"]
+__all__ = [
+    "GraphCounts",
+    "GraphScores",
+    "PrunedGraph",
+    "graph_counts",
+    "graph_scores",
+    "node_influence",
+    "normalized_rows",
+    "partial_influence",
+    "prune_graph",
+]
 
 
 def _normalized(matrix: torch.Tensor) -> torch.Tensor:
@@ -35,14 +45,35 @@ def _normalized(matrix: torch.Tensor) -> torch.Tensor:
 
 def _influence(a: torch.Tensor, weights: torch.Tensor, max_iter: int = 1000) -> torch.Tensor:
     """``weights @ (A + A^2 + ...)`` for a nilpotent ``A`` (a graph without cycles)."""
-    current = weights @ a
+    return _propagate(a, torch.arange(a.shape[0]), weights, max_iter)
+
+
+def _propagate(rows: torch.Tensor, row_nodes: torch.Tensor, weights: torch.Tensor, max_iter: int) -> torch.Tensor:
+    """``weights @ (A + A^2 + ...)`` where ``A``'s row ``row_nodes[i]`` is ``rows[i]`` and the other rows are 0."""
+    current = weights[row_nodes] @ rows
     total = current.clone()
     for _ in range(max_iter):
         if not bool(current.any()):
             return total
-        current = current @ a
+        current = current[row_nodes] @ rows
         total += current
     raise RuntimeError(f"influence did not converge in {max_iter} steps: the graph has a cycle")
+
+
+def partial_influence(
+    rows: torch.Tensor, row_nodes: torch.Tensor, weights: torch.Tensor, *, normalized: bool = False
+) -> torch.Tensor:
+    """Each node's influence on the logits through the rows computed so far (circuit-tracer's
+    ``compute_partial_influences``): ``rows`` [m, n_nodes] are the adjacency rows of nodes ``row_nodes`` [m]
+    (the others unknown, taken as 0; ``normalized``: already divided by their absolute sums, as
+    :func:`normalized_rows` does), ``weights`` [n_nodes] the logits' probabilities. With every row known it is
+    :func:`node_influence`."""
+    return _propagate(rows if normalized else _normalized(rows), row_nodes, weights, 1000)
+
+
+def normalized_rows(rows: torch.Tensor) -> torch.Tensor:
+    """``|rows|`` divided by each row's sum: each target's inputs as fractions."""
+    return _normalized(rows)
 
 
 def _logit_weights(graph: AttributionGraph) -> torch.Tensor:
@@ -117,6 +148,37 @@ def prune_graph(graph: AttributionGraph, node_threshold: float = 0.8, edge_thres
     cumulative = torch.zeros_like(influence)
     cumulative[order] = torch.cumsum(ordered, 0) / ordered.sum()
     return PrunedGraph(node_mask, edge_mask, cumulative, node_threshold, edge_threshold)
+
+
+@dataclass(frozen=True)
+class GraphCounts:
+    """A graph's size before and after pruning: every node (features, errors, embeddings, logits), the feature
+    nodes, the features active on the prompt (more than the feature nodes under the cap on feature nodes), the
+    non-zero edges."""
+
+    nodes: int
+    features: int
+    active_features: int
+    edges: int
+    kept: tuple[int, int]
+    """The nodes and the non-zero edges pruning keeps."""
+
+    def to_json(self) -> dict[str, Any]:
+        nodes_kept, edges_kept = self.kept
+        counts = {"nodes": self.nodes, "features": self.features, "active_features": self.active_features}
+        return counts | {"edges": self.edges, "nodes_kept": nodes_kept, "edges_kept": edges_kept}
+
+
+def graph_counts(graph: AttributionGraph, pruned: PrunedGraph) -> GraphCounts:
+    """How many nodes and non-zero edges ``graph`` has, and how many ``pruned`` keeps."""
+    nonzero = graph.adjacency != 0
+    return GraphCounts(
+        nodes=len(graph.nodes),
+        features=graph.n_features,
+        active_features=graph.n_active_features,
+        edges=int(nonzero.sum()),
+        kept=(int(pruned.node_mask.sum()), int((pruned.edge_mask & nonzero).sum())),
+    )
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ input, and records what the replacement model needs:
 
 :meth:`LocalReplacement.run` then runs the model with the patterns and scales frozen, the embeddings as given
 and every MLP output replaced by ``error + b_dec + sum of active features x decoder rows (+ skip of the
-input)``: with the recorded values it reproduces the real model's activations (up to rounding), and it is
-affine in the embeddings, errors and feature activations, which :class:`FrozenPass` exposes as tensors that
+input)`` (the MLPs, queries and keys are not computed: graphs/frozen.py): with the recorded values it
+reproduces the real model's activations (up to rounding), and it is affine in the embeddings, errors and
+feature activations, which :class:`FrozenPass` exposes as tensors that
 require gradients (the points where the sources write). Positions holding BOS, when the transcoders were
 trained without it, have no features: their MLP output is all error.
 """
@@ -25,7 +26,7 @@ import torch
 from jaxtyping import Float, Int
 
 from circuitscope.errors import UnsupportedAnalysisError
-from circuitscope.graphs.frozen import frozen_norms, pattern_hooks, record_scales
+from circuitscope.graphs.frozen import frozen_norms, pattern_hooks, record_scales, skipped_projections
 from circuitscope.transcoders.errors import TranscoderModelError
 from circuitscope.transcoders.modules import TranscoderSet
 
@@ -156,17 +157,19 @@ class LocalReplacement:
         src = self.sources if sources is None else sources
         n_layers, pos = self.errors.shape[0], self.tokens.shape[0]
         dtype = self.embed.dtype
-        acts = src.acts.to(dtype).expand(batch, -1)
-        errors = src.errors.to(dtype).expand(batch, n_layers, pos, -1)
+        same = src.acts.dim() == 1 and src.errors.dim() == 3  # one set of sources: the writes computed once
+        rows_in = 1 if same else batch
+        acts = src.acts.to(dtype).expand(rows_in, -1)
+        errors = src.errors.to(dtype).expand(rows_in, n_layers, pos, -1)
         embed = src.embed.to(dtype).expand(batch, pos, -1).clone().requires_grad_(True)
         writes: list[torch.Tensor] = []
         for layer in range(n_layers):
             ids, rows = self.feature_writes(transcoders, layer)
             value = errors[:, layer] + transcoders.decoder_bias(layer).detach().to(dtype)
             if len(ids):
-                contrib = acts[:, ids, None] * rows.to(dtype)  # [batch, k, d]
+                contrib = acts[:, ids, None] * rows.to(dtype)  # [rows_in, k, d]
                 value = value.index_add(1, self.features.position[ids], contrib)
-            writes.append(value.clone().requires_grad_(True))
+            writes.append(value.expand(batch, -1, -1).clone().requires_grad_(True))
         inputs: list[torch.Tensor] = [torch.empty(0)] * n_layers
 
         def set_embed(x: torch.Tensor, hook: HookPoint) -> torch.Tensor:
@@ -193,7 +196,7 @@ class LocalReplacement:
             hooks += [(transcoders.input_hook(layer), read(layer)), (transcoders.output_hook(layer), write(layer))]
         tokens = self.tokens[None].expand(batch, -1)
         final = "ln_final.hook_normalized"
-        with torch.enable_grad(), frozen_norms(model, self.scales):
+        with torch.enable_grad(), frozen_norms(model, self.scales), skipped_projections(model):
             out, cache = model.run_with_cache(tokens, final, stop_early=not logits, grad=True, fwd_hooks=hooks)
         return FrozenPass(embed, writes, inputs, cache[final], torch.empty(0) if out is None else out)
 

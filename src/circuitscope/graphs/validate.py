@@ -87,9 +87,12 @@ def validate_edges(
     pairs = [(int(i) // n_f, int(i) % n_f) for i in order if float(a.flatten()[i]) > 0]
     if not pairs:
         return EdgeValidation([])
-    acts = repl.features.activation.expand(len(pairs) + 1, -1).clone()
-    for row, (_, s) in enumerate(pairs, start=1):
-        acts[row, s] = 0
+    f = repl.features
+    active = {key: i for i, key in enumerate(zip(f.layer.tolist(), f.position.tolist(), f.index.tolist(), strict=True))}
+    acts = f.activation.expand(len(pairs) + 1, -1).clone()
+    for row, (_, s) in enumerate(pairs, start=1):  # the feature node's place among the active features
+        node = graph.nodes[s]
+        acts[row, active[node.layer, node.position, node.index]] = 0
     fp = repl.run(model, transcoders, Sources(repl.embed, repl.errors, acts), batch=len(pairs) + 1, logits=False)
     checks = []
     hooks = sorted({transcoders.input_hook(layer) for layer in transcoders.layers} | {"ln_final.hook_normalized"})

@@ -1,11 +1,12 @@
 """The induction lab's figures and HTML report: loss curves with the phase change, the in-context learning
-score, every head's scores over training, final scores, K-composition and ablation importance."""
+score, every head's scores over training, final scores, K-composition (from the weights and measured on
+activations), ablation importance, and the logits' trajectory over checkpoints with its kinks."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from circuitscope.report.figures import titled
+from circuitscope.report.figures import layer_heatmap, titled
 from circuitscope.report.heads import plot_composition, plot_head_ablation, plot_head_scores
 from circuitscope.report.html import Report
 from circuitscope.toy.induction import InductionRun
@@ -13,7 +14,13 @@ from circuitscope.toy.induction import InductionRun
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure
 
-__all__ = ["induction_report", "plot_head_curves", "plot_loss_curves"]
+__all__ = [
+    "induction_report",
+    "plot_activation_composition",
+    "plot_head_curves",
+    "plot_logit_trajectories",
+    "plot_loss_curves",
+]
 
 
 def _smooth(values: list[float], window: int = 20) -> list[float]:
@@ -86,6 +93,90 @@ def plot_head_curves(run: InductionRun) -> Figure:
     return titled(fig, title, "step", height=420)
 
 
+def plot_logit_trajectories(runs: list[InductionRun]) -> Figure:
+    """Each depth's checkpoints on the top two principal components of their logits (kinks as crosses), and the
+    turning angle of the path at each checkpoint."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["PC 1 against PC 2", "turning angle (degrees)"])
+    for run in runs:
+        trajectory = run.logit_trajectory
+        if trajectory is None:
+            continue
+        name = f"{run.config.n_layers} layer(s)"
+        pc2 = [c[1] if len(c) > 1 else 0.0 for c in trajectory.coords]
+        pc1 = [c[0] for c in trajectory.coords]
+        fig.add_scatter(x=pc1, y=pc2, mode="lines+markers", name=name, text=trajectory.steps, row=1, col=1)
+        kinks = [trajectory.steps.index(step) for step in trajectory.kinks]
+        fig.add_scatter(
+            x=[pc1[i] for i in kinks],
+            y=[pc2[i] for i in kinks],
+            mode="markers",
+            marker={"symbol": "x", "size": 12, "color": "black"},
+            name=f"{name}: kinks",
+            text=trajectory.kinks,
+            row=1,
+            col=1,
+        )
+        fig.add_scatter(
+            x=trajectory.steps, y=trajectory.turning, mode="lines+markers", name=f"{name} angle", row=1, col=2
+        )
+    fig.update_xaxes(title_text="PC 1", row=1, col=1)
+    fig.update_yaxes(title_text="PC 2", row=1, col=1)
+    return titled(fig, "logits on fixed random tokens, PCA over checkpoints (crosses: kinks)", "step", height=440)
+
+
+def plot_activation_composition(run: InductionRun, mode: str = "k") -> Figure:
+    """The share of every later head's ``mode`` input (columns) written by each part of the residual stream (rows)."""
+    comp = run.activation_composition
+    assert comp is not None
+    grid = getattr(comp, mode)  # [part layer head]
+    n_layers, n_heads = grid.shape[1], grid.shape[2]
+    columns = [f"L{layer}H{head}" for layer in range(1, n_layers) for head in range(n_heads)]
+    z = [[None if v != v else float(v) for v in grid[row, 1:].flatten().tolist()] for row in range(len(comp.labels))]
+    return layer_heatmap(
+        z,
+        columns,
+        comp.labels,
+        colorbar="share",
+        hovertemplate=f"%{{y}} → %{{x}} {mode}: %{{z:.3f}}<extra></extra>",
+        title=f"{run.config.n_layers}-layer: share of each head's {mode.upper()} input, measured on activations",
+        xaxis_title="reading head",
+        yaxis_title="written by",
+    )
+
+
+def _top_sources(run: InductionRun) -> list[list[Any]]:
+    """Per head of layer 1 and later: the earlier head writing the largest share of its Q, K and V input."""
+    comp = run.activation_composition
+    if comp is None:
+        return []
+    heads = [i for i, label in enumerate(comp.labels) if label.startswith("L")]
+    rows = []
+    for layer in range(1, run.config.n_layers):
+        for head in range(run.config.n_heads):
+            cells: list[Any] = [run.config.n_layers, f"L{layer}H{head}"]
+            for mode in ("q", "k", "v"):
+                column = getattr(comp, mode)[heads, layer, head]
+                best = int(column.nan_to_num(float("-inf")).argmax())
+                cells.append(f"{comp.labels[heads[best]]} ({float(column[best]):.2f})")
+            rows.append(cells)
+    return rows
+
+
+def _phase_rows(runs: list[InductionRun]) -> list[list[Any]]:
+    return [
+        [
+            r.config.n_layers,
+            ", ".join(str(k) for k in r.logit_trajectory.kinks) or "none",
+            r.phase_change_step if r.phase_change_step is not None else "none",
+            ", ".join(f"{v:.2f}" for v in r.logit_trajectory.explained),
+        ]
+        for r in runs
+        if r.logit_trajectory is not None
+    ]
+
+
 def _summary_row(run: InductionRun) -> list[Any]:
     ind, prev = run.final_induction, run.final_previous_token
     top_ind = ind.top(1)[0] if ind else None
@@ -145,6 +236,8 @@ def _add_run_figures(report: Report, run: InductionRun) -> None:
         report.add_figure(f"{n}-layer: final induction scores", plot_head_scores(run.final_induction))
     if run.composition is not None and n > 1:
         report.add_figure(f"{n}-layer: K-composition", plot_composition(run.composition, "k"))
+    if run.activation_composition is not None and n > 1:
+        report.add_figure(f"{n}-layer: K-composition on activations", plot_activation_composition(run, "k"))
     if run.ablation is not None:
         report.add_figure(f"{n}-layer: head ablation importance", plot_head_ablation(run.ablation))
 
@@ -172,6 +265,25 @@ def induction_report(runs: list[InductionRun]) -> Report:
         ],
         [_summary_row(r) for r in runs],
     )
+    report.add_table(
+        "Phase changes: kinks of the logit trajectory",
+        ["layers", "kinks (steps)", "first induction score > 0.3", "variance on PC 1, 2, 3"],
+        _phase_rows(runs),
+        caption="Each checkpoint's log-probabilities on the same fixed random tokens, PCA over checkpoints; a kink is "
+        "a checkpoint where the path turns by 45 degrees or more (and more than its neighbours) while both its "
+        "steps are at least a quarter of the longest.",
+    )
+    report.add_figure("Logit trajectories", plot_logit_trajectories(runs))
+    sources = [row for run in runs for row in _top_sources(run)]
+    if sources:
+        report.add_table(
+            "Composition on activations: the earlier head writing most of each head's input",
+            ["layers", "head", "Q input", "K input", "V input"],
+            sources,
+            caption="Share of the head's query/key/value vectors (squared norm along the input itself) written by "
+            "each earlier head's output on repeated random tokens; the shares of all parts (embeddings, heads, "
+            "biases) add up to 1. Beside the weight-based composition scores below.",
+        )
     report.add_figure("Loss curves", plot_loss_curves(runs))
     report.add_figure("In-context learning score", plot_icl(runs))
     for run in runs:

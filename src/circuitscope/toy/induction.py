@@ -4,9 +4,11 @@ Train 1- to 4-layer attention-only models on sequences with repeated segments, o
 sequences (a random block repeated to the end: the quickest way to grow an induction head), or on
 real text (byte-level, when the Shakespeare texts are available offline) and track, at every checkpoint:
 the held-out loss, the in-context-learning score (loss late in the context minus loss early),
-every head's induction and previous-token score, and the K-composition between the strongest
-previous-token head and the strongest later induction head, against the random baseline. After
-training: all composition scores and each head's ablation importance.
+every head's induction and previous-token score, the K-composition between the strongest
+previous-token head and the strongest later induction head, against the random baseline, and the
+logits on fixed random tokens. After training: all composition scores, the same composition measured
+on activations (:mod:`circuitscope.toy.induction_composition`), each head's ablation importance, and
+the PCA of the logits over checkpoints with the kinks of its path (:mod:`circuitscope.toy.induction_phases`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ from circuitscope.core.hooked_model import HookedModel
 from circuitscope.engine.loss import next_token_loss
 from circuitscope.models.toy.modeling import ToyTransformer
 from circuitscope.progress import OnProgress
+from circuitscope.toy.checkpoint import load_model_weights
 from circuitscope.toy.errors import LabConfigError
+from circuitscope.toy.induction_composition import ActivationComposition, activation_composition
+from circuitscope.toy.induction_phases import LogitTrajectory, logit_trajectory, trajectory_probe
 from circuitscope.toy.model import build_toy_of
 from circuitscope.toy.trainer import BatchFn, MetricFn, TrainConfig, seeded_batches, train
 
@@ -189,6 +194,10 @@ class InductionRun:
     final_previous_token: HeadScores | None = None
     composition: CompositionScores | None = None
     ablation: HeadAblation | None = None
+    activation_composition: ActivationComposition | None = None
+    """Shares of each head's query/key/value input written by each earlier head, on the probe tokens."""
+    logit_trajectory: LogitTrajectory | None = None
+    """PCA over checkpoints of the logits on fixed random tokens, and the kinks of the path."""
     hooked: HookedModel | None = field(default=None, repr=False)
 
     @property
@@ -214,6 +223,8 @@ class InductionRun:
             "final_previous_token": self.final_previous_token.to_dict() if self.final_previous_token else None,
             "composition": self.composition.to_dict() if self.composition else None,
             "ablation": self.ablation.to_dict() if self.ablation else None,
+            "activation_composition": self.activation_composition.to_dict() if self.activation_composition else None,
+            "logit_trajectory": self.logit_trajectory.to_dict() if self.logit_trajectory else None,
         }
 
 
@@ -242,10 +253,22 @@ def _data(config: InductionConfig) -> tuple[torch.Tensor, BatchFn]:
     )
 
 
+def _fixed_logits(model: torch.nn.Module, fixed: torch.Tensor) -> torch.Tensor:
+    """The log-probabilities of ``model`` on the fixed random tokens (a point of the logit trajectory)."""
+    with torch.no_grad():
+        return torch.log_softmax(model(fixed).logits.float(), -1)
+
+
 def _checkpoint_metrics(
-    hooked: HookedModel, held_out: torch.Tensor, probe: torch.Tensor, n_ctx: int
+    hooked: HookedModel,
+    held_out: torch.Tensor,
+    probe: torch.Tensor,
+    n_ctx: int,
+    fixed: torch.Tensor,
+    snapshots: list[torch.Tensor],
 ) -> dict[str, MetricFn]:
-    """The curves: held-out loss and ICL score (one pass), head scores and K-composition (one measurement)."""
+    """The curves: held-out loss and ICL score (one pass), head scores and K-composition (one measurement);
+    the logits on ``fixed`` are appended to ``snapshots`` at every checkpoint (too large for the curves)."""
     early, late = slice(n_ctx // 8, n_ctx // 4), slice(3 * n_ctx // 4, n_ctx - 1)
     memo: dict[str, Any] = {}
 
@@ -259,6 +282,7 @@ def _checkpoint_metrics(
         prev = previous_token_scores(hooked, probe).scores
         memo["prev"] = prev
         memo["kcomp"] = _k_comp_pair(prev, ind, composition_scores(hooked, baseline_samples=0))
+        snapshots.append(_fixed_logits(hooked.hf_model, fixed))
         return ind
 
     return {
@@ -292,6 +316,7 @@ def _final_measurements(
     run.final_induction = induction_scores(hooked, probe)
     run.final_previous_token = previous_token_scores(hooked, probe)
     run.composition = composition_scores(hooked)
+    run.activation_composition = activation_composition(hooked, probe)
     if ablation_tokens is None:
         return
 
@@ -319,13 +344,14 @@ def train_induction_model(
     hooked = HookedModel(model)
     held_out, batches = _data(config)
     probe = repeated_random_tokens(config.vocab, config.n_ctx // 2 - 1, 16, torch.Generator().manual_seed(77))
+    fixed, snapshots = trajectory_probe(config.vocab, config.n_ctx), []
     result = train(
         model,
         _own_next_token_loss,
         batches,
         TrainConfig.of(config, threads=threads),
         out=out,
-        metrics=_checkpoint_metrics(hooked, held_out, probe, config.n_ctx),
+        metrics=_checkpoint_metrics(hooked, held_out, probe, config.n_ctx, fixed, snapshots),
         identity={"task": "induction", "data": config.data},
         description=f"{config.n_layers}-layer",
         on_progress=on_progress,
@@ -342,8 +368,18 @@ def train_induction_model(
         k_composition=list(m["k_composition"]),
         hooked=hooked,
     )
+    earlier = result.metric_steps[: len(result.metric_steps) - len(snapshots)]  # measured before a resume
+    snapshots[:0] = [_fixed_logits(_checkpoint_model(config, Path(out or "."), step), fixed) for step in earlier]
+    run.logit_trajectory = logit_trajectory(torch.stack(snapshots), result.metric_steps)
     _final_measurements(run, hooked, probe, held_out[:64] if measure_ablation else None, on_progress)
     return run
+
+
+def _checkpoint_model(config: InductionConfig, folder: Path, step: int) -> ToyTransformer:
+    """The model of ``config`` with the weights saved at ``step`` in ``folder``."""
+    model = build_induction_model(config)
+    model.load_state_dict(load_model_weights(folder, step))
+    return model.eval()
 
 
 def run_induction(

@@ -297,7 +297,6 @@ def find_head_classes(
     require_attention(model.cfg, "the IOI head classes")
     rule = rule or ThresholdRule()
     positions = ioi_positions(model, task)
-    # One keyword per line, each value to its field by name: parallel on purpose, not shared logic.
     search = _Search(
         model=model,
         task=task,

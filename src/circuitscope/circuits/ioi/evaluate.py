@@ -44,7 +44,6 @@ from circuitscope.circuits.ioi.result import (
     HeadClasses,
     MinimalityPoint,
 )
-from circuitscope.core.fingerprint import model_fingerprint
 from circuitscope.engine.batching import batch_slices
 from circuitscope.progress import OnProgress, track
 from circuitscope.tasks.ioi import ioi_abc_prompts
@@ -289,17 +288,12 @@ def circuit_of(model: HookedModel, classes: HeadClasses, task: Task, *, model_na
                     add(f"a{s_layer}.h{s_head}", _receiver(graph, r_layer, r_head, kind))
     for layer, head in members(_MOVERS):
         add(f"a{layer}.h{head}", "logits")
-    return Circuit(
-        graph=graph,
-        edges=edges,
-        scores=torch.full((graph.n_senders, graph.n_receivers), float("nan")),
-        model_name=model_name,
-        task={"name": task.name, "n_prompts": len(task), "metric": task.metric},
-        method="ioi-classes",
-        ablation="mean",
-        info={
-            "classes": {f"a{layer}.h{head}": classes.class_of(layer, head) for layer, head in classes.all_heads},
-            "unreachable": unreachable,
-        },
-        fingerprint=model_fingerprint(model),
-    )
+    unscored = torch.full((graph.n_senders, graph.n_receivers), float("nan"))
+    info = {
+        "classes": {f"a{layer}.h{head}": classes.class_of(layer, head) for layer, head in classes.all_heads},
+        "unreachable": unreachable,
+    }
+    return Circuit.found(
+        model, task, edges, unscored, graph=graph, model_name=model_name, method="ioi-classes", ablation="mean",
+        info=info,
+    )  # fmt: skip
