@@ -30,6 +30,8 @@ def plot_digit_losses(result: AdditionResult) -> Figure:
             go.Scatter(x=result.steps, y=[row[d] for row in result.digit_loss], name=_digit_name(d, n), mode="lines")
         )
     for change in result.phase_changes:
+        if change.start is None or change.end is None:
+            continue
         fig.add_vrect(x0=change.start, x1=change.end, opacity=0.12, line_width=0, fillcolor="gray")
     return titled(
         fig, "Loss of each answer digit (shaded: each digit's steepest fall)", "step", "loss", yaxis_type="log"
@@ -58,22 +60,23 @@ def addition_report(result: AdditionResult) -> Report:
         f"{cfg.n_layers} layers, d_model {cfg.d_model}, {cfg.n_heads} heads, {cfg.steps} steps of {cfg.batch_size} "
         f"problems, {result.threads} thread(s)",
     )
-    order = sorted(result.phase_changes, key=lambda c: c.start)
-    report.add_answer(
-        "What the run shows",
-        [
-            f"Held-out accuracy (every digit right) {result.accuracy[-1]:.3f} after {result.steps[-1]} steps. "
-            "Each digit's loss falls fastest at its own step: "
-            + "; ".join(f"{_digit_name(c.digit, n)} at {c.start}-{c.end}" for c in order)
-            + ". The answer is written units first, so a digit's carry depends on every digit below it.",
-        ],
+    learned = sorted((c for c in result.phase_changes if c.end is not None), key=lambda c: c.end or 0)
+    missing = [_digit_name(c.digit, n) for c in result.phase_changes if c.end is None]
+    text = (
+        f"Held-out accuracy (every digit right) {result.accuracy[-1]:.3f} after {result.steps[-1]} steps. "
+        "Each digit's loss falls at its own step: "
+        + ("; ".join(f"{_digit_name(c.digit, n)} at {c.start}-{c.end}" for c in learned) or "none fell")
+        + "."
     )
+    if missing:
+        text += f" Not learned in this run (the loss never fell to half): {', '.join(missing)}."
+    report.add_answer("What the run shows", [text])
     report.add_figure("Per-digit loss", plot_digit_losses(result))
     report.add_table(
-        "Phase changes (the checkpoint interval of the steepest fall of log-loss)",
+        "Phase changes (the checkpoints between which log-loss passes half of its fall; '-': not learned)",
         ["digit", "from step", "to step", "loss before", "loss after", "final loss"],
         [
-            [_digit_name(c.digit, n), c.start, c.end, c.loss_before, c.loss_after, c.final_loss]
+            [_digit_name(c.digit, n), c.start or "-", c.end or "-", c.loss_before, c.loss_after, c.final_loss]
             for c in result.phase_changes
         ],
     )

@@ -90,14 +90,14 @@ class AdditionConfig:
 
 @dataclass(frozen=True)
 class PhaseChange:
-    """Where one answer digit's loss falls fastest."""
+    """Where one answer digit's loss falls: the first checkpoint past half of its fall (in log-loss)."""
 
     digit: int
     """0 = units, n = the final carry."""
-    start: int
-    """The checkpoint step before the steepest fall of log-loss."""
-    end: int
-    """The checkpoint step after it."""
+    start: int | None
+    """The checkpoint step before the log-loss first crosses halfway from its start to its end (None: no fall)."""
+    end: int | None
+    """The checkpoint step at which it has crossed (None: the digit's loss never fell to half, it was not learned)."""
     loss_before: float
     loss_after: float
     final_loss: float
@@ -162,14 +162,24 @@ def _loss(model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tens
 
 
 def _phase_changes(steps: list[int], curves: torch.Tensor) -> list[PhaseChange]:
-    """Per digit, the consecutive checkpoints between which log-loss falls the most."""
+    """Per digit, the checkpoints between which the log-loss first passes the midpoint of its start and its end.
+
+    The midpoint is taken between the highest log-loss of the first checkpoints (before any fall) and the
+    final one, so a later spike and its recovery do not count as the phase change; a digit whose loss did
+    not fall at least twofold has none.
+    """
     logs = curves.clamp_min(1e-8).log()  # [checkpoint, digit]
     out = []
     for d in range(curves.shape[1]):
-        fall = logs[:-1, d] - logs[1:, d]
-        i = int(fall.argmax()) if len(fall) else 0
-        j = min(i + 1, len(steps) - 1)
-        out.append(PhaseChange(d, steps[i], steps[j], float(curves[i, d]), float(curves[j, d]), float(curves[-1, d])))
+        high, low = float(logs[: max(2, len(steps) // 10), d].max()), float(logs[-1, d])
+        crossed = (logs[:, d] <= (high + low) / 2).nonzero().flatten()
+        if high - low < math.log(2) or len(crossed) == 0 or int(crossed[0]) == 0:
+            out.append(PhaseChange(d, None, None, float(curves[0, d]), float(curves[-1, d]), float(curves[-1, d])))
+            continue
+        j = int(crossed[0])
+        out.append(
+            PhaseChange(d, steps[j - 1], steps[j], float(curves[j - 1, d]), float(curves[j, d]), float(curves[-1, d]))
+        )
     return out
 
 
