@@ -129,6 +129,11 @@ class AgreementFramingResult:
                 f"{disc.text()}), so its answers are driven by the wording rather than the action: a 270M base model "
                 "shows the bias but not a judgement it could be framed away from."
             )
+        elif disc.mean < abs(effect.mean):
+            parts.append(
+                f"It tells the clearly fine actions from the clearly not-okay ones only a little (discrimination "
+                f"{disc.text()}, smaller than the framing effect): the wording moves its verdict more than the action."
+            )
         else:
             parts.append(f"It does tell fine actions from not-okay ones (discrimination {disc.text()}).")
         return " ".join(parts)
