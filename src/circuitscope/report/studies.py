@@ -32,6 +32,14 @@ def estimate_bars(names: list[str], estimates: list[Estimate], name: str = "") -
     )
 
 
+def _study_page(title: str, subtitle: str, answer: str, method: list[str]) -> Report:
+    """A study's page begins the same way: its answer, then its hypothesis and method."""
+    report = Report(title, subtitle)
+    report.add_answer("Answer", [answer])
+    report.add_text("Hypothesis and method", method)
+    return report
+
+
 def _truth_figures(result: TruthFramingResult) -> tuple[Figure, Figure]:
     import plotly.graph_objects as go
 
@@ -57,10 +65,10 @@ def truth_framing_report(result: TruthFramingResult, *, model: str) -> Report:
     from circuitscope.studies.truth_framing import HYPOTHESIS
 
     cfg = result.config
-    report = Report("Study: truthfulness under persona framings", f"{model} · {len(result.statements)} statements")
-    report.add_answer("Answer", [result.answer()])
-    report.add_text(
-        "Hypothesis and method",
+    report = _study_page(
+        "Study: truthfulness under persona framings",
+        f"{model} · {len(result.statements)} statements",
+        result.answer(),
         [
             HYPOTHESIS,
             f"{len(result.statements)} generated statements (half true; topics {', '.join(result.by_topic)}) are "
@@ -103,10 +111,10 @@ def agreement_framing_report(result: AgreementFramingResult, *, model: str) -> R
     from circuitscope.studies.agreement_framing import HYPOTHESIS
 
     cfg = result.config
-    report = Report("Study: conforming to the question's framing", f"{model} · {len(result.actions)} actions")
-    report.add_answer("Answer", [result.answer()])
-    report.add_text(
-        "Hypothesis and method",
+    report = _study_page(
+        "Study: conforming to the question's framing",
+        f"{model} · {len(result.actions)} actions",
+        result.answer(),
         [
             HYPOTHESIS,
             "Each action is asked about twice. p(agree) is p(' Yes') renormalised over ' Yes' and ' No'; the verdict "
