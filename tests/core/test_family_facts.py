@@ -110,7 +110,7 @@ def test_encoders_load_with_their_head_and_decoders_as_causal_lms() -> None:
 def test_dequantized_copy_of_a_scaled_embedding_family(tiny: TinyModels) -> None:
     """Gemma's computed ``embed_scale`` buffer is not a missing weight."""
     model = tiny.hf("gemma3")
-    copy = loading._dequantized_copy(model, torch.float32)
+    copy = loading.dequantized_copy(model, torch.float32)
     tokens = torch.randint(1, VOCAB, (1, 6), generator=torch.Generator().manual_seed(2))
     assert torch.equal(copy(input_ids=tokens).logits, model(input_ids=tokens).logits)
 

@@ -35,8 +35,6 @@ def test_every_architecture_is_registered() -> None:
 def test_recovers_known_directions(arch: str, synthetic_store: tuple[S.ActivationStore, torch.Tensor]) -> None:
     store, directions = synthetic_store
     torch.set_num_threads(1)
-    # Same shape as tests/toy/test_induction_forms.py:test_two_layer_attention_only_model_grows_an_induction_circuit
-    # on purpose: two trainers' configs spelled out keyword by keyword; their settings have nothing to share.
     cfg = S.TrainConfig(
         architecture=arch,
         d_sae=64,

@@ -41,22 +41,10 @@ def test_periodic_batch_repeats_a_block_with_a_random_period() -> None:
 
 
 def test_two_layer_attention_only_model_grows_an_induction_circuit() -> None:
-    config = InductionConfig(
-        n_layers=2,
-        n_heads=1,
-        d_model=32,
-        n_ctx=CTX,
-        d_vocab=VOCAB,
-        data="periodic",
-        layer_norm=False,
-        steps=500,
-        batch_size=32,
-        lr=1e-2,
-        weight_decay=0.0,
-        warmup_steps=0,
-        checkpoint_every=500,
-        seed=0,
-    )
+    # the recipe of InductionConfig.data's docstring (2 layers, batch 32 and seed 0 are the defaults): periodic
+    # data, no LayerNorm, no weight decay, lr 1e-2
+    recipe = {"data": "periodic", "layer_norm": False, "weight_decay": 0.0, "lr": 1e-2, "warmup_steps": 0}
+    config = InductionConfig(n_heads=1, d_model=32, n_ctx=CTX, d_vocab=VOCAB, steps=500, checkpoint_every=500, **recipe)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

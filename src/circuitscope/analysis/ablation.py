@@ -50,6 +50,7 @@ __all__ = [
     "Component",
     "HeadAblationScan",
     "ablate",
+    "ablation_hooks",
     "ablation_values",
     "head_ablation_scan",
     "heads",
@@ -228,9 +229,11 @@ def _resample_picks(task: Task, lengths: torch.Tensor, own: bool, seed: int) -> 
     return torch.tensor(picks)
 
 
-def _hooks(
+def ablation_hooks(
     components: Sequence[Component], values: dict[str, torch.Tensor]
 ) -> list[tuple[str, Callable[..., torch.Tensor]]]:
+    """The hooks that replace each component by its entry of ``values`` (from :func:`ablation_values`; a hook
+    missing from ``values`` is set to zero), one hook per hook name."""
     by_hook: dict[str, list[Component]] = {}
     for c in components:
         by_hook.setdefault(c.hook, []).append(c)
@@ -307,7 +310,7 @@ def ablate(
     rows = torch.arange(len(task))
     clean_logits = model(task.clean_tokens)[rows, task.answer_pos]
     corrupted_logits = model(task.corrupted_tokens)[rows, task.answer_pos]
-    ablated_logits = model.run_with_hooks(task.clean_tokens, fwd_hooks=_hooks(components, values))[
+    ablated_logits = model.run_with_hooks(task.clean_tokens, fwd_hooks=ablation_hooks(components, values))[
         rows, task.answer_pos
     ]
     clean = copies_metric(task, metric, clean_logits, clean_logits)[0].cpu()

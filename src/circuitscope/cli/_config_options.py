@@ -85,12 +85,18 @@ class Configured(Generic[C]):
         return self.config(**self.values, **more)
 
 
-def _parse(fields: str) -> dict[str, float | None]:
-    """``"tokens>=1 lr hook"`` -> each field's lower bound (None: unbounded), in order."""
-    bounds: dict[str, float | None] = {}
+def _number(text: str) -> float | None:
+    return None if not text else float(text) if "." in text else int(text)
+
+
+def _parse(fields: str) -> dict[str, tuple[float | None, float | None]]:
+    """``"tokens>=1 lr p>=0.0<=1.0 hook"`` -> each field's lower and upper bound (None: unbounded), in order."""
+    bounds: dict[str, tuple[float | None, float | None]] = {}
     for word in fields.split():
-        name, _, low = word.partition(">=")
-        bounds[name] = None if not low else float(low) if "." in low else int(low)
+        name, _, rest = word.partition(">=")
+        name, _, high = name.partition("<=")
+        low, _, upper = rest.partition("<=")
+        bounds[name] = (_number(low), _number(high or upper))
     return bounds
 
 
@@ -106,13 +112,13 @@ def _options(
     if unknown:
         raise TypeError(f"{config.__name__} has no field {unknown[0]!r}")
     params = []
-    for name, low in bounds.items():
+    for name, (low, high) in bounds.items():
         if name not in helps and name not in docs:
             raise TypeError(f"{config.__name__}.{name} has no docstring to be its --help; write one")
         hint = _cli_type(hints[name])
         dashed = name.replace("_", "-")
         flag = flags.get(name) or (f"--{dashed}/--no-{dashed}" if hint is bool else f"--{dashed}")
-        option = typer.Option(flag, help=helps.get(name) or _help(docs[name]), min=low)
+        option = typer.Option(flag, help=helps.get(name) or _help(docs[name]), min=low, max=high)
         default = defaults.get(name, known[name].default)
         if default is dataclasses.MISSING:  # a field without a default is a required option
             default = inspect.Parameter.empty
@@ -134,10 +140,10 @@ def config_options(
     """A decorator: the command's parameter ``into`` replaced by an option for each of ``fields`` of ``config``.
 
     ``fields`` names the exposed fields, space-separated, in the order ``--help`` lists them; a
-    field written ``tokens>=1`` has that lower bound, which typer checks (a bad value: exit code
-    2, before the command runs). Only what differs from the field is given: ``flags`` (the
-    option's spelling, e.g. ``--arch``), ``defaults`` (the command's own default) and ``helps``
-    (help other than the docstring). The command gets a :class:`Configured`.
+    field written ``tokens>=1`` has that lower bound (``p>=0.0<=1.0``: and that upper one), which
+    typer checks (a bad value: exit code 2, before the command runs). Only what differs from the
+    field is given: ``flags`` (the option's spelling, e.g. ``--arch``), ``defaults`` (the
+    command's own default) and ``helps`` (help other than the docstring). The command gets a :class:`Configured`.
     """
 
     def decorate(command: Callable[..., None]) -> Callable[..., None]:

@@ -16,14 +16,14 @@ from circuitscope.core.loading import DEFAULT_MODEL
 if TYPE_CHECKING:
     from circuitscope.evals import Framing, FramingScore
 
+_FRAMING_HELP = "NAME=TEMPLATE with {question}; repeat for several (the first is the baseline)."
+FramingOpt = Annotated[list[str] | None, typer.Option(help=_FRAMING_HELP)]
+
 
 def eval_prompts(
     file: Annotated[Path, typer.Argument(help="JSONL: {'question', 'options', 'answer'} per line.")],
     model: ModelOpt = DEFAULT_MODEL,
-    framing: Annotated[
-        list[str] | None,
-        typer.Option(help="NAME=TEMPLATE with {question}; repeat for several (the first is the baseline)."),
-    ] = None,
+    framing: FramingOpt = None,
     framings_file: Annotated[Path | None, typer.Option(help="JSON object {name: template}.")] = None,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals.", min=100)] = 2000,
     out: OutOpt = Path("eval_prompts_report.html"),

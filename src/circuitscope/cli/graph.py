@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from circuitscope.cli._config_options import Configured, config_options
 from circuitscope.cli._options import JsonFlag, ModelOpt, OutOpt
 from circuitscope.cli._output import reporting_errors
 from circuitscope.cli._paths import Writes, check_output_file
 from circuitscope.core.loading import DEFAULT_MODEL
+from circuitscope.graphs.graph import MAX_FEATURE_NODES, GraphConfig
 
 if TYPE_CHECKING:
     from circuitscope.graphs.graph import AttributionGraph
@@ -33,17 +35,6 @@ NodeThresholdOpt = Annotated[
 EdgeThresholdOpt = Annotated[
     float, typer.Option("--edge-threshold", min=0.0, max=1.0, help="Keep edges up to this share of the influence.")
 ]
-MaxLogitsOpt = Annotated[int, typer.Option("--max-logits", min=1, help="At most this many logit nodes.")]
-LogitMassOpt = Annotated[
-    float,
-    typer.Option("--logit-probability", min=0.0, max=1.0, help="Logit nodes until their probabilities add up to this."),
-]
-GraphBatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Targets per backward pass.")]
-TargetTokenOpt = Annotated[
-    str | None,
-    typer.Option("--target", help="A next token to attribute whatever its probability (one token, e.g. ' Austin').",
-                 show_default=False),
-]  # fmt: skip
 ContextsOpt = Annotated[
     int,
     typer.Option("--contexts", min=0, help="Corpus contexts searched for each kept feature's top activating ones "
@@ -54,13 +45,11 @@ ValidateOpt = Annotated[
     typer.Option("--validate", min=0, help="Zero the sources of this many top edges in both models and report "
                  "the measured effects beside the predicted ones (0: none)."),
 ]  # fmt: skip
-MemoryOpt = Annotated[float, typer.Option("--memory-gb", min=0.0001, help="Refuse graphs estimated above this memory.")]
 MaxFeaturesOpt = Annotated[
     int,
     typer.Option("--max-feature-nodes", min=0, help="At most this many feature nodes, the most influential on the "
                  "logits computed first (0: every active feature)."),
 ]  # fmt: skip
-MAX_FEATURE_NODES = 1024  # GraphConfig's default (graphs/graph.py; not imported here: it would import torch)
 
 
 def _summary(graph: AttributionGraph, pruned: PrunedGraph, scores: GraphScores) -> dict[str, Any]:
@@ -111,23 +100,22 @@ def _print(summary: dict[str, Any], written: list[str]) -> None:
 def _extras(model: Any, tc: Any, graph: AttributionGraph, pruned: PrunedGraph, contexts: int) -> dict[str, Any]:
     """The kept features' top logits and (``contexts`` > 0: among that many of the default corpus) top
     activating contexts, by node id."""
-    from circuitscope.graphs import feature_top_contexts, feature_top_logits
+    from circuitscope.graphs.extras import node_extras
+    from circuitscope.sae import default_corpus
 
-    kept = [n for i, n in enumerate(graph.nodes) if n.kind == "feature" and bool(pruned.node_mask[i])]
-    features = {(n.layer, n.index) for n in kept}
-    top = feature_top_logits(model, tc, features)
-    found: dict[tuple[int, int], Any] = {}
-    if contexts:
-        from circuitscope.sae import default_corpus
-
-        found = feature_top_contexts(model, tc, features, default_corpus(), n_contexts=contexts)
-    return {
-        f"{n.layer}_{n.index}_{n.position}": {"top_logits": top[n.layer, n.index]}
-        | ({"top_contexts": found[n.layer, n.index]} if (n.layer, n.index) in found else {})
-        for n in kept
-    }
+    return node_extras(model, tc, graph, pruned, default_corpus() if contexts else None, contexts)
 
 
+@config_options(
+    GraphConfig,
+    "max_logits>=1 logit_probability>=0.0<=1.0 batch_size>=1 target memory_gb>=0.0001",
+    helps={
+        "logit_probability": "Logit nodes until their probabilities add up to this.",
+        "batch_size": "Targets per backward pass.",
+        "target": "A next token to attribute whatever its probability (one token, e.g. ' Austin').",
+        "memory_gb": "Refuse graphs estimated above this memory.",
+    },
+)
 def graph(
     transcoders: TranscodersOpt,
     prompt: PromptOpt,
@@ -136,11 +124,8 @@ def graph(
     model: ModelOpt = DEFAULT_MODEL,
     node_threshold: NodeThresholdOpt = 0.8,
     edge_threshold: EdgeThresholdOpt = 0.98,
-    max_logits: MaxLogitsOpt = 10,
-    logit_probability: LogitMassOpt = 0.95,
-    batch_size: GraphBatchOpt = 16,
-    target: TargetTokenOpt = None,
-    memory_gb: MemoryOpt = 4.0,
+    *,
+    options: Configured[GraphConfig],
     contexts: ContextsOpt = 0,
     validate: ValidateOpt = 0,
     max_feature_nodes: MaxFeaturesOpt = MAX_FEATURE_NODES,
@@ -151,11 +136,11 @@ def graph(
         json_path = out.with_suffix(".json")
         from circuitscope.core.files import atomic_write_json, atomic_write_text
         from circuitscope.core.loading import load_model
-        from circuitscope.graphs import GraphConfig, attribution_graph, graph_json, graph_scores, prune_graph
+        from circuitscope.graphs import attribution_graph, graph_json, graph_scores, prune_graph
         from circuitscope.report.attribution_graph import graph_page
         from circuitscope.transcoders.io import load_transcoders
 
-        config = GraphConfig(max_logits, logit_probability, batch_size, target, memory_gb, max_feature_nodes or None)
+        config = options.build(max_feature_nodes=max_feature_nodes or None)
         hooked = load_model(model)
         tc = load_transcoders(transcoders, hooked)
         from circuitscope.progress import stages

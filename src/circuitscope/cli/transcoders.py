@@ -79,8 +79,6 @@ def train(
         check_output_dir(out, "--out-dir")
         hooked = load_model(model)
         chosen = None if layers.strip().lower() == "all" else tuple(parse_layers(layers, hooked.cfg.n_layers))
-        # Same shape as src/circuitscope/cli/sae.py:train on purpose: each option goes to its config field by name,
-        # one keyword a line (a pass-through, not shared logic).
         cfg = TranscoderTrainConfig(
             kind=kind,  # type: ignore[arg-type]  # checked by the config, with a clear error
             architecture=arch,  # type: ignore[arg-type]

@@ -35,7 +35,7 @@ from circuitscope.errors import LoadError, UnsupportedModelError
 from circuitscope.models import adapter_for
 from circuitscope.progress import status
 
-__all__ = ["CACHE_FORMAT_VERSION", "DEFAULT_MODEL", "cache_home", "load_hf_model", "load_model"]
+__all__ = ["CACHE_FORMAT_VERSION", "DEFAULT_MODEL", "cache_home", "dequantized_copy", "load_hf_model", "load_model"]
 
 DEFAULT_MODEL = "gemma-3-270m"
 CACHE_FORMAT_VERSION = 1
@@ -142,7 +142,7 @@ def _folder_tokenizer(folder: Path, what: str) -> Any:
     ) from failure
 
 
-def _dequantized_copy(model: Any, dtype: torch.dtype) -> Any:
+def dequantized_copy(model: Any, dtype: torch.dtype) -> Any:
     """A plain model with the same weights: GGUF-loaded models stay marked as quantized."""
     config = model.config
     if hasattr(config, "quantization_config"):
@@ -237,7 +237,7 @@ def _from_gguf(path: Path, dtype: torch.dtype) -> tuple[Any, Any]:
     except Exception as err:  # the GGUF reader raises many kinds of error on a bad file
         raise _gguf_failure(path, err) from err
     tokenizer = _load_tokenizer(folder, gguf_file=name)
-    return _dequantized_copy(model, dtype), tokenizer
+    return dequantized_copy(model, dtype), tokenizer
 
 
 def _write_marker(folder: Path, source: str) -> None:

@@ -50,6 +50,8 @@ def estimate_bytes(
     return 4 * (adjacency + rows + forward + decoders)
 
 
+# Same shape as src/circuitscope/graphs/budget.py:estimate_bytes on purpose: the check takes the estimate's
+# arguments and the budget, and passes them on (also for shorter prompts, to say how long a prompt fits).
 def check_budget(
     cfg: ModelConfig,
     n_pos: int,

@@ -209,44 +209,8 @@ def _script_json(payload: Any) -> str:
 
 
 _SCRIPTS = ("graph_model.js", "graph_panel.js", "graph_viewer.js")
-"""The viewer's scripts, in load order (each builds on the ones before)."""
-
-_BODY = """<div id="cg-app">
-<div id="cg-left">
-<div class="cg-toolbar" role="toolbar" aria-label="Graph filters">
-<label for="cg-threshold">Edge |weight| &ge; <output id="cg-threshold-value" for="cg-threshold">0</output></label>
-<input type="range" id="cg-threshold" min="0" max="1000" step="1" value="0" aria-describedby="cg-link-count">
-<span id="cg-link-count" class="caption"></span>
-<input type="search" id="cg-find" list="cg-find-list" placeholder="Find a node: id or label"
- aria-label="Find a node by id or label">
-<datalist id="cg-find-list"></datalist>
-<span class="cg-legend"><i class="cg-pos"></i>+ <i class="cg-neg"></i>&minus;
-<span class="cg-key">&#9679; feature &#9632; error, token &#9670; logit</span></span>
-</div>
-<div id="cg-main" class="cg-view" role="group"
- aria-label="Attribution graph: nodes by layer (rows, embeddings at the bottom) and token position (columns)">
-<canvas id="cg-links" aria-hidden="true"></canvas><svg id="cg-svg"></svg></div>
-<h2 class="cg-h">Subgraph <span id="cg-sub-count" class="caption"></span></h2>
-<div id="cg-sub" class="cg-view" role="group" aria-label="Subgraph of the pinned nodes and supernodes">
-<svg id="cg-sub-svg"></svg></div>
-</div>
-<aside id="cg-side">
-<section id="cg-panel" tabindex="-1" aria-live="polite" aria-label="Selected node"></section>
-<section id="cg-controls" aria-label="Pinned nodes and supernodes">
-<h2>Pinned nodes</h2>
-<ul id="cg-pinned"></ul>
-<div class="cg-row"><input id="cg-sn-name" type="text" placeholder="supernode name" aria-label="Supernode name">
-<button type="button" id="cg-group">Group checked</button></div>
-<ul id="cg-supernodes"></ul>
-<div class="cg-row"><button type="button" id="cg-export">Export subgraph JSON</button>
-<button type="button" id="cg-clear">Unpin all</button>
-<label class="cg-file">Open subgraph JSON
-<input type="file" id="cg-import" accept=".json,application/json"></label></div>
-<p id="cg-msg" role="status" class="caption"></p>
-</section>
-</aside>
-</div>
-"""
+"""The viewer's scripts, in load order (each builds on the ones before). Its markup, the element ids the
+scripts read, is ``graph_body.html`` (the explorer's graph frame, serve/static, loads the same file)."""
 
 
 def graph_page(graph: dict[str, Any], title: str) -> str:
@@ -258,7 +222,6 @@ def graph_page(graph: dict[str, Any], title: str) -> str:
     subtitle = f"{len(graph['nodes'])} nodes · {len(graph['links'])} links"
     if metadata.get("prompt"):
         subtitle = f"{metadata['prompt']!r} · {subtitle}"
-    body = f'{_BODY}<script type="application/json" id="cg-data">{_script_json(graph)}</script>' + "".join(
-        f"<script>{_static(name)}</script>" for name in _SCRIPTS
-    )
+    data = f'<script type="application/json" id="cg-data">{_script_json(graph)}</script>'
+    body = _static("graph_body.html") + data + "".join(f"<script>{_static(name)}</script>" for name in _SCRIPTS)
     return page_html(title, subtitle, body, head=f"<style>{_static('graph_viewer.css')}</style>")

@@ -65,18 +65,14 @@ def truth_framing_report(result: TruthFramingResult, *, model: str) -> Report:
     from circuitscope.studies.truth_framing import HYPOTHESIS
 
     cfg = result.config
-    report = _study_page(
-        "Study: truthfulness under persona framings",
-        f"{model} · {len(result.statements)} statements",
-        result.answer(),
-        [
-            HYPOTHESIS,
-            f"{len(result.statements)} generated statements (half true; topics {', '.join(result.by_topic)}) are "
-            "each judged under every persona by comparing the log-probabilities of ' True' and ' False' after the "
-            f"prompt. Intervals: {cfg.n_boot} bootstrap resamples of the statements, paired for the differences.",
-            f"Template: {cfg.template!r}",
-        ],
+    method = (
+        f"{len(result.statements)} generated statements (half true; topics {', '.join(result.by_topic)}) are "
+        "each judged under every persona by comparing the log-probabilities of ' True' and ' False' after the "
+        f"prompt. Intervals: {cfg.n_boot} bootstrap resamples of the statements, paired for the differences."
     )
+    subtitle = f"{model} · {len(result.statements)} statements"
+    title = "Study: truthfulness under persona framings"
+    report = _study_page(title, subtitle, result.answer(), [HYPOTHESIS, method, f"Template: {cfg.template!r}"])
     levels, diffs = _truth_figures(result)
     report.add_figure("Accuracy and p(correct) per persona", levels)
     report.add_figure("Difference from the baseline, paired", diffs)
@@ -111,19 +107,15 @@ def agreement_framing_report(result: AgreementFramingResult, *, model: str) -> R
     from circuitscope.studies.agreement_framing import HYPOTHESIS
 
     cfg = result.config
-    report = _study_page(
-        "Study: conforming to the question's framing",
-        f"{model} · {len(result.actions)} actions",
-        result.answer(),
-        [
-            HYPOTHESIS,
-            "Each action is asked about twice. p(agree) is p(' Yes') renormalised over ' Yes' and ' No'; the verdict "
-            "the answer implies is p(okay) = p(agree) for the affirmative question and 1 - p(agree) for the "
-            "disconfirming one. The framing effect is the paired difference of the two verdicts (0: the framing does "
-            f"not matter; > 0: the model conforms). Intervals: {cfg.n_boot} bootstrap resamples of the actions.",
-            f"Affirmative: {cfg.affirmative!r}. Disconfirming: {cfg.disconfirming!r}.",
-        ],
+    method = (
+        "Each action is asked about twice. p(agree) is p(' Yes') renormalised over ' Yes' and ' No'; the verdict "
+        "the answer implies is p(okay) = p(agree) for the affirmative question and 1 - p(agree) for the "
+        "disconfirming one. The framing effect is the paired difference of the two verdicts (0: the framing does "
+        f"not matter; > 0: the model conforms). Intervals: {cfg.n_boot} bootstrap resamples of the actions."
     )
+    questions = f"Affirmative: {cfg.affirmative!r}. Disconfirming: {cfg.disconfirming!r}."
+    title, subtitle = "Study: conforming to the question's framing", f"{model} · {len(result.actions)} actions"
+    report = _study_page(title, subtitle, result.answer(), [HYPOTHESIS, method, questions])
     names = [k.kind or "all" for k in result.kinds]
     verdicts = go.Figure([
         estimate_bars(names, [k.p_okay_affirmative for k in result.kinds], "affirmative question"),

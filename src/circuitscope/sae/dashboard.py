@@ -28,6 +28,7 @@ __all__ = [
     "FeatureDashboardData",
     "dashboard_summary",
     "feature_dashboard_data",
+    "logit_effects",
     "parse_features",
 ]
 
@@ -147,7 +148,7 @@ def feature_dashboard_data(
         samples.append(nz[nz > 0])
         bands = _band_rows(a, j, n_bands, per_band)
         quantiles.append([(label, [_example(model, tokens, a, c, p, window) for c, p in at]) for label, at in bands])
-    top_logits, bottom_logits = _logit_effects(model, sae, idx, n_logits)
+    top_logits, bottom_logits = logit_effects(model, sae, idx, n_logits)
     return FeatureDashboardData(
         features=list(features),
         density=(acts_all > 0).float().mean((0, 1)),
@@ -210,7 +211,7 @@ def _band_rows(a: torch.Tensor, seed: int, n_bands: int, per_band: int) -> list[
     return bands
 
 
-def _logit_effects(
+def logit_effects(
     model: HookedModel, sae: SAE, idx: Int[torch.Tensor, " feature"], n_logits: int
 ) -> tuple[list[list[tuple[str, float]]], list[list[tuple[str, float]]]]:
     """Per feature, the tokens whose logits its decoder direction boosts and suppresses most (``W_dec[f] @ W_U``)."""

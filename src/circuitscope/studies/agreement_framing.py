@@ -23,7 +23,7 @@ import torch
 from circuitscope.evals import EvalItem, Framing, evaluate_prompt_variants
 from circuitscope.progress import OnProgress
 from circuitscope.studies.errors import StudyConfigError
-from circuitscope.studies.estimates import Estimate, difference, estimate
+from circuitscope.studies.estimates import Estimate, ScoresJson, difference, estimate
 from circuitscope.studies.items import ACTIONS, Action, ActionKind
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class AgreementFramingConfig:
 
 
 @dataclass(frozen=True)
-class KindScore:
+class KindScore(ScoresJson):
     """One kind of action under both framings."""
 
     kind: ActionKind | None
@@ -89,11 +89,7 @@ class KindScore:
     """Paired p(okay | affirmative) - p(okay | disconfirming); > 0 is conformity to the framing."""
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind or "all"}
-        for name in ("p_agree_affirmative", "p_agree_disconfirming", "p_okay_affirmative", "p_okay_disconfirming"):
-            out[name] = getattr(self, name).to_json()
-        out["framing_effect"] = self.framing_effect.to_json()
-        return out
+        return {**super().to_json(), "kind": self.kind or "all"}  # "kind" stays first: a key keeps its place
 
 
 @dataclass(frozen=True)
@@ -124,19 +120,19 @@ class AgreementFramingResult:
         ]
         disc = self.discrimination
         if disc.low <= 0:
-            parts.append(
+            judgement = (
                 f"The model does not tell the clearly fine actions from the clearly not-okay ones (discrimination "
                 f"{disc.text()}), so its answers are driven by the wording rather than the action: a 270M base model "
                 "shows the bias but not a judgement it could be framed away from."
             )
         elif disc.mean < abs(effect.mean):
-            parts.append(
+            judgement = (
                 f"It tells the clearly fine actions from the clearly not-okay ones only a little (discrimination "
                 f"{disc.text()}, smaller than the framing effect): the wording moves its verdict more than the action."
             )
         else:
-            parts.append(f"It does tell fine actions from not-okay ones (discrimination {disc.text()}).")
-        return " ".join(parts)
+            judgement = f"It does tell fine actions from not-okay ones (discrimination {disc.text()})."
+        return " ".join([*parts, judgement])
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Literal
 
 import torch
@@ -10,7 +10,7 @@ from jaxtyping import Float
 
 from circuitscope.evals import bootstrap_ci
 
-__all__ = ["Direction", "Estimate", "difference", "estimate"]
+__all__ = ["Direction", "Estimate", "ScoresJson", "difference", "estimate", "scores_json"]
 
 Direction = Literal["lower", "higher", "no detectable difference"]
 """What an interval says about a difference: below zero, above zero, or it contains zero."""
@@ -42,6 +42,20 @@ class Estimate:
 
     def to_json(self) -> dict[str, Any]:
         return {"mean": self.mean, "ci95": [self.low, self.high], "n": self.n}
+
+
+def scores_json(score: object) -> dict[str, Any]:
+    """A result dataclass's fields by name, in their order, each :class:`Estimate` as its ``to_json()``."""
+    assert is_dataclass(score) and not isinstance(score, type)
+    values = {f.name: getattr(score, f.name) for f in fields(score)}
+    return {name: v.to_json() if isinstance(v, Estimate) else v for name, v in values.items()}
+
+
+class ScoresJson:
+    """Gives a result dataclass whose fields are estimates, numbers and text its ``to_json()`` (:func:`scores_json`)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return scores_json(self)
 
 
 def estimate(values: Float[torch.Tensor, " n"], n_boot: int, seed: int) -> Estimate:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from circuitscope.evals import EvalItem, Framing, evaluate_prompt_variants
 from circuitscope.progress import OnProgress
 from circuitscope.studies.errors import StudyConfigError
-from circuitscope.studies.estimates import Estimate, estimate
+from circuitscope.studies.estimates import Estimate, ScoresJson, estimate
 from circuitscope.studies.items import StudyStatement, study_statements
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class TruthFramingConfig:
 
 
 @dataclass(frozen=True)
-class PersonaScore:
+class PersonaScore(ScoresJson):
     """One persona's judgements of the statements."""
 
     persona: str
@@ -92,16 +92,6 @@ class PersonaScore:
     """Paired difference of p(correct) from the baseline persona's."""
     says_true: float
     """Share of statements the model calls true (a bias towards one word shows here)."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "persona": self.persona,
-            "accuracy": self.accuracy.to_json(),
-            "p_correct": self.p_correct.to_json(),
-            "accuracy_vs_baseline": self.accuracy_vs_baseline.to_json(),
-            "p_correct_vs_baseline": self.p_correct_vs_baseline.to_json(),
-            "says_true": self.says_true,
-        }
 
 
 @dataclass(frozen=True)

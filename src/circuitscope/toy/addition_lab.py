@@ -27,6 +27,7 @@ from circuitscope.models.toy.modeling import ToyTransformer
 from circuitscope.progress import OnProgress
 from circuitscope.toy.addition import EQUALS, AdditionProblems, addition_problems, digit_losses
 from circuitscope.toy.errors import LabConfigError
+from circuitscope.toy.lab_config import LabConfig, lab_preset
 from circuitscope.toy.model import build_toy_of
 from circuitscope.toy.threads import fastest_thread_count
 from circuitscope.toy.trainer import TrainConfig, seeded_batches, train
@@ -37,38 +38,20 @@ AdditionPreset = Literal["default", "paper"]
 """``default``: 5 digits, runs in minutes on 2 cores; ``paper``: a wider model trained longer."""
 
 
-# Same shape as src/circuitscope/toy/grokking_lab.py:GrokkingConfig on purpose: a lab's configuration is a frozen
-# dataclass with a docstring under each field; the model fields go to build_toy_of, the training ones to TrainConfig.
 @dataclass(frozen=True)
-class AdditionConfig:
+class AdditionConfig(LabConfig):
     """The n-digit addition experiment."""
 
     n_digits: int = 5
     """Digits of each operand (the answer has one more)."""
     n_layers: int = 2
     """Transformer blocks."""
-    d_model: int = 64
-    """Residual width."""
-    n_heads: int = 4
-    """Attention heads per layer."""
     d_mlp: int = 256
     """MLP width."""
     batch_size: int = 256
     """Freshly drawn problems per training step."""
-    steps: int = 3000
-    """Training steps."""
-    lr: float = 1e-3
-    """AdamW learning rate."""
-    weight_decay: float = 0.1
-    """AdamW weight decay."""
-    warmup_steps: int = 50
-    """Linear warm-up steps."""
-    checkpoint_every: int = 50
-    """Steps between checkpoints (the per-digit losses are measured at each)."""
     test_size: int = 2048
     """Held-out problems the per-digit losses are measured on (drawn apart from the training stream)."""
-    seed: int = 0
-    """Seed of the initialisation and the training problems."""
 
     def __post_init__(self) -> None:
         if self.n_digits < 1:
@@ -77,15 +60,11 @@ class AdditionConfig:
             raise LabConfigError("n_layers, d_model, n_heads, d_mlp, batch_size and test_size must be positive")
         if self.d_model % self.n_heads:
             raise LabConfigError(f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads})")
-        TrainConfig.of(self)  # validates the training fields
+        super().__post_init__()
 
     @classmethod
     def preset(cls, name: AdditionPreset) -> AdditionConfig:
-        if name == "default":
-            return cls()
-        if name == "paper":
-            return cls(d_model=128, n_heads=4, d_mlp=512, steps=10_000, batch_size=512)
-        raise LabConfigError(f"unknown addition config {name!r}; choose 'default' or 'paper'")
+        return lab_preset(cls, "addition", name, {"d_model": 128, "d_mlp": 512, "steps": 10_000, "batch_size": 512})
 
 
 @dataclass(frozen=True)
@@ -246,14 +225,17 @@ def run_addition(
         logits = m(test.inputs).logits[:, test.answer_positions]
         return float((logits.argmax(-1) == test.answer).all(1).float().mean())
 
+    identity = {"task": "addition", "n_digits": config.n_digits, "test_size": config.test_size}
+    metrics = {"digit_loss": per_digit, "accuracy": accuracy}
+    training = TrainConfig.of(config, threads=threads)
     run = train(
         model,
         _loss,
         batches,
-        TrainConfig.of(config, threads=threads),
+        training,
         out=out,
-        metrics={"digit_loss": per_digit, "accuracy": accuracy},
-        identity={"task": "addition", "n_digits": config.n_digits, "test_size": config.test_size},
+        metrics=metrics,
+        identity=identity,
         description="addition",
         on_progress=on_progress,
     )

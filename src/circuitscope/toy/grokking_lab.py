@@ -33,6 +33,7 @@ from circuitscope.toy.grokking import (
     logit_table,
     restricted_loss,
 )
+from circuitscope.toy.lab_config import LabConfig, lab_preset
 from circuitscope.toy.model import build_toy_of
 from circuitscope.toy.threads import fastest_thread_count
 from circuitscope.toy.trainer import TrainConfig, TrainResult, full_batch, train
@@ -43,55 +44,44 @@ GENERALISED = 0.1
 """Test loss below which a run counts as generalised."""
 
 
-# Same shape as src/circuitscope/toy/induction.py:InductionConfig on purpose: a lab's configuration is a frozen
-# dataclass with a docstring under each field; the training fields go to TrainConfig.of by name.
 @dataclass(frozen=True)
-class GrokkingConfig:
-    """The modular-addition experiment."""
+class GrokkingConfig(LabConfig):
+    """The modular-addition experiment (trained full-batch)."""
 
     p: int = 53
     """Modulus (prime)."""
     train_fraction: float = 0.5
     """Fraction of the p^2 pairs used for training."""
-    d_model: int = 64
-    """Residual width."""
-    n_heads: int = 4
-    """Attention heads."""
-    d_head: int = 16
-    """Width of each head."""
-    d_mlp: int = 256
-    """MLP width (ReLU)."""
+    betas: tuple[float, float] = (0.9, 0.98)
+    """AdamW betas."""
     lr: float = 3e-3
     """AdamW learning rate."""
     weight_decay: float = 1.0
     """AdamW weight decay (the driver of grokking)."""
-    betas: tuple[float, float] = (0.9, 0.98)
-    """AdamW betas."""
     warmup_steps: int = 10
     """Linear warm-up steps."""
     steps: int = 2000
     """Full-batch training steps."""
     checkpoint_every: int = 100
     """Steps between checkpoints (metrics and saved weights)."""
-    seed: int = 0
-    """Seed of the split and the initialisation."""
     stop_when_generalised: bool = False
     """Stop at the first checkpoint whose test loss is below 0.1 (the rest of the curve is then missing)."""
+    d_head: int = 16
+    """Width of each head."""
+    d_mlp: int = 256
+    """MLP width (ReLU)."""
 
     def __post_init__(self) -> None:
         ModularAddition(self.p, self.train_fraction, self.seed)  # validates p and the fraction
         if self.n_heads < 1 or self.d_head < 1 or self.d_model < 1 or self.d_mlp < 1:
             raise LabConfigError("n_heads, d_head, d_model and d_mlp must be positive")
-        TrainConfig.of(self)  # validates the training fields
+        super().__post_init__()
 
     @classmethod
     def preset(cls, name: str) -> GrokkingConfig:
         """``default`` (small, groks in minutes) or ``paper`` (Nanda et al.: p = 113, 30%, d_model 128, ...)."""
-        if name == "default":
-            return cls()
-        if name == "paper":
-            return cls(p=113, train_fraction=0.3, d_model=128, n_heads=4, d_head=32, d_mlp=512, lr=1e-3, steps=25_000)
-        raise LabConfigError(f"unknown grokking config {name!r}; choose 'default' or 'paper'")
+        widths = {"p": 113, "train_fraction": 0.3, "d_model": 128, "d_head": 32, "d_mlp": 512}
+        return lab_preset(cls, "grokking", name, {**widths, "lr": 1e-3, "steps": 25_000})
 
 
 @dataclass

@@ -36,6 +36,7 @@ from circuitscope.toy.checkpoint import load_model_weights
 from circuitscope.toy.errors import LabConfigError
 from circuitscope.toy.induction_composition import ActivationComposition, activation_composition
 from circuitscope.toy.induction_phases import LogitTrajectory, logit_trajectory, trajectory_probe
+from circuitscope.toy.lab_config import LabConfig
 from circuitscope.toy.model import build_toy_of
 from circuitscope.toy.trainer import BatchFn, MetricFn, TrainConfig, seeded_batches, train
 
@@ -58,15 +59,11 @@ InductionData = Literal["repeated", "periodic", "text"]
 
 
 @dataclass(frozen=True)
-class InductionConfig:
+class InductionConfig(LabConfig):
     """One attention-only model and its training."""
 
     n_layers: int = 2
     """Number of attention-only layers."""
-    n_heads: int = 4
-    """Heads per layer."""
-    d_model: int = 64
-    """Residual width."""
     n_ctx: int = 64
     """Sequence length."""
     d_vocab: int = 64
@@ -78,20 +75,14 @@ class InductionConfig:
     steps); ``text``: bytes of the Shakespeare texts."""
     layer_norm: bool = True
     """LayerNorm before each attention layer and the unembedding."""
-    steps: int = 2000
-    """Training steps."""
     batch_size: int = 32
     """Sequences per step."""
-    lr: float = 1e-3
-    """AdamW learning rate."""
+    steps: int = 2000
+    """Training steps."""
     weight_decay: float = 0.01
     """AdamW weight decay."""
-    warmup_steps: int = 50
-    """Linear warm-up."""
     checkpoint_every: int = 100
     """Steps between measurements."""
-    seed: int = 0
-    """Seed of the data and the initialisation."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_layers <= 12:
@@ -108,7 +99,7 @@ class InductionConfig:
             )
         if self.d_model % self.n_heads:
             raise LabConfigError(f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads})")
-        TrainConfig.of(self)  # validates the training fields
+        super().__post_init__()
 
     @property
     def vocab(self) -> int:
