@@ -6,6 +6,8 @@ Every error says what is wrong and how to fix it. They all derive from
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = [
     "CircuitscopeError",
     "DamagedCheckpointWarning",
@@ -18,6 +20,7 @@ __all__ = [
     "TokenizationError",
     "UnsupportedAnalysisError",
     "UnsupportedModelError",
+    "require_at_least",
 ]
 
 
@@ -70,3 +73,17 @@ class UnsupportedAnalysisError(UnsupportedModelError):
 
 class DamagedCheckpointWarning(UserWarning):
     """Resuming skipped damaged checkpoints and continued from an older intact one (the message names both)."""
+
+
+def require_at_least(
+    config: object, names: Iterable[str], error: type[Exception] = ValueError, *, minimum: int = 1, prefix: str = ""
+) -> None:
+    """Raise ``error`` for the first of ``config``'s fields ``names`` below ``minimum``.
+
+    The message is ``"{prefix}{name} must be at least {minimum}, got {value}"``: the check every config's
+    ``__post_init__`` makes of its counts, written once.
+    """
+    for name in names:
+        value = getattr(config, name)
+        if value < minimum:
+            raise error(f"{prefix}{name} must be at least {minimum}, got {value}")

@@ -52,7 +52,7 @@ from circuitscope.analysis._heads import HeadScores, bos_id, first_ordinary_id
 from circuitscope.core.norms import FrozenNorm, frozen_norm
 from circuitscope.core.readout import require_linear_readout
 from circuitscope.engine.batching import batch_slices
-from circuitscope.errors import ShapeError
+from circuitscope.errors import ShapeError, require_at_least
 
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
@@ -89,9 +89,7 @@ class CopyingConfig:
     """Prompts per forward pass when computing the effective embeddings."""
 
     def __post_init__(self) -> None:
-        for name in ("k", "n_tokens", "chunk", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"CopyingConfig.{name} must be at least 1, got {getattr(self, name)}")
+        require_at_least(self, ("k", "n_tokens", "chunk", "batch_size"), prefix="CopyingConfig.")
         if self.candidates not in get_args(Candidates):
             raise ValueError(f"CopyingConfig.candidates must be 'sample' or 'full', got {self.candidates!r}")
 

@@ -29,6 +29,7 @@ from circuitscope.analysis.heads_text import (
     text_corpus,
     text_to_dict,
 )
+from circuitscope.errors import require_at_least
 from circuitscope.progress import OnProgress, stage, stages
 
 if TYPE_CHECKING:
@@ -73,9 +74,7 @@ class HeadsConfig:
     """Also measure head-ablation importance and max-activating examples on this text (None: skip)."""
 
     def __post_init__(self) -> None:
-        for name in ("seq_len", "batch", "top", "example_len"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"HeadsConfig.{name} must be at least 1, got {getattr(self, name)}")
+        require_at_least(self, ("seq_len", "batch", "top", "example_len"), prefix="HeadsConfig.")
         if self.seq_len < 2:
             raise ValueError(f"HeadsConfig.seq_len must be at least 2 (a repeat needs two tokens), got {self.seq_len}")
 

@@ -15,6 +15,8 @@ Method = Literal["lora", "full"]
 METHODS: tuple[str, ...] = get_args(Method)
 
 
+# Same shape as src/circuitscope/sae/train_config.py:TrainConfig on purpose: both are optimiser settings (steps, lr,
+# batch, warm-up, decay), each field with its docstring; the runs they configure share the trainer, not the fields.
 @dataclass(frozen=True)
 class FinetuneConfig:
     """A fine-tuning run: the defaults finish in minutes on Gemma-3-270M on 2 CPU cores (docs/rewiring.md)."""

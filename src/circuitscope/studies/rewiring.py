@@ -32,7 +32,7 @@ from circuitscope.diffing import (
     layer_cka,
     weight_diff,
 )
-from circuitscope.errors import CircuitscopeError
+from circuitscope.errors import CircuitscopeError, require_at_least
 from circuitscope.progress import OnProgress, stage
 from circuitscope.studies.errors import StudyConfigError
 from circuitscope.studies.items import study_statements
@@ -65,6 +65,9 @@ drop by more than :data:`RETAINED`) with at least :data:`SHARED` of its edges sh
 no longer faithful; or no IOI comparison."""
 
 
+# Same shape as src/circuitscope/toy/lab_config.py:LabConfig on purpose: a config's counts, each with its docstring
+# (the house style), alike also with analysis/copying.py:CopyingConfig and toy/addition_lab.py:AdditionConfig;
+# the fields are different facts, and their checks share circuitscope.errors.require_at_least.
 @dataclass(frozen=True)
 class RewiringConfig:
     """What the rewiring study measures, and on how much data."""
@@ -93,11 +96,9 @@ class RewiringConfig:
     """Seed of the generated text, the IOI prompts, the circuits and the bootstrap."""
 
     def __post_init__(self) -> None:
-        for name in ("n_contexts", "n_ood", "n_ablation", "ioi_prompts", "top_k", "batch_size"):
-            if getattr(self, name) < 1:
-                raise StudyConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.ood_context_size < 2:
-            raise StudyConfigError(f"ood_context_size must be at least 2, got {self.ood_context_size}")
+        counts = ("n_contexts", "n_ood", "n_ablation", "ioi_prompts", "top_k", "batch_size")
+        require_at_least(self, counts, StudyConfigError)
+        require_at_least(self, ("ood_context_size",), StudyConfigError, minimum=2)
         if self.circuit_method not in METHODS:
             raise StudyConfigError(f"circuit_method must be one of {', '.join(METHODS)}, got {self.circuit_method!r}")
         if not 0 < self.circuit_target <= 1:
@@ -106,6 +107,8 @@ class RewiringConfig:
             raise StudyConfigError(f"n_boot must be at least 100 for a stable 95% interval, got {self.n_boot}")
 
 
+# Same shape as src/circuitscope/analysis/heads_analysis.py:HeadExample on purpose: the end of a config's checks and
+# a small result's documented fields; nothing in them to share.
 @dataclass(frozen=True)
 class HeadChange:
     """Head-ablation importance (loss increase when the head is mean-ablated) before and after."""

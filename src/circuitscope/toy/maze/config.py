@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, get_args
 
+from circuitscope.errors import require_at_least
 from circuitscope.toy.errors import LabConfigError
 from circuitscope.toy.maze.env import Levels
 from circuitscope.toy.maze.policy import MazePolicy
@@ -107,9 +108,7 @@ class MazeConfig:
             )
         positive = ("n_train_mazes", "batch_size", "ppo_envs", "ppo_horizon", "ppo_epochs", "ppo_minibatch")
         positive += ("max_episode_steps", "n_test_mazes", "n_vector_mazes")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise LabConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        require_at_least(self, positive, LabConfigError)
         if self.n_probe_mazes < 8:
             raise LabConfigError(f"n_probe_mazes must be at least 8 (a quarter is held out), got {self.n_probe_mazes}")
         for name in ("ppo_clip", "gamma", "gae_lambda"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Literal, get_args
 
+from circuitscope.errors import require_at_least
 from circuitscope.toy.errors import LabConfigError
 from circuitscope.toy.othello.board import Geometry
 from circuitscope.toy.othello.games import Passes
@@ -79,9 +80,8 @@ class OthelloConfig:
             raise LabConfigError(f"passes must be one of {get_args(Passes)}, got {self.passes!r}")
         if self.target not in get_args(Target):
             raise LabConfigError(f"target must be one of {get_args(Target)}, got {self.target!r}")
-        for name in ("n_train_games", "n_test_games", "n_probe_games", "d_model", "n_layers", "n_heads", "d_mlp"):
-            if getattr(self, name) < 1:
-                raise LabConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        counts = ("n_train_games", "n_test_games", "n_probe_games", "d_model", "n_layers", "n_heads", "d_mlp")
+        require_at_least(self, counts, LabConfigError)
         if self.n_probe_games < 5:
             raise LabConfigError(f"n_probe_games must be at least 5 (80% train, 20% test), got {self.n_probe_games}")
         if self.d_model % self.n_heads:
@@ -90,9 +90,7 @@ class OthelloConfig:
             raise LabConfigError(
                 f"batch_size must lie in [1, n_train_games={self.n_train_games}], got {self.batch_size}"
             )
-        for name in ("probe_hidden", "probe_steps", "n_edits"):
-            if getattr(self, name) < 1:
-                raise LabConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        require_at_least(self, ("probe_hidden", "probe_steps", "n_edits"), LabConfigError)
         outside = [layer for layer in self.layers() if not 0 <= layer <= self.n_layers]
         if outside or (self.probe_layers is not None and not self.probe_layers):
             raise LabConfigError(
