@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from circuitscope import HookedModel, HookNameError, ShapeError, TokenizationError, act_name
+from circuitscope import HookedModel, HookError, HookNameError, ShapeError, TokenizationError, act_name
 from circuitscope.core.hook_points import HookPoint
 from tests.tiny_models import VOCAB, TinyModels
 
@@ -156,3 +156,29 @@ def test_layernorm_stack_sums_to_normed_stream_minus_bias(tiny: TinyModels) -> N
     torch.testing.assert_close(  # normed components summed vs the norm of the sum: float32 rounding of ~3
         normed.total() + final_norm.bias, cache["ln_final.hook_normalized"], atol=1e-5, rtol=1e-5
     )
+
+
+def test_a_deep_copy_is_an_independent_model(tiny: TinyModels, tokens: torch.Tensor) -> None:
+    import copy
+
+    original = tiny.hooked("llama_gqa")
+    original.hf_model.model.layers[0].train()  # one submodule in train mode: the copy keeps every module's mode
+    clone = copy.deepcopy(original)
+    assert clone.hf_model.model.layers[0].training and not clone.hf_model.model.layers[1].training
+    original.hf_model.eval()
+    clone.hf_model.eval()
+    baseline = original(tokens)
+    assert torch.equal(clone(tokens), baseline)
+    fired: list[str] = []
+    zero = lambda x, hook: (fired.append(hook.name), torch.zeros_like(x))[1]  # noqa: E731
+    with clone.hooks([("blocks.0.hook_resid_post", zero)]):
+        changed = clone(tokens)
+        plain = original(tokens)  # the copy's hook must not fire on the original
+    assert fired == ["blocks.0.hook_resid_post"]
+    assert torch.equal(plain, baseline) and not torch.equal(changed, plain)
+    with torch.no_grad():
+        next(clone.hf_model.parameters()).add_(1.0)  # the weights are copies, not shared
+    assert not torch.equal(clone(tokens), original(tokens))
+    with original.hooks([("blocks.0.hook_resid_post", zero)]), pytest.raises(HookError, match="hooks are attached"):
+        copy.deepcopy(original)
+    assert original.active_hooks() == [] and clone.active_hooks() == []

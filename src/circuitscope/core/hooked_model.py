@@ -99,6 +99,29 @@ class HookedModel(WeightViews, nn.Module):
             heads = f"{c.mixer} mixers" if every else f"{heads}, {c.mixer} mixers in layers {list(c.mixer_layers)}"
         return f"HookedModel({c.family}: {c.n_layers} layers, d_model {c.d_model}, {heads})"
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> HookedModel:
+        """An independent model: a deep copy of the Hugging Face model and tokenizer, wired afresh.
+
+        A field-by-field copy would keep hook sites that close over the original's modules and hook points,
+        so hooks attached to the copy would fire on the original. Refused while hooks are attached.
+        """
+        import copy
+
+        attached = self.active_hooks()
+        if attached:
+            names = ", ".join(sorted({h.name for h in attached})[:5])
+            raise HookError(
+                f"cannot copy a model while hooks are attached ({names}): copy it outside `with model.hooks(...)`, "
+                "or remove the hooks first (model.reset_hooks())"
+            )
+        hf, tokenizer = copy.deepcopy(self.hf_model, memo), copy.deepcopy(self.tokenizer, memo)
+        clone = HookedModel(hf, tokenizer, adapter=self.adapter)
+        modes = {name: module.training for name, module in self.named_modules()}
+        for name, module in clone.named_modules():  # the constructor put the copy in eval mode: give back each mode
+            module.training = modes.get(name, module.training)
+        memo[id(self)] = clone
+        return clone
+
     # ------------------------------------------------------------------ hook points
     @property
     def hook_names(self) -> list[str]:

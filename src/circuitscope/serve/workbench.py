@@ -148,17 +148,9 @@ class Workbench:
             yield self._job_copy
 
     def _copy(self) -> tuple[HookedModel, TranscoderSet | None]:
-        """A new HookedModel on a deep copy of the Hugging Face model (and of the tokenizer and transcoders).
-
-        Not ``copy.deepcopy`` of the HookedModel: its hook sites are closures over the original's modules and hook
-        points, which a deep copy shares. With no hook attached (under the lock) the Hugging Face model carries
-        no torch hook, so its copy is a clean model to wire again."""
-        from circuitscope.core.hooked_model import HookedModel
-
-        with self.lock:
-            model = self.model
-            hf, tokenizer = copy.deepcopy(model.hf_model), copy.deepcopy(model.tokenizer)
-            return HookedModel(hf, tokenizer, adapter=model.adapter), copy.deepcopy(self.transcoders)
+        """A deep copy of the model (wired afresh: ``HookedModel.__deepcopy__``) and of the transcoders."""
+        with self.lock:  # no request's hooks are attached while the lock is held
+            return copy.deepcopy(self.model), copy.deepcopy(self.transcoders)
 
     @property
     def job_copy(self) -> HookedModel | None:
