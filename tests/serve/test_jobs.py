@@ -205,3 +205,32 @@ def test_bad_job_requests(client: TestClient) -> None:
     empty = client.post("/api/jobs", json={"kind": "graph", "prompt": " "})
     assert empty.status_code == 400 and "empty" in empty.json()["error"]
     assert not _job_threads()
+
+
+def test_a_feature_stats_job_counts_the_firings_over_the_data(client: TestClient, workbench: Workbench) -> None:
+    import torch
+
+    from circuitscope.sae import Corpus, build_contexts
+    from tests.serve.conftest import DATA_TEXTS, SAE_HOOK
+
+    job = client.post("/api/jobs", json={"kind": "feature_stats", "source": SAE_HOOK}).json()["job"]
+    status = _wait(client, job)
+    assert status["state"] == "done", status
+    stats = client.get(f"/api/jobs/{job}/result").json()
+    model, sae = workbench.model, workbench.sources[SAE_HOOK].sae  # the SAE keeps BOS (exclude_bos=False)
+    tokens = build_contexts(model, Corpus("t", DATA_TEXTS), 64, max_contexts=256).tokens
+    with torch.no_grad():
+        acts = model.cache_activations(tokens, SAE_HOOK)[SAE_HOOK]
+        fired = (sae.encode(acts.reshape(-1, acts.shape[-1])) > 0).double().mean(0)
+    assert stats["n_tokens"] == tokens.numel()
+    assert stats["dead_fraction"] == pytest.approx(float((fired == 0).double().mean()))
+    by_feature = {f["feature"]: f["frequency"] for f in stats["most_frequent"]}
+    assert by_feature and all(v == pytest.approx(float(fired[f]), rel=1e-5) for f, v in by_feature.items())
+    assert max(by_feature.values()) == pytest.approx(float(fired.max()), rel=1e-5)
+    assert sum(stats["histogram"]["counts"]) == int((fired > 0).sum())
+    transcoder = client.post("/api/jobs", json={"kind": "feature_stats", "source": "transcoder.L0"}).json()["job"]
+    assert _wait(client, transcoder)["state"] == "done"
+    _no_hooks(workbench)
+    unknown = client.post("/api/jobs", json={"kind": "feature_stats", "source": "nowhere"})
+    assert unknown.status_code == 404 and "the sources are" in unknown.json()["error"]
+    assert not _job_threads()

@@ -187,6 +187,25 @@ def test_a_graph_job_starts_and_is_cancelled(opened: Opened, workbench: Workbenc
     assert opened.errors == []
 
 
+def test_feature_statistics_run_as_a_job_and_open_a_feature(opened: Opened, client: TestClient) -> None:
+    page = opened.page
+    page.click("#tab-features")
+    source = page.locator("#ft-source").input_value()
+    page.click("#tab-jobs")
+    page.click("#jb-stats")
+    page.wait_for_selector("#jb-list tr[data-state='done'] td:text('feature_stats')")
+    job = page.locator("#jb-list tr[data-state='done']").filter(has_text="feature_stats").last.get_attribute("data-job")
+    page.locator(f"#jb-list tr[data-job='{job}'] button").click()
+    page.wait_for_selector(f"#jb-result table[data-stats='{source}']")
+    api = client.get(f"/api/jobs/{job}/result").json()
+    rows = page.locator("#jb-result tbody tr")
+    assert rows.count() == len(api["most_frequent"]) > 0
+    assert rows.first.locator("td").first.inner_text() == f"#{api['most_frequent'][0]['feature']}"
+    rows.first.locator("button").click()
+    page.wait_for_selector(f"#ft-title[data-index='{api['most_frequent'][0]['feature']}']")
+    assert opened.errors == []
+
+
 def test_a_graph_file_opens_in_the_exported_viewer(opened: Opened, client: TestClient) -> None:
     page = opened.page
     page.click("#tab-graphs")

@@ -94,6 +94,7 @@ function wire() {
     'st-build': (b) => steering.buildVector(b),
     'st-generate': (b) => { readBar(); return steering.generate(b); },
     'jb-start': (b) => { readBar(); return jobs.startGraph(b); },
+    'jb-stats': (b) => jobs.startStats(b, byId('ft-source').value),
     'ss-save': (b) => { readBar(); return sessions.save(b); },
     'ss-open': (b) => sessions.open(b),
   };

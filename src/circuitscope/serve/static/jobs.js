@@ -3,6 +3,7 @@
 
 import { act, del, getJSON, postJSON } from './api.js';
 import { byId, clear, el } from './dom.js';
+import { openFeature } from './features.js';
 import { openGraph } from './graphs.js';
 import { state } from './state.js';
 
@@ -14,6 +15,30 @@ export async function startGraph(button) {
   const started = await act(button, () => postJSON('/api/jobs', body));
   if (started) await refresh();
   return started;
+}
+
+export async function startStats(button, source) {
+  const started = await act(button, () => postJSON('/api/jobs', { kind: 'feature_stats', source }));
+  if (started) await refresh();
+  return started;
+}
+
+function showStats(stats) {
+  const pct = (x) => `${(100 * x).toFixed(2)}%`;
+  const open = (f) => (ev) => { byId('tab-features').click(); return openFeature(f, ev.currentTarget); };
+  clear(
+    byId('jb-result'),
+    el('h2', {}, `Feature statistics of ${stats.source}`),
+    el('p', {}, `${stats.n_tokens} tokens: ${pct(stats.dead_fraction)} of the features never fired (dead over this window), ${pct(stats.dense_fraction)} fired on more than 10% of the tokens.`),
+    el('table', { class: 'jobs', dataset: { stats: stats.source } },
+      el('thead', {}, el('tr', {}, ['feature', 'fires on', ''].map((h) => el('th', { scope: 'col' }, h)))),
+      el('tbody', {}, stats.most_frequent.map((f) => el('tr', {}, el('td', {}, `#${f.feature}`), el('td', {}, pct(f.frequency)), el('td', {}, el('button', { type: 'button', onclick: open(f.feature) }, 'Open')))))),
+  );
+}
+
+async function openStats(job, button) {
+  const stats = await act(button, () => getJSON(`/api/jobs/${job.id}/result`));
+  if (stats) showStats(stats);
 }
 
 function listOf(answer) {
@@ -38,6 +63,9 @@ function progress(job) {
 function actions(job) {
   if (ACTIVE.has(job.state)) {
     return el('button', { type: 'button', class: 'cancel', 'aria-label': `Cancel job ${job.id}`, onclick: (ev) => act(ev.currentTarget, () => del(`/api/jobs/${job.id}`)).then(refresh) }, 'Cancel');
+  }
+  if (job.state === 'done' && job.kind === 'feature_stats') {
+    return el('button', { type: 'button', onclick: (ev) => openStats(job, ev.currentTarget) }, 'Show');
   }
   if (job.state === 'done' && job.kind === 'graph') {
     return el('button', { type: 'button', onclick: (ev) => { byId('tab-graphs').click(); return openGraph('job', job.id, ev.currentTarget); } }, 'Open');
