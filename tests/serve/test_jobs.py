@@ -234,3 +234,37 @@ def test_a_feature_stats_job_counts_the_firings_over_the_data(client: TestClient
     unknown = client.post("/api/jobs", json={"kind": "feature_stats", "source": "nowhere"})
     assert unknown.status_code == 404 and "the sources are" in unknown.json()["error"]
     assert not _job_threads()
+
+
+def test_a_steering_sweep_job_equals_the_library_sweep(client: TestClient, workbench: Workbench) -> None:
+    import torch
+
+    from circuitscope.steering import actadd_vector, steering_sweep, target_logprob
+    from tests.serve.conftest import DATA_TEXTS
+
+    body = {"kind": "steering_sweep", "positive": "love", "negative": "hate", "prompt": "i feel", "targets": ["a"]}
+    body |= {"layers": [0, 1], "coefficients": [0.0, 2.0, 8.0]}
+    job = client.post("/api/jobs", json=body).json()["job"]
+    status = _wait(client, job)
+    assert status["state"] == "done", status
+    result = client.get(f"/api/jobs/{job}/result").json()
+    model = workbench.model
+    make = lambda layer: actadd_vector(model, "love", "hate", f"blocks.{layer}.hook_resid_pre")  # noqa: E731
+    effect = target_logprob(["i feel"], ["a"])
+    sweep = steering_sweep(model, make, [0, 1], [0.0, 2.0, 8.0], effect, DATA_TEXTS, on_progress=lambda *_: None)
+    torch.testing.assert_close(torch.tensor(result["scores"]), sweep.effect, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(torch.tensor(result["damage"]), sweep.damage, rtol=1e-5, atol=1e-6)
+    assert result["scores"][0][0] == pytest.approx(result["baseline_effect"], rel=1e-5)  # coefficient 0 steers nothing
+    assert result["neutral_texts"] == len(DATA_TEXTS)
+    _no_hooks(workbench)
+    bad = [
+        ({"layers": [0, 99]}, "layer 99 is out of range"),
+        ({"layers": list(range(2)), "coefficients": [float(c) for c in range(40)]}, "over the limit of 64"),
+        ({"targets": ["ab"]}, "target word"),
+        ({"targets": []}, "at least one target"),
+        ({"positive": ""}, "positive prompt is empty"),
+    ]
+    for change, message in bad:
+        answer = client.post("/api/jobs", json=body | change)
+        assert answer.status_code == 400 and message in answer.json()["error"], (change, answer.text)
+    assert not _job_threads()

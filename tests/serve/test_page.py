@@ -206,6 +206,26 @@ def test_feature_statistics_run_as_a_job_and_open_a_feature(opened: Opened, clie
     assert opened.errors == []
 
 
+def test_a_steering_sweep_runs_as_a_job_and_shows_its_grids(opened: Opened, client: TestClient) -> None:
+    page = opened.page
+    page.click("#tab-steering")
+    page.fill("#st-prompt", "i feel")
+    page.fill("#sw-targets", "a")
+    page.fill("#sw-layers", "0, 1")
+    page.fill("#sw-coefs", "0, 4")
+    page.click("#sw-start")
+    page.wait_for_selector("#jb-list tr[data-state='done'] td:text('steering_sweep')")
+    row = page.locator("#jb-list tr[data-state='done']").filter(has_text="steering_sweep").last
+    job = row.get_attribute("data-job")
+    row.locator("button").click()
+    page.wait_for_selector("#jb-result table[data-sweep='effect']")
+    api = client.get(f"/api/jobs/{job}/result").json()
+    assert api["layers"] == [0, 1] and api["coefficients"] == [0.0, 4.0]
+    shown = page.locator("#jb-result table[data-sweep='effect'] tbody td").all_inner_texts()
+    assert shown == [f"{v:.3f}" for row in api["scores"] for v in row]
+    assert opened.errors == []
+
+
 def test_a_graph_file_opens_in_the_exported_viewer(opened: Opened, client: TestClient) -> None:
     page = opened.page
     page.click("#tab-graphs")

@@ -1,9 +1,9 @@
 """Routes of background jobs: start one, list them, watch one, cancel it, fetch its result.
 
-A graph job runs :func:`~circuitscope.serve.views.graphs.graph_job`, a feature-statistics job
-:func:`~circuitscope.serve.views.feature_stats.feature_stats_job` over the ``--data`` texts, both on the workbench's
-second model copy (:meth:`~circuitscope.serve.workbench.Workbench.job_model`), so the views stay responsive.
-"""
+Three kinds: an attribution graph (:func:`~circuitscope.serve.views.graphs.graph_job`), corpus feature
+statistics over the ``--data`` texts (:func:`~circuitscope.serve.views.feature_stats.feature_stats_job`) and a
+steering sweep (:func:`~circuitscope.serve.views.sweep.sweep_job`). Each runs on the workbench's second model
+copy (:meth:`~circuitscope.serve.workbench.Workbench.job_model`), so the views stay responsive while it runs."""
 
 from __future__ import annotations
 
@@ -25,10 +25,15 @@ __all__ = ["job_routes"]
 
 
 class JobBody(Body):
-    kind: Literal["graph", "feature_stats"]
+    kind: Literal["graph", "feature_stats", "steering_sweep"]
     prompt: str = ""
     max_feature_nodes: int = Field(256, ge=1, le=4096)
     source: str | None = None
+    positive: str = ""
+    negative: str = ""
+    targets: list[str] = Field(default_factory=list, max_length=16)
+    layers: list[int] = Field(default_factory=list, max_length=64)
+    coefficients: list[float] = Field(default_factory=list, max_length=64)
 
 
 def job_routes(workbench: Workbench, config: ServeConfig, jobs: JobManager) -> APIRouter:
@@ -37,7 +42,12 @@ def job_routes(workbench: Workbench, config: ServeConfig, jobs: JobManager) -> A
 
     @router.post("")
     def start(body: JobBody) -> Response:
-        work = _feature_stats(workbench, body) if body.kind == "feature_stats" else _graph(workbench, config, body)
+        if body.kind == "feature_stats":
+            work = _feature_stats(workbench, body)
+        elif body.kind == "steering_sweep":
+            work = _sweep(workbench, config, body)
+        else:
+            work = _graph(workbench, config, body)
         return json_response({"job": jobs.submit(body.kind, work).id})
 
     @router.get("")
@@ -90,5 +100,25 @@ def _feature_stats(workbench: Workbench, body: JobBody) -> Callable[[OnProgress]
     def work(on_progress: OnProgress) -> dict[str, Any]:
         with workbench.job_model() as (model, _):
             return feature_stats_job(model, source, texts, on_progress=on_progress).to_json()
+
+    return work
+
+
+def _sweep(workbench: Workbench, config: ServeConfig, body: JobBody) -> Callable[[OnProgress], dict[str, Any]]:
+    """A steering sweep's work, its request checked against the model before it is queued."""
+    from circuitscope.serve.views.sweep import SweepRequest, check_sweep, sweep_job
+
+    request = SweepRequest(
+        body.positive, body.negative, body.prompt, tuple(body.targets), tuple(body.layers), tuple(body.coefficients)
+    )
+    for text, what in ((body.positive, "positive prompt"), (body.negative, "negative prompt"), (body.prompt, "prompt")):
+        workbench.check_prompt(text, config.max_prompt_tokens, what)
+    with workbench.lock:
+        check_sweep(workbench.model, request)
+    neutral = list(workbench.data or [])
+
+    def work(on_progress: OnProgress) -> dict[str, Any]:
+        with workbench.job_model() as (model, _):
+            return sweep_job(model, request, neutral, on_progress=on_progress)
 
     return work

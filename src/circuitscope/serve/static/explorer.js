@@ -95,6 +95,7 @@ function wire() {
     'st-generate': (b) => { readBar(); return steering.generate(b); },
     'jb-start': (b) => { readBar(); return jobs.startGraph(b); },
     'jb-stats': (b) => jobs.startStats(b, byId('ft-source').value),
+    'sw-start': (b) => { readBar(); return jobs.startSweep(b).then((s) => s && byId('tab-jobs').click()); },
     'ss-save': (b) => { readBar(); return sessions.save(b); },
     'ss-open': (b) => sessions.open(b),
   };

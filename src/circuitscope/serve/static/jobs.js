@@ -1,5 +1,6 @@
-/* The jobs view: background work (attribution graphs, feature statistics) with a progress bar each, polled
- * while any is queued or running, a cancel button while it is, and "Open" for a finished graph. */
+/* The jobs view: background work (attribution graphs, feature statistics, steering sweeps) with a progress bar
+ * each, polled while any is queued or running, a cancel button while it is, "Open" for a finished graph and
+ * "Show" for the other kinds' results. */
 
 import { act, del, getJSON, postJSON } from './api.js';
 import { byId, clear, el } from './dom.js';
@@ -23,6 +24,41 @@ export async function startStats(button, source) {
   return started;
 }
 
+function listed(id, parse) {
+  return byId(id).value.split(',').map((v) => v.trim()).filter((v) => v !== '').map(parse);
+}
+
+export async function startSweep(button) {
+  const layers = listed('sw-layers', Number);
+  const body = {
+    kind: 'steering_sweep',
+    positive: byId('st-pos').value,
+    negative: byId('st-neg').value,
+    prompt: byId('st-prompt').value || state.prompt,
+    targets: byId('sw-targets').value.split(',').filter((t) => t.trim() !== ''),
+    layers: layers.length ? layers : [...Array(state.info.n_layers).keys()],
+    coefficients: listed('sw-coefs', Number),
+  };
+  const started = await act(button, () => postJSON('/api/jobs', body));
+  if (started) await refresh();
+  return started;
+}
+
+function showSweep(sweep) {
+  const cell = (v) => el('td', { class: 'num' }, v === null ? '' : v.toFixed(3));
+  const grid = (title, rows) => el('table', { class: 'jobs', dataset: { sweep: title } },
+    el('caption', {}, title),
+    el('thead', {}, el('tr', {}, [el('th', { scope: 'col' }, 'layer'), ...sweep.coefficients.map((c) => el('th', { scope: 'col' }, `x${c}`))])),
+    el('tbody', {}, rows.map((row, i) => el('tr', {}, el('th', { scope: 'row' }, `L${sweep.layers[i]}`), ...row.map(cell)))));
+  clear(
+    byId('jb-result'),
+    el('h2', {}, `Steering sweep: ${sweep.effect_name}`),
+    el('p', {}, `Without steering: ${sweep.baseline_effect.toFixed(3)}; damage is the loss change on ${sweep.neutral_texts} neutral text(s).`),
+    grid('effect', sweep.scores),
+    grid('damage', sweep.damage),
+  );
+}
+
 function showStats(stats) {
   const pct = (x) => `${(100 * x).toFixed(2)}%`;
   const open = (f) => (ev) => { byId('tab-features').click(); return openFeature(f, ev.currentTarget); };
@@ -36,9 +72,13 @@ function showStats(stats) {
   );
 }
 
-async function openStats(job, button) {
-  const stats = await act(button, () => getJSON(`/api/jobs/${job.id}/result`));
-  if (stats) showStats(stats);
+async function openResult(job, button, show) {
+  const result = await act(button, () => getJSON(`/api/jobs/${job.id}/result`));
+  if (result) show(result);
+}
+
+function openStats(job, button) {
+  return openResult(job, button, showStats);
 }
 
 function listOf(answer) {
@@ -66,6 +106,9 @@ function actions(job) {
   }
   if (job.state === 'done' && job.kind === 'feature_stats') {
     return el('button', { type: 'button', onclick: (ev) => openStats(job, ev.currentTarget) }, 'Show');
+  }
+  if (job.state === 'done' && job.kind === 'steering_sweep') {
+    return el('button', { type: 'button', onclick: (ev) => openResult(job, ev.currentTarget, showSweep) }, 'Show');
   }
   if (job.state === 'done' && job.kind === 'graph') {
     return el('button', { type: 'button', onclick: (ev) => { byId('tab-graphs').click(); return openGraph('job', job.id, ev.currentTarget); } }, 'Open');

@@ -12,7 +12,7 @@ from circuitscope.core.hooked_model import HookedModel
 from circuitscope.errors import TokenizationError
 from circuitscope.serve.errors import ServeInputError
 
-__all__ = ["answer_pair", "check_head", "check_index", "check_layer", "check_top_k", "prompt_tokens"]
+__all__ = ["answer_pair", "check_head", "check_index", "check_layer", "check_top_k", "prompt_tokens", "single_token"]
 
 
 def prompt_tokens(model: HookedModel, prompt: object, what: str = "prompt") -> torch.Tensor:
@@ -44,7 +44,7 @@ def check_head(model: HookedModel, head: object) -> int:
     return check_index(head, model.cfg.n_heads, "head")
 
 
-def _single_token(model: HookedModel, text: object, what: str) -> int:
+def single_token(model: HookedModel, text: object, what: str) -> int:
     if not isinstance(text, str) or not text:
         raise ServeInputError(f"the {what} must be the text of one token, e.g. ' Mary'; got {text!r:.40}")
     try:
@@ -60,7 +60,7 @@ def answer_pair(model: HookedModel, answer: object, wrong: object) -> tuple[int,
     if answer is None or wrong is None:
         given = "answer" if wrong is None else "wrong"
         raise ServeInputError(f"only the {given} token was given: give both an answer and a wrong token, or neither")
-    pair = _single_token(model, answer, "answer"), _single_token(model, wrong, "wrong token")
+    pair = single_token(model, answer, "answer"), single_token(model, wrong, "wrong token")
     if pair[0] == pair[1]:
         raise ServeInputError(
             f"the answer and the wrong token are the same token ({answer!r}): their logit difference is always 0; "
