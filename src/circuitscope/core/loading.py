@@ -405,10 +405,19 @@ def _pretrained(
     whose message is ``failure(err)``. ``hub``: extra keywords for both loads (``local_files_only``)."""
     from transformers import AutoConfig
 
+    # transformers' Auto classes look for a PEFT adapter_config.json without passing local_files_only on (when peft is
+    # installed): from the cache only, that lookup would retry the unreachable hub for ~20 s
+    adapter = {"adapter_kwargs": {"local_files_only": True}} if hub.get("local_files_only") else {}
     try:
         config = AutoConfig.from_pretrained(source, **hub)
         return _auto_class(config).from_pretrained(
-            source, dtype=dtype, device_map=device_map, **_attention_choice(config), use_safetensors=True, **hub
+            source,
+            dtype=dtype,
+            device_map=device_map,
+            **_attention_choice(config),
+            use_safetensors=True,
+            **hub,
+            **adapter,
         )
     except (LoadError, UnsupportedModelError):  # an unknown family is refused from its config, before weights
         raise
