@@ -35,7 +35,9 @@ class HeadSummary:
     """One of the heads that matter most."""
 
     layer: int
+    """The head's layer."""
     head: int
+    """Its index in the layer."""
     patching: float
     """Normalised activation-patching score of its output."""
     dla: float
@@ -53,24 +55,37 @@ class CausalAnalysis:
     """Everything the causal report shows."""
 
     model_name: str
+    """The model, as named on the command line."""
     task: Task
+    """The clean and corrupted prompt pairs every figure is measured on."""
     positional_task: Task
     """The pairs used for position-resolved plots (all of one token length)."""
     clean_logit_diff: float
+    """Mean logit difference (correct minus incorrect answer) on the clean prompts."""
     corrupted_logit_diff: float
+    """The same on the corrupted prompts."""
     clean_accuracy: float
     """Fraction of prompts whose correct answer beats the incorrect one."""
     corrupted_accuracy: float
+    """The same on the corrupted prompts."""
     clean_top1: float
     """Fraction of prompts whose top prediction is the correct answer."""
     lens: LogitLensResult
+    """The logit lens over layers on the positional task."""
     dla: DLAResult
+    """Direct logit attribution by component, head and neuron."""
     resid_patching: PatchingResult
+    """Residual-stream activation patching by layer and position."""
     head_patching: PatchingResult
+    """Head-output activation patching by layer and head."""
     head_correlation: AttributionCorrelation
+    """Attribution patching's head scores against the activation-patching ones."""
     resid_correlation: AttributionCorrelation
+    """The same for the residual stream."""
     top_heads: list[HeadSummary]
+    """The heads that matter most, by absolute patching score."""
     seconds: float
+    """Wall-clock time of the whole analysis."""
 
     @property
     def check(self) -> TaskCheck:

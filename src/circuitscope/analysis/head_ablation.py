@@ -15,9 +15,8 @@ materialises logits for the whole batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import torch
 from jaxtyping import Float, Int
@@ -28,18 +27,22 @@ from circuitscope.engine.grid import ScoreGrid
 from circuitscope.engine.head_ablation import ablate_each_head
 from circuitscope.engine.loss import next_token_loss_from_resid
 from circuitscope.errors import ShapeError
+from circuitscope.progress import OnProgress
 
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 
-__all__ = ["HeadAblation", "head_ablation_importance"]
+__all__ = ["HeadAblation", "HeadAblationMethod", "head_ablation_importance"]
+
+HeadAblationMethod = Literal["zero", "mean"]
+"""A head's output replaced by zero, or by its mean over the data."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class HeadAblation(ScoreGrid):
     """Loss increase when each head is ablated: ``scores`` is ``[layer, head]``, in nats per token."""
 
-    method: str
+    method: HeadAblationMethod
     """``zero`` or ``mean``."""
 
     @property
@@ -64,11 +67,11 @@ class HeadAblation(ScoreGrid):
 def head_ablation_importance(
     model: HookedModel,
     tokens: Int[torch.Tensor, "batch pos"],
-    method: Literal["zero", "mean"] = "zero",
+    method: HeadAblationMethod = "zero",
     start_pos: int = 0,
     *,
     batch_size: int = 16,
-    on_progress: Callable[[str, int, int], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> HeadAblation:
     """Loss increase for every head ablated alone (zero- or mean-ablation of ``hook_z``).
 
@@ -76,7 +79,7 @@ def head_ablation_importance(
     with one head ablated (memory, not the result; 16 rows are 2048 tokens of 128-token sequences).
     ``on_progress(stage, done, total)`` is called after each pass; without it a progress bar is drawn.
     """
-    if method not in ("zero", "mean"):
+    if method not in get_args(HeadAblationMethod):
         raise ValueError(f"method must be 'zero' or 'mean', got {method!r}")
     if tokens.ndim != 2 or tokens.shape[1] < start_pos + 2:
         raise ShapeError(f"tokens must be [batch, pos] with pos >= start_pos + 2, got {tuple(tokens.shape)}")

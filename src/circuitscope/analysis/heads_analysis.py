@@ -86,7 +86,9 @@ class HeadExample:
     """One head's attention pattern on one example sequence."""
 
     layer: int
+    """The head's layer."""
     head: int
+    """Its index in the layer."""
     detector: str
     """The detector whose top head this is."""
     score: float
@@ -106,7 +108,9 @@ class HeadsAnalysis:
     model_name: str
     """As given on the command line."""
     n_layers: int
+    """Layers of the model."""
     n_heads: int
+    """Query heads per layer."""
     scores: dict[str, HeadScores]
     """Per detector name (:data:`DETECTOR_NAMES`), its ``[n_layers, n_heads]`` scores."""
     composition: CompositionScores | None
@@ -114,6 +118,7 @@ class HeadsAnalysis:
     examples: list[HeadExample]
     """The top head of each detector on an example sequence."""
     config: HeadsConfig
+    """The settings the analysis ran with."""
     seconds: dict[str, float]
     """Wall-clock time of each stage."""
     text: TextAnalysis | None = None

@@ -7,12 +7,14 @@ from typing import Annotated, Any
 
 import typer
 
+from circuitscope.cli._config_options import Configured, config_options
 from circuitscope.cli._launch import across_ranks, is_main
 from circuitscope.cli._options import HtmlOpt, JsonFlag, LayersOpt, ModelOpt, OutDirOpt, SeedOpt
 from circuitscope.cli._output import emit_json, reporting_errors
 from circuitscope.cli._paths import Writes, check_output_dir, check_output_file
 from circuitscope.cli._ranges import parse_layers
 from circuitscope.core.loading import DEFAULT_MODEL
+from circuitscope.transcoders.train_config import TranscoderTrainConfig
 
 CorpusOpt = Annotated[
     list[str] | None,
@@ -48,53 +50,36 @@ def _print(payload: dict[str, Any], title: str) -> None:
 
 @transcoders_app.command("train")
 @across_ranks  # under torchrun every rank runs the model on its share of each step's contexts; rank 0 writes
+@config_options(
+    TranscoderTrainConfig,
+    "kind architecture k>=1 expansion>=1 d_sae>=1 skip tokens>=1 context_size>=2 batch_contexts>=1 lr "
+    "sparsity_coefficient>=0.0 checkpoint_every>=0 seed",
+    flags={"architecture": "--arch", "sparsity_coefficient": "--sparsity", "skip": "--skip"},
+    defaults={"checkpoint_every": 200},
+    helps={"d_sae": "Features per layer (overrides --expansion).", "tokens": "Training tokens (BOS excluded)."},
+)
 def train(
     out: OutDirOpt,
     model: ModelOpt = DEFAULT_MODEL,
-    kind: Annotated[str, typer.Option(help="per_layer or cross_layer.")] = "per_layer",
-    arch: Annotated[str, typer.Option("--arch", help="relu, topk or jumprelu.")] = "topk",
     layers: LayersOpt = "all",
-    k: Annotated[int, typer.Option(help="Active features per token and layer (topk).", min=1)] = 32,
-    expansion: Annotated[int, typer.Option(help="Features per layer = expansion * d_model.", min=1)] = 4,
-    d_sae: Annotated[int | None, typer.Option(help="Features per layer (overrides --expansion).", min=1)] = None,
-    skip: Annotated[bool, typer.Option("--skip", help="Train a linear skip connection too.")] = False,
-    tokens: Annotated[int, typer.Option(help="Training tokens.", min=1)] = 500_000,
-    context_size: ContextSizeOpt = 128,
-    batch_contexts: Annotated[int, typer.Option(help="Contexts per model forward and step.", min=1)] = 8,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 6e-3,
-    sparsity: Annotated[float | None, typer.Option(help="L1 (relu) or L0 (jumprelu) coefficient.", min=0.0)] = None,
-    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints (0: end only).", min=0)] = 200,
+    *,
+    options: Configured[TranscoderTrainConfig],
     corpus: CorpusOpt = None,
     text_field: TextFieldOpt = "text",
-    seed: SeedOpt = 0,
     no_resume: Annotated[bool, typer.Option("--no-resume", help="Ignore checkpoints in --out-dir.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Train transcoders for every chosen layer at once, one model forward per step (resumes; DDP under torchrun)."""
     from circuitscope.core.loading import load_model
     from circuitscope.progress import stages
-    from circuitscope.transcoders import TranscoderTrainConfig, train_transcoders, transcoder_config
+    from circuitscope.transcoders import train_transcoders, transcoder_config
 
     with reporting_errors(as_json, typer.BadParameter):
+        options.build()  # a bad kind or architecture is refused before the model loads
         check_output_dir(out, "--out-dir")
         hooked = load_model(model)
         chosen = None if layers.strip().lower() == "all" else tuple(parse_layers(layers, hooked.cfg.n_layers))
-        cfg = TranscoderTrainConfig(
-            kind=kind,  # type: ignore[arg-type]  # checked by the config, with a clear error
-            architecture=arch,  # type: ignore[arg-type]
-            layers=chosen,
-            k=k,
-            expansion=expansion,
-            d_sae=d_sae,
-            skip=skip,
-            tokens=tokens,
-            context_size=context_size,
-            batch_contexts=batch_contexts,
-            lr=lr,
-            sparsity_coefficient=sparsity,
-            checkpoint_every=checkpoint_every,
-            seed=seed,
-        )
+        cfg = options.build(layers=chosen)
         transcoder_config(hooked, cfg, model)  # unknown layers, k > d_sae: refused before the corpus is read
         text = _corpus(corpus, text_field)
         with stages("transcoders train") as report:  # progress on stderr, also under --json

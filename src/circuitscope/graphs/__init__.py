@@ -1,7 +1,7 @@
 """Attribution graphs: the local replacement model of one prompt, its edges, pruning, scores and graph files."""
 
 from circuitscope.graphs.attribute import attribution_graph, logit_targets
-from circuitscope.graphs.budget import check_budget, estimate_bytes
+from circuitscope.graphs.budget import GraphSize, check_budget, estimate_bytes
 from circuitscope.graphs.contexts import feature_top_contexts
 from circuitscope.graphs.errors import GraphBudgetError, GraphInputError
 from circuitscope.graphs.files import (
@@ -40,6 +40,7 @@ __all__ = [
     "GraphInputError",
     "GraphNode",
     "GraphScores",
+    "GraphSize",
     "GraphStats",
     "LocalReplacement",
     "NodeKind",

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from circuitscope.engine.batching import batch_slices
-from circuitscope.graphs.budget import check_budget
+from circuitscope.graphs.budget import GraphSize, check_budget
 from circuitscope.graphs.graph import AttributionGraph, GraphConfig, GraphNode, GraphStats
 from circuitscope.graphs.prune import normalized_rows, partial_influence
 from circuitscope.graphs.replacement import LocalReplacement, Sources, check_replaceable, local_replacement
@@ -205,9 +205,8 @@ def attribution_graph(
     n_f = len(repl.features)
     cap = n_f if cfg.max_feature_nodes is None else min(cfg.max_feature_nodes, n_f)
     writes = max(len(transcoders.decoders(layer)) for layer in transcoders.layers)
-    check_budget(
-        model.cfg, len(tokens), n_f, len(logits), cfg.batch_size, cfg.memory_gb, writes, cap=cfg.max_feature_nodes
-    )
+    size = GraphSize(model.cfg, len(tokens), n_f, len(logits), cfg.batch_size, writes, cfg.max_feature_nodes)
+    check_budget(size, cfg.memory_gb)
     targets = graph_targets(repl, transcoders, model, logits)
     reader = RowReader(model, transcoders, repl, targets, min(cfg.batch_size, len(targets)))
     forward = time.perf_counter() - start

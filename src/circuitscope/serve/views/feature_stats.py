@@ -18,7 +18,7 @@ import torch
 from circuitscope.core.hooked_model import HookedModel
 from circuitscope.engine.batching import batch_slices
 from circuitscope.progress import OnProgress, track
-from circuitscope.sae import Corpus, build_contexts, count_firings
+from circuitscope.sae import Corpus, LatentFrequencies, build_contexts, count_firings
 from circuitscope.serve.errors import ServeInputError
 from circuitscope.serve.views._json import round_sig
 from circuitscope.serve.views.features import FeatureSource
@@ -37,27 +37,24 @@ class FeatureStatsView:
 
     source: str
     """The source's name."""
-    n_tokens: int
-    """Activations counted (the window that "dead" refers to)."""
-    dead_fraction: float
-    """Features that never fired in the window."""
-    dense_fraction: float
-    """Features active on more than :data:`DENSE` of the tokens."""
-    histogram_edges: list[float]
-    """log10-frequency bin edges."""
-    histogram_counts: list[int]
-    """Features per bin (dead ones not counted)."""
-    most_frequent: list[tuple[int, float]]
-    """(feature, frequency), most frequent first."""
+    frequencies: LatentFrequencies
+    """Each feature's firing frequency over the window (what "dead" refers to), from the library's counter."""
+
+    def most_frequent(self, k: int = N_MOST_FREQUENT) -> list[tuple[int, float]]:
+        """(feature, frequency) of the ``k`` most frequent features that fired, most frequent first."""
+        frequency = self.frequencies.frequency
+        values, ids = frequency.topk(min(k, int(frequency.numel())))
+        return [(int(i), float(v)) for v, i in zip(values, ids, strict=True) if v > 0]
 
     def to_json(self) -> dict[str, Any]:
+        """The counter's own summary under this source's name, the dense share, the histogram, the top features."""
+        counts, edges = self.frequencies.histogram()
         return {
+            **self.frequencies.to_dict(),
             "source": self.source,
-            "n_tokens": self.n_tokens,
-            "dead_fraction": self.dead_fraction,
-            "dense_fraction": self.dense_fraction,
-            "histogram": {"edges": self.histogram_edges, "counts": self.histogram_counts},
-            "most_frequent": [{"feature": f, "frequency": v} for f, v in self.most_frequent],
+            "dense_fraction": self.frequencies.dense_fraction(DENSE),
+            "histogram": {"edges": round_sig(edges), "counts": [int(c) for c in counts]},
+            "most_frequent": [{"feature": f, "frequency": v} for f, v in self.most_frequent()],
         }
 
 
@@ -85,17 +82,4 @@ def feature_stats_job(
             acts = model.cache_activations(tokens[rows], hook)[hook][:, first:]  # [batch, pos, d_in]
             yield acts.reshape(-1, acts.shape[-1])
 
-    freqs = count_firings(source.sae, batches(), "the server's texts")
-    counts, edges = freqs.histogram()
-    k = min(N_MOST_FREQUENT, source.d_sae)
-    values, ids = freqs.frequency.topk(k)
-    most = [(int(i), float(v)) for v, i in zip(values, ids, strict=True) if v > 0]
-    return FeatureStatsView(
-        source.name,
-        freqs.n_tokens,
-        freqs.dead_fraction,
-        freqs.dense_fraction(DENSE),
-        round_sig(edges),
-        [int(c) for c in counts],
-        most,
-    )
+    return FeatureStatsView(source.name, count_firings(source.sae, batches(), "the server's texts"))
