@@ -240,6 +240,23 @@ def test_a_client_that_disconnects_stops_the_stream(live_server: str, workbench:
     assert httpx.get(f"{live_server}/api/info").status_code == 200  # and the server goes on
 
 
+def test_a_request_whose_client_gave_up_while_waiting_is_not_computed(live_server: str, workbench: Workbench) -> None:
+    dropped = workbench.dropped
+    with workbench.lock:  # the model is busy (another request's view): this one waits for its turn
+        sock = _raw_post(live_server, "/api/prompt", {"prompt": "the cat sat on the mat"})
+        time.sleep(0.5)  # the request is read and its worker thread waits on the lock
+        sock.close()  # the client gives up
+        time.sleep(0.5)  # the server sees the connection close
+    deadline = time.monotonic() + 30
+    while workbench.dropped == dropped and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert workbench.dropped == dropped + 1  # dropped at its turn, the view never ran
+    assert workbench.model.active_hooks() == [] and not workbench.lock.locked()
+    answer = httpx.post(f"{live_server}/api/prompt", json={"prompt": "the cat sat on the mat"}, timeout=60)
+    assert answer.status_code == 200 and answer.json()["predictions"]  # a client that waits is served
+    assert workbench.dropped == dropped + 1
+
+
 def _load(url: str, clients: int, seconds: float) -> tuple[list[float], int]:
     latencies: list[float] = []
     errors = 0

@@ -14,6 +14,7 @@ from circuitscope.errors import CircuitscopeError
 
 __all__ = [
     "ServeBusyError",
+    "ServeClientGoneError",
     "ServeError",
     "ServeInputError",
     "ServeNotFoundError",
@@ -66,3 +67,9 @@ class ServeBusyError(ServeError):
     """The concurrent-job limit is reached: wait for a job to finish or cancel one."""
 
     status: ClassVar[int] = 429
+
+
+class ServeClientGoneError(ServeError):
+    """The client closed its connection while its request waited for the model: the view was not computed."""
+
+    status: ClassVar[int] = 499  # "client closed request": nobody reads it, the log says why nothing ran

@@ -1,7 +1,8 @@
 """Routes of the views on the server's model: info, prompt, attention, intervene, token features, feature pages.
 
 Each route checks the prompt against the server's token limit, then calls its view function
-(:mod:`circuitscope.serve.views`) holding the workbench's model lock for the whole call.
+(:mod:`circuitscope.serve.views`) holding the workbench's model lock for the whole call
+(:meth:`~circuitscope.serve.workbench.Workbench.turn`: a request whose client has gone by its turn is dropped).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import Field
 
@@ -79,7 +80,7 @@ def listed_files(folders: tuple[Path, ...]) -> dict[str, list[str]]:
 def model_routes(workbench: Workbench, config: ServeConfig) -> APIRouter:
     """The routes of the model views on ``workbench``."""
     router = APIRouter(prefix="/api")
-    model, lock, limit = workbench.model, workbench.lock, config.max_prompt_tokens
+    model, turn, limit = workbench.model, workbench.turn, config.max_prompt_tokens
 
     @router.get("/info")
     def info() -> Response:
@@ -106,26 +107,26 @@ def model_routes(workbench: Workbench, config: ServeConfig) -> APIRouter:
         )
 
     @router.post("/prompt")
-    def prompt(body: PromptBody) -> Response:
+    def prompt(body: PromptBody, request: Request) -> Response:
         from circuitscope.serve.views.prompt import prompt_view
 
         workbench.check_prompt(body.prompt, limit)
-        with lock:
+        with turn(request):
             view = prompt_view(model, body.prompt, answer=body.answer, wrong=body.wrong, top_k=body.top_k)
         return json_response(view)
 
     @router.post("/attention")
-    def attention(body: AttentionBody) -> Response:
+    def attention(body: AttentionBody, request: Request) -> Response:
         from circuitscope.serve.views.attention import attention_view
 
         workbench.check_prompt(body.prompt, limit)
         scores = workbench.head_scores()
-        with lock:
+        with turn(request):
             view = attention_view(model, body.prompt, scores)
         return json_response(view)
 
     @router.post("/intervene")
-    def intervene(body: InterveneBody) -> Response:
+    def intervene(body: InterveneBody, request: Request) -> Response:
         from circuitscope.serve.views.intervene import InterventionSpec, intervene_view
 
         workbench.check_prompt(body.prompt, limit)
@@ -133,26 +134,26 @@ def model_routes(workbench: Workbench, config: ServeConfig) -> APIRouter:
         for spec in specs:
             if spec.source is not None:
                 workbench.check_prompt(spec.source, limit, "patch source prompt")
-        with lock:
+        with turn(request):
             view = intervene_view(model, body.prompt, specs, answer=body.answer, wrong=body.wrong, top_k=body.top_k)
         return json_response(view)
 
     @router.post("/features")
-    def features(body: FeaturesBody) -> Response:
+    def features(body: FeaturesBody, request: Request) -> Response:
         from circuitscope.serve.views.features import token_features_view
 
         source = workbench.source(body.source)
         workbench.check_prompt(body.prompt, limit)
-        with lock:
+        with turn(request):
             view = token_features_view(model, source, body.prompt, top_k=body.top_k)
         return json_response(view)
 
     @router.get("/feature")
-    def feature(source: str, index: int) -> Response:
+    def feature(source: str, index: int, request: Request) -> Response:
         from circuitscope.serve.views.features import feature_page_view
 
         found = workbench.source(source)
-        with lock:
+        with turn(request):
             view = feature_page_view(model, found, index, workbench.data or [], max_contexts=config.feature_contexts)
         return json_response(view)
 

@@ -1,7 +1,10 @@
 """What one explorer server works on: the loaded model, its feature sources, the folders it may read.
 
 Hooks are model-wide, so every use of :attr:`Workbench.model` holds :attr:`Workbench.lock` for one whole view
-call (or one generation step). Background jobs run on a second copy of the model (:meth:`Workbench.job_model`,
+call (or one generation step). A view request takes its turn with :meth:`Workbench.turn`: one whose client has
+closed the connection while it waited for the lock is dropped, not computed (a synchronous view cannot be
+stopped once it runs, but a queue of abandoned requests no longer holds up the ones behind it).
+Background jobs run on a second copy of the model (:meth:`Workbench.job_model`,
 made on the first job from a deep copy of the Hugging Face model, with its own lock), so a long graph never
 blocks the prompt view.
 The head detector scores are computed once, on first use, and kept.
@@ -20,10 +23,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import anyio.from_thread
+
 from circuitscope.errors import OptionError, TokenizationError
-from circuitscope.serve.errors import ServeInputError, ServeNotFoundError
+from circuitscope.serve.errors import ServeClientGoneError, ServeInputError, ServeNotFoundError
 
 if TYPE_CHECKING:
+    from starlette.requests import Request
+
     from circuitscope.core.hooked_model import HookedModel
     from circuitscope.sae.base import SAE
     from circuitscope.serve.views.attention import HeadScoresView
@@ -74,6 +81,20 @@ class Workbench:
         self._vector_ids = itertools.count(1)
         self._state = threading.Lock()
         self._streams = 0
+        self.dropped = 0
+        """View requests dropped because their client had gone before their turn."""
+
+    @contextmanager
+    def turn(self, request: Request | None = None) -> Iterator[HookedModel]:
+        """The model, with :attr:`lock` held for the block; :class:`ServeClientGoneError` instead when ``request``'s
+        client closed the connection while it waited (checked from the route's worker thread, in the server's
+        event loop; a call from outside a server's worker thread is never dropped)."""
+        with self.lock:
+            if request is not None and _client_gone(request):
+                with self._state:
+                    self.dropped += 1
+                raise ServeClientGoneError(f"the client of {request.url.path} closed the connection before its turn")
+            yield self.model
 
     @classmethod
     def load(
@@ -192,6 +213,14 @@ class Workbench:
         """Generation streams running now."""
         with self._state:
             return self._streams
+
+
+def _client_gone(request: Request) -> bool:
+    """Whether the request's client has disconnected (False outside an anyio worker thread of the server)."""
+    try:
+        return bool(anyio.from_thread.run(request.is_disconnected))
+    except RuntimeError:  # not in a worker thread of a running event loop: a direct call, nothing to ask
+        return False
 
 
 def vector_layer(vector: SteeringVector) -> int | None:
