@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     from circuitscope.toy.addition_lab import AdditionResult
 
-__all__ = ["addition_report", "plot_carry_effects", "plot_digit_losses"]
+__all__ = ["addition_report", "plot_carry_effects", "plot_digit_losses", "plot_wrong_carry"]
 
 
 def _digit_name(d: int, n_digits: int) -> str:
@@ -34,7 +34,11 @@ def plot_digit_losses(result: AdditionResult) -> Figure:
             continue
         fig.add_vrect(x0=change.start, x1=change.end, opacity=0.12, line_width=0, fillcolor="gray")
     return titled(
-        fig, "Loss of each answer digit (shaded: each digit's steepest fall)", "step", "loss", yaxis_type="log"
+        fig,
+        "Loss of each answer digit (shaded: where it first falls below half of the digit's entropy)",
+        "step",
+        "loss",
+        yaxis_type="log",
     )
 
 
@@ -49,6 +53,20 @@ def plot_carry_effects(result: AdditionResult, carry: bool) -> Figure:
     fig = go.Figure(go.Heatmap(z=z, x=[_digit_name(d, n) for d in range(n + 1)], y=heads, colorscale="Reds"))
     kind = "with a carry in" if carry else "without a carry in"
     return titled(fig, f"Loss increase when a head is mean-ablated, problems {kind}", "answer digit", "head")
+
+
+def plot_wrong_carry(result: AdditionResult) -> Figure:
+    """[head, digit] probability moved to the answer of the opposite carry when the head is mean-ablated."""
+    import plotly.graph_objects as go
+
+    grid = result.ablation_wrong_carry
+    n = result.config.n_digits
+    heads = [f"L{layer}H{head}" for layer in range(len(grid)) for head in range(len(grid[layer]))]
+    z = [per_digit for layer in grid for per_digit in layer]
+    fig = go.Figure(go.Heatmap(z=z, x=[_digit_name(d, n) for d in range(n + 1)], y=heads, colorscale="Blues"))
+    return titled(
+        fig, "Probability moved to the opposite carry's answer when a head is mean-ablated", "answer digit", "head"
+    )
 
 
 def addition_report(result: AdditionResult) -> Report:
@@ -69,21 +87,23 @@ def addition_report(result: AdditionResult) -> Report:
         + "."
     )
     if missing:
-        text += f" Not learned in this run (the loss never fell to half): {', '.join(missing)}."
+        text += f" Not learned in this run (the loss never fell below half of its entropy): {', '.join(missing)}."
     report.add_answer("What the run shows", [text])
     report.add_figure("Per-digit loss", plot_digit_losses(result))
     report.add_table(
-        "Phase changes (the checkpoints between which log-loss passes half of its fall; '-': not learned)",
+        "Phase changes (the checkpoints between which the loss first falls below half of the digit's entropy; "
+        "'-': not learned)",
         ["digit", "from step", "to step", "loss before", "loss after", "final loss"],
         [
             [_digit_name(c.digit, n), c.start or "-", c.end or "-", c.loss_before, c.loss_after, c.final_loss]
             for c in result.phase_changes
         ],
     )
+    report.add_figure("Which heads bring each digit its carry", plot_wrong_carry(result))
     report.add_figure("Heads on carry problems", plot_carry_effects(result, True))
     report.add_figure("Heads on problems without a carry", plot_carry_effects(result, False))
     report.add_table(
-        "The heads of each digit's carry (ablation hurts most with a carry in, beyond without)",
+        "The heads of each digit's carry (ablated, they move the most probability to the opposite carry's answer)",
         ["digit", "heads"],
         [
             [_digit_name(d, n), ", ".join(f"L{layer}H{head}" for layer, head in heads)]

@@ -21,7 +21,15 @@ from jaxtyping import Bool, Int
 
 from circuitscope.toy.errors import LabConfigError
 
-__all__ = ["EQUALS", "PLUS", "AdditionProblems", "addition_problems", "digit_losses"]
+__all__ = [
+    "EQUALS",
+    "PLUS",
+    "AdditionProblems",
+    "addition_problems",
+    "digit_entropy",
+    "digit_losses",
+    "wrong_carry_answer",
+]
 
 PLUS, EQUALS = 10, 11
 """The two non-digit tokens (the vocabulary is 12 tokens)."""
@@ -80,3 +88,18 @@ def digit_losses(logits: torch.Tensor, problems: AdditionProblems, rows: torch.T
     losses = torch.nn.functional.cross_entropy(at.flatten(0, 1).float(), problems.answer.flatten(), reduction="none")
     losses = losses.view(at.shape[0], -1)  # [batch, digit]
     return (losses if rows is None else losses[rows]).mean(0)
+
+
+def digit_entropy(problems: AdditionProblems) -> torch.Tensor:
+    """Entropy (nats) of each answer digit's values over the problems, ``[n + 1]``: the cross-entropy of predicting
+    the digit from its frequencies alone, not the operands (about ln 10 for a digit, less for the final carry)."""
+    counts = torch.nn.functional.one_hot(problems.answer, 10).sum(0).double()  # [digit, value]
+    p = counts / counts.sum(1, keepdim=True)
+    return -(p * p.clamp_min(1e-300).log()).sum(1).float()
+
+
+def wrong_carry_answer(problems: AdditionProblems) -> Int[torch.Tensor, "batch digit"]:
+    """Each answer digit as it would be with the opposite carry into its column: ``c_k - 1`` (mod 10) where a carry
+    comes in, ``c_k + 1`` where none does (for the final carry digit: ``1 - c_n``; for the units, which never receive
+    a carry, ``c_0 + 1``). A model that knows the column's digits but not its carry puts its probability here."""
+    return (problems.answer + torch.where(problems.carry_in, -1, 1)) % 10
