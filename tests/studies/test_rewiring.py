@@ -184,5 +184,28 @@ def test_the_commands_finetune_then_write_the_rewiring_report(tmp_path: Path) ->
 def test_bad_settings_are_refused_before_any_model_loads() -> None:
     with pytest.raises(StudyConfigError, match="n_boot"):
         RewiringConfig(n_boot=10)
+    with pytest.raises(StudyConfigError, match="threads"):
+        RewiringConfig(threads=0)
     result = CliRunner().invoke(app, ["study", "rewiring", "--before", "gpt2", "--json"])
     assert result.exit_code == 1 and "--finetune" in json.loads(result.stdout)["message"]
+    result = CliRunner().invoke(app, ["study", "rewiring", "--config", "huge", "--finetune", "--json"])
+    assert result.exit_code == 1 and "--config must be 'default' or 'thorough'" in json.loads(result.stdout)["message"]
+
+
+def test_the_thorough_config_is_the_larger_setting_and_the_default_the_field_defaults() -> None:
+    assert RewiringConfig.preset("default") == RewiringConfig()
+    thorough = RewiringConfig.preset("thorough")
+    assert (thorough.n_contexts, thorough.n_ood, thorough.n_ablation, thorough.ioi_prompts) == (32, 32, 8, 32)
+    assert thorough.circuit_method == "eap-ig" and RewiringConfig().circuit_method == "eap"
+    for name in ("n_contexts", "n_ood", "n_ablation", "ioi_prompts"):
+        assert getattr(thorough, name) >= 2 * getattr(RewiringConfig(), name)
+    with pytest.raises(StudyConfigError, match="unknown rewiring config"):
+        RewiringConfig.preset("huge")
+
+
+def test_the_study_runs_under_the_configs_thread_count_and_restores_it() -> None:
+    before, after, heldout = _tuned(1)
+    previous = torch.get_num_threads()
+    config = RewiringConfig(n_contexts=2, n_ood=2, n_ablation=1, ioi_prompts=4, circuit_method="eap", threads=1)
+    result = rewiring_study(before, after, heldout, config, on_progress=SILENT)
+    assert result.threads == 1 and result.to_json()["threads"] == 1 and torch.get_num_threads() == previous

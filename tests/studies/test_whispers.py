@@ -104,6 +104,19 @@ def test_an_interrupted_run_resumes_bit_for_bit(tiny: TinyModels, tmp_path: Path
         whispers_study(model, _config(steps=9, checkpoint_every=2), _corpus(), tmp_path / "cut", on_progress=quiet)
 
 
+def test_the_thread_count_is_the_configs_or_measured_and_a_run_resumes_under_another(
+    tiny: TinyModels, tmp_path: Path
+) -> None:
+    model, quiet, previous = tiny.text(), (lambda *_: None), torch.get_num_threads()
+    cut = whispers_study(model, _config(steps=6, threads=1), _corpus(), tmp_path, stop_after_steps=3, on_progress=quiet)
+    assert cut.threads == 1 and cut.steps == 3 and torch.get_num_threads() == previous
+    resumed = whispers_study(model, _config(steps=6), _corpus(), tmp_path, on_progress=quiet)  # measured: 1 or 2
+    assert resumed.steps == 6 and resumed.threads in {1, min(2, previous)} and torch.get_num_threads() == previous
+    assert resumed.to_json()["threads"] == resumed.threads
+    with pytest.raises(StudyConfigError, match="threads"):
+        _config(threads=0)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

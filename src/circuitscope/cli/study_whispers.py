@@ -39,7 +39,7 @@ def _train_and_score(
         return whispers_study(hooked, config, text, out, resume_run=resume, on_progress=on_progress)
 
 
-@config_options(WhispersConfig, f"{BOUNDS} lr temperature seed")
+@config_options(WhispersConfig, f"{BOUNDS} lr temperature seed threads>=1")
 def whispers(
     model: ModelOpt = DEFAULT_MODEL,
     readout: Annotated[

@@ -81,7 +81,8 @@ def whispers_report(result: WhispersResult, *, model: str) -> Report:
             "reads the whole read sequence and predicts every input token over the training text's "
             f"{cfg.vocab_size - 1} most frequent tokens plus 'other'. All decoders train together from one model "
             f"forward per step: {result.steps} steps of {cfg.batch_contexts} contexts of {cfg.context_size} tokens, "
-            f"{result.train_tokens:,} tokens from {result.n_train_documents} documents. Scored on "
+            f"{result.train_tokens:,} tokens from {result.n_train_documents} documents ({result.seconds:.0f} s on "
+            f"{result.threads} torch thread(s)). Scored on "
             f"{result.n_test_tokens:,} tokens of {result.n_test_documents} held-out documents; intervals: "
             f"{cfg.n_boot} bootstrap resamples of the held-out contexts, paired for differences.",
         ],

@@ -38,6 +38,7 @@ from circuitscope.studies.errors import StudyConfigError
 from circuitscope.studies.items import study_statements
 from circuitscope.studies.rewiring_circuit import CircuitComparison, compare_circuits
 from circuitscope.studies.rewiring_loss import LossChange, loss_change
+from circuitscope.studies.threads import forward_threads, torch_threads
 
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
@@ -46,6 +47,7 @@ __all__ = [
     "HYPOTHESIS",
     "HeadChange",
     "RewiringConfig",
+    "RewiringPreset",
     "RewiringResult",
     "Verdict",
     "out_of_domain_contexts",
@@ -59,6 +61,13 @@ RETAINED = 0.1
 """A drop of the old circuit's faithfulness by more than this (the whole interval below -0.1) counts as lost."""
 SHARED = 0.5
 """A Jaccard overlap of at least this counts as the same edges."""
+RewiringPreset = Literal["default", "thorough"]
+"""``default``: minutes on 2 CPU cores (16 contexts, 4 of them head-ablated, 16 IOI prompts, EAP);
+``thorough``: the larger setting (32 contexts, 8 head-ablated, 32 IOI prompts, EAP-IG), several times slower."""
+_PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "thorough": {"n_contexts": 32, "n_ood": 32, "n_ablation": 8, "ioi_prompts": 32, "circuit_method": "eap-ig"},
+}
 Verdict = Literal["unchanged", "re-weighted", "re-routed", "new", "not measured"]
 """The circuit after: the same edges and faithfulness; the old circuit still faithful (its faithfulness did not
 drop by more than :data:`RETAINED`) with at least :data:`SHARED` of its edges shared, or with fewer; the old circuit
@@ -72,17 +81,17 @@ no longer faithful; or no IOI comparison."""
 class RewiringConfig:
     """What the rewiring study measures, and on how much data."""
 
-    n_contexts: int = 32
+    n_contexts: int = 16
     """In-domain held-out contexts used (the first of those given)."""
-    n_ood: int = 32
+    n_ood: int = 16
     """Out-of-domain contexts (generated statements, for a model with a tokenizer)."""
     ood_context_size: int = 32
     """Tokens per out-of-domain context."""
-    n_ablation: int = 8
+    n_ablation: int = 4
     """In-domain contexts the head ablations run on."""
-    ioi_prompts: int = 32
+    ioi_prompts: int = 16
     """IOI prompts the circuits are found and evaluated on."""
-    circuit_method: Method = "eap-ig"
+    circuit_method: Method = "eap"
     """How the circuits are found: eap, eap-ig or acdc."""
     circuit_target: float = 0.8
     """Normalized faithfulness the circuit before must reach (its size fixes the circuit after's)."""
@@ -94,6 +103,9 @@ class RewiringConfig:
     """Bootstrap resamples of every 95% interval (at least 100)."""
     seed: int = 0
     """Seed of the generated text, the IOI prompts, the circuits and the bootstrap."""
+    threads: int | None = None
+    """torch CPU threads the study runs under (None: 1 or 2, whichever runs a forward of the model before
+    faster, measured at the start; on a busy machine a second thread can make every pass several times slower)."""
 
     def __post_init__(self) -> None:
         counts = ("n_contexts", "n_ood", "n_ablation", "ioi_prompts", "top_k", "batch_size")
@@ -105,6 +117,15 @@ class RewiringConfig:
             raise StudyConfigError(f"circuit_target must lie in (0, 1], got {self.circuit_target}")
         if self.n_boot < 100:
             raise StudyConfigError(f"n_boot must be at least 100 for a stable 95% interval, got {self.n_boot}")
+        if self.threads is not None and self.threads < 1:
+            raise StudyConfigError(f"threads must be at least 1 (or None: measured), got {self.threads}")
+
+    @classmethod
+    def preset(cls, name: str) -> RewiringConfig:
+        """The settings of a :data:`RewiringPreset` (``default``: the field defaults)."""
+        if name not in _PRESETS:
+            raise StudyConfigError(f"unknown rewiring config {name!r}; choose one of {', '.join(_PRESETS)}")
+        return cls(**_PRESETS[name])
 
 
 # Same shape as src/circuitscope/analysis/heads_analysis.py:HeadExample on purpose: the end of a config's checks and
@@ -169,6 +190,8 @@ class RewiringResult:
     """The IOI circuit before and after (None when the models cannot run IOI prompts)."""
     notes: list[str] = field(default_factory=list)
     """The comparisons this pair could not make, and why."""
+    threads: int = 1
+    """torch CPU threads the study ran on (the config's, or the faster of 1 and 2 as measured)."""
 
     def top_components(self, k: int = 3) -> list[tuple[str, float]]:
         """The ``k`` components with the largest relative weight change."""
@@ -252,6 +275,7 @@ class RewiringResult:
             "circuit": None if self.circuit is None else self.circuit.to_json(),
             "circuit_verdict": self.circuit_verdict(),
             "notes": self.notes,
+            "threads": self.threads,
             "answer": self.answer(),
         }
 
@@ -309,8 +333,22 @@ def rewiring_study(
     check_same_architecture(before, after)
     if in_domain.ndim != 2 or in_domain.shape[1] < 2:
         raise StudyConfigError(f"in_domain must be contexts [n, pos >= 2] of token ids, got {tuple(in_domain.shape)}")
-    notes: list[str] = []
     tokens = in_domain[: config.n_contexts]
+    threads = config.threads or forward_threads(before, tokens[:2], before.cfg.n_layers // 2)
+    with torch_threads(threads):
+        return _compare(before, after, tokens, config, out_of_domain, on_progress)
+
+
+def _compare(
+    before: HookedModel,
+    after: HookedModel,
+    tokens: Int[torch.Tensor, "n pos"],
+    config: RewiringConfig,
+    out_of_domain: Int[torch.Tensor, "m pos"] | None,
+    on_progress: OnProgress | None,
+) -> RewiringResult:
+    """Every comparison of :func:`rewiring_study`, under the thread count it chose."""
+    notes: list[str] = []
     if out_of_domain is None and before.tokenizer is not None:
         out_of_domain = out_of_domain_contexts(before, config)
     if out_of_domain is None:
@@ -334,5 +372,5 @@ def rewiring_study(
     circuit = _ioi(before, after, config, on_progress, notes)
     return RewiringResult(
         config=config, in_domain=ind, out_of_domain=ood, heads=heads, weights=weight_diff(before, after),
-        attention=attention, cka=cka, circuit=circuit, notes=notes,
+        attention=attention, cka=cka, circuit=circuit, notes=notes, threads=torch.get_num_threads(),
     )  # fmt: skip

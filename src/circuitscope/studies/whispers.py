@@ -26,6 +26,7 @@ from circuitscope.engine.batching import batch_slices
 from circuitscope.progress import OnProgress, stage
 from circuitscope.sae.corpus import Corpus, default_corpus
 from circuitscope.studies.estimates import Estimate, estimate
+from circuitscope.studies.threads import forward_threads, torch_threads
 from circuitscope.studies.whispers_config import Readout, WhispersConfig
 from circuitscope.studies.whispers_decoder import WhisperDecoder, sample_guesses
 from circuitscope.studies.whispers_training import (
@@ -113,6 +114,8 @@ class WhispersResult:
     """Tokens read for training in total."""
     seconds: float
     """Wall time of this call's training."""
+    threads: int
+    """torch CPU threads it trained and scored on (the config's, or the faster of 1 and 2 as measured)."""
     n_train_documents: int
     n_test_documents: int
     n_test_tokens: int
@@ -152,6 +155,7 @@ class WhispersResult:
             "steps": self.steps,
             "train_tokens": self.train_tokens,
             "seconds": self.seconds,
+            "threads": self.threads,
             "n_train_documents": self.n_train_documents,
             "n_test_documents": self.n_test_documents,
             "n_test_tokens": self.n_test_tokens,
@@ -188,9 +192,12 @@ def whispers_study(
     run = new_run(cfg, data, dims, source)
     if saved is not None and resume_run:
         saved.restore(run)
-    seconds = train_decoders(model, cfg, data, readouts, dims, run, folder, stop_after_steps, on_progress)
-    with stage("scoring held-out text", on_progress):
-        return _score(model, cfg, data, readouts, dims, run.decoders, run.start, run.history, seconds)
+    deepest = max(r.layer for r in readouts)  # the forward of every step stops there
+    threads = cfg.threads or forward_threads(model, data.train.tokens[: cfg.batch_contexts], deepest)
+    with torch_threads(threads):
+        seconds = train_decoders(model, cfg, data, readouts, dims, run, folder, stop_after_steps, on_progress)
+        with stage("scoring held-out text", on_progress):
+            return _score(model, cfg, data, readouts, dims, run.decoders, run.start, run.history, seconds)
 
 
 @torch.no_grad()
@@ -205,6 +212,7 @@ def _score(
     history: list[dict[str, float]],
     seconds: float,
 ) -> WhispersResult:
+    """Score the decoders on the held-out contexts (``threads`` of the result: the count it runs under)."""
     tokens = data.test.tokens
     targets = data.vocab.lookup[tokens[:, data.skip :]]  # [n, pos]
     known = targets != data.vocab.other
@@ -236,7 +244,7 @@ def _score(
     train_tokens = steps * cfg.batch_contexts * (cfg.context_size - data.skip)
     return WhispersResult(
         cfg, scores, unigram, per_position, float(known.float().mean()), examples, steps, train_tokens, seconds,
-        data.n_train_documents, data.n_test_documents, int(targets.numel()), history, decoders,
+        torch.get_num_threads(), data.n_train_documents, data.n_test_documents, int(targets.numel()), history, decoders,
     )  # fmt: skip
 
 

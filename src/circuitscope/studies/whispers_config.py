@@ -121,6 +121,11 @@ class WhispersConfig:
     checkpoint_every: int = 200
     """Steps between checkpoints when an output folder is given (0: only at the end, or when stopped
     early)."""
+    threads: int | None = None
+    """torch CPU threads while training and scoring (None: 1 or 2, whichever runs the first batch's model
+    forward faster, measured at the start; on a busy machine a second thread can make a step several times
+    slower). Not part of a run's identity, so a run resumes under another count (bit for bit under the same
+    count; another count may round a few sums differently)."""
 
     def __post_init__(self) -> None:
         parsed = self.parsed_readouts()
@@ -139,6 +144,8 @@ class WhispersConfig:
             raise StudyConfigError(
                 f"lr must be > 0 and temperature >= 0, got lr={self.lr}, temperature={self.temperature}"
             )
+        if self.threads is not None and self.threads < 1:
+            raise StudyConfigError(f"threads must be at least 1 (or None: measured), got {self.threads}")
         if self.examples > self.test_contexts:
             raise StudyConfigError(f"examples={self.examples} is more than test_contexts={self.test_contexts}")
 
@@ -155,3 +162,7 @@ class WhispersConfig:
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
+
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint must match to be resumed: every setting but ``threads`` (it changes no number)."""
+        return {k: v for k, v in self.to_json().items() if k != "threads"}

@@ -222,7 +222,7 @@ def save(run: WhispersRun, folder: Path, step: int, cfg: WhispersConfig) -> None
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "step": step,
-        "config": cfg.to_json(),
+        "config": cfg.identity(),
         "history": run.history,
         "source": run.source,
     }
@@ -252,7 +252,7 @@ def saved_run(folder: Path, cfg: WhispersConfig, source: dict[str, Any]) -> Save
         "is not a whispers checkpoint of this version"
         if (meta.get("format"), meta.get("version")) != (CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
         else "holds a run with other settings"
-        if meta.get("config") != cfg.to_json()
+        if meta.get("config") != cfg.identity()
         else "holds a run of another model or corpus"
         if meta.get("source") != source
         else None
