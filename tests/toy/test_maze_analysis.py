@@ -10,8 +10,8 @@ from torch import nn
 from circuitscope.errors import HookNameError
 from circuitscope.toy.maze.cheese_vector import cheese_vector_sweep
 from circuitscope.toy.maze.config import MazeConfig
-from circuitscope.toy.maze.env import Levels
 from circuitscope.toy.maze.grid import Maze, decision_square, distances, next_action, observe, shortest_path
+from circuitscope.toy.maze.levels import Levels
 from circuitscope.toy.maze.probe import cheese_probe, fit_softmax_probe
 from circuitscope.toy.maze.rollouts import Episode, misgeneralization, run_episodes
 

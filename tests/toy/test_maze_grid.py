@@ -1,16 +1,20 @@
 """Mazes: perfect by construction, seeded, shortest paths against a naive reference, decision squares by hand,
-observations, levels and the environment's reset/step contract."""
+observations, levels and the environment's gymnasium contract (gymnasium's own checker)."""
 
 from __future__ import annotations
 
 import itertools
 import random
+import warnings
 
+import numpy as np
 import pytest
 import torch
+from gymnasium import spaces
+from gymnasium.utils.env_checker import check_env
 
 from circuitscope.toy.errors import LabConfigError
-from circuitscope.toy.maze.env import Levels, MazeEnv
+from circuitscope.toy.maze.env import MazeEnv
 from circuitscope.toy.maze.grid import (
     ACTIONS,
     Maze,
@@ -21,6 +25,7 @@ from circuitscope.toy.maze.grid import (
     observe,
     shortest_path,
 )
+from circuitscope.toy.maze.levels import Levels
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small convolutions: one thread is faster and steadier
 
@@ -130,17 +135,38 @@ def test_bad_levels_are_refused(args: tuple[int, int, int], message: str) -> Non
 def test_env_reset_step_contract() -> None:
     env = MazeEnv(Levels(5, 5, None), max_steps=20)
     maze = _hand_maze((2, 2))
-    obs, info = env.reset(seed=0, maze=maze)
-    assert torch.equal(obs, observe([maze], 5)[0]) and info["maze"] is maze
+    obs, info = env.reset(seed=0, options={"maze": maze})
+    assert torch.equal(torch.from_numpy(obs), observe([maze], 5)[0]) and env.maze is maze
+    assert info == {"mouse": maze.start, "cheese": (2, 2)}
+    assert env.observation_space.contains(obs) and obs.dtype == np.float32
     obs, reward, terminated, truncated, _ = env.step(3 - 1)  # left into the outer edge: stays put
     assert env.maze is not None and (env.maze.mouse, reward, terminated, truncated) == ((4, 0), 0.0, False, False)
     path = shortest_path(maze, maze.start, (2, 2))
     for a, b in itertools.pairwise(path):
         obs, reward, terminated, truncated, _ = env.step(ACTIONS.index((b[0] - a[0], b[1] - a[1])))
     assert (reward, terminated, truncated) == (1.0, True, False) and obs[1, 2, 2] == 1
-    env.reset(seed=0, maze=maze)
+    env.reset(seed=0, options={"maze": maze})
     for _ in range(20):
         *_, terminated, truncated, _ = env.step(1)  # down into the wall, 20 times
     assert (terminated, truncated) == (False, True)
     with pytest.raises(LabConfigError, match="0-3"):
         env.step(4)
+
+
+def test_env_passes_gymnasium_check_env() -> None:
+    env = MazeEnv(Levels(5, 7, None), max_steps=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any complaint of gymnasium's checker fails the test
+        check_env(env, skip_render_check=True)
+    assert env.action_space == spaces.Discrete(4)
+    assert env.observation_space == spaces.Box(0.0, 1.0, (3, 7, 7), np.float32)
+    first, _ = env.reset(seed=11)
+    assert np.array_equal(first, observe([Levels(5, 7, None).sample(11)], 7)[0].numpy())  # seed = the level
+    again, _ = env.reset(seed=11)
+    other, _ = env.reset(seed=12)
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+    env.reset(seed=3)
+    drawn = [env.reset()[0] for _ in range(3)]  # no seed: levels from the env's np_random, seeded once
+    env.reset(seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(drawn, [env.reset()[0] for _ in range(3)], strict=True))
+    assert not np.array_equal(drawn[0], drawn[1])

@@ -15,8 +15,8 @@ from circuitscope.cli.main import app
 from circuitscope.report.maze import maze_report, maze_svg
 from circuitscope.toy.errors import CheckpointError, LabConfigError
 from circuitscope.toy.maze.config import MazeConfig
-from circuitscope.toy.maze.env import Levels
 from circuitscope.toy.maze.lab import run_maze
+from circuitscope.toy.maze.levels import Levels
 from circuitscope.toy.maze.rollouts import Episode
 from tests.browser import open_in_chromium
 

@@ -11,10 +11,10 @@ import torch
 
 from circuitscope.toy.errors import CheckpointError
 from circuitscope.toy.maze.config import MazeConfig
-from circuitscope.toy.maze.env import Levels
 from circuitscope.toy.maze.grid import ACTIONS, distances
 from circuitscope.toy.maze.imitation import state_set
 from circuitscope.toy.maze.lab import train_maze_policy
+from circuitscope.toy.maze.levels import Levels
 from circuitscope.toy.maze.rollouts import run_episodes
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small convolutions: one thread is faster and steadier

@@ -30,7 +30,7 @@ def _layers(text: str) -> tuple[int, ...]:
 
 def othello(
     config: Annotated[
-        str, typer.Option(help="'default' (6x6, 4 layers of width 64, minutes) or 'paper' (8x8, 8 layers, hours).")
+        str, typer.Option(help="'default' (6x6, 4 layers of width 96, minutes) or 'paper' (8x8, 8 layers, hours).")
     ] = "default",
     steps: Annotated[int | None, typer.Option(help="Training steps (default: the config's).", min=1)] = None,
     size: Annotated[int | None, typer.Option(help="Board side: 6 or 8 (4 for a quick test).")] = None,

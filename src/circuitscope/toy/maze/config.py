@@ -7,7 +7,7 @@ from typing import Any, Literal, get_args
 
 from circuitscope.errors import require_at_least
 from circuitscope.toy.errors import LabConfigError
-from circuitscope.toy.maze.env import Levels
+from circuitscope.toy.maze.levels import Levels
 from circuitscope.toy.maze.policy import MazePolicy
 from circuitscope.toy.trainer import TrainConfig
 

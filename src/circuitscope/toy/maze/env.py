@@ -1,79 +1,36 @@
-"""Seeded maze levels and the environment over them, with gymnasium's ``reset``/``step`` contract.
+"""The maze environment: a ``gymnasium.Env`` over seeded :class:`~circuitscope.toy.maze.levels.Levels`.
 
-:class:`Levels` draws a maze (a size between ``min_size`` and ``max_size``, odd) and puts the cheese
-in the top-right ``cheese_region`` x ``cheese_region`` squares of it (the training distribution of
-Langosco et al.) or, with ``cheese_region=None``, on any open square but the start (the test).
-:class:`MazeEnv` is one episode at a time: ``reset(seed=...) -> (observation, info)``,
-``step(action) -> (observation, reward, terminated, truncated, info)``; reward 1 for reaching the
-cheese (the episode then ends), 0 otherwise; truncated after ``max_steps`` moves.
+:class:`MazeEnv` is one episode at a time, with gymnasium's spaces and contract: ``observation_space``
+is ``Box(0, 1, (3, max_size, max_size), float32)`` (walls, mouse, cheese), ``action_space`` is
+``Discrete(4)`` (up, down, left, right); ``reset(seed=..., options={"maze": maze}) -> (observation,
+info)``, ``step(action) -> (observation, reward, terminated, truncated, info)``; reward 1 for reaching
+the cheese (the episode then ends), 0 otherwise; truncated after ``max_steps`` moves. ``reset(seed=s)``
+plays level ``s`` of the levels; without a seed, a level drawn from the env's ``np_random``. The info is
+the mouse's and the cheese's squares (plain tuples, so two runs' infos compare); the maze is ``env.maze``.
+
+This module needs gymnasium (the ``labs`` extra: ``pip install 'circuitscope[labs]'``); nothing else in
+:mod:`circuitscope.toy.maze` imports it at import time, so imitation training and the analyses run without it.
 """
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass
 from typing import Any
 
-import torch
+import gymnasium
+import numpy as np
+from gymnasium import spaces
 
 from circuitscope.toy.errors import LabConfigError
-from circuitscope.toy.maze.grid import MIN_SIZE, Maze, generate_maze, observe
+from circuitscope.toy.maze.grid import ACTIONS, CHANNELS, Maze, observe
+from circuitscope.toy.maze.levels import Levels
 
-__all__ = ["Levels", "MazeEnv", "level_seed"]
-
-
-def level_seed(seed: int, index: int) -> int:
-    """The seed of level ``index`` of a set seeded by ``seed`` (distinct sets for distinct seeds)."""
-    return (seed * 1_000_003 + index) % (2**63)
+__all__ = ["MazeEnv"]
 
 
-@dataclass(frozen=True)
-class Levels:
-    """Which mazes an environment or data set draws."""
+class MazeEnv(gymnasium.Env[np.ndarray, np.int64]):
+    """One maze episode at a time; observations are float32 arrays [3, max_size, max_size] in [0, 1]."""
 
-    min_size: int
-    """Smallest maze (odd, at least 3)."""
-    max_size: int
-    """Largest maze (odd); observations are padded to this size."""
-    cheese_region: int | None
-    """The cheese lies in the top-right ``cheese_region`` x ``cheese_region`` squares; None: anywhere."""
-
-    def __post_init__(self) -> None:
-        for name, size in (("min_size", self.min_size), ("max_size", self.max_size)):
-            if size < MIN_SIZE or size % 2 == 0:
-                raise LabConfigError(
-                    f"{name} must be an odd maze size of at least {MIN_SIZE} (a maze smaller than 3x3 has no "
-                    f"walls to learn), got {size}"
-                )
-        if self.min_size > self.max_size:
-            raise LabConfigError(f"min_size {self.min_size} is larger than max_size {self.max_size}; swap them")
-        if self.cheese_region is not None and self.cheese_region < 1:
-            raise LabConfigError(
-                f"cheese_region must be at least 1 square (or None: anywhere), got {self.cheese_region}"
-            )
-
-    def in_region(self, maze: Maze, square: tuple[int, int]) -> bool:
-        """Whether ``square`` lies in the training region of ``maze`` (always, with no region)."""
-        if self.cheese_region is None:
-            return True
-        return square[0] < self.cheese_region and square[1] >= maze.size - self.cheese_region
-
-    def sample(self, seed: int) -> Maze:
-        """The level of ``seed``: walls, the mouse at the start, the cheese drawn from the allowed squares."""
-        rng = random.Random(seed)
-        sizes = list(range(self.min_size, self.max_size + 1, 2))
-        size = sizes[rng.randrange(len(sizes))]
-        maze = Maze(generate_maze(size, rng), (size - 1, 0), None)
-        allowed = [s for s in maze.open_squares() if s != maze.start and self.in_region(maze, s)]
-        return maze.with_cheese(allowed[rng.randrange(len(allowed))])  # the corner is always allowed
-
-    def draw(self, seed: int, n: int) -> list[Maze]:
-        """``n`` levels of the set seeded by ``seed``."""
-        return [self.sample(level_seed(seed, i)) for i in range(n)]
-
-
-class MazeEnv:
-    """One maze episode at a time; observations are [3, max_size, max_size] float tensors."""
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012  (gymnasium's class attribute)
 
     def __init__(self, levels: Levels, max_steps: int) -> None:
         if max_steps < 1:
@@ -82,28 +39,42 @@ class MazeEnv:
         self.max_steps = max_steps
         self.maze: Maze | None = None
         self.steps = 0
+        grid = levels.max_size
+        self.observation_space = spaces.Box(0.0, 1.0, (CHANNELS, grid, grid), np.float32)
+        self.action_space = spaces.Discrete(len(ACTIONS))
 
     @property
     def grid(self) -> int:
         return self.levels.max_size
 
-    def _observation(self) -> torch.Tensor:
+    def _observation(self) -> np.ndarray:
         assert self.maze is not None
-        return observe([self.maze], self.grid)[0]
+        return observe([self.maze], self.grid)[0].numpy()
 
-    def reset(self, seed: int, maze: Maze | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Start the episode of level ``seed`` (or of ``maze`` as given)."""
-        self.maze = self.levels.sample(seed) if maze is None else maze
+    def _info(self) -> dict[str, Any]:
+        assert self.maze is not None
+        return {"mouse": self.maze.mouse, "cheese": self.maze.cheese}
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start the episode of level ``seed`` (``options={"maze": maze}``: of that maze as given)."""
+        super().reset(seed=seed)
+        maze = (options or {}).get("maze")
+        if maze is None:
+            level = seed if seed is not None else int(self.np_random.integers(2**62))
+            maze = self.levels.sample(level)
+        self.maze = maze
         self.steps = 0
-        return self._observation(), {"maze": self.maze}
+        return self._observation(), self._info()
 
-    def step(self, action: int) -> tuple[torch.Tensor, float, bool, bool, dict[str, Any]]:
+    def step(self, action: int | np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self.maze is None:
             raise RuntimeError("call reset() before step()")
-        if not 0 <= action < 4:
+        if not 0 <= action < len(ACTIONS):
             raise LabConfigError(f"an action is 0-3 (up, down, left, right), got {action}")
-        self.maze = self.maze.with_mouse(self.maze.moved(action))
+        self.maze = self.maze.with_mouse(self.maze.moved(int(action)))
         self.steps += 1
         terminated = self.maze.mouse == self.maze.cheese
         truncated = not terminated and self.steps >= self.max_steps
-        return self._observation(), float(terminated), terminated, truncated, {"maze": self.maze}
+        return self._observation(), float(terminated), terminated, truncated, self._info()

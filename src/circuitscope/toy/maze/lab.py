@@ -18,9 +18,9 @@ import torch
 from circuitscope.progress import OnProgress
 from circuitscope.toy.maze.cheese_vector import CheeseVectorSweep, cheese_vector_sweep
 from circuitscope.toy.maze.config import MazeConfig
-from circuitscope.toy.maze.env import Levels, level_seed
 from circuitscope.toy.maze.grid import Decision, Maze, decision_square, observe
 from circuitscope.toy.maze.imitation import train_imitation
+from circuitscope.toy.maze.levels import Levels, level_seed
 from circuitscope.toy.maze.policy import MazePolicy
 from circuitscope.toy.maze.ppo import train_ppo
 from circuitscope.toy.maze.probe import CheeseProbe, cheese_probe

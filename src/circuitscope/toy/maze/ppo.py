@@ -14,15 +14,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from circuitscope.progress import OnProgress
 from circuitscope.toy.checkpoint import check_run_folder, resume_checkpoint, save_checkpoint
+from circuitscope.toy.errors import LabConfigError
 from circuitscope.toy.maze.config import MazeConfig
-from circuitscope.toy.maze.env import MazeEnv, level_seed
+from circuitscope.toy.maze.levels import level_seed
 from circuitscope.toy.maze.policy import MazePolicy
 from circuitscope.toy.trainer import TrainConfig, TrainResult
+
+if TYPE_CHECKING:
+    from circuitscope.toy.maze.env import MazeEnv
 
 __all__ = ["Rollout", "collect_rollout", "train_ppo"]
 
@@ -58,15 +63,29 @@ def _gae(
     return advantages
 
 
+def _maze_env() -> type[MazeEnv]:
+    """The gymnasium environment class, imported here: PPO is the one part of the lab that needs gymnasium."""
+    try:
+        from circuitscope.toy.maze.env import MazeEnv
+    except ModuleNotFoundError as err:
+        if err.name != "gymnasium":
+            raise
+        raise LabConfigError(
+            "PPO steps a gymnasium environment, and gymnasium is not installed: pip install 'circuitscope[labs]' "
+            "(or train by imitation, the default)"
+        ) from err
+    return MazeEnv
+
+
 def collect_rollout(policy: MazePolicy, config: MazeConfig, generator: torch.Generator) -> Rollout:
     """Step ``ppo_envs`` fresh environments ``ppo_horizon`` times."""
-    levels = config.train_levels()
+    levels, env_class = config.train_levels(), _maze_env()
 
     def new_level() -> int:
         return level_seed(config.seed, int(torch.randint(config.n_train_mazes, (1,), generator=generator)))
 
-    envs = [MazeEnv(levels, config.max_episode_steps) for _ in range(config.ppo_envs)]
-    obs = torch.stack([env.reset(new_level())[0] for env in envs])
+    envs = [env_class(levels, config.max_episode_steps) for _ in range(config.ppo_envs)]
+    obs = torch.stack([torch.from_numpy(env.reset(seed=new_level())[0]) for env in envs])
     frames, actions, log_probs, values, rewards, done = [], [], [], [], [], []
     ended = succeeded = 0
     with torch.no_grad():
@@ -84,10 +103,10 @@ def collect_rollout(policy: MazePolicy, config: MazeConfig, generator: torch.Gen
                 if terminated or truncated:
                     ended += 1
                     succeeded += int(terminated)
-                    o = env.reset(new_level())[0]
+                    o = env.reset(seed=new_level())[0]
                 step_reward.append(reward)
                 step_done.append(float(terminated or truncated))
-                next_obs.append(o)
+                next_obs.append(torch.from_numpy(o))
             rewards.append(torch.tensor(step_reward))
             done.append(torch.tensor(step_done))
             obs = torch.stack(next_obs)
@@ -143,6 +162,7 @@ def train_ppo(
     """Train ``policy`` in place for ``config.steps`` iterations on ``train_config``'s learning-rate schedule and
     thread count, resuming from ``folder``. ``loss`` and the ``episode_success`` curve (the share of the
     iteration's finished episodes that reached the cheese) have one entry per iteration."""
+    _maze_env()  # refused before any work without gymnasium
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
     result = TrainResult(config=train_config, loss=[], metric_steps=[], metrics={SUCCESS: []})
     check_run_folder(folder, {"model": type(policy).__name__, "train": "ppo", "task": config.identity()})

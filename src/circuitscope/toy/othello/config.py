@@ -29,33 +29,35 @@ class OthelloConfig:
     passes: Passes = "exclude"
     """``exclude``: only games without a pass (the players alternate); ``implicit``: a pass is skipped, as in
     Li et al.'s synthetic games."""
-    n_train_games: int = 40_000
-    """Games of random legal play to train on (seeded by ``seed``)."""
+    n_train_games: int = 100_000
+    """Games of random legal play to train on (seeded by ``seed``; the default's 3,000 steps of 64 see each about
+    twice)."""
     n_test_games: int = 1000
     """Held-out games for the legal-move accuracy (another seed: none of them is a training game but by
     chance)."""
     n_probe_games: int = 1000
     """Held-out games whose activations train (80%) and test (20%) the probes (a third seed)."""
-    d_model: int = 64
-    """Residual width."""
+    d_model: int = 96
+    """Residual width (with 64 the board was learned too slowly for a 90% linear probe in minutes; see
+    docs/othello.md)."""
     n_layers: int = 4
     """Transformer blocks (pre-norm, LayerNorm, learned positions: :func:`circuitscope.toy.build_toy`'s
     defaults)."""
     n_heads: int = 4
     """Attention heads per block."""
-    d_mlp: int = 256
+    d_mlp: int = 384
     """MLP width (ReLU; the default, 4 x d_model, as in GPT-2 and Li et al.'s model)."""
     # the training fields (TrainConfig's names)
     target: Target = "legal_moves"
     """``legal_moves``: cross-entropy against the uniform distribution over the legal next moves (the expected
     next-move loss under random play: the same minimiser, less noise); ``next_move``: the move played (Li et al.)."""
-    steps: int = 1500
+    steps: int = 3000
     """Training steps."""
     batch_size: int = 64
     """Games per step (each gives up to max_moves - 1 positions to the loss, so 64 games are about 2,000
     predictions on the 6x6 board)."""
-    lr: float = 1e-3
-    """AdamW peak learning rate."""
+    lr: float = 2e-3
+    """AdamW peak learning rate (constant after the warm-up)."""
     weight_decay: float = 0.01
     """AdamW weight decay (decoupled; light: the data are fresh games, there is little to forget)."""
     warmup_steps: int = 200
@@ -118,7 +120,7 @@ class OthelloConfig:
 
     @classmethod
     def preset(cls, name: OthelloPreset) -> OthelloConfig:
-        """``default`` (6x6, 4 layers of width 64: minutes on 2 cores) or ``paper`` (8x8, 8 layers of width 256,
+        """``default`` (6x6, 4 layers of width 96: minutes on 2 cores) or ``paper`` (8x8, 8 layers of width 256,
         Li et al.'s board and depth at half their width, next-move loss: hours)."""
         if name == "default":
             return cls()
