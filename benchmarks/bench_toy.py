@@ -7,7 +7,8 @@ ways: the full forward (all positions), ``forward(last_only=True)`` and the grok
     python benchmarks/bench_toy.py --config default            # about a minute or two on a free 2-core CPU
     python benchmarks/bench_toy.py --config paper --threads 1  # long: run it in the background
 
-The grokking training step, HEAD's ``fast_last_logits`` beside the working tree's, on 1 and 2 threads
+The grokking training step, HEAD's loss (autograd through ``fast_last_logits``) beside the working tree's
+``fast_last_loss`` (closed-form gradients, a block of rows at a time), on 1 and 2 threads
 (``--config grokking-steps --repeats 10``).
 
 Superposition (``--config superposition``): seconds per training step of each experiment of
@@ -40,6 +41,7 @@ import torch
 
 from circuitscope.toy.grokking import ModularAddition, fast_last_logits
 from circuitscope.toy.grokking_lab import GrokkingConfig, build_grokking_model, run_grokking
+from circuitscope.toy.grokking_step import fast_last_loss
 
 
 def step_ratios(repeats: int) -> dict[str, float]:
@@ -86,26 +88,35 @@ def _old_module(name: str) -> ModuleType:
 
 
 def grokking_old_new(repeats: int) -> dict[str, object]:
-    """Seconds per full-batch training step of the paper configuration, HEAD's fast forward beside the new."""
+    """Seconds per full-batch training step of the paper configuration: HEAD's loss (cross-entropy of its
+    ``fast_last_logits``, through autograd) beside the working tree's ``fast_last_loss``, interleaved."""
     old = _old_module("grokking")
     cfg = GrokkingConfig.preset("paper")
     task = ModularAddition(cfg.p, cfg.train_fraction, 0)
     x, y = task.inputs()[task.train_mask()], task.labels()[task.train_mask()]
     model = build_grokking_model(cfg).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98), fused=True)
+    losses = {
+        "old": lambda: torch.nn.functional.cross_entropy(old.fast_last_logits(model, x), y),
+        "new": lambda: fast_last_loss(model, x, y),
+    }
     times: dict[str, float] = {}
     for threads in (1, 2):
         torch.set_num_threads(threads)
         for _ in range(repeats):  # interleaved, so load changes hit both alike
-            for label, forward in (("old", old.fast_last_logits), ("new", fast_last_logits)):
+            for label, loss_fn in losses.items():
                 start = time.perf_counter()
-                loss = torch.nn.functional.cross_entropy(forward(model, x), y)
-                opt.zero_grad()
+                loss = loss_fn()
+                opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 key = f"{label}, {threads} thread(s)"
                 times[key] = times.get(key, 0.0) + (time.perf_counter() - start) / repeats
-    return {"seconds_per_step": times, "speedup_1_thread": times["old, 1 thread(s)"] / times["new, 1 thread(s)"]}
+    return {
+        "seconds_per_step": times,
+        "speedup_1_thread": times["old, 1 thread(s)"] / times["new, 1 thread(s)"],
+        "speedup_2_threads": times["old, 2 thread(s)"] / times["new, 2 thread(s)"],
+    }
 
 
 def _superposition_experiments() -> dict[str, tuple[int, int, torch.Tensor, torch.Tensor]]:
@@ -127,22 +138,30 @@ def _superposition_experiments() -> dict[str, tuple[int, int, torch.Tensor, torc
 
 
 def superposition_steps(steps: int, threads: int | None) -> dict[str, object]:
-    """Seconds per step, old (HEAD) beside new, per experiment; both trained ``steps`` steps, alternating."""
+    """Seconds per step, old (HEAD) beside new, per experiment; both trained ``steps`` steps, alternating.
+
+    The new code's seconds per step are its training loop's (``run.time.seconds``); the time it spent
+    before, measuring 1 against 2 threads when ``threads`` is None, is printed apart (``new_choose_seconds``).
+    """
     from circuitscope.toy import superposition as new
 
     old = _old_module("superposition")
     rows: dict[str, dict[str, float]] = {}
     for name, (n, m, importance, probability) in _superposition_experiments().items():
         imp, prob = importance.contiguous(), probability.contiguous()
-        row = {"new_sampling_share": 0.0}
+        row = {"new_sampling_share": 0.0, "new_choose_seconds": 0.0}
         for label in ("old", "new", "old", "new"):  # twice each, alternating: load drifts hit both
             start = time.perf_counter()
             if label == "old":
-                old.train_superposition(n, m, imp, prob, steps=steps)
+                old.train_superposition(n, m, imp, prob, old.TrainingOptions(steps=steps, threads=threads))
+                spent = time.perf_counter() - start
             else:
                 run = new.train_superposition(n, m, imp, prob, new.TrainingOptions(steps=steps, threads=threads))
+                spent = run.time.seconds
+                row["new_choose_seconds"] += (time.perf_counter() - start - spent) / 2
                 row["new_sampling_share"] += run.time.sampling_share / 2
-            row[label] = row.get(label, 0.0) + (time.perf_counter() - start) / (2 * steps)
+                row["new_threads"] = run.time.threads
+            row[label] = row.get(label, 0.0) + spent / (2 * steps)
         row["speedup"] = row["old"] / row["new"]
         rows[name] = row
         print(f"  {name}: {row}", file=sys.stderr, flush=True)
@@ -151,7 +170,7 @@ def superposition_steps(steps: int, threads: int | None) -> dict[str, object]:
         "seconds_per_step": rows,
         "projected_seconds_10k_steps_each": total,
         "steps_timed": steps,
-        "threads_new": threads if threads is not None else "chosen by size (choose_threads)",
+        "threads_new": threads if threads is not None else "measured (choose_threads)",
         "threads_old": torch.get_num_threads(),
     }
 

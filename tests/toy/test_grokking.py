@@ -15,6 +15,7 @@ from circuitscope.toy.grokking import (
     fast_last_logits,
     key_frequencies,
     key_frequency_part,
+    progress_losses,
     restricted_loss,
 )
 from circuitscope.toy.grokking_lab import GrokkingConfig, build_grokking_model, run_grokking
@@ -63,6 +64,8 @@ def test_restricted_and_excluded_loss_equal_their_definitions() -> None:
     mask = ModularAddition(p, 0.3, 0).train_mask()
     expected_excluded = torch.nn.functional.cross_entropy(other.reshape(p * p, p)[mask], labels[mask])
     assert excluded_loss(table, [2], mask) == pytest.approx(float(expected_excluded), rel=1e-9)
+    expected = (float(expected_restricted), float(expected_excluded))
+    assert progress_losses(table, [2], mask) == pytest.approx(expected, rel=1e-9)  # both from one projection
     norms = torch.full((20,), 0.01)
     norms[[1, 5]] = torch.tensor([1.0, 0.9])
     assert key_frequencies(norms) == [2, 6]

@@ -36,6 +36,7 @@ __all__ = [
     "key_frequencies",
     "key_frequency_part",
     "logit_table",
+    "progress_losses",
     "restricted_loss",
 ]
 
@@ -167,18 +168,22 @@ def key_frequencies(norms: Float[torch.Tensor, " freq"], ratio: float = 3.0) -> 
 
 
 def key_frequency_part(table: Float[torch.Tensor, "p p c"], keys: list[int]) -> Float[torch.Tensor, "p p c"]:
-    """Projection of each ``L[:, :, c]`` onto ``cos(w_k (a + b))`` and ``sin(w_k (a + b))`` for k in ``keys``."""
+    """Projection of each ``L[:, :, c]`` onto ``cos(w_k (a + b))`` and ``sin(w_k (a + b))`` for k in ``keys``.
+
+    The waves of distinct frequencies are orthogonal over the p x p grid, so the projection is the sum of the
+    projections on each wave: two matrix products over the grid, ``waves [2K, p²] @ L [p², c]`` for the
+    coefficients and ``wavesᵀ @ coefficients`` for the part.
+    """
     p = table.shape[0]
-    s = (torch.arange(p)[:, None] + torch.arange(p)[None, :]).double()  # a + b
-    part = torch.zeros_like(table, dtype=torch.float64)
-    t = table.double()
     for k in keys:
         if not 1 <= k <= (p - 1) // 2:
             raise LabConfigError(f"frequency {k} is outside 1..{(p - 1) // 2}")
-        for wave in (torch.cos(2 * math.pi * k * s / p), torch.sin(2 * math.pi * k * s / p)):
-            coef = torch.einsum("abc,ab->c", t, wave) / wave.pow(2).sum()
-            part += wave[:, :, None] * coef[None, None, :]
-    return part.to(table.dtype)
+    s = (torch.arange(p)[:, None] + torch.arange(p)[None, :]).double().reshape(-1)  # a + b over the grid
+    angles = [2 * math.pi * k * s / p for k in keys]
+    waves = torch.stack([f(a) for a in angles for f in (torch.cos, torch.sin)])  # [2K, p²]
+    t = table.double().reshape(p * p, -1)
+    coef = (waves @ t) / waves.pow(2).sum(1, keepdim=True)  # [2K, c]
+    return (waves.T @ coef).reshape(table.shape).to(table.dtype)
 
 
 def _ce(table: torch.Tensor, mask: torch.Tensor | None = None) -> float:
@@ -201,3 +206,12 @@ def excluded_loss(
 ) -> float:
     """Loss on the training pairs of the logits with the key-frequency part removed."""
     return _ce(table.double() - key_frequency_part(table, keys).double(), train_mask)
+
+
+def progress_losses(
+    table: Float[torch.Tensor, "p p p"], keys: list[int], train_mask: Bool[torch.Tensor, " pair"]
+) -> tuple[float, float]:
+    """``(restricted_loss, excluded_loss)`` of one table, the key-frequency part computed once for both."""
+    part = key_frequency_part(table, keys).double()
+    t = table.double()
+    return _ce(t.mean((0, 1), keepdim=True) + part), _ce(t - part, train_mask)

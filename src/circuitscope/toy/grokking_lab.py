@@ -27,12 +27,12 @@ from circuitscope.toy.errors import LabConfigError
 from circuitscope.toy.grokking import (
     ModularAddition,
     embedding_fourier_norms,
-    excluded_loss,
     fast_last_logits,
     key_frequencies,
     logit_table,
-    restricted_loss,
+    progress_losses,
 )
+from circuitscope.toy.grokking_step import fast_last_loss
 from circuitscope.toy.lab_config import LabConfig, lab_preset
 from circuitscope.toy.model import build_toy_of
 from circuitscope.toy.threads import fastest_thread_count
@@ -183,7 +183,7 @@ def _train(
 
     def loss_fn(m: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         assert isinstance(m, ToyTransformer)
-        return torch.nn.functional.cross_entropy(fast_last_logits(m, batch[0]), batch[1])
+        return fast_last_loss(m, batch[0], batch[1])
 
     model, metrics = build_grokking_model(config), _metrics(config, task)
     identity = {"task": "modular_addition", "p": config.p, "train_fraction": config.train_fraction}
@@ -240,12 +240,12 @@ def run_grokking(
     m = run.metrics
     keys = key_frequencies(torch.tensor(m["fourier_norms"][-1]))
     restricted, excluded = [], []
-    probe = build_grokking_model(config)
+    probe, mask = build_grokking_model(config), task.train_mask()
     for step in track(run.metric_steps, "restricted and excluded loss", on_progress):
         probe.load_state_dict(load_model_weights(folder, step))
-        table = logit_table(probe, task)
-        restricted.append(restricted_loss(table, keys))
-        excluded.append(excluded_loss(table, keys, task.train_mask()))
+        r, e = progress_losses(logit_table(probe, task), keys, mask)
+        restricted.append(r)
+        excluded.append(e)
     names = ("train_loss", "test_loss", "train_accuracy", "test_accuracy", "weight_norm", "fourier_norms", "seconds")
     curves: dict[str, Any] = {name: m[name] for name in names}  # GrokkingResult's fields of the same names
     result = GrokkingResult(

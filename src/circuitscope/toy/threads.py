@@ -1,4 +1,4 @@
-"""The torch thread count a small model trains fastest on, measured on this machine as it is now.
+"""The thread count a small model trains fastest on, measured on this machine as it is now.
 
 On a shared CPU, small products lose more to handing work between threads than they gain (a thread
 that the scheduler parks stalls the others at every operation), so the default count (every core)
@@ -13,32 +13,40 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["fastest_thread_count"]
+__all__ = ["fastest_count", "fastest_thread_count"]
+
+
+def fastest_count(work: Callable[[int], object], candidates: tuple[int, ...], repeats: int = 3) -> int:
+    """The count in ``candidates`` for which ``work(count)`` is fastest.
+
+    ``work`` runs once per count to warm up, then ``repeats`` times per count, the counts taking turns so
+    that a change of load hits all of them; the best time of each count decides. ``work`` must leave no
+    trace (e.g. a forward and backward pass whose gradients the caller clears).
+    """
+    if len(candidates) == 1:
+        return candidates[0]
+    best = dict.fromkeys(candidates, float("inf"))
+    for n in candidates:
+        work(n)
+    for _ in range(repeats):
+        for n in candidates:
+            start = time.perf_counter()
+            work(n)
+            best[n] = min(best[n], time.perf_counter() - start)
+    return min(candidates, key=lambda n: best[n])
 
 
 def fastest_thread_count(work: Callable[[], object], candidates: tuple[int, ...] = (1, 2), repeats: int = 3) -> int:
-    """The count in ``candidates`` (those above the cores torch may use dropped) under which ``work()`` is fastest.
-
-    ``work`` runs once per count to warm up, then ``repeats`` times per count, the counts taking turns so
-    that a change of load hits all of them; the best time of each count decides. The thread count is
-    restored afterwards. ``work`` must leave no trace (e.g. a forward and backward pass whose gradients
-    the caller clears).
-    """
+    """The torch thread count in ``candidates`` (those above the cores torch may use dropped) under which
+    ``work()`` is fastest, measured by :func:`fastest_count`; the thread count is restored afterwards."""
     previous = torch.get_num_threads()
-    counts = [n for n in candidates if 1 <= n <= max(previous, 1)] or [1]
-    if len(counts) == 1:
-        return counts[0]
-    best = dict.fromkeys(counts, float("inf"))
+    counts = tuple(n for n in candidates if 1 <= n <= max(previous, 1)) or (1,)
+
+    def run(n: int) -> None:
+        torch.set_num_threads(n)
+        work()
+
     try:
-        for n in counts:
-            torch.set_num_threads(n)
-            work()
-        for _ in range(repeats):
-            for n in counts:
-                torch.set_num_threads(n)
-                start = time.perf_counter()
-                work()
-                best[n] = min(best[n], time.perf_counter() - start)
+        return fastest_count(run, counts, repeats)
     finally:
         torch.set_num_threads(previous)
-    return min(counts, key=lambda n: best[n])
