@@ -36,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import torch
 
@@ -44,12 +45,18 @@ from circuitscope.toy.grokking_lab import GrokkingConfig, build_grokking_model, 
 from circuitscope.toy.grokking_step import fast_last_loss
 
 
-def step_ratios(repeats: int) -> dict[str, float]:
+def _paper_training() -> tuple[torch.Tensor, torch.Tensor, Any, torch.optim.Optimizer]:
+    """The paper configuration's full training batch, a fresh model in training mode and its AdamW."""
     cfg = GrokkingConfig.preset("paper")
     task = ModularAddition(cfg.p, cfg.train_fraction, 0)
     x, y = task.inputs()[task.train_mask()], task.labels()[task.train_mask()]
     model = build_grokking_model(cfg).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98), fused=True)
+    return x, y, model, opt
+
+
+def step_ratios(repeats: int) -> dict[str, float]:
+    x, y, model, opt = _paper_training()
     ways = {
         "full_forward": lambda: model(x).logits[:, -1],
         "last_only": lambda: model(x, last_only=True).logits[:, -1],
@@ -91,11 +98,7 @@ def grokking_old_new(repeats: int) -> dict[str, object]:
     """Seconds per full-batch training step of the paper configuration: HEAD's loss (cross-entropy of its
     ``fast_last_logits``, through autograd) beside the working tree's ``fast_last_loss``, interleaved."""
     old = _old_module("grokking")
-    cfg = GrokkingConfig.preset("paper")
-    task = ModularAddition(cfg.p, cfg.train_fraction, 0)
-    x, y = task.inputs()[task.train_mask()], task.labels()[task.train_mask()]
-    model = build_grokking_model(cfg).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98), fused=True)
+    x, y, model, opt = _paper_training()
     losses = {
         "old": lambda: torch.nn.functional.cross_entropy(old.fast_last_logits(model, x), y),
         "new": lambda: fast_last_loss(model, x, y),

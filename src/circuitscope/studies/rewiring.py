@@ -113,6 +113,7 @@ class RewiringConfig:
         require_at_least(self, ("ood_context_size",), StudyConfigError, minimum=2)
         if self.circuit_method not in METHODS:
             raise StudyConfigError(f"circuit_method must be one of {', '.join(METHODS)}, got {self.circuit_method!r}")
+        # The end of a config's checks, alike in shape to toy/trainer.py:TrainConfig's (different fields, on purpose).
         if not 0 < self.circuit_target <= 1:
             raise StudyConfigError(f"circuit_target must lie in (0, 1], got {self.circuit_target}")
         if self.n_boot < 100:

@@ -58,6 +58,9 @@ AdditionInit = Literal["fan_in", "normal"]
 """The model's initial weights: ``fan_in``, std 1/sqrt(fan-in) (embeddings 1/sqrt(d_model)); ``normal``, std 0.02."""
 
 
+# Same shape as src/circuitscope/sae/train_config.py:TrainConfig, src/circuitscope/finetune/config.py:FinetuneConfig
+# and src/circuitscope/studies/rewiring.py:RewiringConfig on purpose: each a config's own counts and settings, a
+# docstring under each field (the house style); the lab's training fields come from LabConfig, not from them.
 @dataclass(frozen=True)
 class AdditionConfig(LabConfig):
     """The n-digit addition experiment."""

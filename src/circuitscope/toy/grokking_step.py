@@ -30,6 +30,8 @@ BLOCK_ROWS = 4096
 d_mlp of 512) then stay in a core's 2 MB cache."""
 
 
+# Same shape as src/circuitscope/core/weights.py:MLPWeights on purpose: a dataclass of weight tensors, a docstring
+# under each field; these are one step's per-token tables and the grokking model's own weights, not a view of a block.
 @dataclass(frozen=True)
 class _Tables:
     """Per-token tensors of the attention (computed by autograd) and the per-example weights."""

@@ -28,6 +28,7 @@ from circuitscope.toy.othello.config import OthelloConfig
 from circuitscope.toy.othello.games import PAD, replay
 from circuitscope.toy.othello.training import model_inputs
 
+# The names this module exports, one per line (alike in shape to other modules' lists, on purpose).
 __all__ = [
     "BoardProbe",
     "Framing",
