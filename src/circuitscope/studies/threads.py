@@ -9,29 +9,16 @@ previous count afterwards.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import torch
 
-from circuitscope.toy.threads import fastest_thread_count
+from circuitscope.toy.threads import fastest_thread_count, torch_threads
 
 if TYPE_CHECKING:
     from circuitscope.core.hooked_model import HookedModel
 
 __all__ = ["forward_threads", "torch_threads"]
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """torch's CPU thread count set to ``n`` inside the block, the previous count restored after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def forward_threads(model: HookedModel, tokens: torch.Tensor, layer: int) -> int:

@@ -38,7 +38,7 @@ from circuitscope.toy.addition import (
 from circuitscope.toy.errors import LabConfigError
 from circuitscope.toy.lab_config import LabConfig, lab_preset
 from circuitscope.toy.model import build_toy_of
-from circuitscope.toy.threads import fastest_thread_count
+from circuitscope.toy.threads import fastest_thread_count, torch_threads
 from circuitscope.toy.trainer import MetricFn, TrainConfig, seeded_batches, train
 
 __all__ = [
@@ -328,13 +328,8 @@ def run_addition(
     curves = run.curve("digit_loss")
     entropy = digit_entropy(test)
     model.eval()
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)  # the count training measured fastest, for the ablations too
-    try:
-        with torch.no_grad():
-            carry, no_carry, wrong = _head_effects(model, test, on_progress)
-    finally:
-        torch.set_num_threads(previous)
+    with torch_threads(threads), torch.no_grad():  # the count training measured fastest, for the ablations too
+        carry, no_carry, wrong = _head_effects(model, test, on_progress)
     return AdditionResult(
         config=config,
         steps=run.metric_steps,

@@ -9,11 +9,23 @@ gains from a second core. Which holds depends on the size and on the load, so it
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 
-__all__ = ["fastest_count", "fastest_thread_count"]
+__all__ = ["fastest_count", "fastest_thread_count", "torch_threads"]
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's CPU thread count set to ``n`` inside the block, the previous count restored after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def fastest_count(work: Callable[[int], object], candidates: tuple[int, ...], repeats: int = 3) -> int:

@@ -25,7 +25,7 @@ from circuitscope.toy.maze.policy import MazePolicy
 from circuitscope.toy.maze.ppo import train_ppo
 from circuitscope.toy.maze.probe import CheeseProbe, cheese_probe
 from circuitscope.toy.maze.rollouts import Episode, Misgeneralization, misgeneralization, run_episodes
-from circuitscope.toy.threads import fastest_thread_count
+from circuitscope.toy.threads import fastest_thread_count, torch_threads
 from circuitscope.toy.trainer import TrainConfig, TrainResult
 
 __all__ = ["MazeResult", "mazes_outside_region", "run_maze", "train_maze_policy"]
@@ -159,12 +159,8 @@ def run_maze(
     policy, run = train_maze_policy(config, out, threads, on_progress)
     train_seconds = time.perf_counter() - start if run.resumed_from != config.steps else 0.0
     chosen = int(run.config.threads or torch.get_num_threads())
-    previous = torch.get_num_threads()
-    torch.set_num_threads(chosen)  # small convolutions lose on a busy machine's extra threads
-    try:
+    with torch_threads(chosen):  # small convolutions lose on a busy machine's extra threads
         goal, sweep, probe, shown = _measure(config, policy, on_progress)
-    finally:
-        torch.set_num_threads(previous)
     curve_name = next(iter(run.metrics))
     return MazeResult(
         config=config,

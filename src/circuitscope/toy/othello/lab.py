@@ -23,6 +23,7 @@ from circuitscope.toy.othello.games import PAD
 from circuitscope.toy.othello.intervene import EditResult, choose_edits, edit_board
 from circuitscope.toy.othello.probes import Framing, ProbeKind, ProbeScore, fit_all_probes, probe_data
 from circuitscope.toy.othello.training import legal_move_accuracy, next_legal, othello_games, train_othello
+from circuitscope.toy.threads import torch_threads
 
 __all__ = ["OthelloResult", "run_othello"]
 
@@ -102,16 +103,14 @@ def run_othello(
     start = time.perf_counter()
     model, run = train_othello(config, games, out, threads, count)
     seconds = time.perf_counter() - start
-    hooked, previous = HookedModel(model), torch.get_num_threads()
-    try:  # the analysis on the training's thread count too (small products: more threads can be slower)
-        torch.set_num_threads(run.config.threads or previous)
+    hooked = HookedModel(model)
+    # the analysis on the training's thread count too (small products: more threads can be slower)
+    with torch_threads(run.config.threads or torch.get_num_threads()):
         data = probe_data(hooked, config, games.probe)
         scores, relative = fit_all_probes(data, config, on_progress)
         cases = choose_edits(config, data, config.n_edits, config.seed)
         edits = edit_board(hooked, config, relative, games.probe, cases, strength)
         final = legal_move_accuracy(model, config, games.test, next_legal(config, games.test))
-    finally:
-        torch.set_num_threads(previous)
     return OthelloResult(
         config=config,
         steps=run.metric_steps,

@@ -11,8 +11,6 @@ legal move of the true position.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from circuitscope.progress import OnProgress
 from circuitscope.toy.model import build_toy_of
 from circuitscope.toy.othello.config import OthelloConfig
 from circuitscope.toy.othello.games import PAD, random_games, replay
-from circuitscope.toy.threads import fastest_thread_count
+from circuitscope.toy.threads import fastest_thread_count, torch_threads
 from circuitscope.toy.trainer import Batch, TrainConfig, TrainResult, shuffled_batches, train
 
 __all__ = [
@@ -56,16 +54,6 @@ TEST_SEED, PROBE_SEED = 1_000_001, 2_000_003
 """Offsets of the held-out and probe games' seeds from the training games' seed."""
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def othello_games(config: OthelloConfig) -> OthelloGames:
     """The training, held-out and probe games of ``config``: random legal play from three seeds (on one torch
     thread: the rules are many small element-wise operations, which more threads only slow down)."""
@@ -74,7 +62,7 @@ def othello_games(config: OthelloConfig) -> OthelloGames:
     def games(n: int, seed: int) -> torch.Tensor:
         return random_games(geometry, n, config.seed + seed, config.passes)
 
-    with _one_thread():
+    with torch_threads(1):
         return OthelloGames(
             games(config.n_train_games, 0),
             games(config.n_test_games, TEST_SEED),
@@ -150,7 +138,7 @@ def train_othello(
     legal-move accuracy at every checkpoint (metric ``legal_move_accuracy``)."""
     model, loss_fn = build_othello_model(config), _loss(config)
     n_squares = config.geometry().n_squares
-    with _one_thread():  # the legal moves of every position, replayed once, 64 squares to an int64
+    with torch_threads(1):  # the legal moves of every position, replayed once, 64 squares to an int64
         legal_bits = torch.cat([_packed(next_legal(config, chunk)) for chunk in games.train.split(4096)])
         test_legal = next_legal(config, games.test)
     shuffled = shuffled_batches(games.train, legal_bits, batch_size=config.batch_size, seed=config.seed)
