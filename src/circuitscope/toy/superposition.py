@@ -26,7 +26,7 @@ from torch import nn
 from circuitscope.progress import OnProgress
 from circuitscope.toy.errors import LabConfigError
 from circuitscope.toy.superposition_step import TrainingStep, instance_chunks
-from circuitscope.toy.threads import fastest_count
+from circuitscope.toy.threads import fastest_count, torch_threads
 
 __all__ = [
     "PAPER_TRAINING",
@@ -114,12 +114,10 @@ def choose_threads(
         n: TrainingStep(W, b, importance, probability, batch_size=options.batch_size, seed=options.seed + 1, threads=n)
         for n in candidates
     }
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
     try:
-        return fastest_count(lambda n: [steps[n].gradients(with_loss=False) for _ in range(repeat)], candidates)
+        with torch_threads(1):
+            return fastest_count(lambda n: [steps[n].gradients(with_loss=False) for _ in range(repeat)], candidates)
     finally:
-        torch.set_num_threads(previous)
         for step in steps.values():
             step.__exit__()
 
@@ -192,12 +190,11 @@ def train_superposition(
     importance, probability = importance.float().contiguous(), probability.float().contiguous()
     optimizer = torch.optim.Adam([model.W, model.b_final], lr=options.lr, fused=True)
     losses: list[torch.Tensor] = []
-    previous = torch.get_num_threads()
     threads = options.threads or choose_threads(model.W, model.b_final, importance, probability, options)
-    torch.set_num_threads(1)  # each training thread runs torch on one thread
     start = time.perf_counter()
-    try:
-        with TrainingStep(
+    with (
+        torch_threads(1),  # each training thread runs torch on one thread
+        TrainingStep(
             model.W,
             model.b_final,
             importance,
@@ -205,19 +202,18 @@ def train_superposition(
             batch_size=options.batch_size,
             seed=options.seed,
             threads=threads,
-        ) as step:
-            if on_progress is not None:
-                on_progress(description, 0, steps)
-            for i in range(steps):
-                log = i % log_every == 0 or i == steps - 1
-                loss = step.gradients(with_loss=log)  # into model.W.grad, model.b_final.grad
-                optimizer.step()
-                if loss is not None:
-                    losses.append(loss)
-                    if on_progress is not None:
-                        on_progress(description, i + 1, steps)
-    finally:
-        torch.set_num_threads(previous)
+        ) as step,
+    ):
+        if on_progress is not None:
+            on_progress(description, 0, steps)
+        for i in range(steps):
+            log = i % log_every == 0 or i == steps - 1
+            loss = step.gradients(with_loss=log)  # into model.W.grad, model.b_final.grad
+            optimizer.step()
+            if loss is not None:
+                losses.append(loss)
+                if on_progress is not None:
+                    on_progress(description, i + 1, steps)
     seconds = time.perf_counter() - start
     spent = TrainingTime(seconds, seconds * step.sampling_share, step.threads)
     values = torch.stack(losses).tolist()

@@ -26,6 +26,7 @@ import torch
 from circuitscope.progress import OnProgress
 from circuitscope.toy.checkpoint import check_run_folder, resume_checkpoint, save_checkpoint
 from circuitscope.toy.errors import LabConfigError
+from circuitscope.toy.threads import torch_threads
 
 __all__ = [
     "Batch",
@@ -262,23 +263,20 @@ def train(
             state = {"loss": result.loss, "metric_steps": result.metric_steps, "metrics": result.metrics}
             save_checkpoint(folder, step, model, optimizer, state)
 
-    previous_threads = torch.get_num_threads()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    try:
-        model.train()
-        if start == 0 and not result.metric_steps:
-            checkpoint(0)
-        if on_progress is not None:
-            on_progress(description, start, config.steps)
-        for step in range(start, config.steps):
-            result.loss.append(_update(model, loss_fn, batches(step), optimizer, config, step))
-            done_steps = step + 1
-            if done_steps % config.checkpoint_every == 0 or done_steps == config.steps:
-                checkpoint(done_steps)
+    with torch_threads(config.threads or torch.get_num_threads()):
+        try:
+            model.train()
+            if start == 0 and not result.metric_steps:
+                checkpoint(0)
             if on_progress is not None:
-                on_progress(description, done_steps, config.steps)
-    finally:
-        torch.set_num_threads(previous_threads)
-        model.eval()
+                on_progress(description, start, config.steps)
+            for step in range(start, config.steps):
+                result.loss.append(_update(model, loss_fn, batches(step), optimizer, config, step))
+                done_steps = step + 1
+                if done_steps % config.checkpoint_every == 0 or done_steps == config.steps:
+                    checkpoint(done_steps)
+                if on_progress is not None:
+                    on_progress(description, done_steps, config.steps)
+        finally:
+            model.eval()
     return result

@@ -24,6 +24,7 @@ from circuitscope.toy.errors import LabConfigError
 from circuitscope.toy.maze.config import MazeConfig
 from circuitscope.toy.maze.levels import level_seed
 from circuitscope.toy.maze.policy import MazePolicy
+from circuitscope.toy.threads import torch_threads
 from circuitscope.toy.trainer import TrainConfig, TrainResult
 
 if TYPE_CHECKING:
@@ -172,28 +173,25 @@ def train_ppo(
         start = result.resumed_from = int(state["step"])
         result.loss, result.metric_steps = list(state["loss"]), list(state["metric_steps"])
         result.metrics = {SUCCESS: list(state["metrics"][SUCCESS])}
-    previous = torch.get_num_threads()
-    if train_config.threads is not None:
-        torch.set_num_threads(train_config.threads)
-    try:
-        policy.train()
-        if on_progress is not None:
-            on_progress("maze ppo", start, config.steps)
-        for it in range(start, config.steps):
-            for group in optimizer.param_groups:
-                group["lr"] = train_config.lr_at(it)
-            generator = torch.Generator().manual_seed(config.seed * 1_000_003 + it)
-            rollout = collect_rollout(policy, config, generator)
-            result.loss.append(_update(policy, optimizer, rollout, config, generator))
-            done = it + 1
-            result.metric_steps.append(done)
-            result.metrics[SUCCESS].append(rollout.success)
-            if done % config.checkpoint_every == 0 or done == config.steps:
-                saved = {"loss": result.loss, "metric_steps": result.metric_steps, "metrics": result.metrics}
-                save_checkpoint(folder, done, policy, optimizer, saved)
+    with torch_threads(train_config.threads or torch.get_num_threads()):
+        try:
+            policy.train()
             if on_progress is not None:
-                on_progress("maze ppo", done, config.steps)
-    finally:
-        torch.set_num_threads(previous)
-        policy.eval()
+                on_progress("maze ppo", start, config.steps)
+            for it in range(start, config.steps):
+                for group in optimizer.param_groups:
+                    group["lr"] = train_config.lr_at(it)
+                generator = torch.Generator().manual_seed(config.seed * 1_000_003 + it)
+                rollout = collect_rollout(policy, config, generator)
+                result.loss.append(_update(policy, optimizer, rollout, config, generator))
+                done = it + 1
+                result.metric_steps.append(done)
+                result.metrics[SUCCESS].append(rollout.success)
+                if done % config.checkpoint_every == 0 or done == config.steps:
+                    saved = {"loss": result.loss, "metric_steps": result.metric_steps, "metrics": result.metrics}
+                    save_checkpoint(folder, done, policy, optimizer, saved)
+                if on_progress is not None:
+                    on_progress("maze ppo", done, config.steps)
+        finally:
+            policy.eval()
     return result
